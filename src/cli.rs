@@ -1,0 +1,94 @@
+//! The command line, in Prometheus' conventions: dotted long flags, `--flag=value`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::duration;
+use crate::logging::{LogFormat, LogLevel};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const REVISION: &str = env!("VANTAGE_REVISION");
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vantage",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("VANTAGE_REVISION"), ")"),
+    about = "Availability prober and Prometheus exporter"
+)]
+pub struct Cli {
+    /// Config file
+    #[arg(
+        long = "config.file",
+        value_name = "PATH",
+        default_value = "exporter.yml",
+        global = true
+    )]
+    pub config_file: PathBuf,
+
+    /// Address to serve /metrics on; ":PORT" listens on every interface
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = ":9875"
+    )]
+    pub listen_address: String,
+
+    /// This instance's location label, overriding `location` in the config
+    #[arg(
+        long = "location",
+        env = "VANTAGE_LOCATION",
+        value_name = "NAME",
+        global = true
+    )]
+    pub location: Option<String>,
+
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
+    pub log_level: LogLevel,
+
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config file and print a summary; exit 1 naming file:line:column on error
+    #[command(name = "check-config")]
+    CheckConfig {
+        /// The file to check (default: --config.file)
+        path: Option<PathBuf>,
+    },
+    /// Run one probe now and print a report; exit 0 on success, 1 on failure, 2 if it cannot run
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// HOST:PORT to probe; with --name, the named check is pointed at this address instead
+    pub target: Option<String>,
+
+    /// Probe type
+    #[arg(long = "type", value_enum, default_value_t = ProbeType::Tcp)]
+    pub kind: ProbeType,
+
+    /// Run the check of this target from the config file, with all of its settings
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Deadline of the run (default: 5s, or the named target's timeout)
+    #[arg(long, value_parser = duration::parse)]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProbeType {
+    Tcp,
+    Tls,
+    Http,
+    Icmp,
+    Dns,
+}

@@ -1,0 +1,864 @@
+//! The validated config: `exporter.yml` parsed (see `raw`) and then checked and built, in one
+//! function, into targets that are ready to run. Runtime code never parses a string.
+//!
+//! Validation collects every mistake it can find rather than stopping at the first, and each
+//! names file, line, column and key path.
+
+pub mod duration;
+mod error;
+mod raw;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::bytes::Regex;
+use serde_saphyr::Location;
+
+pub use error::{ConfigError, ConfigErrors};
+use raw::{Kind, RawConfig, RawDefaults, RawTarget, RawTcp, S};
+
+use crate::net::{Host, IpVersion};
+use crate::probe::tcp::{Step, TcpProbe};
+use crate::probe::{Probe, RunPolicy};
+use duration::ConfigDuration;
+
+pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 512;
+/// Far above any file-descriptor limit; it only keeps absurd values out of the semaphore.
+const MAX_CONCURRENT_PROBES_LIMIT: usize = 1_000_000;
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Label names that probe series use themselves; a static label must not shadow one.
+const RESERVED_LABELS: [&str; 20] = [
+    "name",
+    "probe",
+    "target",
+    "location",
+    "reason",
+    "step",
+    "result",
+    "stat",
+    "version",
+    "cipher",
+    "cert_index",
+    "subject",
+    "issuer",
+    "serial",
+    "dns_names",
+    "sha256",
+    "rcode",
+    "assertion",
+    "le",
+    "quantile",
+];
+
+/// A config that passed validation.
+#[derive(Debug)]
+pub struct Config {
+    /// This instance's vantage point, after `--location` / `VANTAGE_LOCATION`.
+    pub location: String,
+    pub max_concurrent_probes: usize,
+    /// The targets this instance runs.
+    pub targets: Vec<Arc<Target>>,
+    /// Names of targets whose `locations` do not include this instance's.
+    pub elsewhere: Vec<String>,
+}
+
+/// One configured check.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub probe: Probe,
+    pub policy: RunPolicy,
+    pub interval: Duration,
+    pub interval_on_failure: Option<Duration>,
+    /// The identity of every series of this target: name, probe, target, location, static labels.
+    pub labels: Vec<(String, String)>,
+}
+
+impl Target {
+    /// A target from the command line (`vantage probe HOST:PORT`): a bare TCP connect.
+    pub fn adhoc_tcp(address: &str, timeout: Duration, location: &str) -> Result<Target, String> {
+        let (host, port) = parse_address(address)?;
+        let probe = Probe::Tcp(TcpProbe {
+            host,
+            port,
+            ip_version: IpVersion::Auto,
+            steps: Vec::new(),
+            hold: Duration::ZERO,
+        });
+        Ok(Target::new(
+            "adhoc".to_string(),
+            probe,
+            RunPolicy {
+                timeout,
+                retries: 0,
+                retry_delay: DEFAULT_RETRY_DELAY,
+            },
+            timeout + Duration::from_secs(1),
+            None,
+            location,
+            &BTreeMap::new(),
+        ))
+    }
+
+    /// The same check, pointed at another `HOST:PORT` (`vantage probe --name=X HOST:PORT`).
+    pub fn retarget(&self, address: &str) -> Result<Target, String> {
+        let (host, port) = parse_address(address)?;
+        let probe = match &self.probe {
+            Probe::Tcp(tcp) => Probe::Tcp(TcpProbe {
+                host,
+                port,
+                ip_version: tcp.ip_version,
+                steps: tcp.steps.clone(),
+                hold: tcp.hold,
+            }),
+        };
+        let target_label = probe.target();
+        let labels = self
+            .labels
+            .iter()
+            .map(|(k, v)| {
+                let v = if k == "target" { &target_label } else { v };
+                (k.clone(), v.clone())
+            })
+            .collect();
+        Ok(Target {
+            name: self.name.clone(),
+            probe,
+            policy: self.policy,
+            interval: self.interval,
+            interval_on_failure: self.interval_on_failure,
+            labels,
+        })
+    }
+
+    fn new(
+        name: String,
+        probe: Probe,
+        policy: RunPolicy,
+        interval: Duration,
+        interval_on_failure: Option<Duration>,
+        location: &str,
+        static_labels: &BTreeMap<String, String>,
+    ) -> Target {
+        let mut labels = vec![
+            ("name".to_string(), name.clone()),
+            ("probe".to_string(), probe.kind().to_string()),
+            ("target".to_string(), probe.target()),
+            ("location".to_string(), location.to_string()),
+        ];
+        labels.extend(static_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Target {
+            name,
+            probe,
+            policy,
+            interval,
+            interval_on_failure,
+            labels,
+        }
+    }
+}
+
+/// `HOST:PORT`, with IPv6 literals bracketed (`[::1]:6379`).
+fn parse_address(text: &str) -> Result<(Host, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{text:?}: the port must be a number from 1 to 65535"))?;
+    if host.contains(':') && !host.starts_with('[') {
+        return Err(format!(
+            "{text:?}: write IPv6 addresses in brackets, e.g. [::1]:{port}"
+        ));
+    }
+    Ok((Host::parse(host)?, port))
+}
+
+/// How a config is read.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Overrides the file's `location` (`--location`, `VANTAGE_LOCATION`).
+    pub location: Option<String>,
+    /// Keep targets meant for other locations too (`vantage probe --name`).
+    pub every_location: bool,
+}
+
+pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError::whole_file(
+            &file,
+            format!("cannot read the config file: {e}"),
+        )])
+    })?;
+    parse(&text, &file, options)
+}
+
+/// Parses and validates config text; `file` names it in errors.
+pub fn parse(text: &str, file: &str, options: &LoadOptions) -> Result<Config, ConfigErrors> {
+    let mut path = String::new();
+    let raw: RawConfig = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    })
+    .map_err(|e| ConfigErrors(vec![ConfigError::from_parse(file, &e, &path)]))?;
+    Builder {
+        file,
+        errors: Vec::new(),
+    }
+    .build(&raw, options)
+}
+
+impl Config {
+    /// What `check-config` prints: enough to see that the file means what its author meant.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let location = if self.location.is_empty() {
+            "(none)"
+        } else {
+            &self.location
+        };
+        let _ = writeln!(out, "location: {location}");
+        let _ = writeln!(out, "max_concurrent_probes: {}", self.max_concurrent_probes);
+        let _ = writeln!(out, "targets: {}", self.targets.len());
+        for t in &self.targets {
+            let _ = write!(
+                out,
+                "  {} ({} {}) every {}, timeout {}",
+                t.name,
+                t.probe.kind(),
+                t.probe.target(),
+                duration::format(t.interval),
+                duration::format(t.policy.timeout)
+            );
+            if t.policy.retries > 0 {
+                let _ = write!(
+                    out,
+                    ", {} retries {} apart",
+                    t.policy.retries,
+                    duration::format(t.policy.retry_delay)
+                );
+            }
+            if let Some(iof) = t.interval_on_failure {
+                let _ = write!(out, ", every {} while failing", duration::format(iof));
+            }
+            let _ = writeln!(out);
+        }
+        if !self.elsewhere.is_empty() {
+            let _ = writeln!(
+                out,
+                "not run at this location: {}",
+                self.elsewhere.join(", ")
+            );
+        }
+        out
+    }
+}
+
+/// Where a setting's value came from, so an error about it can point at the right line.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    BuiltIn,
+    Defaults(Location),
+    Target(Location),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Setting<T> {
+    value: T,
+    origin: Origin,
+}
+
+/// The settings a target inherits: built-in values, overridden by `defaults`, then by the target.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    interval: Setting<Duration>,
+    timeout: Setting<Duration>,
+    retries: Setting<u32>,
+    retry_delay: Setting<Duration>,
+    interval_on_failure: Option<Setting<Duration>>,
+    ip_version: IpVersion,
+}
+
+/// The schedule keys as written in one place (`defaults` or a target).
+struct Overrides<'r> {
+    interval: Option<&'r S<ConfigDuration>>,
+    timeout: Option<&'r S<ConfigDuration>>,
+    retries: Option<&'r S<i64>>,
+    retry_delay: Option<&'r S<ConfigDuration>>,
+    interval_on_failure: Option<&'r S<ConfigDuration>>,
+    ip_version: Option<&'r S<IpVersion>>,
+}
+
+impl<'r> From<&'r RawDefaults> for Overrides<'r> {
+    fn from(d: &'r RawDefaults) -> Self {
+        Overrides {
+            interval: d.interval.as_ref(),
+            timeout: d.timeout.as_ref(),
+            retries: d.retries.as_ref(),
+            retry_delay: d.retry_delay.as_ref(),
+            interval_on_failure: d.interval_on_failure.as_ref(),
+            ip_version: d.ip_version.as_ref(),
+        }
+    }
+}
+
+impl<'r> From<&'r RawTarget> for Overrides<'r> {
+    fn from(t: &'r RawTarget) -> Self {
+        Overrides {
+            interval: t.interval.as_ref(),
+            timeout: t.timeout.as_ref(),
+            retries: t.retries.as_ref(),
+            retry_delay: t.retry_delay.as_ref(),
+            interval_on_failure: t.interval_on_failure.as_ref(),
+            ip_version: t.ip_version.as_ref(),
+        }
+    }
+}
+
+struct Builder<'a> {
+    file: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Builder<'_> {
+    fn error(&mut self, at: &Location, path: impl Into<String>, message: impl Into<String>) {
+        self.errors
+            .push(ConfigError::at(self.file, at, path, message));
+    }
+
+    fn build(mut self, raw: &RawConfig, options: &LoadOptions) -> Result<Config, ConfigErrors> {
+        let location = options
+            .location
+            .clone()
+            .or_else(|| raw.location.as_ref().map(|l| l.value.clone()))
+            .unwrap_or_default();
+        let global_labels = self.labels(raw.labels.as_ref(), "labels");
+        let builtin = Schedule {
+            interval: builtin(DEFAULT_INTERVAL),
+            timeout: builtin(DEFAULT_TIMEOUT),
+            retries: builtin(0),
+            retry_delay: builtin(DEFAULT_RETRY_DELAY),
+            interval_on_failure: None,
+            ip_version: IpVersion::Auto,
+        };
+        let defaults = match &raw.defaults {
+            Some(d) => {
+                let schedule = self.layer(
+                    &builtin,
+                    &Overrides::from(&d.value),
+                    "defaults",
+                    Origin::Defaults,
+                );
+                self.check_schedule(&schedule, "defaults", |o| matches!(o, Origin::Defaults(_)));
+                schedule
+            }
+            None => builtin,
+        };
+        let max_concurrent_probes = match &raw.max_concurrent_probes {
+            None => DEFAULT_MAX_CONCURRENT_PROBES,
+            Some(m) => match usize::try_from(m.value) {
+                Ok(n) if (1..=MAX_CONCURRENT_PROBES_LIMIT).contains(&n) => n,
+                _ => {
+                    self.error(
+                        &m.referenced,
+                        "max_concurrent_probes",
+                        format!(
+                            "must be from 1 to {MAX_CONCURRENT_PROBES_LIMIT}, not {}",
+                            m.value
+                        ),
+                    );
+                    DEFAULT_MAX_CONCURRENT_PROBES
+                }
+            },
+        };
+
+        let mut first_use: HashMap<&str, Location> = HashMap::new();
+        let mut targets = Vec::new();
+        let mut elsewhere = Vec::new();
+        for (i, t) in raw.targets.iter().enumerate() {
+            let path = format!("targets[{i}]");
+            let name = &t.value.name;
+            if let Some(first) = first_use.get(name.value.as_str()) {
+                self.error(
+                    &name.referenced,
+                    format!("{path}.name"),
+                    format!(
+                        "duplicate name {:?}: names must be unique (first used on line {})",
+                        name.value,
+                        first.line()
+                    ),
+                );
+            } else {
+                first_use.insert(&name.value, name.referenced);
+            }
+            let runs_here = self.runs_here(&t.value, &path, &location);
+            if let Some(target) = self.target(
+                &t.value,
+                &t.referenced,
+                &path,
+                &defaults,
+                &global_labels,
+                &location,
+            ) {
+                if runs_here || options.every_location {
+                    targets.push(Arc::new(target));
+                } else {
+                    elsewhere.push(target.name);
+                }
+            }
+        }
+
+        if self.errors.is_empty() {
+            Ok(Config {
+                location,
+                max_concurrent_probes,
+                targets,
+                elsewhere,
+            })
+        } else {
+            self.errors.sort_by_key(|e| (e.line, e.column));
+            Err(ConfigErrors(self.errors))
+        }
+    }
+
+    fn runs_here(&mut self, t: &RawTarget, path: &str, location: &str) -> bool {
+        let Some(locations) = &t.locations else {
+            return true;
+        };
+        if locations.value.is_empty() || locations.value.iter().any(|l| l.trim().is_empty()) {
+            self.error(
+                &locations.referenced,
+                format!("{path}.locations"),
+                "list one or more location names, or leave `locations` out to run everywhere",
+            );
+        }
+        locations.value.iter().any(|l| l == location)
+    }
+
+    /// Validates static labels: Prometheus label names that do not shadow vantage's own.
+    fn labels(
+        &mut self,
+        raw: Option<&S<BTreeMap<String, String>>>,
+        path: &str,
+    ) -> BTreeMap<String, String> {
+        let Some(labels) = raw else {
+            return BTreeMap::new();
+        };
+        for key in labels.value.keys() {
+            let valid = key
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            let problem = if key.is_empty() || !valid {
+                Some(
+                    "is not a valid label name: use letters, digits and _, not starting with a digit",
+                )
+            } else if key.starts_with("__") {
+                Some("starts with __, which Prometheus reserves")
+            } else if RESERVED_LABELS.contains(&key.as_str()) {
+                Some("is a label vantage sets itself")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                self.error(
+                    &labels.referenced,
+                    format!("{path}.{key}"),
+                    format!("{key:?} {problem}"),
+                );
+            }
+        }
+        labels.value.clone()
+    }
+
+    fn layer(
+        &mut self,
+        base: &Schedule,
+        over: &Overrides,
+        path: &str,
+        origin: fn(Location) -> Origin,
+    ) -> Schedule {
+        let duration = |raw: Option<&S<ConfigDuration>>, inherited: Setting<Duration>| {
+            raw.map_or(inherited, |d| Setting {
+                value: d.value.0,
+                origin: origin(d.referenced),
+            })
+        };
+        let retries = match over.retries {
+            None => base.retries,
+            Some(r) => match u32::try_from(r.value) {
+                Ok(value) => Setting {
+                    value,
+                    origin: origin(r.referenced),
+                },
+                Err(_) => {
+                    self.error(
+                        &r.referenced,
+                        format!("{path}.retries"),
+                        format!("must be 0 or more, not {}", r.value),
+                    );
+                    base.retries
+                }
+            },
+        };
+        Schedule {
+            interval: duration(over.interval, base.interval),
+            timeout: duration(over.timeout, base.timeout),
+            retries,
+            retry_delay: duration(over.retry_delay, base.retry_delay),
+            interval_on_failure: over
+                .interval_on_failure
+                .map(|d| Setting {
+                    value: d.value.0,
+                    origin: origin(d.referenced),
+                })
+                .or(base.interval_on_failure),
+            ip_version: over.ip_version.map_or(base.ip_version, |v| v.value),
+        }
+    }
+
+    /// Checks how the schedule's durations relate. A rule is reported where one of its settings
+    /// was written in this scope (`local`); rules among inherited values were checked there.
+    fn check_schedule(&mut self, s: &Schedule, path: &str, local: fn(&Origin) -> bool) {
+        let blame = |b: &mut Self, candidates: &[(&str, Origin)], message: String| {
+            if let Some((key, Origin::Defaults(at) | Origin::Target(at))) =
+                candidates.iter().find(|(_, o)| local(o))
+            {
+                b.error(at, format!("{path}.{key}"), message);
+            }
+        };
+        let t = s.timeout;
+        let i = s.interval;
+        if i.value.is_zero() {
+            blame(
+                self,
+                &[("interval", i.origin)],
+                "must be longer than 0s".into(),
+            );
+        }
+        if t.value.is_zero() {
+            blame(
+                self,
+                &[("timeout", t.origin)],
+                "must be longer than 0s".into(),
+            );
+        } else if t.value >= i.value && !i.value.is_zero() {
+            blame(
+                self,
+                &[("timeout", t.origin), ("interval", i.origin)],
+                format!(
+                    "timeout {} must be shorter than interval {}: a run must end before the next starts",
+                    describe(&t),
+                    describe(&i)
+                ),
+            );
+        }
+        if let Some(iof) = s.interval_on_failure
+            && iof.value <= t.value
+        {
+            blame(
+                self,
+                &[("interval_on_failure", iof.origin), ("timeout", t.origin)],
+                format!(
+                    "interval_on_failure {} must be longer than timeout {}",
+                    describe(&iof),
+                    describe(&t)
+                ),
+            );
+        }
+        let r = s.retries;
+        let d = s.retry_delay;
+        if r.value > 0 && d.value >= t.value {
+            blame(
+                self,
+                &[
+                    ("retry_delay", d.origin),
+                    ("retries", r.origin),
+                    ("timeout", t.origin),
+                ],
+                format!(
+                    "retry_delay {} must be shorter than timeout {}: retries happen within one run's timeout",
+                    describe(&d),
+                    describe(&t)
+                ),
+            );
+        }
+    }
+
+    fn target(
+        &mut self,
+        t: &RawTarget,
+        at: &Location,
+        path: &str,
+        defaults: &Schedule,
+        global_labels: &BTreeMap<String, String>,
+        location: &str,
+    ) -> Option<Target> {
+        let name = &t.name;
+        if name.value.trim().is_empty()
+            || name.value.trim() != name.value
+            || name.value.chars().any(char::is_control)
+        {
+            self.error(
+                &name.referenced,
+                format!("{path}.name"),
+                "must be non-empty, without surrounding spaces or control characters",
+            );
+        }
+        let schedule = self.layer(defaults, &Overrides::from(t), path, Origin::Target);
+        self.check_schedule(&schedule, path, |o| matches!(o, Origin::Target(_)));
+        let target_labels = self.labels(t.labels.as_ref(), &format!("{path}.labels"));
+        let mut labels = global_labels.clone();
+        labels.extend(target_labels);
+
+        let probe = match t.kind.value {
+            Kind::Tcp => Probe::Tcp(self.tcp(t, at, path, &schedule)?),
+            other => {
+                self.error(
+                    &t.kind.referenced,
+                    format!("{path}.type"),
+                    format!("type {} is not supported yet", other.as_str()),
+                );
+                return None;
+            }
+        };
+        Some(Target::new(
+            name.value.clone(),
+            probe,
+            RunPolicy {
+                timeout: schedule.timeout.value,
+                retries: schedule.retries.value,
+                retry_delay: schedule.retry_delay.value,
+            },
+            schedule.interval.value,
+            schedule.interval_on_failure.map(|s| s.value),
+            location,
+            &labels,
+        ))
+    }
+
+    fn tcp(
+        &mut self,
+        t: &RawTarget,
+        at: &Location,
+        path: &str,
+        schedule: &Schedule,
+    ) -> Option<TcpProbe> {
+        let foreign = [
+            (
+                "url",
+                t.url.as_ref().map(|u| u.referenced),
+                "`url` is for http targets; tcp targets use `host` and `port`",
+            ),
+            (
+                "http",
+                t.http.as_ref().map(|h| h.referenced),
+                "the `http` table applies to http targets only",
+            ),
+            (
+                "icmp",
+                t.icmp.as_ref().map(|i| i.referenced),
+                "the `icmp` table applies to icmp targets only",
+            ),
+            (
+                "dns",
+                t.dns.as_ref().map(|d| d.referenced),
+                "choosing a resolver with `dns.server` is not supported yet",
+            ),
+            (
+                "tls",
+                t.tls.as_ref().map(|l| l.referenced),
+                "tls is not supported yet",
+            ),
+            (
+                "assertions",
+                t.assertions.as_ref().map(|a| a.referenced),
+                "assertions are not supported yet",
+            ),
+        ];
+        for (key, location, message) in foreign {
+            if let Some(location) = location {
+                self.error(&location, format!("{path}.{key}"), message);
+            }
+        }
+
+        let host = match &t.host {
+            None => {
+                self.error(at, format!("{path}.host"), "tcp targets need `host`");
+                None
+            }
+            Some(h) => Host::parse(&h.value)
+                .map_err(|e| self.error(&h.referenced, format!("{path}.host"), e))
+                .ok(),
+        };
+        let port = match &t.port {
+            None => {
+                self.error(at, format!("{path}.port"), "tcp targets need `port`");
+                None
+            }
+            Some(p) => match u16::try_from(p.value) {
+                Ok(port) if port > 0 => Some(port),
+                _ => {
+                    self.error(
+                        &p.referenced,
+                        format!("{path}.port"),
+                        format!("port {} is out of range 1-65535", p.value),
+                    );
+                    None
+                }
+            },
+        };
+        let (steps, hold) = match &t.tcp {
+            Some(tcp) => (
+                self.steps(&tcp.value, &format!("{path}.tcp")),
+                self.hold(&tcp.value, &format!("{path}.tcp"), schedule),
+            ),
+            None => (Some(Vec::new()), Duration::ZERO),
+        };
+        Some(TcpProbe {
+            host: host?,
+            port: port?,
+            ip_version: schedule.ip_version,
+            steps: steps?,
+            hold,
+        })
+    }
+
+    fn hold(&mut self, tcp: &RawTcp, path: &str, schedule: &Schedule) -> Duration {
+        let Some(hold) = &tcp.hold else {
+            return Duration::ZERO;
+        };
+        if hold.value.0 >= schedule.timeout.value {
+            self.error(
+                &hold.referenced,
+                format!("{path}.hold"),
+                format!(
+                    "hold {} must be shorter than timeout {}",
+                    duration::format(hold.value.0),
+                    describe(&schedule.timeout)
+                ),
+            );
+        }
+        hold.value.0
+    }
+
+    fn steps(&mut self, tcp: &RawTcp, path: &str) -> Option<Vec<Step>> {
+        if let Some(steps) = &tcp.steps
+            && (tcp.send.is_some() || tcp.expect.is_some())
+        {
+            self.error(
+                &steps.referenced,
+                format!("{path}.steps"),
+                "use either `steps` or `send`/`expect`, not both",
+            );
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        match &tcp.steps {
+            None => {
+                let shorthand = [(tcp.send.as_ref(), None), (None, tcp.expect.as_ref())];
+                for (send, expect) in shorthand {
+                    if send.is_some() || expect.is_some() {
+                        let step = self.step(send, expect, path);
+                        ok &= step.is_some();
+                        out.extend(step);
+                    }
+                }
+            }
+            Some(steps) => {
+                for (j, step) in steps.value.iter().enumerate() {
+                    let step_path = format!("{path}.steps[{j}]");
+                    let (send, expect) = (step.value.send.as_ref(), step.value.expect.as_ref());
+                    if send.is_some() == expect.is_some() {
+                        self.error(
+                            &step.referenced,
+                            step_path,
+                            "each step has exactly one of `send` or `expect`",
+                        );
+                        ok = false;
+                    } else {
+                        let step = self.step(send, expect, &step_path);
+                        ok &= step.is_some();
+                        out.extend(step);
+                    }
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// One step from its `send` or its `expect` (the caller ensures exactly one is given).
+    fn step(
+        &mut self,
+        send: Option<&S<String>>,
+        expect: Option<&S<String>>,
+        path: &str,
+    ) -> Option<Step> {
+        if let Some(send) = send {
+            if send.value.is_empty() {
+                self.error(
+                    &send.referenced,
+                    format!("{path}.send"),
+                    "send must not be empty",
+                );
+                return None;
+            }
+            return Some(Step::Send(send.value.as_bytes().to_vec()));
+        }
+        let expect = expect?;
+        match Regex::new(&expect.value) {
+            Ok(regex) => Some(Step::Expect(regex)),
+            Err(e) => {
+                self.error(
+                    &expect.referenced,
+                    format!("{path}.expect"),
+                    format!("invalid regex: {}", regex_message(&e)),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn builtin<T>(value: T) -> Setting<T> {
+    Setting {
+        value,
+        origin: Origin::BuiltIn,
+    }
+}
+
+/// A duration setting with its origin, for messages that mention an inherited value.
+fn describe(s: &Setting<Duration>) -> String {
+    let value = duration::format(s.value);
+    match s.origin {
+        Origin::BuiltIn => format!("{value} (the built-in default)"),
+        Origin::Defaults(at) => format!("{value} (from defaults, line {})", at.line()),
+        Origin::Target(_) => value,
+    }
+}
+
+/// The regex crate's syntax errors span several lines with a caret diagram; keep the last one.
+fn regex_message(err: &regex::Error) -> String {
+    let text = err.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(&text);
+    last.trim().trim_start_matches("error: ").to_string()
+}
+
+#[cfg(test)]
+mod tests;

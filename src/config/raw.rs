@@ -1,0 +1,366 @@
+//! The config file as written: serde structs that mirror `exporter.yml` for every target type.
+//!
+//! Unknown keys are errors everywhere (a typo must not silently disable a check), and values
+//! that validation may need to point at carry their line and column (`Spanned`). `type` is a
+//! plain field with optional per-type tables, not an internally tagged enum, because tagged
+//! enums lose the locations.
+//!
+//! Tables of probe types that do not run yet (tls, http, icmp, dns, assertions) are parsed in
+//! full so a typo in them fails today; their fields are read once their probe exists.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::duration::ConfigDuration;
+use crate::net::IpVersion;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub location: Option<S<String>>,
+    pub labels: Option<S<BTreeMap<String, String>>>,
+    pub defaults: Option<S<RawDefaults>>,
+    pub max_concurrent_probes: Option<S<i64>>,
+    #[serde(default)]
+    pub targets: Vec<S<RawTarget>>,
+}
+
+/// The settings every target inherits unless it sets them itself; `RawTarget` repeats these
+/// fields because `#[serde(flatten)]` would lose both `deny_unknown_fields` and the locations.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub interval: Option<S<ConfigDuration>>,
+    pub timeout: Option<S<ConfigDuration>>,
+    pub retries: Option<S<i64>>,
+    pub retry_delay: Option<S<ConfigDuration>>,
+    pub interval_on_failure: Option<S<ConfigDuration>>,
+    pub ip_version: Option<S<IpVersion>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Icmp,
+    Tcp,
+    Http,
+    Dns,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Icmp => "icmp",
+            Kind::Tcp => "tcp",
+            Kind::Http => "http",
+            Kind::Dns => "dns",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub name: S<String>,
+    #[serde(rename = "type")]
+    pub kind: S<Kind>,
+    pub host: Option<S<String>>,
+    pub port: Option<S<i64>>,
+    pub url: Option<S<String>>,
+    pub interval: Option<S<ConfigDuration>>,
+    pub timeout: Option<S<ConfigDuration>>,
+    pub retries: Option<S<i64>>,
+    pub retry_delay: Option<S<ConfigDuration>>,
+    pub interval_on_failure: Option<S<ConfigDuration>>,
+    pub ip_version: Option<S<IpVersion>>,
+    pub labels: Option<S<BTreeMap<String, String>>>,
+    pub locations: Option<S<Vec<String>>>,
+    pub tcp: Option<S<RawTcp>>,
+    pub tls: Option<S<RawTls>>,
+    pub http: Option<S<RawHttp>>,
+    pub icmp: Option<S<RawIcmp>>,
+    pub dns: Option<S<RawDns>>,
+    pub assertions: Option<S<Vec<RawAssertion>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcp {
+    pub send: Option<S<String>>,
+    pub expect: Option<S<String>>,
+    pub hold: Option<S<ConfigDuration>>,
+    pub steps: Option<S<Vec<S<RawStep>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub send: Option<S<String>>,
+    pub expect: Option<S<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "TLSv1.2")]
+    Tls12,
+    #[serde(rename = "TLSv1.3")]
+    Tls13,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trust {
+    Mozilla,
+    System,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Starttls {
+    Smtp,
+    Imap,
+    Pop3,
+    Ftp,
+    Postgres,
+    Ldap,
+    Xmpp,
+}
+
+#[allow(dead_code)] // read once the TLS probe lands (issue 3)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub enabled: Option<bool>,
+    pub verify: Option<bool>,
+    pub server_name: Option<S<String>>,
+    pub skip_hostname_verify: Option<bool>,
+    pub min_version: Option<S<TlsVersion>>,
+    pub ca_file: Option<S<String>>,
+    pub trust: Option<S<Trust>>,
+    pub cert_file: Option<S<String>>,
+    pub key_file: Option<S<String>>,
+    pub alert_before_expiry: Option<S<ConfigDuration>>,
+    pub starttls: Option<S<Starttls>>,
+}
+
+/// A header value given inline, or read from a file (for tokens that must not sit in the config).
+#[allow(dead_code)] // read once the HTTP probe lands (issue 4)
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawHeaderValue {
+    Value(String),
+    File(RawFileRef),
+}
+
+#[allow(dead_code)] // read once the HTTP probe lands (issue 4)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileRef {
+    pub file: String,
+}
+
+#[allow(dead_code)] // read once the HTTP probe lands (issue 4)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub method: Option<S<String>>,
+    pub headers: Option<S<BTreeMap<String, RawHeaderValue>>>,
+    pub body: Option<S<String>>,
+    /// Codes (`200`) or inclusive ranges (`"200-299"`).
+    pub valid_status_codes: Option<S<Vec<S<StatusCodes>>>>,
+    pub body_regex: Option<S<String>>,
+    pub body_not_regex: Option<S<String>>,
+    /// Bytes (`1048576`) or with a binary unit (`"1MiB"`).
+    pub body_size_limit: Option<S<ByteSize>>,
+    pub follow_redirects: Option<bool>,
+    pub http2: Option<bool>,
+}
+
+#[allow(dead_code)] // read once the ICMP probe lands (issue 5)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIcmp {
+    pub count: Option<S<i64>>,
+    pub max_loss_ratio: Option<S<f64>>,
+    pub payload_size: Option<S<i64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RecordType {
+    A,
+    Aaaa,
+    Cname,
+    Mx,
+    Txt,
+    Ns,
+    Soa,
+    Ptr,
+    Srv,
+    Caa,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsTransport {
+    Udp,
+    Tcp,
+}
+
+#[allow(dead_code)] // read once the DNS probe lands (issue 5)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// `host:port` of the server to ask; on tcp and http targets, the resolver to use.
+    pub server: Option<S<String>>,
+    pub record_type: Option<S<RecordType>>,
+    pub transport: Option<S<DnsTransport>>,
+    pub expect_addresses: Option<S<Vec<IpAddr>>>,
+    pub expect_regex: Option<S<String>>,
+    pub valid_rcodes: Option<S<Vec<String>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssertionKind {
+    Connection,
+    ResponseTime,
+    CertificateExpiry,
+    TlsVersion,
+}
+
+#[allow(dead_code)] // read once assertions land (issue 3)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAssertion {
+    #[serde(rename = "type")]
+    pub kind: S<AssertionKind>,
+    pub status: Option<S<String>>,
+    pub less_than: Option<S<ConfigDuration>>,
+    pub greater_than: Option<S<ConfigDuration>>,
+    #[serde(rename = "in")]
+    pub one_of: Option<S<Vec<TlsVersion>>>,
+}
+
+/// An HTTP status code, or an inclusive range written `"200-299"`.
+#[allow(dead_code)] // read once the HTTP probe lands (issue 4)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusCodes {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl StatusCodes {
+    fn parse(text: &str) -> Result<StatusCodes, String> {
+        let code = |t: &str| {
+            t.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| format!("{t:?} is not an HTTP status code (100-599)"))
+        };
+        let (first, last) = match text.split_once('-') {
+            Some((a, b)) => (code(a)?, code(b)?),
+            None => (code(text)?, code(text)?),
+        };
+        if first > last {
+            return Err(format!("status range {text:?} is backwards"));
+        }
+        Ok(StatusCodes { first, last })
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusCodes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Code(u64),
+            Text(String),
+        }
+        let text = match Written::deserialize(deserializer)? {
+            Written::Code(code) => code.to_string(),
+            Written::Text(text) => text,
+        };
+        StatusCodes::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size in bytes: a bare number of bytes, or a number with B, KiB, MiB or GiB.
+#[allow(dead_code)] // read once the HTTP probe lands (issue 4)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    fn parse(text: &str) -> Result<ByteSize, String> {
+        let text = text.trim();
+        let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+        let invalid = || format!("invalid size {text:?}: write bytes, or use B, KiB, MiB or GiB");
+        let number: u64 = text[..digits].parse().map_err(|_| invalid())?;
+        let scale = match text[digits..].trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => return Err(invalid()),
+        };
+        number
+            .checked_mul(scale)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size {text:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bytes(u64),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Bytes(bytes) => Ok(ByteSize(bytes)),
+            Written::Text(text) => ByteSize::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_accept_codes_and_ranges() {
+        assert_eq!(
+            StatusCodes::parse("200-299"),
+            Ok(StatusCodes {
+                first: 200,
+                last: 299
+            })
+        );
+        assert_eq!(
+            StatusCodes::parse("204"),
+            Ok(StatusCodes {
+                first: 204,
+                last: 204
+            })
+        );
+        assert!(StatusCodes::parse("299-200").is_err());
+        assert!(StatusCodes::parse("700").is_err());
+    }
+
+    #[test]
+    fn byte_sizes_accept_binary_units() {
+        assert_eq!(ByteSize::parse("1MiB"), Ok(ByteSize(1 << 20)));
+        assert_eq!(ByteSize::parse("512 KiB"), Ok(ByteSize(512 << 10)));
+        assert_eq!(ByteSize::parse("100"), Ok(ByteSize(100)));
+        assert!(ByteSize::parse("1MB").is_err());
+        assert!(ByteSize::parse("lots").is_err());
+    }
+}

@@ -1,0 +1,622 @@
+//! Every validation rule, with the line, column and key path its error must name.
+
+use super::*;
+
+fn ok(yaml: &str) -> Config {
+    parse(yaml, "t.yml", &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn errors(yaml: &str) -> Vec<ConfigError> {
+    match parse(yaml, "t.yml", &LoadOptions::default()) {
+        Ok(_) => panic!("accepted:\n{yaml}"),
+        Err(e) => e.0,
+    }
+}
+
+/// The only error is at `line:column`, on `path`, and its message contains `needle`.
+#[track_caller]
+fn single(yaml: &str, line: u64, column: u64, path: &str, needle: &str) {
+    let errs = errors(yaml);
+    assert_eq!(errs.len(), 1, "expected one error, got: {errs:#?}");
+    let e = &errs[0];
+    assert_eq!(
+        (e.line, e.column, e.path.as_str()),
+        (line, column, path),
+        "wrong place: {e}"
+    );
+    assert!(
+        e.message.contains(needle),
+        "message {:?} lacks {needle:?}",
+        e.message
+    );
+    assert!(
+        e.to_string()
+            .starts_with(&format!("t.yml:{line}:{column}: ")),
+        "{e}"
+    );
+}
+
+const TCP: &str = "targets:\n  - name: a\n    type: tcp\n    host: 127.0.0.1\n    port: 80\n";
+
+#[test]
+fn minimal_tcp_target_gets_the_built_in_defaults() {
+    let c = ok(TCP);
+    assert_eq!(c.max_concurrent_probes, 512);
+    let t = &c.targets[0];
+    assert_eq!(t.interval, Duration::from_secs(30));
+    assert_eq!(t.policy.timeout, Duration::from_secs(10));
+    assert_eq!(t.policy.retries, 0);
+    assert_eq!(t.interval_on_failure, None);
+    assert_eq!(t.probe.target(), "127.0.0.1:80");
+    assert_eq!(
+        t.labels,
+        vec![
+            ("name".to_string(), "a".to_string()),
+            ("probe".to_string(), "tcp".to_string()),
+            ("target".to_string(), "127.0.0.1:80".to_string()),
+            ("location".to_string(), String::new()),
+        ]
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error_at_the_key() {
+    single(
+        "targets:\n  - name: a\n    type: tcp\n    host: h\n    prot: 80\n",
+        5,
+        5,
+        "targets[0].prot",
+        "unknown field `prot`",
+    );
+}
+
+#[test]
+fn unknown_key_in_a_nested_table_names_the_full_path() {
+    single(
+        "targets:\n  - name: a\n    type: tcp\n    host: h\n    port: 1\n    tcp:\n      sned: x\n",
+        7,
+        7,
+        "targets[0].tcp.sned",
+        "unknown field `sned`",
+    );
+    single(
+        "targets:\n  - name: a\n    type: tcp\n    host: h\n    port: 1\n    tls:\n      min_verison: TLSv1.2\n",
+        7,
+        7,
+        "targets[0].tls.min_verison",
+        "unknown field",
+    );
+}
+
+#[test]
+fn a_bare_number_duration_is_refused_with_the_unit_hint() {
+    single(
+        "defaults:\n  interval: 30\ntargets: []\n",
+        2,
+        13,
+        "defaults.interval",
+        "\"30s\"",
+    );
+}
+
+#[test]
+fn a_malformed_duration_names_the_units() {
+    single(
+        "targets:\n  - {name: a, type: tcp, host: h, port: 1, timeout: 1.5s}\n",
+        2,
+        53,
+        "targets[0].timeout",
+        "ms, s, m, h, d, w",
+    );
+}
+
+#[test]
+fn an_unknown_type_lists_the_types() {
+    single(
+        "targets:\n  - name: a\n    type: tpc\n",
+        3,
+        11,
+        "targets[0].type",
+        "expected one of icmp, tcp, http, dns",
+    );
+}
+
+#[test]
+fn types_not_implemented_yet_are_refused_by_name() {
+    for (kind, column) in [("http", 11), ("icmp", 11), ("dns", 11)] {
+        single(
+            &format!("targets:\n  - name: a\n    type: {kind}\n    host: h\n"),
+            3,
+            column,
+            "targets[0].type",
+            &format!("type {kind} is not supported yet"),
+        );
+    }
+}
+
+#[test]
+fn tls_and_assertions_on_tcp_are_refused_until_they_exist() {
+    single(
+        &format!("{TCP}    tls: {{enabled: true}}\n"),
+        6,
+        10,
+        "targets[0].tls",
+        "tls is not supported yet",
+    );
+    single(
+        &format!("{TCP}    assertions:\n      - {{type: connection, status: success}}\n"),
+        7,
+        7,
+        "targets[0].assertions",
+        "not supported yet",
+    );
+}
+
+#[test]
+fn tables_of_other_types_are_refused_on_tcp_targets() {
+    single(
+        &format!("{TCP}    http: {{method: GET}}\n"),
+        6,
+        11,
+        "targets[0].http",
+        "http targets only",
+    );
+    single(
+        &format!("{TCP}    url: http://x/\n"),
+        6,
+        10,
+        "targets[0].url",
+        "`url` is for http targets",
+    );
+}
+
+#[test]
+fn a_missing_field_names_the_target() {
+    single(
+        "targets:\n  - type: tcp\n",
+        2,
+        5,
+        "targets[0]",
+        "missing field `name`",
+    );
+    single(
+        "targets:\n  - name: a\n    type: tcp\n    port: 1\n",
+        2,
+        5,
+        "targets[0].host",
+        "tcp targets need `host`",
+    );
+    single(
+        "targets:\n  - name: a\n    type: tcp\n    host: h\n",
+        2,
+        5,
+        "targets[0].port",
+        "tcp targets need `port`",
+    );
+}
+
+#[test]
+fn duplicate_names_point_at_the_second_use_and_the_first() {
+    let yaml = format!("{TCP}  - name: a\n    type: tcp\n    host: h\n    port: 2\n");
+    single(&yaml, 6, 11, "targets[1].name", "first used on line 2");
+}
+
+#[test]
+fn a_duplicate_key_is_an_error() {
+    single(
+        "targets:\n  - name: a\n    name: b\n    type: tcp\n",
+        3,
+        5,
+        "targets[0]",
+        "duplicate mapping key",
+    );
+}
+
+#[test]
+fn ports_must_be_in_range() {
+    for (port, column) in [("0", 11), ("65536", 11), ("-1", 11)] {
+        single(
+            &format!("targets:\n  - name: a\n    type: tcp\n    host: h\n    port: {port}\n"),
+            5,
+            column,
+            "targets[0].port",
+            "out of range 1-65535",
+        );
+    }
+}
+
+#[test]
+fn hosts_must_be_names_or_addresses() {
+    single(
+        "targets:\n  - {name: a, type: tcp, host: \"h:80\", port: 80}\n",
+        2,
+        32,
+        "targets[0].host",
+        "includes a port",
+    );
+}
+
+#[test]
+fn timeout_must_be_shorter_than_interval_and_the_error_points_at_the_target() {
+    single(
+        &format!("{TCP}    interval: 10s\n    timeout: 10s\n"),
+        7,
+        14,
+        "targets[0].timeout",
+        "must be shorter than interval 10s",
+    );
+    // Only the interval is the target's own: the error points there and names the default.
+    single(
+        &format!("defaults:\n  timeout: 20s\n{TCP}    interval: 15s\n"),
+        8,
+        15,
+        "targets[0].interval",
+        "from defaults, line 2",
+    );
+}
+
+#[test]
+fn a_bad_default_is_reported_once_at_defaults_not_at_every_target() {
+    let yaml =
+        format!("defaults:\n  timeout: 40s\n{TCP}  - {{name: b, type: tcp, host: h, port: 1}}\n");
+    single(&yaml, 2, 12, "defaults.timeout", "the built-in default");
+}
+
+#[test]
+fn zero_durations_are_refused() {
+    single(
+        &format!("{TCP}    timeout: 0s\n"),
+        6,
+        14,
+        "targets[0].timeout",
+        "longer than 0s",
+    );
+    single(
+        &format!("{TCP}    interval: 0s\n"),
+        6,
+        15,
+        "targets[0].interval",
+        "longer than 0s",
+    );
+}
+
+#[test]
+fn interval_on_failure_must_outlast_the_timeout() {
+    single(
+        &format!("{TCP}    timeout: 5s\n    interval_on_failure: 5s\n"),
+        7,
+        26,
+        "targets[0].interval_on_failure",
+        "longer than timeout 5s",
+    );
+}
+
+#[test]
+fn retries_must_fit_in_the_timeout_and_not_be_negative() {
+    single(
+        &format!("{TCP}    timeout: 2s\n    retries: 1\n    retry_delay: 2s\n"),
+        8,
+        18,
+        "targets[0].retry_delay",
+        "shorter than timeout 2s",
+    );
+    single(
+        &format!("{TCP}    retries: -1\n"),
+        6,
+        14,
+        "targets[0].retries",
+        "0 or more",
+    );
+}
+
+#[test]
+fn defaults_are_inherited_and_targets_override_them() {
+    let c = ok(&format!(
+        "defaults:\n  interval: 1m\n  timeout: 3s\n  retries: 2\n  retry_delay: 500ms\n  \
+         interval_on_failure: 10s\n  ip_version: 4\n{TCP}  - {{name: b, type: tcp, host: h, port: 1, timeout: 7s, ip_version: auto}}\n"
+    ));
+    let (a, b) = (&c.targets[0], &c.targets[1]);
+    assert_eq!(a.interval, Duration::from_secs(60));
+    assert_eq!(a.policy.timeout, Duration::from_secs(3));
+    assert_eq!(a.policy.retries, 2);
+    assert_eq!(a.policy.retry_delay, Duration::from_millis(500));
+    assert_eq!(a.interval_on_failure, Some(Duration::from_secs(10)));
+    assert_eq!(b.policy.timeout, Duration::from_secs(7));
+    assert_eq!(b.interval, Duration::from_secs(60));
+    let ip = |t: &Target| match &t.probe {
+        Probe::Tcp(p) => p.ip_version,
+    };
+    assert_eq!(ip(a), IpVersion::V4);
+    assert_eq!(ip(b), IpVersion::Auto);
+}
+
+#[test]
+fn ip_version_accepts_only_auto_4_and_6() {
+    single(
+        &format!("{TCP}    ip_version: 5\n"),
+        6,
+        17,
+        "targets[0].ip_version",
+        "not one of auto, 4, 6",
+    );
+}
+
+#[test]
+fn labels_merge_with_target_labels_winning() {
+    let c = ok(&format!(
+        "labels: {{env: prod, team: core}}\n{TCP}    labels: {{team: edge, tier: 1}}\n"
+    ));
+    let labels: Vec<(&str, &str)> = c.targets[0]
+        .labels
+        .iter()
+        .skip(4)
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        vec![("env", "prod"), ("team", "edge"), ("tier", "1")]
+    );
+}
+
+#[test]
+fn labels_must_be_valid_and_not_shadow_vantage_labels() {
+    single(
+        "labels: {name: x}\ntargets: []\n",
+        1,
+        9,
+        "labels.name",
+        "vantage sets itself",
+    );
+    single(
+        "labels: {__x: y}\ntargets: []\n",
+        1,
+        9,
+        "labels.__x",
+        "reserves",
+    );
+    single(
+        "labels: {9x: y}\ntargets: []\n",
+        1,
+        9,
+        "labels.9x",
+        "not a valid label name",
+    );
+    single(
+        &format!("{TCP}    labels: {{reason: x}}\n"),
+        6,
+        13,
+        "targets[0].labels.reason",
+        "vantage sets itself",
+    );
+}
+
+#[test]
+fn locations_filter_targets_against_this_instance() {
+    let yaml = format!(
+        "location: office\n{TCP}    locations: [office, dc]\n  - {{name: b, type: tcp, host: h, port: 1, locations: [dc]}}\n"
+    );
+    let c = ok(&yaml);
+    assert_eq!(c.location, "office");
+    assert_eq!(
+        c.targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>(),
+        ["a"]
+    );
+    assert_eq!(c.elsewhere, ["b"]);
+    assert_eq!(
+        c.targets[0].labels[3],
+        ("location".to_string(), "office".to_string())
+    );
+
+    let dc = LoadOptions {
+        location: Some("dc".into()),
+        every_location: false,
+    };
+    let c = parse(&yaml, "t.yml", &dc).unwrap();
+    assert_eq!(c.location, "dc", "--location overrides the file");
+    assert_eq!(c.targets.len(), 2);
+
+    let all = LoadOptions {
+        location: None,
+        every_location: true,
+    };
+    assert_eq!(parse(&yaml, "t.yml", &all).unwrap().targets.len(), 2);
+}
+
+#[test]
+fn an_empty_locations_list_is_an_error() {
+    single(
+        &format!("{TCP}    locations: []\n"),
+        6,
+        16,
+        "targets[0].locations",
+        "one or more",
+    );
+}
+
+#[test]
+fn max_concurrent_probes_must_be_positive() {
+    single(
+        "max_concurrent_probes: 0\ntargets: []\n",
+        1,
+        24,
+        "max_concurrent_probes",
+        "from 1 to",
+    );
+    assert_eq!(
+        ok("max_concurrent_probes: 8\ntargets: []\n").max_concurrent_probes,
+        8
+    );
+}
+
+#[test]
+fn send_and_expect_are_shorthand_for_two_steps() {
+    let c = ok(&format!(
+        "{TCP}    tcp: {{send: \"PING\\r\\n\", expect: \"\\\\+PONG\"}}\n"
+    ));
+    let Probe::Tcp(p) = &c.targets[0].probe;
+    assert!(
+        matches!(&p.steps[..], [Step::Send(s), Step::Expect(r)] if s == b"PING\r\n" && r.as_str() == "\\+PONG")
+    );
+}
+
+#[test]
+fn steps_keep_their_order_and_each_has_one_action() {
+    let c = ok(&format!(
+        "{TCP}    tcp:\n      steps:\n        - expect: \"^220\"\n        - send: \"QUIT\\r\\n\"\n        - expect: \"^221\"\n"
+    ));
+    let Probe::Tcp(p) = &c.targets[0].probe;
+    assert!(matches!(
+        &p.steps[..],
+        [Step::Expect(_), Step::Send(_), Step::Expect(_)]
+    ));
+
+    single(
+        &format!("{TCP}    tcp:\n      steps:\n        - {{send: a, expect: b}}\n"),
+        8,
+        11,
+        "targets[0].tcp.steps[0]",
+        "exactly one of",
+    );
+    single(
+        &format!("{TCP}    tcp:\n      send: a\n      steps: [{{send: b}}]\n"),
+        8,
+        14,
+        "targets[0].tcp.steps",
+        "not both",
+    );
+}
+
+#[test]
+fn a_bad_regex_is_an_error_at_the_expect() {
+    single(
+        &format!("{TCP}    tcp:\n      steps:\n        - expect: \"(unclosed\"\n"),
+        8,
+        19,
+        "targets[0].tcp.steps[0].expect",
+        "invalid regex: unclosed group",
+    );
+}
+
+#[test]
+fn hold_must_fit_in_the_timeout() {
+    single(
+        &format!("{TCP}    timeout: 2s\n    tcp: {{hold: 2s}}\n"),
+        7,
+        17,
+        "targets[0].tcp.hold",
+        "shorter than timeout 2s",
+    );
+}
+
+#[test]
+fn every_mistake_is_reported_in_file_order() {
+    let yaml = "targets:\n  - name: a\n    type: tcp\n    host: \"bad host\"\n    port: 0\n  - name: a\n    type: http\n";
+    let errs = errors(yaml);
+    let places: Vec<(u64, &str)> = errs.iter().map(|e| (e.line, e.path.as_str())).collect();
+    assert_eq!(
+        places,
+        vec![
+            (4, "targets[0].host"),
+            (5, "targets[0].port"),
+            (6, "targets[1].name"),
+            (7, "targets[1].type"),
+        ]
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_have_a_location() {
+    let errs = errors("targets: [\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].line >= 1, "{}", errs[0]);
+}
+
+#[test]
+fn a_missing_file_names_the_file() {
+    let err = load(
+        Path::new("/nonexistent/vantage.yml"),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.0.len(), 1);
+    let text = err.to_string();
+    assert!(
+        text.starts_with("/nonexistent/vantage.yml: cannot read the config file:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_shipped_config_is_valid_and_probes_only_this_machine() {
+    let c = load(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/exporter.yml")),
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!c.targets.is_empty());
+    for t in &c.targets {
+        let Probe::Tcp(p) = &t.probe;
+        let local = match &p.host {
+            Host::Ip(ip) => ip.is_loopback(),
+            Host::Name(name) => name == "localhost",
+        };
+        assert!(local, "{} probes {}, which needs a network", t.name, p.host);
+    }
+}
+
+#[test]
+fn every_documented_table_parses_so_typos_fail_today() {
+    // A complete SPEC example: it must fail only because those types are not implemented yet,
+    // never because the parser does not know a documented key.
+    let yaml = r#"
+targets:
+  - name: a
+    type: http
+    url: https://x/
+    http:
+      method: GET
+      valid_status_codes: [200, "300-399"]
+      headers: {Authorization: {file: /run/token}, X-A: b}
+      body: "{}"
+      body_regex: ok
+      body_not_regex: error
+      body_size_limit: 1MiB
+      follow_redirects: true
+      http2: true
+    tls:
+      enabled: true
+      verify: true
+      server_name: x
+      skip_hostname_verify: false
+      min_version: TLSv1.2
+      ca_file: /ca.pem
+      trust: mozilla
+      cert_file: /c.pem
+      key_file: /k.pem
+      alert_before_expiry: 30d
+      starttls: smtp
+    assertions:
+      - {type: connection, status: success}
+      - {type: response_time, less_than: 500ms}
+      - {type: certificate_expiry, greater_than: 30d}
+      - {type: tls_version, in: [TLSv1.2, TLSv1.3]}
+  - name: b
+    type: icmp
+    host: h
+    icmp: {count: 3, max_loss_ratio: 0.5, payload_size: 56}
+  - name: c
+    type: dns
+    host: h
+    dns: {server: "10.0.0.53:53", record_type: AAAA, transport: tcp, expect_addresses: ["2001:db8::1"], expect_regex: x, valid_rcodes: [NOERROR]}
+"#;
+    let errs = errors(yaml);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(
+        errs.iter()
+            .all(|e| e.message.contains("is not supported yet")),
+        "{errs:#?}"
+    );
+}

@@ -1,0 +1,18 @@
+//! vantage: an availability prober and Prometheus exporter.
+//!
+//! `config` turns `exporter.yml` into targets; `scheduler` runs each on its interval through
+//! `probe`; results land in `store`, which `metrics` and `status_page` read when `server` is
+//! asked. `net` is the only module that touches sockets directly.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod metrics;
+pub mod net;
+pub mod probe;
+pub mod scheduler;
+pub mod server;
+pub mod status_page;
+pub mod store;

@@ -1,0 +1,198 @@
+//! Parses the command line and wires the parts together; the work happens in the library.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, oneshot};
+use tracing::{error, info};
+
+use vantage::cli::{self, Cli, Command, ProbeArgs, ProbeType};
+use vantage::config::{self, LoadOptions, Target};
+use vantage::metrics::{Build, Metrics, Telemetry};
+use vantage::probe::{self, report};
+use vantage::scheduler::{Probes, Scheduler, Shared};
+use vantage::store::Store;
+use vantage::{logging, server};
+
+/// `vantage probe` could not run at all (bad arguments or config), as opposed to a failed probe.
+const CANNOT_RUN: u8 = 2;
+
+fn main() -> ExitCode {
+    let started = SystemTime::now();
+    let cli = Cli::parse();
+    logging::init(cli.log_level, cli.log_format);
+    match &cli.command {
+        None => runtime().block_on(run_exporter(&cli, started)),
+        Some(Command::CheckConfig { path }) => {
+            check_config(path.as_deref().unwrap_or(&cli.config_file), &cli)
+        }
+        Some(Command::Probe(args)) => runtime().block_on(probe_once(&cli, args)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime")
+}
+
+fn options(cli: &Cli, every_location: bool) -> LoadOptions {
+    LoadOptions {
+        location: cli.location.clone(),
+        every_location,
+    }
+}
+
+fn check_config(path: &Path, cli: &Cli) -> ExitCode {
+    match config::load(path, &options(cli, false)) {
+        Ok(config) => {
+            println!("{}: OK", path.display());
+            print!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
+    // Installed first, so a SIGTERM during start-up is not the default (abrupt) exit.
+    let (mut sigterm, mut sigint) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match config::load(&cli.config_file, &options(cli, false)) {
+        Ok(config) => config,
+        Err(errors) => {
+            for e in &errors.0 {
+                error!(error = %e, "invalid config");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match server::bind(&cli.listen_address).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            error!(address = %cli.listen_address, error = %e, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let store = Arc::new(Store::new(&config.targets));
+    let telemetry = Telemetry::new();
+    let build = Build {
+        version: cli::VERSION,
+        revision: cli::REVISION,
+        started,
+        config_loaded: SystemTime::now(),
+    };
+    let state = Arc::new(server::State {
+        metrics: Metrics::new(Arc::clone(&store), &telemetry, build),
+        store: Arc::clone(&store),
+        location: config.location.clone(),
+        ready: AtomicBool::new(false),
+    });
+    let (stop_server, server_stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, Arc::clone(&state), async {
+        let _ = server_stopped.await;
+    }));
+    let scheduler = Scheduler::start(
+        &config.targets,
+        Arc::new(Probes),
+        Shared {
+            store,
+            limiter: Arc::new(Semaphore::new(config.max_concurrent_probes)),
+            telemetry,
+        },
+    );
+    state.ready.store(true, Ordering::Release);
+    info!(
+        address = %cli.listen_address,
+        config = %cli.config_file.display(),
+        location = %config.location,
+        targets = config.targets.len(),
+        version = cli::VERSION,
+        revision = cli::REVISION,
+        "vantage started"
+    );
+    if !config.elsewhere.is_empty() {
+        info!(targets = %config.elsewhere.join(","), "not probing targets meant for other locations");
+    }
+
+    let signal = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+    };
+    info!(signal, "shutting down");
+    scheduler.stop().await;
+    let _ = stop_server.send(());
+    let _ = server.await;
+    ExitCode::SUCCESS
+}
+
+async fn probe_once(cli: &Cli, args: &ProbeArgs) -> ExitCode {
+    let target = match probe_target(cli, args) {
+        Ok(target) => target,
+        Err(message) => {
+            eprintln!("vantage probe: {message}");
+            return ExitCode::from(CANNOT_RUN);
+        }
+    };
+    let run = probe::run(&target.probe, &target.policy).await;
+    print!("{}", report::render(&target, &run));
+    if run.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The target `vantage probe` runs: the named one from the config, or one from the arguments.
+fn probe_target(cli: &Cli, args: &ProbeArgs) -> Result<Target, String> {
+    if args.kind != ProbeType::Tcp {
+        let kind = format!("{:?}", args.kind).to_lowercase();
+        return Err(format!("type {kind} is not supported yet"));
+    }
+    let mut target = match (&args.name, &args.target) {
+        (Some(name), address) => {
+            let config =
+                config::load(&cli.config_file, &options(cli, true)).map_err(|e| e.to_string())?;
+            let named = config
+                .targets
+                .iter()
+                .find(|t| t.name == *name)
+                .ok_or_else(|| {
+                    format!("{} has no target named {name:?}", cli.config_file.display())
+                })?;
+            match address {
+                Some(address) => named.retarget(address)?,
+                None => named.as_ref().clone(),
+            }
+        }
+        (None, Some(address)) => {
+            let location = cli.location.clone().unwrap_or_default();
+            Target::adhoc_tcp(address, Duration::from_secs(5), &location)?
+        }
+        (None, None) => {
+            return Err("give HOST:PORT, or --name=TARGET to run a check from the config".into());
+        }
+    };
+    if let Some(timeout) = args.timeout {
+        target.policy.timeout = timeout;
+    }
+    Ok(target)
+}

@@ -1,0 +1,239 @@
+//! `/metrics`: probe series, vantage's own metrics and `process_*`, in OpenMetrics 1.0 when the
+//! scraper asks for it and in the classic text format 0.0.4 otherwise.
+//!
+//! prometheus-client writes OpenMetrics only; `classic` derives the 0.0.4 rendering from it.
+//! Probe gauges and counters are rendered at scrape time from the [`Store`]; the only live
+//! metric objects are the scheduler's histogram and in-flight gauge.
+
+mod classic;
+mod probes;
+mod process;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::store::Store;
+
+/// The exposition format of one scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    Classic,
+}
+
+impl Format {
+    /// Chooses by the scraper's `Accept` header: OpenMetrics when it is preferred at least as
+    /// much as plain text (Prometheus asks for it first), classic text otherwise.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Classic;
+        };
+        let mut openmetrics = 0.0_f32;
+        let mut text = 0.0_f32;
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Classic
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// The metric objects the scheduler updates as it runs.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    pub schedule_delay: Histogram,
+    pub in_flight: Gauge,
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        Telemetry {
+            // From 1 ms (a healthy scheduler) to 30 s (starved by the concurrency limit).
+            schedule_delay: Histogram::new([
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
+            ]),
+            in_flight: Gauge::default(),
+        }
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Facts about this process, fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct Build {
+    pub version: &'static str,
+    pub revision: &'static str,
+    pub started: SystemTime,
+    /// When the running config was loaded.
+    pub config_loaded: SystemTime,
+}
+
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    pub fn new(store: Arc<Store>, telemetry: &Telemetry, build: Build) -> Self {
+        let mut registry = Registry::default();
+        registry.register_with_unit(
+            "vantage_probe_schedule_delay",
+            "How late runs start against their schedule, waiting for the concurrency limit included",
+            Unit::Seconds,
+            telemetry.schedule_delay.clone(),
+        );
+        registry.register(
+            "vantage_probes_in_flight",
+            "Runs in progress now",
+            telemetry.in_flight.clone(),
+        );
+        registry.register_collector(Box::new(probes::ProbeCollector::new(Arc::clone(&store))));
+        registry.register_collector(Box::new(SelfCollector {
+            store,
+            build: build.clone(),
+        }));
+        registry.register_collector(Box::new(process::ProcessCollector {
+            started: build.started,
+        }));
+        Metrics { registry }
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would be a bug in the collectors.
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding metrics into a String");
+        match format {
+            Format::OpenMetrics => out,
+            Format::Classic => classic::from_openmetrics(&out),
+        }
+    }
+}
+
+/// `vantage_build_info`, the config state and `vantage_targets`.
+#[derive(Debug)]
+struct SelfCollector {
+    store: Arc<Store>,
+    build: Build,
+}
+
+impl Collector for SelfCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut info = encoder.encode_descriptor(
+            "vantage_build",
+            "Version and git revision of the running vantage",
+            None,
+            MetricType::Info,
+        )?;
+        info.encode_info(&[
+            ("version", self.build.version),
+            ("revision", self.build.revision),
+        ])?;
+
+        ConstGauge::new(1i64).encode(encoder.encode_descriptor(
+            "vantage_config_last_reload_successful",
+            "1 if the running config was loaded successfully",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        ConstGauge::new(unix_seconds(self.build.config_loaded)).encode(
+            encoder.encode_descriptor(
+                "vantage_config_last_reload_success_timestamp_seconds",
+                "When the running config was loaded, as a Unix timestamp",
+                None,
+                MetricType::Gauge,
+            )?,
+        )?;
+
+        let counts = self.store.read(|entries| {
+            let mut counts = std::collections::BTreeMap::<&'static str, i64>::new();
+            for entry in entries.values() {
+                *counts.entry(entry.target.probe.kind()).or_default() += 1;
+            }
+            counts
+        });
+        let mut targets = encoder.encode_descriptor(
+            "vantage_targets",
+            "Targets this instance probes, by probe type",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (kind, count) in counts {
+            ConstGauge::new(count).encode(targets.encode_family(&[("probe", kind)])?)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_accept_header_gets_openmetrics() {
+        let prometheus = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
+            application/openmetrics-text;version=0.0.1;q=0.5,\
+            text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,\
+            text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text")),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn browsers_curl_and_plain_text_get_classic() {
+        assert_eq!(Format::negotiate(None), Format::Classic);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Classic);
+        assert_eq!(
+            Format::negotiate(Some("text/html,application/xhtml+xml,*/*;q=0.8")),
+            Format::Classic
+        );
+        assert_eq!(
+            Format::negotiate(Some("text/plain;q=0.9,application/openmetrics-text;q=0.5")),
+            Format::Classic
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Classic
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! What every probe shares: the run (attempts and retries under one deadline), its outcome
+//! (phase timings, a transcript, a typed failure) and the stable failure reasons.
+//!
+//! A probe type is a module with a validated config struct and
+//! `async fn attempt(&self, deadline) -> Outcome`; [`Probe`] has one arm per type.
+
+pub mod report;
+pub mod tcp;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::{Instant, sleep, timeout_at};
+
+/// A configured check, ready to run.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    Tcp(tcp::TcpProbe),
+}
+
+impl Probe {
+    /// The `probe` label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Tcp(_) => "tcp",
+        }
+    }
+
+    /// The `target` label: what is probed, as the user would write it.
+    pub fn target(&self) -> String {
+        match self {
+            Probe::Tcp(p) => p.host.with_port(p.port),
+        }
+    }
+
+    pub async fn attempt(&self, deadline: Instant) -> Outcome {
+        match self {
+            Probe::Tcp(p) => p.attempt(deadline).await,
+        }
+    }
+}
+
+/// Why a run failed. The strings are a stable contract: alerts and dashboards match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    DnsError,
+    ConnectionRefused,
+    ConnectionTimeout,
+    ConnectionReset,
+    NetworkUnreachable,
+    HostUnreachable,
+    /// The run's deadline passed after the connection was up (a silent peer, a slow dialogue).
+    Timeout,
+    ExpectMismatch,
+    PermissionDenied,
+    IoError,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::DnsError => "dns_error",
+            Reason::ConnectionRefused => "connection_refused",
+            Reason::ConnectionTimeout => "connection_timeout",
+            Reason::ConnectionReset => "connection_reset",
+            Reason::NetworkUnreachable => "network_unreachable",
+            Reason::HostUnreachable => "host_unreachable",
+            Reason::Timeout => "timeout",
+            Reason::ExpectMismatch => "expect_mismatch",
+            Reason::PermissionDenied => "permission_denied",
+            Reason::IoError => "io_error",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed attempt: the stable reason for labels, and the human detail for logs and reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    /// Index of the dialogue step that failed, when the failure happened in one.
+    pub step: Option<usize>,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            step: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// A socket error, classified by kind; `doing` says what the probe was doing.
+    pub fn io(err: &std::io::Error, doing: &str) -> Self {
+        Failure::new(crate::net::classify(err), format!("{doing}: {err}"))
+    }
+
+    pub fn at_step(mut self, step: usize) -> Self {
+        self.step = Some(step);
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.reason)?;
+        if let Some(step) = self.step {
+            write!(f, " at step {step}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+/// How long each phase of an attempt took; `None` when the phase did not happen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    pub dns: Option<Duration>,
+    pub connect: Option<Duration>,
+}
+
+/// Something that happened in an attempt, for the human report and debug logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Sent { step: usize, bytes: usize },
+    Matched { step: usize, bytes: usize },
+    Held { peer_closed: bool },
+    Closed { peer_closed: bool, discarded: usize },
+}
+
+/// An event and when it happened, measured from the start of the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timed<T> {
+    pub at: Duration,
+    pub what: T,
+}
+
+/// What an attempt observed, whether it succeeded or not.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    started: Instant,
+    pub phases: Phases,
+    pub address: Option<SocketAddr>,
+    pub events: Vec<Timed<Event>>,
+}
+
+impl Trace {
+    pub fn start() -> Self {
+        Trace {
+            started: Instant::now(),
+            phases: Phases::default(),
+            address: None,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn record(&mut self, what: Event) {
+        self.events.push(Timed {
+            at: self.started.elapsed(),
+            what,
+        });
+    }
+}
+
+/// One attempt's result and everything it observed.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub result: Result<(), Failure>,
+    pub trace: Trace,
+}
+
+/// How a run is bounded and retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunPolicy {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub retry_delay: Duration,
+}
+
+/// A completed run: the last attempt's outcome, and how much it took to get there.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub outcome: Outcome,
+    pub attempts: u32,
+    pub duration: Duration,
+    pub finished_at: SystemTime,
+}
+
+impl Run {
+    pub fn success(&self) -> bool {
+        self.outcome.result.is_ok()
+    }
+
+    pub fn failure(&self) -> Option<&Failure> {
+        self.outcome.result.as_ref().err()
+    }
+}
+
+/// Runs `probe` once under `policy`: the code path of both the scheduler and `vantage probe`.
+pub async fn run(probe: &Probe, policy: &RunPolicy) -> Run {
+    run_attempts(policy, |deadline| probe.attempt(deadline)).await
+}
+
+/// Attempts until one succeeds, the retries are used up, or the next retry would start after the
+/// run's deadline. Every attempt shares that one deadline, so a run never outlasts `timeout`.
+pub async fn run_attempts<F, Fut>(policy: &RunPolicy, mut attempt: F) -> Run
+where
+    F: FnMut(Instant) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let started = Instant::now();
+    let deadline = started + policy.timeout;
+    let mut attempts = 0;
+    let outcome = loop {
+        attempts += 1;
+        // Probes honour the deadline themselves and keep their trace; this is the backstop.
+        let outcome = timeout_at(deadline, attempt(deadline))
+            .await
+            .unwrap_or_else(|_| Outcome {
+                result: Err(Failure::new(
+                    Reason::Timeout,
+                    "the attempt did not finish before the deadline",
+                )),
+                trace: Trace::start(),
+            });
+        let retry_fits = Instant::now() + policy.retry_delay < deadline;
+        if outcome.result.is_ok() || attempts > policy.retries || !retry_fits {
+            break outcome;
+        }
+        sleep(policy.retry_delay).await;
+    };
+    Run {
+        outcome,
+        attempts,
+        duration: started.elapsed(),
+        finished_at: SystemTime::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn policy(timeout: u64, retries: u32, retry_delay: u64) -> RunPolicy {
+        RunPolicy {
+            timeout: Duration::from_secs(timeout),
+            retries,
+            retry_delay: Duration::from_secs(retry_delay),
+        }
+    }
+
+    fn outcome(result: Result<(), Failure>) -> Outcome {
+        Outcome {
+            result,
+            trace: Trace::start(),
+        }
+    }
+
+    fn refused() -> Result<(), Failure> {
+        Err(Failure::new(Reason::ConnectionRefused, "refused"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn success_on_first_attempt_uses_one() {
+        let run = run_attempts(&policy(10, 2, 1), |_| async { outcome(Ok(())) }).await;
+        assert!(run.success());
+        assert_eq!(run.attempts, 1);
+        assert_eq!(run.duration, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_after_retry_delay_until_success() {
+        let calls = Cell::new(0);
+        let run = run_attempts(&policy(10, 3, 1), |_| {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move { outcome(if n < 3 { refused() } else { Ok(()) }) }
+        })
+        .await;
+        assert!(run.success());
+        assert_eq!(run.attempts, 3);
+        assert_eq!(run.duration, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_when_retries_are_used_up_and_keeps_the_last_reason() {
+        let run = run_attempts(&policy(10, 2, 1), |_| async { outcome(refused()) }).await;
+        assert_eq!(run.attempts, 3);
+        assert_eq!(run.failure().unwrap().reason, Reason::ConnectionRefused);
+        assert_eq!(run.duration, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_attempt_ends_at_the_deadline() {
+        let run = run_attempts(&policy(5, 3, 1), |_| std::future::pending::<Outcome>()).await;
+        assert_eq!(run.attempts, 1, "no time is left for a retry");
+        assert_eq!(run.failure().unwrap().reason, Reason::Timeout);
+        assert_eq!(run.duration, Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_starts_at_or_after_the_deadline() {
+        // The attempt fails after 2s and the retry delay is 1s: a retry would start exactly at
+        // the 3s deadline, so the run ends with the real reason instead of a truncated retry.
+        let run = run_attempts(&policy(3, 5, 1), |_| async {
+            sleep(Duration::from_secs(2)).await;
+            outcome(refused())
+        })
+        .await;
+        assert_eq!(run.attempts, 1);
+        assert_eq!(run.failure().unwrap().reason, Reason::ConnectionRefused);
+        assert_eq!(run.duration, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_attempt_gets_the_same_run_deadline() {
+        let start = Instant::now();
+        let seen = std::cell::RefCell::new(Vec::new());
+        run_attempts(&policy(10, 2, 1), |deadline| {
+            seen.borrow_mut().push(deadline);
+            async { outcome(refused()) }
+        })
+        .await;
+        assert_eq!(*seen.borrow(), vec![start + Duration::from_secs(10); 3]);
+    }
+
+    #[test]
+    fn reason_strings_are_the_documented_ones() {
+        let all = [
+            (Reason::DnsError, "dns_error"),
+            (Reason::ConnectionRefused, "connection_refused"),
+            (Reason::ConnectionTimeout, "connection_timeout"),
+            (Reason::ConnectionReset, "connection_reset"),
+            (Reason::NetworkUnreachable, "network_unreachable"),
+            (Reason::HostUnreachable, "host_unreachable"),
+            (Reason::Timeout, "timeout"),
+            (Reason::ExpectMismatch, "expect_mismatch"),
+            (Reason::PermissionDenied, "permission_denied"),
+            (Reason::IoError, "io_error"),
+        ];
+        for (reason, text) in all {
+            assert_eq!(reason.as_str(), text);
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The human-readable report of one run, printed by `vantage probe`: what happened, in order,
+//! with timings, and why it failed.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::tcp::Step;
+use super::{Event, Probe, Run};
+use crate::config::Target;
+
+pub fn render(target: &Target, run: &Run) -> String {
+    let mut out = String::new();
+    let trace = &run.outcome.trace;
+    let mut line = |label: &str, text: String| {
+        let _ = writeln!(out, "{label:<10}{text}");
+    };
+    line(
+        "target",
+        format!(
+            "{} {} ({})",
+            target.probe.kind(),
+            target.probe.target(),
+            target.name
+        ),
+    );
+    let Probe::Tcp(tcp) = &target.probe;
+    match (trace.address, trace.phases.dns) {
+        (Some(addr), Some(lookup)) => line(
+            "address",
+            format!("{} resolved to {addr} in {}", tcp.host, timing(lookup)),
+        ),
+        (Some(addr), None) => line("address", format!("{addr} (IP literal, no lookup)")),
+        (None, _) => {}
+    }
+    if let Some(connect) = trace.phases.connect {
+        line("connect", timing(connect));
+    }
+    for event in &trace.events {
+        let at = timing(event.at);
+        match &event.what {
+            Event::Sent { step, bytes } => line(
+                &format!("step {step}"),
+                format!(
+                    "sent {bytes} bytes{} at {at}",
+                    quote_send(&tcp.steps, *step)
+                ),
+            ),
+            Event::Matched { step, bytes } => line(
+                &format!("step {step}"),
+                format!(
+                    "expect {} matched, {bytes} bytes consumed, at {at}",
+                    regex_of(&tcp.steps, *step)
+                ),
+            ),
+            Event::Held { peer_closed: true } => {
+                line("hold", format!("the peer closed during the hold, at {at}"))
+            }
+            Event::Held { peer_closed: false } => line("hold", format!("held until {at}")),
+            Event::Closed {
+                peer_closed,
+                discarded,
+            } => {
+                let how = if *peer_closed {
+                    "FIN sent, the peer closed too"
+                } else {
+                    "FIN sent, the peer had not closed yet"
+                };
+                let extra = if *discarded > 0 {
+                    format!(" ({discarded} unread bytes discarded)")
+                } else {
+                    String::new()
+                };
+                line("close", format!("{how}{extra}, at {at}"));
+            }
+        }
+    }
+    let attempts = match run.attempts {
+        1 => "1 attempt".to_string(),
+        n => format!("{n} attempts"),
+    };
+    match &run.outcome.result {
+        Ok(()) => line(
+            "result",
+            format!("success in {} ({attempts})", timing(run.duration)),
+        ),
+        Err(failure) => {
+            line(
+                "result",
+                format!(
+                    "FAILURE {} after {} ({attempts})",
+                    failure.reason,
+                    timing(run.duration)
+                ),
+            );
+            if let Some(step) = failure.step {
+                let what = match tcp.steps.get(step) {
+                    Some(Step::Send(_)) => format!("send{}", quote_send(&tcp.steps, step)),
+                    Some(Step::Expect(_)) => format!("expect {}", regex_of(&tcp.steps, step)),
+                    None => String::new(),
+                };
+                line("step", format!("{step}: {what}"));
+            }
+            line("detail", failure.detail.clone());
+        }
+    }
+    out
+}
+
+fn quote_send(steps: &[Step], index: usize) -> String {
+    match steps.get(index) {
+        Some(Step::Send(bytes)) => {
+            let text: String = String::from_utf8_lossy(bytes).escape_debug().collect();
+            format!(" \"{text}\"")
+        }
+        _ => String::new(),
+    }
+}
+
+fn regex_of(steps: &[Step], index: usize) -> String {
+    match steps.get(index) {
+        Some(Step::Expect(regex)) => format!("/{regex}/"),
+        _ => String::new(),
+    }
+}
+
+/// Milliseconds with precision that suits the magnitude: `0.213 ms`, `12.4 ms`, `1.503 s`.
+pub fn timing(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.3} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.3} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_precision_follows_magnitude() {
+        assert_eq!(timing(Duration::from_micros(213)), "0.213 ms");
+        assert_eq!(timing(Duration::from_micros(12_400)), "12.4 ms");
+        assert_eq!(timing(Duration::from_millis(1503)), "1.503 s");
+    }
+}
