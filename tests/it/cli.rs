@@ -1,0 +1,254 @@
+//! The command line: `--version`, `check-config`, `probe`, and refusal of bad input.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::thread;
+
+use crate::support::{TempDir, closed_port, vantage_bin};
+
+fn vantage(args: &[&str]) -> Output {
+    Command::new(vantage_bin()).args(args).output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A peer that sends a greeting and answers QUIT with 221, once per connection.
+fn smtp_like_peer() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let _ = stream.write_all(b"220 test ESMTP\r\n");
+                let mut buf = [0u8; 64];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0
+                        || (buf[..n].starts_with(b"QUIT")
+                            && stream.write_all(b"221 bye\r\n").is_err())
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn version_names_the_release_and_revision() {
+    let out = vantage(&["--version"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.starts_with("vantage 0.1.0 (revision "), "{text}");
+}
+
+#[test]
+fn check_config_accepts_the_shipped_file() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/exporter.yml");
+    let out = vantage(&["check-config", shipped]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(": OK") && text.contains("vantage-listener (tcp 127.0.0.1:9875)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_reports_every_error_with_file_line_column_and_key() {
+    let dir = TempDir::new("check");
+    let path = dir.write(
+        "bad.yml",
+        "targets:\n  - name: a\n    type: tcp\n    host: h\n    port: 70000\n  - name: b\n    type: http\n    url: https://x/\n",
+    );
+    let out = vantage(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    let file = path.display();
+    assert!(
+        text.contains(&format!(
+            "{file}:5:11: targets[0].port: port 70000 is out of range 1-65535"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{file}:7:11: targets[1].type: type http is not supported yet"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_uses_the_config_flag_and_location_from_the_environment() {
+    let dir = TempDir::new("checkloc");
+    let path = dir.write(
+        "x.yml",
+        "location: a\ntargets:\n  - {name: t, type: tcp, host: h, port: 1, locations: [b]}\n",
+    );
+    let flag = format!("--config.file={}", path.display());
+    let here = vantage(&["check-config", &flag]);
+    assert!(
+        stdout(&here).contains("not run at this location: t"),
+        "{}",
+        stdout(&here)
+    );
+    let out = Command::new(vantage_bin())
+        .args(["check-config", &flag])
+        .env("VANTAGE_LOCATION", "b")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("location: b") && text.contains("targets: 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_of_a_missing_file_fails_clearly() {
+    let out = vantage(&["check-config", "/nonexistent/exporter.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("/nonexistent/exporter.yml: cannot read the config file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn probe_reports_success_with_phases_and_exits_0() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let _ = stream.read(&mut [0u8; 16]);
+        }
+    });
+    let out = vantage(&["probe", &address]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains(&format!("target    tcp {address}")), "{text}");
+    assert!(text.contains("connect   "), "{text}");
+    assert!(
+        text.contains("close     FIN sent, the peer closed too"),
+        "{text}"
+    );
+    assert!(text.contains("result    success in"), "{text}");
+}
+
+#[test]
+fn probe_reports_the_reason_and_exits_1_on_failure() {
+    let address = format!("127.0.0.1:{}", closed_port());
+    let out = vantage(&["probe", &address]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("result    FAILURE connection_refused"),
+        "{text}"
+    );
+    assert!(text.contains("detail    connecting to"), "{text}");
+}
+
+#[test]
+fn probe_runs_a_named_check_from_the_config_with_its_dialogue() {
+    let port = smtp_like_peer();
+    let dir = TempDir::new("probename");
+    let path = dir.write(
+        "exporter.yml",
+        &format!(
+            "targets:\n  - name: mail\n    type: tcp\n    host: 127.0.0.1\n    port: {port}\n    locations: [elsewhere]\n    tcp:\n      steps:\n        - expect: \"^220 \"\n        - send: \"QUIT\\r\\n\"\n        - expect: \"^250\"\n"
+        ),
+    );
+    let flag = format!("--config.file={}", path.display());
+    let out = vantage(&["probe", &flag, "--name=mail", "--timeout=300ms"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the third step expects 250 but gets 221"
+    );
+    let text = stdout(&out);
+    assert!(text.contains("step 0    expect /^220 / matched"), "{text}");
+    assert!(
+        text.contains("step 1    sent 6 bytes \"QUIT\\r\\n\""),
+        "{text}"
+    );
+    assert!(text.contains("result    FAILURE expect_mismatch"), "{text}");
+    assert!(text.contains("step      2: expect /^250/"), "{text}");
+    assert!(
+        text.contains("221 bye"),
+        "the report quotes what came back: {text}"
+    );
+
+    // The same check pointed at another address, where nothing listens.
+    let elsewhere = format!("127.0.0.1:{}", closed_port());
+    let out = vantage(&["probe", &flag, "--name=mail", &elsewhere]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains(&format!("target    tcp {elsewhere} (mail)")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("connection_refused"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn probe_refuses_what_it_cannot_run_with_exit_2() {
+    let unsupported = vantage(&["probe", "127.0.0.1:80", "--type=http"]);
+    assert_eq!(unsupported.status.code(), Some(2));
+    assert!(
+        stderr(&unsupported).contains("type http is not supported yet"),
+        "{}",
+        stderr(&unsupported)
+    );
+
+    let no_port = vantage(&["probe", "127.0.0.1"]);
+    assert_eq!(no_port.status.code(), Some(2));
+    assert!(
+        stderr(&no_port).contains("HOST:PORT"),
+        "{}",
+        stderr(&no_port)
+    );
+
+    let unknown = vantage(&["probe", "--config.file=/nonexistent.yml", "--name=x"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("cannot read the config file"),
+        "{}",
+        stderr(&unknown)
+    );
+}
+
+#[test]
+fn unknown_flags_and_bad_values_are_errors() {
+    let unknown = vantage(&["--config.fiel=x.yml"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("--config.fiel"),
+        "{}",
+        stderr(&unknown)
+    );
+    let bad_level = vantage(&["--log.level=loud", "check-config"]);
+    assert_eq!(bad_level.status.code(), Some(2));
+    let bad_timeout = vantage(&["probe", "127.0.0.1:1", "--timeout=5"]);
+    assert_eq!(bad_timeout.status.code(), Some(2));
+    assert!(
+        stderr(&bad_timeout).contains("\"5s\""),
+        "{}",
+        stderr(&bad_timeout)
+    );
+}

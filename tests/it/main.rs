@@ -1,0 +1,8 @@
+//! Integration tests: one binary, real sockets on loopback, the real vantage executable.
+
+mod cli;
+mod exporter;
+mod gentle;
+mod netns;
+mod support;
+mod tcp;

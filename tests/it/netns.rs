@@ -1,0 +1,151 @@
+//! Reasons that need a network loopback cannot give: a missing route, a neighbour that never
+//! answers ARP, a router that drops SYNs, a resolver that is down. Each test builds its own
+//! network namespaces (root only), runs `vantage probe` inside, and removes them after; no
+//! packet leaves the namespaces the test made.
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::support::{root_or_skip, vantage_bin};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2) must be installed");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace with loopback up, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!(
+            "vt{}n{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        ip(&["netns", "add", &name]);
+        let ns = Netns(name);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn exec(&self, command: &[&str]) {
+        let mut args = vec!["netns", "exec", &self.0];
+        args.extend_from_slice(command);
+        ip(&args);
+    }
+
+    fn probe(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, vantage_bin(), "probe"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.0));
+    }
+}
+
+/// Two namespaces joined by a veth pair: `a` is 10.77.0.1/24, `b` is 10.77.0.2/24.
+fn linked_pair() -> (Netns, Netns) {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = (format!("{}a", a.0), format!("{}b", a.0));
+    ip(&[
+        "link", "add", &va, "netns", &a.0, "type", "veth", "peer", "name", &vb, "netns", &b.0,
+    ]);
+    a.exec(&["ip", "addr", "add", "10.77.0.1/24", "dev", &va]);
+    b.exec(&["ip", "addr", "add", "10.77.0.2/24", "dev", &vb]);
+    a.exec(&["ip", "link", "set", &va, "up"]);
+    b.exec(&["ip", "link", "set", &vb, "up"]);
+    (a, b)
+}
+
+#[track_caller]
+fn assert_reason(out: &Output, reason: &str) {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("result    FAILURE {reason} ")),
+        "{text}"
+    );
+}
+
+#[test]
+fn no_route_is_network_unreachable() {
+    if !root_or_skip("no_route_is_network_unreachable") {
+        return;
+    }
+    let ns = Netns::new();
+    assert_reason(
+        &ns.probe(&["10.99.0.1:80", "--timeout=5s"]),
+        "network_unreachable",
+    );
+}
+
+#[test]
+fn a_neighbour_that_never_answers_arp_is_host_unreachable() {
+    if !root_or_skip("a_neighbour_that_never_answers_arp_is_host_unreachable") {
+        return;
+    }
+    let (a, _b) = linked_pair();
+    // 10.77.0.3 is on the link but nobody has it; the kernel gives up on ARP after ~3s.
+    assert_reason(
+        &a.probe(&["10.77.0.3:80", "--timeout=10s"]),
+        "host_unreachable",
+    );
+}
+
+#[test]
+fn a_dropped_syn_is_connection_timeout() {
+    if !root_or_skip("a_dropped_syn_is_connection_timeout") {
+        return;
+    }
+    let (a, b) = linked_pair();
+    // b is the gateway to 10.88.0.0/24 but does not forward, so it drops the SYN silently.
+    a.exec(&["ip", "route", "add", "10.88.0.0/24", "via", "10.77.0.2"]);
+    // New namespaces inherit ip_forward from the host, which may forward; switch it off.
+    b.exec(&["sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"]);
+    assert_reason(
+        &a.probe(&["10.88.0.5:80", "--timeout=1s"]),
+        "connection_timeout",
+    );
+}
+
+#[test]
+fn a_resolver_that_is_down_is_dns_error() {
+    if !root_or_skip("a_resolver_that_is_down_is_dns_error") {
+        return;
+    }
+    let ns = Netns::new();
+    // `ip netns exec` mounts /etc/netns/NAME/resolv.conf over /etc/resolv.conf: the lookup goes
+    // to the namespace's own loopback, where nothing listens.
+    let dir = format!("/etc/netns/{}", ns.0);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        format!("{dir}/resolv.conf"),
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+    )
+    .unwrap();
+    let out = ns.probe(&["nosuch.vantage.test:80", "--timeout=5s"]);
+    assert_reason(&out, "dns_error");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("looking up nosuch.vantage.test"));
+}

@@ -1,0 +1,206 @@
+//! Helpers for the integration tests: targets from YAML, loopback peers, the vantage binary.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vantage::config::{self, LoadOptions, Target};
+use vantage::probe::{self, Run};
+
+/// A target built by the real config code from one YAML target entry's extra keys.
+pub fn target(port: u16, extra: &str) -> Arc<Target> {
+    let yaml = format!(
+        "targets:\n  - name: t\n    type: tcp\n    host: 127.0.0.1\n    port: {port}\n    interval: 1m\n{extra}"
+    );
+    let config = config::parse(&yaml, "test.yml", &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    Arc::clone(&config.targets[0])
+}
+
+pub async fn run(target: &Target) -> Run {
+    probe::run(&target.probe, &target.policy).await
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("vantage-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn vantage_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vantage")
+}
+
+/// A vantage process this test started; killed by PID on drop if still running.
+pub struct Vantage {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Vantage {
+    pub fn start(config: &Path, extra_args: &[&str]) -> Vantage {
+        let port = closed_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = Command::new(vantage_bin())
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let vantage = Vantage { child, addr };
+        wait_for(Duration::from_secs(20), "vantage to become ready", || {
+            http_get(vantage.addr, "/-/ready", None).is_some_and(|r| r.status == 200)
+        });
+        vantage
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        // The shell's builtin `kill`: no procps package needed.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vantage did not exit within 10s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (exit, stderr)
+    }
+}
+
+impl Drop for Vantage {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// A minimal HTTP/1.1 request with `Connection: close`; `None` if nothing answers.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    accept: Option<&str>,
+) -> Option<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    let status = status_line.split(' ').nth(1)?.parse().ok()?;
+    Some(Response {
+        status,
+        headers: headers.to_string(),
+        body: body.to_string(),
+    })
+}
+
+pub fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> Option<Response> {
+    http_request(addr, "GET", path, accept)
+}
+
+/// Polls `done` until it holds, failing the test after `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether tests that need root (network namespaces) can run. They skip with a message when
+/// not root, except under `VANTAGE_TEST_REQUIRE_ALL=1` (set by `.ci/run`), where skipping fails.
+pub fn root_or_skip(test: &str) -> bool {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    let root = String::from_utf8_lossy(&out.stdout).trim() == "0";
+    if !root {
+        assert!(
+            std::env::var("VANTAGE_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+            "{test} needs root, and VANTAGE_TEST_REQUIRE_ALL=1 forbids skipping it"
+        );
+        eprintln!("SKIPPED {test}: needs root to create network namespaces");
+    }
+    root
+}
