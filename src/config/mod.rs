@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use regex::bytes::Regex;
+use regex::bytes::RegexBuilder;
 use serde_saphyr::Location;
 
 pub use error::{ConfigError, ConfigErrors};
@@ -818,7 +818,9 @@ impl Builder<'_> {
             return Some(Step::Send(send.value.as_bytes().to_vec()));
         }
         let expect = expect?;
-        match Regex::new(&expect.value) {
+        // Multi-line: after a partial match the rest of that line is still unread, and `^250`
+        // must still find the next reply line. `\A` anchors at the unread bytes' start.
+        match RegexBuilder::new(&expect.value).multi_line(true).build() {
             Ok(regex) => Some(Step::Expect(regex)),
             Err(e) => {
                 self.error(

@@ -251,24 +251,42 @@ async fn a_wrong_answer_on_an_open_connection_is_a_mismatch_at_the_deadline_not_
     );
 }
 
-/// An SMTP-like peer that refuses HELO: the failing step is the third (index 2).
-async fn smtp_refusing_helo(mut stream: TcpStream) {
+/// An SMTP-like peer that answers HELO with `reply`.
+async fn smtp_answering_helo(mut stream: TcpStream, reply: &'static [u8]) {
     if stream.write_all(b"220 mail.test ESMTP\r\n").await.is_err() {
         return;
     }
     let mut buf = [0u8; 256];
-    if let Ok(n) = stream.read(&mut buf).await
-        && buf[..n].starts_with(b"HELO")
-    {
-        let _ = stream.write_all(b"550 go away\r\n").await;
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let answer: &[u8] = if buf[..n].starts_with(b"HELO") {
+            reply
+        } else {
+            b"221 bye\r\n"
+        };
+        if stream.write_all(answer).await.is_err() {
+            break;
+        }
     }
+}
+
+const SMTP_STEPS: &str = "    tcp:\n      steps:\n        - expect: \"^220 \"\n        - send: \"HELO vantage\\r\\n\"\n        - expect: \"^250 \"\n        - send: \"QUIT\\r\\n\"\n        - expect: \"^221\"\n";
+
+/// Regression: `^220 ` left the rest of the greeting line unread, and `^250` was anchored to
+/// that leftover, so a plain SMTP dialogue could never succeed. `^` now means a line start.
+#[tokio::test]
+async fn expect_anchors_at_line_starts_after_a_partial_match() {
+    let port = server(|s| smtp_answering_helo(s, b"250 hello\r\n")).await;
+    let run = run(&target(port, SMTP_STEPS)).await;
+    assert!(run.success(), "{:?}", run.failure());
 }
 
 #[tokio::test]
 async fn a_multi_step_dialogue_reports_the_failing_step() {
-    let port = server(smtp_refusing_helo).await;
-    let steps = "    tcp:\n      steps:\n        - expect: \"^220 \"\n        - send: \"HELO vantage\\r\\n\"\n        - expect: \"^250\"\n        - send: \"QUIT\\r\\n\"\n";
-    let run = run(&target(port, steps)).await;
+    let port = server(|s| smtp_answering_helo(s, b"550 go away\r\n")).await;
+    let run = run(&target(port, &format!("    timeout: 500ms\n{SMTP_STEPS}"))).await;
     let failure = run.failure().expect("must fail");
     assert_eq!(failure.reason, Reason::ExpectMismatch);
     assert_eq!(failure.step, Some(2));
