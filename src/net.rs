@@ -60,6 +60,16 @@ impl Host {
                 "host {text:?} is neither an IP address nor a DNS name"
             ));
         }
+        // The resolver reads `010.0.0.1` as octal (8.0.0.1) and `127.1` as 127.0.0.1, so the
+        // target label would name one address while another is probed. No real name ends in
+        // an all-numeric label.
+        let last = name.rsplit('.').next().unwrap_or(name);
+        if last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x") {
+            return Err(format!(
+                "host {text:?} looks like an IPv4 address but is not one in the usual form \
+                 (four decimal numbers without leading zeros, such as 10.0.0.8)"
+            ));
+        }
         Ok(Host::Name(text.to_string()))
     }
 
@@ -289,7 +299,16 @@ mod tests {
                 .unwrap_err()
                 .contains("URL")
         );
-        for bad in ["", "exa mple.com", "a..b", "ex/ample"] {
+        for bad in [
+            "",
+            "exa mple.com",
+            "a..b",
+            "ex/ample",
+            "010.0.0.1",
+            "127.1",
+            "10.0.0.010",
+            "0x7f.1",
+        ] {
             assert!(Host::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

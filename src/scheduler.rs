@@ -1,14 +1,16 @@
 //! Runs every target on its own interval, forever, within a global bound on runs in flight.
 //!
-//! Each target runs at a fixed phase of its interval, derived from a stable hash of its name:
-//! targets that share an interval are spread over it instead of stampeding at start-up, and the
-//! phase survives restarts. A run that starts late (waiting for the concurrency limit) is
-//! measured in `vantage_probe_schedule_delay_seconds`; a run that falls a whole interval behind
-//! skips the missed slots rather than bursting to catch up.
+//! Each target runs at a fixed phase of its interval in wall-clock time (Unix time modulo the
+//! interval), derived from a stable hash of its name: targets that share an interval are spread
+//! over it instead of stampeding at start-up, and a target keeps its slots across restarts and
+//! replicas. While failing it may re-check every `interval_on_failure`; once it recovers it goes
+//! back to its regular slots. A run that starts late (waiting for the concurrency limit) is
+//! measured in `vantage_probe_schedule_delay_seconds`; a target that falls a whole interval
+//! behind skips the missed slots rather than bursting to catch up.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Semaphore;
@@ -49,14 +51,29 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn start<R: Runner>(targets: &[Arc<Target>], runner: Arc<R>, shared: Shared) -> Scheduler {
-        let epoch = Instant::now();
+        let wall = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self::start_at(targets, runner, shared, wall)
+    }
+
+    /// Starts with the wall clock reading `wall` (time since the Unix epoch) now.
+    fn start_at<R: Runner>(
+        targets: &[Arc<Target>],
+        runner: Arc<R>,
+        shared: Shared,
+        wall: Duration,
+    ) -> Scheduler {
+        let now = Instant::now();
         let mut tasks = JoinSet::new();
         for target in targets {
+            let phase = phase(&target.name, target.interval);
+            let first = now + until_slot(wall, phase, target.interval);
             tasks.spawn(run_target(
                 Arc::clone(target),
                 Arc::clone(&runner),
                 shared.clone(),
-                epoch,
+                first,
             ));
         }
         Scheduler { tasks }
@@ -82,6 +99,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// How long from wall-clock time `wall` until the next slot `phase` into an `interval` (zero if
+/// `wall` is exactly on one).
+fn until_slot(wall: Duration, phase: Duration, interval: Duration) -> Duration {
+    let interval = interval.as_nanos().max(1);
+    let into = wall.as_nanos() % interval;
+    let until = (phase.as_nanos() + interval - into) % interval;
+    Duration::from_nanos(u64::try_from(until).unwrap_or(u64::MAX))
 }
 
 /// The first slot after `scheduled` that is still ahead of `now`, keeping the phase.
@@ -112,13 +138,14 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Runs one target forever. `first` is its first regular slot; the others follow every interval.
 async fn run_target<R: Runner>(
     target: Arc<Target>,
     runner: Arc<R>,
     shared: Shared,
-    epoch: Instant,
+    first: Instant,
 ) {
-    let mut scheduled = epoch + phase(&target.name, target.interval);
+    let mut scheduled = first;
     loop {
         sleep_until(scheduled).await;
         let Ok(permit) = shared.limiter.acquire().await else {
@@ -132,16 +159,18 @@ async fn run_target<R: Runner>(
         };
         drop(permit);
 
-        let step = match run.failure() {
-            None => target.interval,
-            Some(_) => target.interval_on_failure.unwrap_or(target.interval),
-        };
+        let retry_sooner = run.failure().and(target.interval_on_failure);
         log_run(
             &target,
             &run,
             shared.store.record(&target.name, run.clone()),
         );
-        scheduled = next_slot(scheduled, step, Instant::now());
+        let now = Instant::now();
+        scheduled = match retry_sooner {
+            Some(step) => next_slot(scheduled, step, now),
+            // Back on the regular slots, however interval_on_failure moved us meanwhile.
+            None => next_slot(first, target.interval, now),
+        };
     }
 }
 
@@ -298,10 +327,10 @@ mod tests {
             limiter: Arc::new(Semaphore::new(limit)),
             telemetry: Telemetry::new(),
         };
-        (
-            Scheduler::start(targets, Arc::clone(runner), shared.clone()),
-            shared,
-        )
+        // The wall clock reads 0: a target's first slot is its phase, which keeps tests exact.
+        let scheduler =
+            Scheduler::start_at(targets, Arc::clone(runner), shared.clone(), Duration::ZERO);
+        (scheduler, shared)
     }
 
     #[test]
@@ -312,6 +341,17 @@ mod tests {
             phase("api-https", Duration::from_secs(30)),
             Duration::from_nanos(fnv1a(b"api-https") % 30_000_000_000)
         );
+    }
+
+    #[test]
+    fn slots_are_fixed_in_wall_clock_time() {
+        let s = Duration::from_secs;
+        // 100 s into the epoch, a 30 s interval is 10 s in; the slot 5 s in is 25 s away.
+        assert_eq!(until_slot(s(100), s(5), s(30)), s(25));
+        assert_eq!(until_slot(s(100), s(10), s(30)), s(0), "on a slot: run now");
+        assert_eq!(until_slot(s(100), s(29), s(30)), s(19));
+        // A restart 7 s later lands on the same slot, 7 s closer.
+        assert_eq!(until_slot(s(107), s(5), s(30)), s(18));
     }
 
     #[test]
@@ -376,13 +416,14 @@ mod tests {
         let runner = Scripted::new(Duration::from_millis(100), |n| n < 3);
         let p = phase("t0", Duration::from_secs(60));
         let (scheduler, shared) = start(&targets, limit, &runner);
-        sleep(p + Duration::from_secs(140)).await;
+        sleep(p + Duration::from_secs(125)).await;
         scheduler.stop().await;
         let at = |s: u64| p + Duration::from_secs(s);
-        // Three failures five seconds apart, a success, then the normal interval again.
+        // Three failures five seconds apart, a success, then back on the regular slots: the
+        // phase has not drifted by the 15 s spent failing.
         assert_starts(
             &runner.starts("t0"),
-            &[at(0), at(5), at(10), at(15), at(75), at(135)],
+            &[at(0), at(5), at(10), at(15), at(60), at(120)],
         );
         let successes = shared.store.read(|e| e["t0"].successes);
         assert_eq!(successes, 3);

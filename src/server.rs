@@ -18,14 +18,24 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use crate::metrics::{Format, Metrics};
 use crate::status_page;
 use crate::store::Store;
 
-/// A client gets this long to send its request headers; slow or idle clients cannot pile up.
+/// A client gets this long to send each request's headers, the first or the next on a kept-alive
+/// connection.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// At most this many connections are served at once; more wait in the listen backlog. Slow or
+/// stuck clients therefore cannot take the file descriptors that probes need.
+const MAX_CONNECTIONS: usize = 128;
+
+/// A connection is closed after this long, even mid-response: a client that stops reading its
+/// response would otherwise hold it forever. Prometheus simply reconnects.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 pub struct State {
     pub metrics: Metrics,
@@ -44,10 +54,13 @@ pub async fn bind(address: &str) -> io::Result<TcpListener> {
                 format!("invalid port in {address:?}"),
             )
         })?;
-        // A host without IPv6 cannot open the dual-stack socket; IPv4 alone is then all there is.
         return match bind_socket(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)), true) {
-            Ok(listener) => Ok(listener),
-            Err(_) => bind_socket(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), false),
+            // Only a host without IPv6 falls back to IPv4 alone; any other error (the port is
+            // taken, say) is reported, not papered over with a half listener.
+            Err(e) if ipv6_missing(&e) => {
+                bind_socket(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), false)
+            }
+            other => other,
         };
     }
     let addr = tokio::net::lookup_host(address)
@@ -60,6 +73,12 @@ pub async fn bind(address: &str) -> io::Result<TcpListener> {
             )
         })?;
     bind_socket(addr, false)
+}
+
+/// Whether creating or binding an IPv6 socket failed because this host has no IPv6.
+fn ipv6_missing(err: &io::Error) -> bool {
+    const EAFNOSUPPORT: i32 = 97; // Linux: the kernel was built or booted without IPv6
+    err.kind() == io::ErrorKind::AddrNotAvailable || err.raw_os_error() == Some(EAFNOSUPPORT)
 }
 
 fn bind_socket(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
@@ -77,10 +96,17 @@ fn bind_socket(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
 /// Serves until `shutdown` completes.
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => return,
-            accepted = listener.accept() => accepted,
+            accepted = async {
+                let slot = Arc::clone(&slots).acquire_owned().await;
+                (slot, listener.accept().await)
+            } => accepted,
+        };
+        let (Ok(slot), accepted) = accepted else {
+            return; // the semaphore is never closed
         };
         let (stream, peer) = match accepted {
             Ok(conn) => conn,
@@ -93,6 +119,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
         };
         let state = Arc::clone(&state);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let state = Arc::clone(&state);
                 async move { Ok::<_, Infallible>(handle(&req, &state)) }
@@ -101,8 +128,10 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                debug!(%peer, error = %e, "connection ended with an error");
+            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                Err(_) => debug!(%peer, "connection closed at the end of its lifetime"),
+                Ok(Err(e)) => debug!(%peer, error = %e, "connection ended with an error"),
+                Ok(Ok(())) => {}
             }
         });
     }

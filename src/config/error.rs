@@ -56,15 +56,25 @@ impl ConfigError {
     }
 }
 
-/// Removes what the parser's wrappers add to a path: `.value` segments from span-carrying
-/// values, and the `?` it writes for a key it could not name.
+/// Removes what the parser's wrappers add to a path: the `value` segments of span-carrying
+/// values (`steps.value[0].value.expect` is `steps[0].expect`), and the `?` it writes for a key
+/// it could not name. Only whole segments go: a key such as `values` stays.
 fn clean_path(path: &str) -> String {
-    let path = path.replace(".value", "");
-    let path = path.strip_suffix(".?").unwrap_or(&path);
-    match path {
-        "?" | "." => String::new(),
-        other => other.to_string(),
+    let mut out = String::new();
+    for segment in path.split('.') {
+        match segment.strip_prefix("value") {
+            Some("") => {}
+            Some(index) if index.starts_with('[') => out.push_str(index),
+            _ if segment == "?" => {}
+            _ => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(segment);
+            }
+        }
     }
+    out
 }
 
 impl fmt::Display for ConfigError {
@@ -108,8 +118,17 @@ mod tests {
             clean_path("targets[0].value.tcp.value.sned"),
             "targets[0].tcp.sned"
         );
+        assert_eq!(
+            clean_path("targets[0].value.tcp.value.steps.value[2].value.expect"),
+            "targets[0].tcp.steps[2].expect"
+        );
         assert_eq!(clean_path("targets[0].?"), "targets[0]");
         assert_eq!(clean_path("?"), "");
+        assert_eq!(
+            clean_path("labels.value.values"),
+            "labels.values",
+            "only whole segments go"
+        );
     }
 
     #[test]

@@ -360,7 +360,7 @@ impl Builder<'_> {
                     "defaults",
                     Origin::Defaults,
                 );
-                self.check_schedule(&schedule, "defaults", |o| matches!(o, Origin::Defaults(_)));
+                self.check_schedule(&schedule, "defaults", in_defaults);
                 schedule
             }
             None => builtin,
@@ -559,8 +559,8 @@ impl Builder<'_> {
                 &[("timeout", t.origin), ("interval", i.origin)],
                 format!(
                     "timeout {} must be shorter than interval {}: a run must end before the next starts",
-                    describe(&t),
-                    describe(&i)
+                    describe(&t, local),
+                    describe(&i, local)
                 ),
             );
         }
@@ -572,8 +572,8 @@ impl Builder<'_> {
                 &[("interval_on_failure", iof.origin), ("timeout", t.origin)],
                 format!(
                     "interval_on_failure {} must be longer than timeout {}",
-                    describe(&iof),
-                    describe(&t)
+                    describe(&iof, local),
+                    describe(&t, local)
                 ),
             );
         }
@@ -589,8 +589,8 @@ impl Builder<'_> {
                 ],
                 format!(
                     "retry_delay {} must be shorter than timeout {}: retries happen within one run's timeout",
-                    describe(&d),
-                    describe(&t)
+                    describe(&d, local),
+                    describe(&t, local)
                 ),
             );
         }
@@ -617,7 +617,7 @@ impl Builder<'_> {
             );
         }
         let schedule = self.layer(defaults, &Overrides::from(t), path, Origin::Target);
-        self.check_schedule(&schedule, path, |o| matches!(o, Origin::Target(_)));
+        self.check_schedule(&schedule, path, in_target);
         let target_labels = self.labels(t.labels.as_ref(), &format!("{path}.labels"));
         let mut labels = global_labels.clone();
         labels.extend(target_labels);
@@ -746,7 +746,7 @@ impl Builder<'_> {
                 format!(
                     "hold {} must be shorter than timeout {}",
                     duration::format(hold.value.0),
-                    describe(&schedule.timeout)
+                    describe(&schedule.timeout, in_target)
                 ),
             );
         }
@@ -841,14 +841,24 @@ fn builtin<T>(value: T) -> Setting<T> {
     }
 }
 
-/// A duration setting with its origin, for messages that mention an inherited value.
-fn describe(s: &Setting<Duration>) -> String {
+/// A duration setting for a message reported in a scope where `local` settings were written:
+/// inherited values say where they come from.
+fn describe(s: &Setting<Duration>, local: fn(&Origin) -> bool) -> String {
     let value = duration::format(s.value);
     match s.origin {
+        o if local(&o) => value,
         Origin::BuiltIn => format!("{value} (the built-in default)"),
         Origin::Defaults(at) => format!("{value} (from defaults, line {})", at.line()),
         Origin::Target(_) => value,
     }
+}
+
+fn in_target(o: &Origin) -> bool {
+    matches!(o, Origin::Target(_))
+}
+
+fn in_defaults(o: &Origin) -> bool {
+    matches!(o, Origin::Defaults(_))
 }
 
 /// The regex crate's syntax errors span several lines with a caret diagram; keep the last one.

@@ -620,3 +620,42 @@ targets:
         "{errs:#?}"
     );
 }
+
+#[test]
+fn an_error_at_defaults_does_not_cite_defaults_for_its_own_values() {
+    single(
+        "defaults: {interval: 10s, timeout: 20s}\ntargets: []\n",
+        1,
+        36,
+        "defaults.timeout",
+        "timeout 20s must be shorter than interval 10s: a run must end",
+    );
+    let errs = errors("defaults: {interval: 10s, timeout: 20s}\ntargets: []\n");
+    assert!(
+        !errs[0].message.contains("from defaults"),
+        "{}",
+        errs[0].message
+    );
+}
+
+#[test]
+fn a_key_named_like_the_parser_wrapper_keeps_its_path() {
+    single(
+        "labels: {values: [1]}\ntargets: []\n",
+        1,
+        18,
+        "labels.values",
+        "",
+    );
+}
+
+#[test]
+fn octal_and_short_ipv4_forms_are_refused_as_hosts() {
+    single(
+        "targets:\n  - {name: a, type: tcp, host: 010.0.0.1, port: 80}\n",
+        2,
+        32,
+        "targets[0].host",
+        "looks like an IPv4 address",
+    );
+}

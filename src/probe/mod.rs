@@ -133,7 +133,18 @@ pub enum Event {
     Sent { step: usize, bytes: usize },
     Matched { step: usize, bytes: usize },
     Held { peer_closed: bool },
-    Closed { peer_closed: bool, discarded: usize },
+    Closed { how: Close, discarded: usize },
+}
+
+/// How the gentle close ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The peer answered our FIN with its own: a clean close.
+    PeerClosed,
+    /// The peer had not closed when the grace period (or the deadline) ran out; our FIN stands.
+    GraceOver,
+    /// The peer kept sending past the drain limit; dropping the socket then resets it.
+    DrainLimit,
 }
 
 /// An event and when it happened, measured from the start of the attempt.

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::tcp::Step;
-use super::{Event, Probe, Run};
+use super::{Close, Event, Probe, Run};
 use crate::config::Target;
 
 pub fn render(target: &Target, run: &Run) -> String {
@@ -56,14 +56,13 @@ pub fn render(target: &Target, run: &Run) -> String {
                 line("hold", format!("the peer closed during the hold, at {at}"))
             }
             Event::Held { peer_closed: false } => line("hold", format!("held until {at}")),
-            Event::Closed {
-                peer_closed,
-                discarded,
-            } => {
-                let how = if *peer_closed {
-                    "FIN sent, the peer closed too"
-                } else {
-                    "FIN sent, the peer had not closed yet"
+            Event::Closed { how, discarded } => {
+                let how = match how {
+                    Close::PeerClosed => "FIN sent, the peer closed too",
+                    Close::GraceOver => "FIN sent, the peer had not closed yet",
+                    Close::DrainLimit => {
+                        "FIN sent, but the peer kept sending: the connection was reset"
+                    }
                 };
                 let extra = if *discarded > 0 {
                     format!(" ({discarded} unread bytes discarded)")

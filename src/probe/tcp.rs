@@ -9,11 +9,10 @@
 use std::time::Duration;
 
 use regex::bytes::Regex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout_at};
 
-use super::{Event, Failure, Outcome, Reason, Trace};
+use super::{Close, Event, Failure, Outcome, Reason, Trace};
 use crate::net::{self, Host, IpVersion};
 
 /// The most an `expect` step buffers while looking for its match. A peer that floods is failed
@@ -70,9 +69,9 @@ impl TcpProbe {
         dialogue.and(closed)
     }
 
-    async fn converse(
+    async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         deadline: Instant,
         trace: &mut Trace,
     ) -> Result<(), Failure> {
@@ -107,7 +106,11 @@ impl TcpProbe {
     }
 }
 
-async fn send(stream: &mut TcpStream, bytes: &[u8], deadline: Instant) -> Result<(), Failure> {
+async fn send<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+    deadline: Instant,
+) -> Result<(), Failure> {
     match timeout_at(deadline, stream.write_all(bytes)).await {
         Err(_) => Err(Failure::new(
             Reason::Timeout,
@@ -120,43 +123,64 @@ async fn send(stream: &mut TcpStream, bytes: &[u8], deadline: Instant) -> Result
 
 /// Reads until `regex` matches the unconsumed bytes, then consumes through the match.
 /// Returns how many bytes the match consumed.
-async fn expect(
-    stream: &mut TcpStream,
+///
+/// Scanning the whole window after every read would let a peer that trickles single bytes cost
+/// quadratic CPU, so once the window is past [`EAGER_SCAN`] a scan waits until the window has
+/// grown by an eighth or the peer has paused for [`QUIET`]. Every way out scans what is unscanned
+/// first, so a match is never missed, only (for large, trickled answers) seen up to `QUIET` late.
+async fn expect<S: AsyncRead + Unpin>(
+    stream: &mut S,
     regex: &Regex,
     window: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<usize, Failure> {
     let mut chunk = [0u8; 4096];
+    let mut scan = Scan::default();
     loop {
-        if let Some(found) = regex.find(window) {
-            let consumed = found.end();
-            window.drain(..consumed);
+        if scan.worth_it(window.len())
+            && let Some(consumed) = scan.run(regex, window)
+        {
             return Ok(consumed);
         }
-        let room = EXPECT_WINDOW - window.len();
-        if room == 0 {
-            return Err(mismatch(
-                format!("no match for /{regex}/ in the first {EXPECT_WINDOW} bytes"),
-                window,
-            ));
-        }
-        let limit = room.min(chunk.len());
-        match timeout_at(deadline, stream.read(&mut chunk[..limit])).await {
-            // Silence is a timeout; an answer that never matched is a mismatch worth quoting.
-            Err(_) if window.is_empty() => {
-                return Err(Failure::new(
+        // Checked here, not only by the read's timer: that fires only when the read would block,
+        // and a peer that always has data ready would never let it.
+        let full = window.len() >= EXPECT_WINDOW;
+        if full || Instant::now() >= deadline {
+            if let Some(consumed) = scan.run(regex, window) {
+                return Ok(consumed);
+            }
+            return Err(if full {
+                mismatch(
+                    format!("no match for /{regex}/ in the first {EXPECT_WINDOW} bytes"),
+                    window,
+                )
+            } else if window.is_empty() {
+                // Silence is a timeout; an answer that never matched is a mismatch worth quoting.
+                Failure::new(
                     Reason::Timeout,
                     format!("nothing received before the deadline while expecting /{regex}/"),
-                ));
-            }
-            Err(_) => {
-                return Err(mismatch(
+                )
+            } else {
+                mismatch(
                     format!("no match for /{regex}/ before the deadline"),
                     window,
-                ));
-            }
+                )
+            });
+        }
+        let wait_until = if scan.pending(window.len()) {
+            deadline.min(Instant::now() + QUIET)
+        } else {
+            deadline
+        };
+        let room = (EXPECT_WINDOW - window.len()).min(chunk.len());
+        match timeout_at(wait_until, stream.read(&mut chunk[..room])).await {
+            // The peer paused (or the deadline came): scan what is pending on the next pass.
+            Err(_) => scan.force(),
             Ok(Err(e)) => return Err(Failure::io(&e, "receiving")),
             Ok(Ok(0)) => {
+                if let Some(consumed) = scan.run(regex, window) {
+                    return Ok(consumed);
+                }
                 return Err(mismatch(
                     format!("the peer closed the connection without a match for /{regex}/"),
                     window,
@@ -164,6 +188,49 @@ async fn expect(
             }
             Ok(Ok(n)) => window.extend_from_slice(&chunk[..n]),
         }
+    }
+}
+
+/// Windows up to this size are scanned after every read: replies this small are the normal case.
+const EAGER_SCAN: usize = 4096;
+
+/// How long a pending scan waits for more bytes before it runs anyway.
+const QUIET: Duration = Duration::from_millis(2);
+
+/// When the expect window was last scanned, to decide whether scanning again is worth it.
+#[derive(Default)]
+struct Scan {
+    /// Window length at the last scan; `None` before the first (an empty window may match).
+    scanned: Option<usize>,
+    forced: bool,
+}
+
+impl Scan {
+    fn pending(&self, len: usize) -> bool {
+        self.scanned.is_none_or(|s| s < len)
+    }
+
+    fn worth_it(&self, len: usize) -> bool {
+        match self.scanned {
+            None => true,
+            Some(s) => s < len && (self.forced || len <= EAGER_SCAN || len - s >= len / 8),
+        }
+    }
+
+    fn force(&mut self) {
+        self.forced = true;
+    }
+
+    /// Scans if anything is unscanned; on a match, consumes through it and returns its length.
+    fn run(&mut self, regex: &Regex, window: &mut Vec<u8>) -> Option<usize> {
+        if !self.pending(window.len()) {
+            return None;
+        }
+        self.scanned = Some(window.len());
+        self.forced = false;
+        let consumed = regex.find(window)?.end();
+        window.drain(..consumed);
+        Some(consumed)
     }
 }
 
@@ -187,9 +254,13 @@ fn mismatch(what: String, received: &[u8]) -> Failure {
 
 /// Keeps the connection open until `until`, discarding anything the peer sends so that the
 /// close stays a FIN. Returns whether the peer closed first.
-async fn hold(stream: &mut TcpStream, until: Instant) -> Result<bool, Failure> {
+async fn hold<S: AsyncRead + Unpin>(stream: &mut S, until: Instant) -> Result<bool, Failure> {
     let mut scratch = [0u8; 4096];
     loop {
+        // Explicit: a peer that never stops sending would never let the read's timer fire.
+        if Instant::now() >= until {
+            return Ok(false);
+        }
         match timeout_at(until, stream.read(&mut scratch)).await {
             Err(_) => return Ok(false),
             Ok(Ok(0)) => return Ok(true),
@@ -201,29 +272,160 @@ async fn hold(stream: &mut TcpStream, until: Instant) -> Result<bool, Failure> {
 
 /// Sends FIN and waits (briefly, within the deadline) for the peer's, discarding what arrives,
 /// so the socket is dropped with nothing unread and the kernel has no reason to send RST.
-async fn close(mut stream: TcpStream, deadline: Instant, trace: &mut Trace) -> Result<(), Failure> {
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    deadline: Instant,
+    trace: &mut Trace,
+) -> Result<(), Failure> {
     if let Err(e) = stream.shutdown().await {
         return Err(Failure::io(&e, "closing"));
     }
     let grace_end = deadline.min(Instant::now() + CLOSE_GRACE);
     let mut scratch = [0u8; 4096];
     let mut discarded = 0;
-    let peer_closed = loop {
+    let how = loop {
+        if discarded >= CLOSE_DRAIN_LIMIT {
+            break Close::DrainLimit;
+        }
+        // Explicit, as in `expect`: a peer that keeps sending would starve the read's timer.
+        if Instant::now() >= grace_end {
+            break Close::GraceOver;
+        }
         match timeout_at(grace_end, stream.read(&mut scratch)).await {
-            Err(_) => break false,
-            Ok(Ok(0)) => break true,
-            Ok(Ok(n)) => {
-                discarded += n;
-                if discarded >= CLOSE_DRAIN_LIMIT {
-                    break false;
-                }
-            }
+            Err(_) => break Close::GraceOver,
+            Ok(Ok(0)) => break Close::PeerClosed,
+            Ok(Ok(n)) => discarded += n,
             Ok(Err(e)) => return Err(Failure::io(&e, "closing")),
         }
     };
-    trace.record(Event::Closed {
-        peer_closed,
-        discarded,
-    });
+    trace.record(Event::Closed { how, discarded });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::ReadBuf;
+
+    /// A peer whose data is always ready: every read blocks 50 µs, then returns one byte, and is
+    /// never `Pending`, so no timer can fire while reading. It closes after 100 000 bytes (5 s),
+    /// which keeps a regression from hanging the test.
+    struct AlwaysReady {
+        left: usize,
+    }
+
+    impl AlwaysReady {
+        fn new() -> Self {
+            AlwaysReady { left: 100_000 }
+        }
+    }
+
+    impl AsyncRead for AlwaysReady {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if self.left > 0 {
+                std::thread::sleep(Duration::from_micros(50));
+                buf.put_slice(b"z");
+                self.left -= 1;
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for AlwaysReady {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    // Regression: a read's timer fires only when the read would block. A peer with data always
+    // ready ran expect past its deadline into the run's backstop, which dropped the trace and
+    // the gentle close. Every loop now checks the time itself.
+
+    #[tokio::test]
+    async fn expect_stops_at_the_deadline_when_data_is_always_ready() {
+        let regex = Regex::new("never").unwrap();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let failure = expect(&mut AlwaysReady::new(), &regex, &mut Vec::new(), deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.reason, Reason::ExpectMismatch);
+        assert!(
+            failure.detail.contains("before the deadline"),
+            "{}",
+            failure.detail
+        );
+    }
+
+    #[tokio::test]
+    async fn hold_ends_on_time_when_data_is_always_ready() {
+        let until = Instant::now() + Duration::from_millis(200);
+        let peer_closed = hold(&mut AlwaysReady::new(), until).await.unwrap();
+        assert!(
+            !peer_closed,
+            "the hold ended at its time, not when the peer stopped"
+        );
+    }
+
+    #[tokio::test]
+    async fn close_gives_up_waiting_on_time_when_data_is_always_ready() {
+        let mut trace = Trace::start();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        close(AlwaysReady::new(), deadline, &mut trace)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                trace.events.last().map(|e| &e.what),
+                Some(Event::Closed {
+                    how: Close::GraceOver,
+                    ..
+                })
+            ),
+            "{:?}",
+            trace.events
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_is_matched_even_when_it_arrives_in_small_pieces() {
+        // Past EAGER_SCAN bytes scans are batched; the match must still be found, and promptly.
+        let mut answer = vec![b'.'; 20_000];
+        answer.extend_from_slice(b"READY\r\n");
+        let (mut client, mut server) = tokio::io::duplex(64);
+        tokio::spawn(async move {
+            for piece in answer.chunks(7) {
+                server.write_all(piece).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let regex = Regex::new("READY\r\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut window = Vec::new();
+        let consumed = expect(&mut client, &regex, &mut window, deadline)
+            .await
+            .unwrap();
+        assert_eq!(consumed, 20_007);
+        assert!(
+            Instant::now() < deadline - Duration::from_secs(5),
+            "found by the quiet scan, not the deadline"
+        );
+    }
 }

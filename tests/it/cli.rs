@@ -1,11 +1,10 @@
 //! The command line: `--version`, `check-config`, `probe`, and refusal of bad input.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::TcpStream;
 use std::process::{Command, Output};
-use std::thread;
 
-use crate::support::{TempDir, closed_port, vantage_bin};
+use crate::support::{TempDir, closed_port, thread_peer, vantage_bin};
 
 fn vantage(args: &[&str]) -> Output {
     Command::new(vantage_bin()).args(args).output().unwrap()
@@ -19,28 +18,15 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A peer that sends a greeting and answers QUIT with 221, once per connection.
-fn smtp_like_peer() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            thread::spawn(move || {
-                let _ = stream.write_all(b"220 test ESMTP\r\n");
-                let mut buf = [0u8; 64];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0
-                        || (buf[..n].starts_with(b"QUIT")
-                            && stream.write_all(b"221 bye\r\n").is_err())
-                    {
-                        break;
-                    }
-                }
-            });
+/// Greets like SMTP and answers QUIT with 221.
+fn smtp_like(mut stream: TcpStream) {
+    let _ = stream.write_all(b"220 test ESMTP\r\n");
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 || (buf[..n].starts_with(b"QUIT") && stream.write_all(b"221 bye\r\n").is_err()) {
+            break;
         }
-    });
-    port
+    }
 }
 
 #[test]
@@ -127,14 +113,12 @@ fn check_config_of_a_missing_file_fails_clearly() {
 
 #[test]
 fn probe_reports_success_with_phases_and_exits_0() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let _ = stream.read(&mut [0u8; 16]);
-        }
-    });
+    let address = format!(
+        "127.0.0.1:{}",
+        thread_peer(|mut s| {
+            let _ = s.read(&mut [0u8; 16]);
+        })
+    );
     let out = vantage(&["probe", &address]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
@@ -162,7 +146,7 @@ fn probe_reports_the_reason_and_exits_1_on_failure() {
 
 #[test]
 fn probe_runs_a_named_check_from_the_config_with_its_dialogue() {
-    let port = smtp_like_peer();
+    let port = thread_peer(smtp_like);
     let dir = TempDir::new("probename");
     let path = dir.write(
         "exporter.yml",

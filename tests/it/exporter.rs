@@ -2,39 +2,32 @@
 //! checked by the real `promtool`), failure series, and a clean exit on SIGTERM.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use crate::support::{TempDir, Vantage, closed_port, http_get, http_request, wait_for};
+use crate::support::{
+    TempDir, Vantage, closed_port, http_get, http_request, thread_peer, wait_for,
+};
 
-/// A loopback peer on a thread: answers PING with +PONG and anything else with -ERR.
-fn redis_like_peer() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            thread::spawn(move || {
-                let mut buf = [0u8; 256];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let reply: &[u8] = if buf[..n].starts_with(b"PING") {
-                        b"+PONG\r\n"
-                    } else {
-                        b"-ERR\r\n"
-                    };
-                    if stream.write_all(reply).is_err() {
-                        break;
-                    }
-                }
-            });
+/// Answers PING with +PONG and anything else with -ERR, like Redis.
+fn redis_like(mut stream: TcpStream) {
+    let mut buf = [0u8; 256];
+    while let Ok(n) = stream.read(&mut buf) {
+        let reply: &[u8] = if buf[..n].starts_with(b"PING") {
+            b"+PONG\r\n"
+        } else {
+            b"-ERR\r\n"
+        };
+        if n == 0 || stream.write_all(reply).is_err() {
+            break;
         }
-    });
-    port
+    }
+}
+
+fn redis_like_peer() -> u16 {
+    thread_peer(redis_like)
 }
 
 fn config(dir: &TempDir, peer: u16) -> std::path::PathBuf {
@@ -166,7 +159,7 @@ fn metrics_in_both_formats_pass_promtool_and_carry_reasons() {
     assert!(om.body.contains("# TYPE probe_failure info"), "{}", om.body);
     assert!(om.body.contains("# TYPE probe_runs counter"), "{}", om.body);
 
-    let (status, stderr) = vantage.terminate();
+    let (status, stderr) = vantage.stop("TERM");
     assert!(status.success(), "exit on SIGTERM: {status:?}\n{stderr}");
     assert!(stderr.contains("shutting down"), "{stderr}");
     assert!(
@@ -212,15 +205,15 @@ fn endpoints_answer_and_refuse_what_they_should() {
     assert_eq!(post.status, 405);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
 
-    let (status, _) = vantage.terminate();
+    let (status, _) = vantage.stop("TERM");
     assert!(status.success());
 }
 
 #[test]
-fn json_logs_are_one_object_per_line() {
+fn json_logs_are_one_object_per_line_and_sigint_exits_cleanly() {
     let dir = TempDir::new("json");
     let vantage = Vantage::start(&config(&dir, redis_like_peer()), &["--log.format=json"]);
-    let (status, stderr) = vantage.terminate();
+    let (status, stderr) = vantage.stop("INT");
     assert!(status.success());
     let started = stderr
         .lines()
@@ -232,6 +225,7 @@ fn json_logs_are_one_object_per_line() {
     );
     assert!(started.contains("\"level\":\"INFO\""), "{started}");
     assert!(stderr.lines().all(|l| l.starts_with('{')), "{stderr}");
+    assert!(stderr.contains("\"signal\":\"SIGINT\""), "{stderr}");
 }
 
 #[test]
@@ -305,4 +299,39 @@ fn a_busy_listen_address_is_a_clear_start_up_error() {
         stderr.contains("cannot listen") && stderr.contains("Address already in use"),
         "{stderr}"
     );
+}
+
+#[test]
+fn idle_clients_cannot_take_more_than_their_share_of_connections() {
+    let dir = TempDir::new("conncap");
+    let vantage = Vantage::start(&config(&dir, redis_like_peer()), &[]);
+    // 128 clients connect and say nothing: every connection slot is taken.
+    let mut idle: Vec<std::net::TcpStream> = (0..128)
+        .map(|_| std::net::TcpStream::connect(vantage.addr).unwrap())
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+
+    let mut waiting = std::net::TcpStream::connect(vantage.addr).unwrap();
+    waiting
+        .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut first = [0u8; 12];
+    assert!(
+        waiting.read_exact(&mut first).is_err(),
+        "the 129th connection waits for a slot"
+    );
+
+    // One idle client leaves; the waiting request is served.
+    idle.pop();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    waiting.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    drop(idle);
+    let (status, _) = vantage.stop("TERM");
+    assert!(status.success());
 }

@@ -222,6 +222,15 @@ async fn after_200_runs_the_target_holds_nothing_and_saw_only_fins() {
     }
 }
 
+fn assert_one_reset(endings: &Endings) {
+    wait_for(
+        Duration::from_secs(5),
+        "the server to see the reset",
+        || endings.rst.load(Ordering::SeqCst) == 1,
+    );
+    assert_eq!(endings.fin.load(Ordering::SeqCst), 0);
+}
+
 /// The detector above must be able to fail: an aborting client is seen as a reset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_observing_server_detects_a_client_that_resets() {
@@ -232,12 +241,7 @@ async fn the_observing_server_detects_a_client_that_resets() {
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(stream);
-    wait_for(
-        Duration::from_secs(5),
-        "the server to see the reset",
-        || endings.rst.load(Ordering::SeqCst) == 1,
-    );
-    assert_eq!(endings.fin.load(Ordering::SeqCst), 0);
+    assert_one_reset(&endings);
 }
 
 /// And a client that closes with the banner unread (what a naive TCP check does) resets too.
@@ -249,10 +253,5 @@ async fn closing_with_unread_data_is_a_reset_which_is_why_vantage_drains() {
     let mut first = [0u8; 1];
     stream.read_exact(&mut first).await.unwrap(); // the banner has arrived; most of it is unread
     drop(stream);
-    wait_for(
-        Duration::from_secs(5),
-        "the server to see the reset",
-        || endings.rst.load(Ordering::SeqCst) == 1,
-    );
-    assert_eq!(endings.fin.load(Ordering::SeqCst), 0);
+    assert_one_reset(&endings);
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod exporter;
 mod gentle;
+mod hostile;
 mod netns;
 mod support;
 mod tcp;

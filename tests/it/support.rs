@@ -24,6 +24,19 @@ pub async fn run(target: &Target) -> Run {
     probe::run(&target.probe, &target.policy).await
 }
 
+/// A loopback server for tests without a runtime: every connection gets its own thread running
+/// `serve`. It lives until the test process ends.
+pub fn thread_peer(serve: fn(TcpStream)) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    port
+}
+
 /// A port on 127.0.0.1 that nothing listens on (bound, then released).
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -87,11 +100,11 @@ impl Vantage {
         vantage
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit status.
-    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    /// Sends `signal` (`TERM`, `INT`) and waits (bounded) for the exit status and stderr.
+    pub fn stop(mut self, signal: &str) -> (std::process::ExitStatus, String) {
         // The shell's builtin `kill`: no procps package needed.
         let status = Command::new("sh")
-            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .args(["-c", &format!("kill -{signal} {}", self.child.id())])
             .status()
             .unwrap();
         assert!(status.success());

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use vantage::probe::{Event, Reason};
+use vantage::probe::{Close, Event, Reason};
 
 use crate::support::{closed_port, run, target};
 
@@ -67,7 +67,7 @@ async fn an_open_port_succeeds_with_connect_timed_and_a_polite_close() {
     assert!(matches!(
         trace.events.last().map(|e| &e.what),
         Some(Event::Closed {
-            peer_closed: true,
+            how: Close::PeerClosed,
             discarded: 0
         })
     ));
@@ -194,7 +194,7 @@ async fn send_and_expect_match() {
             &Event::Sent { step: 0, bytes: 6 },
             &Event::Matched { step: 1, bytes: 7 },
             &Event::Closed {
-                peer_closed: true,
+                how: Close::PeerClosed,
                 discarded: 0
             },
         ]
@@ -399,4 +399,40 @@ async fn retries_are_counted_and_the_last_reason_kept() {
     .await;
     assert_eq!(run.attempts, 3);
     assert_eq!(run.failure().unwrap().reason, Reason::ConnectionRefused);
+}
+
+/// A peer that never stops sending gets its hold, and a close that stops reading at its limit.
+#[tokio::test]
+async fn a_peer_that_never_stops_sending_cannot_stretch_a_hold() {
+    let port = server(|mut stream| async move {
+        let chunk = vec![b'y'; 16 * 1024];
+        // Bounded: 1 GiB at most.
+        for _ in 0..65_536 {
+            if stream.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    let run = run(&target(port, "    timeout: 3s\n    tcp: {hold: 200ms}\n")).await;
+    assert!(run.success(), "{:?}", run.failure());
+    let events: Vec<&Event> = run.outcome.trace.events.iter().map(|e| &e.what).collect();
+    assert!(
+        events.contains(&&Event::Held { peer_closed: false }),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Closed {
+                how: Close::DrainLimit,
+                ..
+            }
+        )),
+        "the close stops reading at its limit: {events:?}"
+    );
+    assert!(
+        run.duration < Duration::from_secs(3),
+        "the hold ended, not the deadline"
+    );
 }
