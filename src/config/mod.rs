@@ -99,6 +99,7 @@ impl Target {
                 retries: 0,
                 retry_delay: DEFAULT_RETRY_DELAY,
             },
+            // Runs once: the interval only keeps the invariant that a run ends before the next.
             timeout + Duration::from_secs(1),
             None,
             location,

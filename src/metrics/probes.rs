@@ -98,34 +98,27 @@ impl Collector for ProbeCollector {
                 }
             }
 
-            let mut runs = encoder.encode_descriptor(
+            counter(
+                &mut encoder,
+                &entries,
                 "probe_runs",
                 "Completed runs by result",
-                None,
-                MetricType::Counter,
+                "result",
+                |e| vec![("success", e.successes), ("failure", e.failures)],
             )?;
-            for entry in &entries {
-                let labels: Labels = &entry.target.labels;
-                for (result, count) in [("success", entry.successes), ("failure", entry.failures)] {
-                    ConstCounter::new(count)
-                        .encode(runs.encode_family(&(labels, [("result", result)]))?)?;
-                }
-            }
-
-            let mut failures = encoder.encode_descriptor(
+            counter(
+                &mut encoder,
+                &entries,
                 "probe_failures",
                 "Failed runs by reason",
-                None,
-                MetricType::Counter,
+                "reason",
+                |e| {
+                    e.failures_by_reason
+                        .iter()
+                        .map(|(r, n)| (r.as_str(), *n))
+                        .collect()
+                },
             )?;
-            for entry in &entries {
-                let labels: Labels = &entry.target.labels;
-                for (reason, count) in &entry.failures_by_reason {
-                    ConstCounter::new(*count).encode(
-                        failures.encode_family(&(labels, [("reason", reason.as_str())]))?,
-                    )?;
-                }
-            }
             Ok(())
         })
     }
@@ -144,6 +137,25 @@ fn gauge(
         if let Some(v) = value(entry) {
             let labels: Labels = &entry.target.labels;
             ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// One counter family: for every entry, a series per `(label value, count)` that `values` yields.
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    entries: &[&Entry],
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl Fn(&Entry) -> Vec<(&'static str, u64)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for entry in entries {
+        let labels: Labels = &entry.target.labels;
+        for (value, count) in values(entry) {
+            ConstCounter::new(count).encode(family.encode_family(&(labels, [(label, value)]))?)?;
         }
     }
     Ok(())
