@@ -160,11 +160,9 @@ async fn run_target<R: Runner>(
         drop(permit);
 
         let retry_sooner = run.failure().and(target.interval_on_failure);
-        log_run(
-            &target,
-            &run,
-            shared.store.record(&target.name, run.clone()),
-        );
+        // Only this task writes this target's entry, so reading first and recording after agree.
+        log_run(&target, &run, shared.store.last_success(&target.name));
+        shared.store.record(&target.name, run);
         let now = Instant::now();
         scheduled = match retry_sooner {
             Some(step) => next_slot(scheduled, step, now),

@@ -46,10 +46,17 @@ impl Store {
         }
     }
 
-    /// Stores a completed run and returns whether the previous one had succeeded.
-    pub fn record(&self, name: &str, run: Run) -> Option<bool> {
+    /// Whether the target's latest run succeeded; `None` before its first run.
+    pub fn last_success(&self, name: &str) -> Option<bool> {
+        self.lock().get(name)?.last.as_ref().map(Run::success)
+    }
+
+    /// Stores a completed run as the target's latest and counts it.
+    pub fn record(&self, name: &str, run: Run) {
         let mut entries = self.lock();
-        let entry = entries.get_mut(name)?;
+        let Some(entry) = entries.get_mut(name) else {
+            return;
+        };
         match run.failure() {
             None => entry.successes += 1,
             Some(failure) => {
@@ -57,7 +64,7 @@ impl Store {
                 *entry.failures_by_reason.entry(failure.reason).or_default() += 1;
             }
         }
-        entry.last.replace(run).map(|previous| previous.success())
+        entry.last = Some(run);
     }
 
     /// Reads every entry, in name order, under one lock.
@@ -68,5 +75,47 @@ impl Store {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
         // A panic elsewhere while holding the lock leaves plain data behind; keep serving it.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, LoadOptions};
+    use crate::probe::{Failure, Outcome, Trace};
+    use std::time::{Duration, SystemTime};
+
+    fn run(result: Result<(), Failure>) -> Run {
+        Run {
+            outcome: Outcome {
+                result,
+                trace: Trace::start(),
+            },
+            attempts: 1,
+            duration: Duration::from_millis(1),
+            finished_at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn records_the_latest_run_and_counts_by_result_and_reason() {
+        let yaml = "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n";
+        let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
+        let store = Store::new(&config.targets);
+        assert_eq!(store.last_success("a"), None, "no run yet");
+        store.record("a", run(Err(Failure::new(Reason::ConnectionRefused, "x"))));
+        assert_eq!(store.last_success("a"), Some(false));
+        store.record("a", run(Ok(())));
+        assert_eq!(store.last_success("a"), Some(true));
+        store.record("unknown", run(Ok(())));
+        store.read(|entries| {
+            let a = &entries["a"];
+            assert_eq!((a.successes, a.failures), (1, 1));
+            assert_eq!(
+                a.failures_by_reason.get(&Reason::ConnectionRefused),
+                Some(&1)
+            );
+            assert_eq!(entries.len(), 1, "runs of unknown targets are not stored");
+        });
     }
 }

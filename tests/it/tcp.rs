@@ -402,8 +402,9 @@ async fn retries_are_counted_and_the_last_reason_kept() {
 }
 
 /// A peer that never stops sending gets its hold, and a close that stops reading at its limit.
+/// (That no always-ready peer can stretch a hold past its end is proven in `probe::tcp`'s tests.)
 #[tokio::test]
-async fn a_peer_that_never_stops_sending_cannot_stretch_a_hold() {
+async fn a_flooding_peer_gets_its_hold_and_a_bounded_close() {
     let port = server(|mut stream| async move {
         let chunk = vec![b'y'; 16 * 1024];
         // Bounded: 1 GiB at most.
