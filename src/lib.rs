@@ -16,3 +16,4 @@ pub mod scheduler;
 pub mod server;
 pub mod status_page;
 pub mod store;
+pub mod tls;

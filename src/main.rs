@@ -152,7 +152,7 @@ async fn probe_once(cli: &Cli, args: &ProbeArgs) -> ExitCode {
             return ExitCode::from(CANNOT_RUN);
         }
     };
-    let run = probe::run(&target.probe, &target.policy).await;
+    let run = probe::run(&target.probe, &target.assertions, &target.policy).await;
     print!("{}", report::render(&target, &run));
     if run.success() {
         ExitCode::SUCCESS
@@ -163,10 +163,14 @@ async fn probe_once(cli: &Cli, args: &ProbeArgs) -> ExitCode {
 
 /// The target `vantage probe` runs: the named one from the config, or one from the arguments.
 fn probe_target(cli: &Cli, args: &ProbeArgs) -> Result<Target, String> {
-    if args.kind != ProbeType::Tcp {
-        let kind = format!("{:?}", args.kind).to_lowercase();
-        return Err(format!("type {kind} is not supported yet"));
-    }
+    let tls = match args.kind {
+        ProbeType::Tcp => false,
+        ProbeType::Tls => true,
+        other => {
+            let kind = format!("{other:?}").to_lowercase();
+            return Err(format!("type {kind} is not supported yet"));
+        }
+    };
     let mut target = match (&args.name, &args.target) {
         (Some(name), address) => {
             let config =
@@ -185,7 +189,7 @@ fn probe_target(cli: &Cli, args: &ProbeArgs) -> Result<Target, String> {
         }
         (None, Some(address)) => {
             let location = cli.location.clone().unwrap_or_default();
-            Target::adhoc_tcp(address, Duration::from_secs(5), &location)?
+            Target::adhoc_tcp(address, tls, Duration::from_secs(5), &location)?
         }
         (None, None) => {
             return Err("give HOST:PORT, or --name=TARGET to run a check from the config".into());

@@ -33,7 +33,7 @@ pub struct Probes;
 
 impl Runner for Probes {
     fn run(&self, target: &Target) -> impl Future<Output = Run> + Send {
-        crate::probe::run(&target.probe, &target.policy)
+        crate::probe::run(&target.probe, &target.assertions, &target.policy)
     }
 }
 
@@ -281,10 +281,7 @@ mod tests {
                 Ok(())
             };
             Run {
-                outcome: Outcome {
-                    result,
-                    trace: Trace::start(),
-                },
+                outcome: Outcome::new(result, Trace::start()),
                 attempts: 1,
                 duration: self.takes,
                 finished_at: SystemTime::now(),

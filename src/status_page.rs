@@ -46,10 +46,16 @@ pub fn render(store: &Store, location: &str) -> String {
             } else {
                 format!("{:.1}% of {total}", 100.0 * entry.successes as f64 / total as f64)
             };
+            let cert = entry
+                .last
+                .as_ref()
+                .and_then(|run| run.outcome.trace.tls.as_ref()?.expires_in(run.finished_at))
+                .map(|left| format!("{:.1} days", left as f64 / 86_400.0))
+                .unwrap_or_default();
             let _ = writeln!(
                 rows,
                 "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"state\">{state}</td>\
-                 <td>{last}</td><td>{duration}</td><td>{availability}</td><td>{}</td><td>{}</td></tr>",
+                 <td>{last}</td><td>{duration}</td><td>{availability}</td><td>{cert}</td><td>{}</td><td>{}</td></tr>",
                 escape(&target.name),
                 target.probe.kind(),
                 escape(&target.probe.target()),
@@ -71,7 +77,7 @@ pub fn render(store: &Store, location: &str) -> String {
          .up .state{{color:#1a7f37}}.down .state{{color:#cf222e;font-weight:bold}}.pending .state{{color:#888}}\
          </style></head><body>\n<h1>vantage at {}</h1>\n<p>{up} up, {down} down, {pending} pending. \
          <a href=\"/metrics\">metrics</a></p>\n<table>\n<tr><th>name</th><th>probe</th><th>target</th>\
-         <th>state</th><th>last run</th><th>duration</th><th>availability</th><th>reason</th><th>detail</th></tr>\n\
+         <th>state</th><th>last run</th><th>duration</th><th>availability</th><th>certificate</th><th>reason</th><th>detail</th></tr>\n\
          {rows}</table>\n</body></html>\n",
         escape(location)
     )
@@ -109,10 +115,7 @@ mod tests {
         store.record(
             "<b>db</b>",
             Run {
-                outcome: Outcome {
-                    result: Err(failure),
-                    trace: Trace::start(),
-                },
+                outcome: Outcome::new(Err(failure), Trace::start()),
                 attempts: 1,
                 duration: Duration::from_millis(3),
                 finished_at: SystemTime::now(),

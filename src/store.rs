@@ -87,10 +87,7 @@ mod tests {
 
     fn run(result: Result<(), Failure>) -> Run {
         Run {
-            outcome: Outcome {
-                result,
-                trace: Trace::start(),
-            },
+            outcome: Outcome::new(result, Trace::start()),
             attempts: 1,
             duration: Duration::from_millis(1),
             finished_at: SystemTime::now(),

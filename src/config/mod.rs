@@ -10,7 +10,7 @@ mod raw;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +18,14 @@ use regex::bytes::RegexBuilder;
 use serde_saphyr::Location;
 
 pub use error::{ConfigError, ConfigErrors};
-use raw::{Kind, RawConfig, RawDefaults, RawTarget, RawTcp, S};
+use raw::{
+    AssertionKind, Kind, RawAssertion, RawConfig, RawDefaults, RawTarget, RawTcp, RawTls, S,
+};
 
 use crate::net::{Host, IpVersion};
 use crate::probe::tcp::{Step, TcpProbe};
-use crate::probe::{Probe, RunPolicy};
+use crate::probe::{Assertion, Probe, RunPolicy};
+use crate::tls::{ClientCertFiles, OptionKey, TlsClient, TlsOptions, TlsTarget};
 use duration::ConfigDuration;
 
 pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 512;
@@ -76,20 +79,34 @@ pub struct Target {
     pub policy: RunPolicy,
     pub interval: Duration,
     pub interval_on_failure: Option<Duration>,
+    pub assertions: Vec<Assertion>,
     /// The identity of every series of this target: name, probe, target, location, static labels.
     pub labels: Vec<(String, String)>,
 }
 
 impl Target {
-    /// A target from the command line (`vantage probe HOST:PORT`): a bare TCP connect.
-    pub fn adhoc_tcp(address: &str, timeout: Duration, location: &str) -> Result<Target, String> {
+    /// A target from the command line (`vantage probe HOST:PORT [--type=tls]`): a bare TCP
+    /// connect, or a TLS handshake with the default options (verified, SNI from the host).
+    pub fn adhoc_tcp(
+        address: &str,
+        tls: bool,
+        timeout: Duration,
+        location: &str,
+    ) -> Result<Target, String> {
         let (host, port) = parse_address(address)?;
+        let tls = if tls {
+            let client = TlsClient::build(TlsOptions::default()).map_err(|e| e.message)?;
+            Some(Arc::new(client).target(&host)?)
+        } else {
+            None
+        };
         let probe = Probe::Tcp(TcpProbe {
             host,
             port,
             ip_version: IpVersion::Auto,
             steps: Vec::new(),
             hold: Duration::ZERO,
+            tls,
         });
         Ok(Target::new(
             "adhoc".to_string(),
@@ -102,6 +119,7 @@ impl Target {
             // Runs once: the interval only keeps the invariant that a run ends before the next.
             timeout + Duration::from_secs(1),
             None,
+            Vec::new(),
             location,
             &BTreeMap::new(),
         ))
@@ -112,6 +130,10 @@ impl Target {
         let (host, port) = parse_address(address)?;
         let probe = match &self.probe {
             Probe::Tcp(tcp) => Probe::Tcp(TcpProbe {
+                tls: match &tcp.tls {
+                    Some(tls) => Some(tls.client.target(&host)?),
+                    None => None,
+                },
                 host,
                 port,
                 ip_version: tcp.ip_version,
@@ -134,16 +156,19 @@ impl Target {
             policy: self.policy,
             interval: self.interval,
             interval_on_failure: self.interval_on_failure,
+            assertions: self.assertions.clone(),
             labels,
         })
     }
 
+    #[allow(clippy::too_many_arguments)] // one call per way a target is made; a struct adds nothing
     fn new(
         name: String,
         probe: Probe,
         policy: RunPolicy,
         interval: Duration,
         interval_on_failure: Option<Duration>,
+        assertions: Vec<Assertion>,
         location: &str,
         static_labels: &BTreeMap<String, String>,
     ) -> Target {
@@ -160,6 +185,7 @@ impl Target {
             policy,
             interval,
             interval_on_failure,
+            assertions,
             labels,
         }
     }
@@ -252,6 +278,22 @@ impl Config {
             }
             if let Some(iof) = t.interval_on_failure {
                 let _ = write!(out, ", every {} while failing", duration::format(iof));
+            }
+            let Probe::Tcp(tcp) = &t.probe;
+            if let Some(tls) = &tcp.tls {
+                let options = &tls.client.options;
+                let verified = if !options.verify {
+                    " not verified"
+                } else if options.skip_hostname_verify {
+                    " without hostname check"
+                } else {
+                    ""
+                };
+                let _ = write!(out, ", TLS{verified} as {}", tls.server_name.to_str());
+            }
+            if !t.assertions.is_empty() {
+                let names: Vec<&str> = t.assertions.iter().map(|a| a.name()).collect();
+                let _ = write!(out, ", asserting {}", names.join(", "));
             }
             let _ = writeln!(out);
         }
@@ -623,6 +665,7 @@ impl Builder<'_> {
         let mut labels = global_labels.clone();
         labels.extend(target_labels);
 
+        let assertions = self.assertions(t, path);
         let probe = match t.kind.value {
             Kind::Tcp => Probe::Tcp(self.tcp(t, at, path, &schedule)?),
             other => {
@@ -644,6 +687,7 @@ impl Builder<'_> {
             },
             schedule.interval.value,
             schedule.interval_on_failure.map(|s| s.value),
+            assertions?,
             location,
             &labels,
         ))
@@ -676,16 +720,6 @@ impl Builder<'_> {
                 "dns",
                 t.dns.as_ref().map(|d| d.referenced),
                 "choosing a resolver with `dns.server` is not supported yet",
-            ),
-            (
-                "tls",
-                t.tls.as_ref().map(|l| l.referenced),
-                "tls is not supported yet",
-            ),
-            (
-                "assertions",
-                t.assertions.as_ref().map(|a| a.referenced),
-                "assertions are not supported yet",
             ),
         ];
         for (key, location, message) in foreign {
@@ -727,13 +761,258 @@ impl Builder<'_> {
             ),
             None => (Some(Vec::new()), Duration::ZERO),
         };
+        let tls = match (&t.tls, &host) {
+            (Some(tls), Some(host)) => self.tls(tls, host, &format!("{path}.tls")),
+            _ => Some(None),
+        };
         Some(TcpProbe {
             host: host?,
             port: port?,
             ip_version: schedule.ip_version,
             steps: steps?,
             hold,
+            tls: tls?,
         })
+    }
+
+    /// The `tls` table: `Some(None)` when TLS is off, `None` after reporting errors. Files are
+    /// read here, so a missing CA or key fails the load (or the reload) instead of every run.
+    fn tls(&mut self, raw: &S<RawTls>, host: &Host, path: &str) -> Option<Option<TlsTarget>> {
+        let tls = &raw.value;
+        if tls.enabled == Some(false) {
+            return Some(None);
+        }
+        let at = |field: Option<Location>| field.unwrap_or(raw.referenced);
+        if let Some(starttls) = &tls.starttls {
+            self.error(
+                &starttls.referenced,
+                format!("{path}.starttls"),
+                "starttls is not supported yet",
+            );
+            return None;
+        }
+        let client_cert = match (&tls.cert_file, &tls.key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(ClientCertFiles {
+                cert_file: self.relative(&cert.value),
+                key_file: self.relative(&key.value),
+            }),
+            (Some(one), None) | (None, Some(one)) => {
+                self.error(
+                    &one.referenced,
+                    path,
+                    "cert_file and key_file go together: a client certificate needs its key",
+                );
+                return None;
+            }
+        };
+        let alert_before_expiry = tls.alert_before_expiry.as_ref().map(|d| d.value.0);
+        if let Some(d) = &tls.alert_before_expiry
+            && d.value.0.is_zero()
+        {
+            self.error(
+                &d.referenced,
+                format!("{path}.alert_before_expiry"),
+                "must be longer than 0s; leave it out for no expiry alert",
+            );
+            return None;
+        }
+        let defaults = TlsOptions::default();
+        let options = TlsOptions {
+            verify: tls.verify.unwrap_or(defaults.verify),
+            server_name: tls.server_name.as_ref().map(|n| n.value.clone()),
+            skip_hostname_verify: tls
+                .skip_hostname_verify
+                .unwrap_or(defaults.skip_hostname_verify),
+            min_version: tls
+                .min_version
+                .as_ref()
+                .map_or(defaults.min_version, |v| v.value),
+            trust: tls.trust.as_ref().map_or(defaults.trust, |t| t.value),
+            ca_file: tls.ca_file.as_ref().map(|f| self.relative(&f.value)),
+            client_cert,
+            alert_before_expiry,
+        };
+        let client = match TlsClient::build(options) {
+            Ok(client) => Arc::new(client),
+            Err(e) => {
+                let (key, field) = match e.key {
+                    OptionKey::ServerName => (
+                        "server_name",
+                        tls.server_name.as_ref().map(|f| f.referenced),
+                    ),
+                    OptionKey::Trust => ("trust", tls.trust.as_ref().map(|f| f.referenced)),
+                    OptionKey::CaFile => ("ca_file", tls.ca_file.as_ref().map(|f| f.referenced)),
+                    OptionKey::CertFile => {
+                        ("cert_file", tls.cert_file.as_ref().map(|f| f.referenced))
+                    }
+                    OptionKey::KeyFile => ("key_file", tls.key_file.as_ref().map(|f| f.referenced)),
+                };
+                self.error(&at(field), format!("{path}.{key}"), e.message);
+                return None;
+            }
+        };
+        match client.target(host) {
+            Ok(target) => Some(Some(target)),
+            Err(message) => {
+                self.error(&raw.referenced, path, message);
+                None
+            }
+        }
+    }
+
+    /// A path from the config, relative to the config file's folder (as Prometheus does).
+    fn relative(&self, path: &str) -> PathBuf {
+        let folder = Path::new(self.file).parent().unwrap_or(Path::new(""));
+        folder.join(path)
+    }
+
+    /// The `assertions` list: `None` after reporting errors.
+    fn assertions(&mut self, t: &RawTarget, path: &str) -> Option<Vec<Assertion>> {
+        let Some(list) = &t.assertions else {
+            return Some(Vec::new());
+        };
+        let tls_on = t
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.value.enabled != Some(false));
+        let mut seen: HashMap<AssertionKind, u64> = HashMap::new();
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, raw) in list.value.iter().enumerate() {
+            let path = format!("{path}.assertions[{i}]");
+            match self.assertion(raw, &path, tls_on) {
+                Some(assertion) => out.push(assertion),
+                None => ok = false,
+            }
+            let kind = &raw.kind;
+            if let Some(line) = seen.get(&kind.value) {
+                self.error(
+                    &kind.referenced,
+                    format!("{path}.type"),
+                    format!(
+                        "a {} assertion is already given on line {line}",
+                        kind.value.as_str()
+                    ),
+                );
+                ok = false;
+            } else {
+                seen.insert(kind.value, kind.referenced.line());
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn assertion(&mut self, raw: &RawAssertion, path: &str, tls_on: bool) -> Option<Assertion> {
+        let kind = raw.kind.value;
+        let name = kind.as_str();
+        let fields = [
+            (
+                "status",
+                raw.status.as_ref().map(|f| f.referenced),
+                AssertionKind::Connection,
+            ),
+            (
+                "less_than",
+                raw.less_than.as_ref().map(|f| f.referenced),
+                AssertionKind::ResponseTime,
+            ),
+            (
+                "greater_than",
+                raw.greater_than.as_ref().map(|f| f.referenced),
+                AssertionKind::CertificateExpiry,
+            ),
+            (
+                "in",
+                raw.one_of.as_ref().map(|f| f.referenced),
+                AssertionKind::TlsVersion,
+            ),
+        ];
+        let mut ok = true;
+        for (field, at, owner) in fields {
+            match at {
+                Some(at) if owner != kind => {
+                    self.error(
+                        &at,
+                        format!("{path}.{field}"),
+                        format!("`{field}` does not apply to {name} assertions"),
+                    );
+                    ok = false;
+                }
+                None if owner == kind => {
+                    self.error(
+                        &raw.kind.referenced,
+                        format!("{path}.{field}"),
+                        format!("{name} assertions need `{field}`"),
+                    );
+                    ok = false;
+                }
+                _ => {}
+            }
+        }
+        if !ok {
+            return None;
+        }
+        if matches!(
+            kind,
+            AssertionKind::CertificateExpiry | AssertionKind::TlsVersion
+        ) && !tls_on
+        {
+            self.error(
+                &raw.kind.referenced,
+                format!("{path}.type"),
+                format!("a {name} assertion needs TLS: add a `tls` table to the target"),
+            );
+            return None;
+        }
+        match kind {
+            AssertionKind::Connection => {
+                let status = raw.status.as_ref()?;
+                match status.value.as_str() {
+                    "success" => Some(Assertion::Connection { succeeds: true }),
+                    "failure" => Some(Assertion::Connection { succeeds: false }),
+                    other => {
+                        self.error(
+                            &status.referenced,
+                            format!("{path}.status"),
+                            format!("status {other:?} is not one of success, failure"),
+                        );
+                        None
+                    }
+                }
+            }
+            AssertionKind::ResponseTime => {
+                let less_than = raw.less_than.as_ref()?;
+                if less_than.value.0.is_zero() {
+                    self.error(
+                        &less_than.referenced,
+                        format!("{path}.less_than"),
+                        "must be longer than 0s",
+                    );
+                    return None;
+                }
+                Some(Assertion::ResponseTime {
+                    less_than: less_than.value.0,
+                })
+            }
+            AssertionKind::CertificateExpiry => Some(Assertion::CertificateExpiry {
+                greater_than: raw.greater_than.as_ref()?.value.0,
+            }),
+            AssertionKind::TlsVersion => {
+                let one_of = raw.one_of.as_ref()?;
+                if one_of.value.is_empty() {
+                    self.error(
+                        &one_of.referenced,
+                        format!("{path}.in"),
+                        "list at least one of TLSv1.2, TLSv1.3",
+                    );
+                    return None;
+                }
+                Some(Assertion::TlsVersion {
+                    one_of: one_of.value.clone(),
+                })
+            }
+        }
     }
 
     fn hold(&mut self, tcp: &RawTcp, path: &str, schedule: &Schedule) -> Duration {

@@ -5,8 +5,8 @@
 //! plain field with optional per-type tables, not an internally tagged enum, because tagged
 //! enums lose the locations.
 //!
-//! Tables of probe types that do not run yet (tls, http, icmp, dns, assertions) are parsed in
-//! full so a typo in them fails today; their fields are read once their probe exists.
+//! Tables of probe types that do not run yet (http, icmp, dns) are parsed in full so a typo in
+//! them fails today; their fields are read once their probe exists.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -16,6 +16,7 @@ use serde_saphyr::Spanned;
 
 use super::duration::ConfigDuration;
 use crate::net::IpVersion;
+use crate::tls::{TlsVersion, Trust};
 
 pub type S<T> = Spanned<T>;
 
@@ -105,21 +106,6 @@ pub struct RawStep {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum TlsVersion {
-    #[serde(rename = "TLSv1.2")]
-    Tls12,
-    #[serde(rename = "TLSv1.3")]
-    Tls13,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trust {
-    Mozilla,
-    System,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Starttls {
     Smtp,
@@ -131,7 +117,6 @@ pub enum Starttls {
     Xmpp,
 }
 
-#[allow(dead_code)] // read once the TLS probe lands (issue 3)
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
@@ -225,7 +210,7 @@ pub struct RawDns {
     pub valid_rcodes: Option<S<Vec<String>>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssertionKind {
     Connection,
@@ -234,7 +219,17 @@ pub enum AssertionKind {
     TlsVersion,
 }
 
-#[allow(dead_code)] // read once assertions land (issue 3)
+impl AssertionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssertionKind::Connection => "connection",
+            AssertionKind::ResponseTime => "response_time",
+            AssertionKind::CertificateExpiry => "certificate_expiry",
+            AssertionKind::TlsVersion => "tls_version",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAssertion {

@@ -135,20 +135,146 @@ fn types_not_implemented_yet_are_refused_by_name() {
 }
 
 #[test]
-fn tls_and_assertions_on_tcp_are_refused_until_they_exist() {
+fn a_tls_table_enables_verified_tls_with_the_host_as_server_name() {
+    let config = ok(&format!("{TCP}    tls: {{}}\n"));
+    let Probe::Tcp(tcp) = &config.targets[0].probe;
+    let tls = tcp.tls.as_ref().expect("tls is on");
+    assert_eq!(tls.client.options, crate::tls::TlsOptions::default());
+    assert!(matches!(
+        tls.server_name,
+        rustls::pki_types::ServerName::IpAddress(_)
+    ));
+    let off = ok(&format!(
+        "{TCP}    tls: {{enabled: false, verify: false}}\n"
+    ));
+    let Probe::Tcp(tcp) = &off.targets[0].probe;
+    assert!(tcp.tls.is_none());
+}
+
+#[test]
+fn tls_options_are_checked_where_they_are_written() {
     single(
-        &format!("{TCP}    tls: {{enabled: true}}\n"),
+        &format!("{TCP}    tls: {{min_version: TLSv1.1}}\n"),
         6,
-        10,
-        "targets[0].tls",
-        "tls is not supported yet",
+        24,
+        "targets[0].tls.min_version",
+        "TLSv1.1",
     );
     single(
-        &format!("{TCP}    assertions:\n      - {{type: connection, status: success}}\n"),
+        &format!("{TCP}    tls:\n      ca_file: /nonexistent/ca.pem\n"),
         7,
+        16,
+        "targets[0].tls.ca_file",
+        "cannot read /nonexistent/ca.pem",
+    );
+    single(
+        &format!("{TCP}    tls:\n      cert_file: c.pem\n"),
         7,
-        "targets[0].assertions",
+        18,
+        "targets[0].tls",
+        "cert_file and key_file go together",
+    );
+    single(
+        &format!("{TCP}    tls:\n      server_name: \"not a name\"\n"),
+        7,
+        20,
+        "targets[0].tls.server_name",
+        "neither a DNS name nor an IP address",
+    );
+    single(
+        &format!("{TCP}    tls:\n      alert_before_expiry: 0s\n"),
+        7,
+        28,
+        "targets[0].tls.alert_before_expiry",
+        "longer than 0s",
+    );
+    single(
+        &format!("{TCP}    tls:\n      starttls: smtp\n"),
+        7,
+        17,
+        "targets[0].tls.starttls",
         "not supported yet",
+    );
+}
+
+#[test]
+fn a_ca_file_without_certificates_is_refused() {
+    let dir = std::env::temp_dir().join(format!("vantage-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "no PEM here\n").unwrap();
+    single(
+        &format!("{TCP}    tls:\n      ca_file: {}\n", empty.display()),
+        7,
+        16,
+        "targets[0].tls.ca_file",
+        "holds no PEM certificate",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn assertions_are_built_in_order() {
+    let config = ok(&format!(
+        "{TCP}    tls: {{}}\n    assertions:\n      - {{type: connection, status: success}}\n      - {{type: response_time, less_than: 500ms}}\n      - {{type: certificate_expiry, greater_than: 30d}}\n      - {{type: tls_version, in: [TLSv1.3]}}\n"
+    ));
+    assert_eq!(
+        config.targets[0].assertions,
+        [
+            Assertion::Connection { succeeds: true },
+            Assertion::ResponseTime {
+                less_than: Duration::from_millis(500)
+            },
+            Assertion::CertificateExpiry {
+                greater_than: Duration::from_secs(30 * 86_400)
+            },
+            Assertion::TlsVersion {
+                one_of: vec![crate::tls::TlsVersion::Tls13]
+            },
+        ]
+    );
+}
+
+#[test]
+fn assertions_are_checked_where_they_are_written() {
+    single(
+        &format!("{TCP}    assertions:\n      - {{type: certificate_expiry, greater_than: 30d}}\n"),
+        7,
+        16,
+        "targets[0].assertions[0].type",
+        "needs TLS",
+    );
+    single(
+        &format!(
+            "{TCP}    assertions:\n      - {{type: response_time, less_than: 1s, status: success}}\n"
+        ),
+        7,
+        54,
+        "targets[0].assertions[0].status",
+        "does not apply to response_time",
+    );
+    single(
+        &format!("{TCP}    assertions:\n      - {{type: response_time}}\n"),
+        7,
+        16,
+        "targets[0].assertions[0].less_than",
+        "need `less_than`",
+    );
+    single(
+        &format!("{TCP}    assertions:\n      - {{type: connection, status: up}}\n"),
+        7,
+        36,
+        "targets[0].assertions[0].status",
+        "not one of success, failure",
+    );
+    single(
+        &format!(
+            "{TCP}    assertions:\n      - {{type: connection, status: success}}\n      - {{type: connection, status: failure}}\n"
+        ),
+        8,
+        16,
+        "targets[0].assertions[1].type",
+        "already given on line 7",
     );
 }
 

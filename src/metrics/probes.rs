@@ -11,6 +11,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::store::{Entry, Store};
+use crate::tls::cert::CertFacts;
+use crate::tls::{TlsFacts, Verification};
 
 #[derive(Debug)]
 pub struct ProbeCollector {
@@ -75,29 +77,35 @@ impl Collector for ProbeCollector {
                 },
             )?;
 
-            let mut info = encoder.encode_descriptor(
+            info(
+                &mut encoder,
+                &entries,
                 "probe_failure",
                 "Present while the last run failed: why, and for dialogues the failing step",
-                None,
-                MetricType::Info,
+                |e| {
+                    let Some(failure) = e.last.as_ref().and_then(|r| r.failure()) else {
+                        return Vec::new();
+                    };
+                    let mut labels = vec![("reason", failure.reason.as_str().to_string())];
+                    labels.extend(failure.step.map(|s| ("step", s.to_string())));
+                    vec![labels]
+                },
             )?;
-            for entry in &entries {
-                let Some(failure) = entry.last.as_ref().and_then(|r| r.failure()) else {
-                    continue;
-                };
-                let labels: Labels = &entry.target.labels;
-                match failure.step {
-                    None => info.encode_info(&(labels, [("reason", failure.reason.as_str())]))?,
-                    Some(step) => info.encode_info(&(
-                        labels,
-                        [
-                            ("reason", failure.reason.as_str()),
-                            ("step", &step.to_string()),
-                        ],
-                    ))?,
-                }
-            }
-
+            tls(&mut encoder, &entries)?;
+            series(
+                &mut encoder,
+                &entries,
+                "probe_assertion_success",
+                "1 if the assertion held in the last run, 0 if not; absent when it could not be judged",
+                MetricType::Gauge,
+                |e| {
+                    e.last
+                        .iter()
+                        .flat_map(|r| &r.outcome.assertions)
+                        .map(|j| (vec![("assertion", j.assertion.to_string())], f64::from(u8::from(j.held))))
+                        .collect()
+                },
+            )?;
             counter(
                 &mut encoder,
                 &entries,
@@ -124,6 +132,136 @@ impl Collector for ProbeCollector {
     }
 }
 
+/// The TLS families: handshake, version, and the facts of every presented certificate.
+fn tls(encoder: &mut DescriptorEncoder, entries: &[&Entry]) -> fmt::Result {
+    gauge(
+        encoder,
+        entries,
+        "probe_tls_handshake_duration_seconds",
+        "TLS handshake in the last run, after connect",
+        |e| {
+            e.last
+                .as_ref()
+                .and_then(|r| r.outcome.trace.phases.tls)
+                .map(|d| d.as_secs_f64())
+        },
+    )?;
+    info(
+        encoder,
+        entries,
+        "probe_tls_version",
+        "Negotiated TLS version and cipher suite",
+        |e| {
+            let Some(f) = facts(e) else { return Vec::new() };
+            match (f.version, &f.cipher) {
+                (Some(version), Some(cipher)) => vec![vec![
+                    ("version", version.as_str().to_string()),
+                    ("cipher", cipher.clone()),
+                ]],
+                _ => Vec::new(),
+            }
+        },
+    )?;
+    info(
+        encoder,
+        entries,
+        "probe_tls_cert",
+        "One per presented certificate, leaf first (cert_index 0), verified or not",
+        |e| {
+            let Some(f) = facts(e) else { return Vec::new() };
+            f.chain
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    vec![
+                        ("cert_index", i.to_string()),
+                        ("subject", bounded(&c.subject)),
+                        ("issuer", bounded(&c.issuer)),
+                        ("serial", bounded(&c.serial)),
+                        ("dns_names", bounded(&c.names.join(","))),
+                        ("sha256", c.sha256.clone()),
+                    ]
+                })
+                .collect()
+        },
+    )?;
+    for (name, help, bound) in [
+        (
+            "probe_tls_cert_not_before_timestamp_seconds",
+            "Start of each presented certificate's validity",
+            (|c| c.not_before) as fn(&CertFacts) -> Option<i64>,
+        ),
+        (
+            "probe_tls_cert_not_after_timestamp_seconds",
+            "End of each presented certificate's validity",
+            |c| c.not_after,
+        ),
+    ] {
+        series(encoder, entries, name, help, MetricType::Gauge, |e| {
+            let Some(f) = facts(e) else { return Vec::new() };
+            f.chain
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| Some((vec![("cert_index", i.to_string())], bound(c)? as f64)))
+                .collect()
+        })?;
+    }
+    gauge(
+        encoder,
+        entries,
+        "probe_tls_cert_expires_in_seconds",
+        "Seconds from the last run to the earliest expiry in the presented chain; negative once expired",
+        |e| Some(facts(e)?.expires_in(e.last.as_ref()?.finished_at)? as f64),
+    )?;
+    gauge(
+        encoder,
+        entries,
+        "probe_ssl_earliest_cert_expiry",
+        "Earliest expiry in the presented chain, as a Unix timestamp (blackbox_exporter's name)",
+        |e| Some(facts(e)?.earliest_expiry()?.1 as f64),
+    )?;
+    let verified = |e: &Entry, part: fn(&Verification) -> bool| {
+        facts(e)?
+            .verification
+            .as_ref()
+            .map(|v| f64::from(u8::from(part(v))))
+    };
+    gauge(
+        encoder,
+        entries,
+        "probe_tls_chain_valid",
+        "1 if the presented chain verifies to a trusted root, whatever `verify` says",
+        |e| verified(e, |v| v.chain.is_ok()),
+    )?;
+    gauge(
+        encoder,
+        entries,
+        "probe_tls_hostname_valid",
+        "1 if the leaf certificate is valid for the server name, whatever `verify` says",
+        |e| verified(e, |v| v.hostname.is_ok()),
+    )
+}
+
+/// The longest label value taken from a certificate. A server chooses what its certificates
+/// say, and one with thousands of names must not turn every scrape into megabytes.
+const LABEL_LIMIT: usize = 1024;
+
+/// `text`, cut at [`LABEL_LIMIT`] bytes (on a character boundary) with a note of how much more.
+fn bounded(text: &str) -> String {
+    if text.len() <= LABEL_LIMIT {
+        return text.to_string();
+    }
+    let mut cut = LABEL_LIMIT;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...({} more bytes)", &text[..cut], text.len() - cut)
+}
+
+fn facts(entry: &Entry) -> Option<&TlsFacts> {
+    entry.last.as_ref()?.outcome.trace.tls.as_ref()
+}
+
 /// One gauge family: a series for every entry that has a value.
 fn gauge(
     encoder: &mut DescriptorEncoder,
@@ -148,15 +286,70 @@ fn counter(
     entries: &[&Entry],
     name: &str,
     help: &str,
-    label: &str,
+    label: &'static str,
     values: impl Fn(&Entry) -> Vec<(&'static str, u64)>,
 ) -> fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    series(encoder, entries, name, help, MetricType::Counter, |e| {
+        values(e)
+            .into_iter()
+            .map(|(value, count)| (vec![(label, value.to_string())], count as f64))
+            .collect()
+    })
+}
+
+/// One info family (value 1): for every entry, a series per label set that `sets` yields.
+fn info(
+    encoder: &mut DescriptorEncoder,
+    entries: &[&Entry],
+    name: &str,
+    help: &str,
+    sets: impl Fn(&Entry) -> Vec<Extra>,
+) -> fmt::Result {
+    series(encoder, entries, name, help, MetricType::Info, |e| {
+        sets(e).into_iter().map(|labels| (labels, 1.0)).collect()
+    })
+}
+
+/// Labels a series adds to its target's.
+type Extra = Vec<(&'static str, String)>;
+
+/// One family of any type: for every entry, the series that `values` yields, each with its own
+/// extra labels. Counters are whole numbers, so their values convert back exactly.
+fn series(
+    encoder: &mut DescriptorEncoder,
+    entries: &[&Entry],
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    values: impl Fn(&Entry) -> Vec<(Extra, f64)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
     for entry in entries {
         let labels: Labels = &entry.target.labels;
-        for (value, count) in values(entry) {
-            ConstCounter::new(count).encode(family.encode_family(&(labels, [(label, value)]))?)?;
+        for (extra, value) in values(entry) {
+            let set = (labels, extra);
+            match metric_type {
+                MetricType::Info => family.encode_info(&set)?,
+                MetricType::Counter => {
+                    ConstCounter::new(value as u64).encode(family.encode_family(&set)?)?
+                }
+                _ => ConstGauge::new(value).encode(family.encode_family(&set)?)?,
+            }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_labels_are_bounded_on_a_character_boundary() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(1000);
+        let label = bounded(&long);
+        assert!(label.len() < LABEL_LIMIT + 40, "{}", label.len());
+        assert!(label.ends_with("...(976 more bytes)"), "{label}");
+    }
 }

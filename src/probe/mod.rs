@@ -4,6 +4,7 @@
 //! A probe type is a module with a validated config struct and
 //! `async fn attempt(&self, deadline) -> Outcome`; [`Probe`] has one arm per type.
 
+pub mod assertion;
 pub mod report;
 pub mod tcp;
 
@@ -13,6 +14,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::{Instant, sleep, timeout_at};
+
+use crate::tls::TlsFacts;
+pub use assertion::{Assertion, Judged};
 
 /// A configured check, ready to run.
 #[derive(Debug, Clone)]
@@ -53,7 +57,27 @@ pub enum Reason {
     HostUnreachable,
     /// The run's deadline passed after the connection was up (a silent peer, a slow dialogue).
     Timeout,
+    /// The server accepted TCP but did not finish the TLS handshake in time.
+    TlsHandshakeTimeout,
+    TlsCertExpired,
+    TlsCertNotYetValid,
+    TlsHostnameMismatch,
+    /// The chain does not lead to a trusted root: self-signed, unknown CA, missing intermediate.
+    TlsUnknownIssuer,
+    /// A certificate problem that is none of the above: wrong key usage, bad encoding, an
+    /// unsupported signature algorithm.
+    TlsCertInvalid,
+    /// No protocol version both sides accept.
+    TlsProtocolVersion,
+    /// The server ended the handshake with an alert (for example: a client certificate is
+    /// required).
+    TlsAlert,
+    /// The handshake failed otherwise, for example because the peer does not speak TLS.
+    TlsHandshakeFailed,
+    /// The chain expires within `alert_before_expiry` or a `certificate_expiry` assertion.
+    TlsCertExpiring,
     ExpectMismatch,
+    AssertionFailed,
     PermissionDenied,
     IoError,
 }
@@ -68,7 +92,18 @@ impl Reason {
             Reason::NetworkUnreachable => "network_unreachable",
             Reason::HostUnreachable => "host_unreachable",
             Reason::Timeout => "timeout",
+            Reason::TlsHandshakeTimeout => "tls_handshake_timeout",
+            Reason::TlsCertExpired => "tls_cert_expired",
+            Reason::TlsCertNotYetValid => "tls_cert_not_yet_valid",
+            Reason::TlsHostnameMismatch => "tls_hostname_mismatch",
+            Reason::TlsUnknownIssuer => "tls_unknown_issuer",
+            Reason::TlsCertInvalid => "tls_cert_invalid",
+            Reason::TlsProtocolVersion => "tls_protocol_version",
+            Reason::TlsAlert => "tls_alert",
+            Reason::TlsHandshakeFailed => "tls_handshake_failed",
+            Reason::TlsCertExpiring => "tls_cert_expiring",
             Reason::ExpectMismatch => "expect_mismatch",
+            Reason::AssertionFailed => "assertion_failed",
             Reason::PermissionDenied => "permission_denied",
             Reason::IoError => "io_error",
         }
@@ -99,9 +134,15 @@ impl Failure {
         }
     }
 
-    /// A socket error, classified by kind; `doing` says what the probe was doing.
+    /// A socket or TLS error, classified by kind; `doing` says what the probe was doing.
     pub fn io(err: &std::io::Error, doing: &str) -> Self {
-        Failure::new(crate::net::classify(err), format!("{doing}: {err}"))
+        match crate::tls::rustls_error(err) {
+            Some(tls) => Failure::new(
+                crate::tls::reason(tls),
+                format!("{doing}: {}", crate::tls::describe(tls)),
+            ),
+            None => Failure::new(crate::net::classify(err), format!("{doing}: {err}")),
+        }
     }
 
     pub fn at_step(mut self, step: usize) -> Self {
@@ -125,6 +166,8 @@ impl fmt::Display for Failure {
 pub struct Phases {
     pub dns: Option<Duration>,
     pub connect: Option<Duration>,
+    /// A completed TLS handshake.
+    pub tls: Option<Duration>,
 }
 
 /// Something that happened in an attempt, for the human report and debug logs.
@@ -161,6 +204,11 @@ pub struct Trace {
     pub phases: Phases,
     pub address: Option<SocketAddr>,
     pub events: Vec<Timed<Event>>,
+    /// What the TLS handshake revealed, for targets with TLS that got that far.
+    pub tls: Option<TlsFacts>,
+    /// When the check itself was done (connected, handshaken, dialogue answered), before the
+    /// polite close: the response time that `response_time` assertions judge.
+    pub answered: Option<Duration>,
 }
 
 impl Trace {
@@ -170,7 +218,13 @@ impl Trace {
             phases: Phases::default(),
             address: None,
             events: Vec::new(),
+            tls: None,
+            answered: None,
         }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
     }
 
     pub fn record(&mut self, what: Event) {
@@ -186,6 +240,18 @@ impl Trace {
 pub struct Outcome {
     pub result: Result<(), Failure>,
     pub trace: Trace,
+    /// The configured assertions this attempt could judge, in config order.
+    pub assertions: Vec<Judged>,
+}
+
+impl Outcome {
+    pub fn new(result: Result<(), Failure>, trace: Trace) -> Self {
+        Outcome {
+            result,
+            trace,
+            assertions: Vec::new(),
+        }
+    }
 }
 
 /// How a run is bounded and retried.
@@ -215,9 +281,15 @@ impl Run {
     }
 }
 
-/// Runs `probe` once under `policy`: the code path of both the scheduler and `vantage probe`.
-pub async fn run(probe: &Probe, policy: &RunPolicy) -> Run {
-    run_attempts(policy, |deadline| probe.attempt(deadline)).await
+/// Runs `probe` once under `policy` and judges every attempt by `assertions`: the code path of
+/// both the scheduler and `vantage probe`.
+pub async fn run(probe: &Probe, assertions: &[Assertion], policy: &RunPolicy) -> Run {
+    run_attempts(policy, |deadline| async move {
+        let mut outcome = probe.attempt(deadline).await;
+        assertion::judge(assertions, &mut outcome, SystemTime::now());
+        outcome
+    })
+    .await
 }
 
 /// Attempts until one succeeds, the retries are used up, or the next retry would start after the
@@ -235,12 +307,14 @@ where
         // Probes honour the deadline themselves and keep their trace; this is the backstop.
         let outcome = timeout_at(deadline, attempt(deadline))
             .await
-            .unwrap_or_else(|_| Outcome {
-                result: Err(Failure::new(
-                    Reason::Timeout,
-                    "the attempt did not finish before the deadline",
-                )),
-                trace: Trace::start(),
+            .unwrap_or_else(|_| {
+                Outcome::new(
+                    Err(Failure::new(
+                        Reason::Timeout,
+                        "the attempt did not finish before the deadline",
+                    )),
+                    Trace::start(),
+                )
             });
         let retry_fits = Instant::now() + policy.retry_delay < deadline;
         if outcome.result.is_ok() || attempts > policy.retries || !retry_fits {
@@ -270,10 +344,7 @@ mod tests {
     }
 
     fn outcome(result: Result<(), Failure>) -> Outcome {
-        Outcome {
-            result,
-            trace: Trace::start(),
-        }
+        Outcome::new(result, Trace::start())
     }
 
     fn refused() -> Result<(), Failure> {
@@ -354,7 +425,18 @@ mod tests {
             (Reason::NetworkUnreachable, "network_unreachable"),
             (Reason::HostUnreachable, "host_unreachable"),
             (Reason::Timeout, "timeout"),
+            (Reason::TlsHandshakeTimeout, "tls_handshake_timeout"),
+            (Reason::TlsCertExpired, "tls_cert_expired"),
+            (Reason::TlsCertNotYetValid, "tls_cert_not_yet_valid"),
+            (Reason::TlsHostnameMismatch, "tls_hostname_mismatch"),
+            (Reason::TlsUnknownIssuer, "tls_unknown_issuer"),
+            (Reason::TlsCertInvalid, "tls_cert_invalid"),
+            (Reason::TlsProtocolVersion, "tls_protocol_version"),
+            (Reason::TlsAlert, "tls_alert"),
+            (Reason::TlsHandshakeFailed, "tls_handshake_failed"),
+            (Reason::TlsCertExpiring, "tls_cert_expiring"),
             (Reason::ExpectMismatch, "expect_mismatch"),
+            (Reason::AssertionFailed, "assertion_failed"),
             (Reason::PermissionDenied, "permission_denied"),
             (Reason::IoError, "io_error"),
         ];

@@ -2,11 +2,13 @@
 //! with timings, and why it failed.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::tcp::Step;
-use super::{Close, Event, Probe, Run};
+use super::{Close, Event, Failure, Probe, Run};
 use crate::config::Target;
+use crate::tls::cert::CertFacts;
+use crate::tls::{TlsFacts, unix_seconds};
 
 pub fn render(target: &Target, run: &Run) -> String {
     let mut out = String::new();
@@ -35,6 +37,10 @@ pub fn render(target: &Target, run: &Run) -> String {
     if let Some(connect) = trace.phases.connect {
         line("connect", timing(connect));
     }
+    if let Some(facts) = &trace.tls {
+        tls(&mut line, facts, trace.phases.tls, run.finished_at);
+    }
+    let tls_up = trace.phases.tls.is_some();
     for event in &trace.events {
         let at = timing(event.at);
         match &event.what {
@@ -57,11 +63,16 @@ pub fn render(target: &Target, run: &Run) -> String {
             }
             Event::Held { peer_closed: false } => line("hold", format!("held until {at}")),
             Event::Closed { how, discarded } => {
+                let sent = if tls_up {
+                    "close_notify and FIN"
+                } else {
+                    "FIN"
+                };
                 let how = match how {
-                    Close::PeerClosed => "FIN sent, the peer closed too",
-                    Close::GraceOver => "FIN sent, the peer had not closed yet",
+                    Close::PeerClosed => format!("{sent} sent, the peer closed too"),
+                    Close::GraceOver => format!("{sent} sent, the peer had not closed yet"),
                     Close::DrainLimit => {
-                        "FIN sent, but the peer kept sending: the connection was reset"
+                        format!("{sent} sent, but the peer kept sending: the connection was reset")
                     }
                 };
                 let extra = if *discarded > 0 {
@@ -105,6 +116,80 @@ pub fn render(target: &Target, run: &Run) -> String {
     out
 }
 
+/// The handshake, every presented certificate, and the verification verdicts.
+fn tls(
+    line: &mut impl FnMut(&str, String),
+    facts: &TlsFacts,
+    handshake: Option<Duration>,
+    at: SystemTime,
+) {
+    let sni = match &facts.server_name {
+        Some(name) => format!("SNI {name}"),
+        None => "no SNI (IP address)".to_string(),
+    };
+    match (facts.version, &facts.cipher, handshake) {
+        (Some(version), Some(cipher), Some(took)) => line(
+            "tls",
+            format!("{version} {cipher}, handshake {}, {sni}", timing(took)),
+        ),
+        _ => line("tls", format!("handshake not completed, {sni}")),
+    }
+    let now = unix_seconds(at);
+    for (i, cert) in facts.chain.iter().enumerate() {
+        line(&format!("cert {i}"), cert_subject(cert));
+        line("", format!("issuer   {}", cert.issuer));
+        if let (Some(from), Some(until)) = (cert.not_before, cert.not_after) {
+            let left = (until - now) as f64 / 86_400.0;
+            let left = if left < 0.0 {
+                format!("expired {:.1} days ago", -left)
+            } else {
+                format!("{left:.1} days left")
+            };
+            line(
+                "",
+                format!("valid    {} to {} ({left})", date(from), date(until)),
+            );
+        }
+        if !cert.names.is_empty() {
+            line("", format!("names    {}", cert.names.join(", ")));
+        }
+        line("", format!("serial   {}", cert.serial));
+        line("", format!("sha256   {}", cert.sha256));
+    }
+    if let Some(v) = &facts.verification {
+        let verdict = |r: &Result<(), Failure>| match r {
+            Ok(()) => "ok".to_string(),
+            Err(f) => format!("FAILED {}: {}", f.reason, f.detail),
+        };
+        line("chain", verdict(&v.chain));
+        line("hostname", verdict(&v.hostname));
+    }
+}
+
+fn cert_subject(cert: &CertFacts) -> String {
+    if cert.subject.is_empty() {
+        "(a certificate that could not be parsed)".to_string()
+    } else {
+        cert.subject.clone()
+    }
+}
+
+/// `2026-11-21 09:30:00 UTC`
+fn date(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("@{unix}"),
+    }
+}
+
 fn quote_send(steps: &[Step], index: usize) -> String {
     match steps.get(index) {
         Some(Step::Send(bytes)) => {
@@ -137,6 +222,12 @@ pub fn timing(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_are_utc() {
+        assert_eq!(date(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(date(1_795_000_000), "2026-11-18 11:06:40 UTC");
+    }
 
     #[test]
     fn timing_precision_follows_magnitude() {

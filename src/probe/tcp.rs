@@ -5,8 +5,12 @@
 //! still has unread data makes the kernel send RST, and a proxy in front of the target may then
 //! keep a half-open backend session. So every attempt, successful or not, ends the same way:
 //! shut down our side (FIN), read and discard until the peer closes too, then drop.
+//!
+//! With `tls`, the dialogue runs inside TLS and the close starts with close_notify. A server
+//! whose certificate fails verification gets the handshake finished and closed, and nothing else.
 
-use std::time::Duration;
+use std::io;
+use std::time::{Duration, SystemTime};
 
 use regex::bytes::Regex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -14,6 +18,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::{Close, Event, Failure, Outcome, Reason, Trace};
 use crate::net::{self, Host, IpVersion};
+use crate::tls::{Handshake, TlsTarget};
 
 /// The most an `expect` step buffers while looking for its match. A peer that floods is failed
 /// after this much, instead of growing our memory.
@@ -36,6 +41,7 @@ pub struct TcpProbe {
     pub steps: Vec<Step>,
     /// How long to keep the connection open after the dialogue, before closing.
     pub hold: Duration,
+    pub tls: Option<TlsTarget>,
 }
 
 /// One step of a dialogue. `tcp.send`/`tcp.expect` are shorthand for `[send, expect]`.
@@ -50,7 +56,7 @@ impl TcpProbe {
     pub async fn attempt(&self, deadline: Instant) -> Outcome {
         let mut trace = Trace::start();
         let result = self.connect_and_converse(deadline, &mut trace).await;
-        Outcome { result, trace }
+        Outcome::new(result, trace)
     }
 
     async fn connect_and_converse(
@@ -61,9 +67,42 @@ impl TcpProbe {
         let resolved = net::resolve(&self.host, self.port, self.ip_version, deadline).await?;
         trace.phases.dns = resolved.lookup;
         trace.address = Some(resolved.addr);
-        let (mut stream, connect) = net::connect(resolved.addr, deadline).await?;
+        let (stream, connect) = net::connect(resolved.addr, deadline).await?;
         trace.phases.connect = Some(connect);
+        let Some(tls) = &self.tls else {
+            return self.converse_and_close(stream, deadline, trace).await;
+        };
+        let stream = match tls.handshake(stream, deadline, trace).await {
+            Handshake::Done(stream) => stream,
+            Handshake::Failed { failure, stream } => {
+                if let Some(stream) = stream {
+                    // The handshake's failure is the story, whatever the close meets.
+                    let _ = close(stream, deadline, trace).await;
+                }
+                return Err(failure);
+            }
+        };
+        let facts = trace.tls.clone().unwrap_or_default();
+        if let Err(failure) = tls.verdict(&facts) {
+            // Not verified: nothing is sent over this connection, it is only closed.
+            let _ = close(stream, deadline, trace).await;
+            return Err(failure);
+        }
+        self.converse_and_close(stream, deadline, trace)
+            .await
+            .and_then(|()| tls.expiry_alert(&facts, SystemTime::now()))
+    }
+
+    async fn converse_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+        deadline: Instant,
+        trace: &mut Trace,
+    ) -> Result<(), Failure> {
         let dialogue = self.converse(&mut stream, deadline, trace).await;
+        if dialogue.is_ok() {
+            trace.answered = Some(trace.elapsed());
+        }
         let closed = close(stream, deadline, trace).await;
         // A failed dialogue is the story; a reset while closing matters only if all else went well.
         dialogue.and(closed)
@@ -173,7 +212,7 @@ async fn expect<S: AsyncRead + Unpin>(
             deadline
         };
         let room = (EXPECT_WINDOW - window.len()).min(chunk.len());
-        match timeout_at(wait_until, stream.read(&mut chunk[..room])).await {
+        match timeout_at(wait_until, read(stream, &mut chunk[..room])).await {
             // The peer paused (or the deadline came): scan what is pending on the next pass.
             Err(_) => scan.force(),
             Ok(Err(e)) => return Err(Failure::io(&e, "receiving")),
@@ -234,6 +273,16 @@ impl Scan {
     }
 }
 
+/// A read where a TLS peer that closes TCP without close_notify counts as closed: many servers
+/// do, and for a probe the difference does not matter (no truncation attack is possible on
+/// bytes that are only matched against a pattern).
+async fn read<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut [u8]) -> io::Result<usize> {
+    match stream.read(buf).await {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+        other => other,
+    }
+}
+
 fn mismatch(what: String, received: &[u8]) -> Failure {
     let quoted: String = String::from_utf8_lossy(&received[..received.len().min(QUOTE_LIMIT)])
         .escape_debug()
@@ -261,7 +310,7 @@ async fn hold<S: AsyncRead + Unpin>(stream: &mut S, until: Instant) -> Result<bo
         if Instant::now() >= until {
             return Ok(false);
         }
-        match timeout_at(until, stream.read(&mut scratch)).await {
+        match timeout_at(until, read(stream, &mut scratch)).await {
             Err(_) => return Ok(false),
             Ok(Ok(0)) => return Ok(true),
             Ok(Ok(_)) => continue,
@@ -291,7 +340,7 @@ async fn close<S: AsyncRead + AsyncWrite + Unpin>(
         if Instant::now() >= grace_end {
             break Close::GraceOver;
         }
-        match timeout_at(grace_end, stream.read(&mut scratch)).await {
+        match timeout_at(grace_end, read(&mut stream, &mut scratch)).await {
             Err(_) => break Close::GraceOver,
             Ok(Ok(0)) => break Close::PeerClosed,
             Ok(Ok(n)) => discarded += n,

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::support::{
-    TempDir, Vantage, closed_port, http_get, http_request, thread_peer, wait_for,
+    TempDir, Vantage, closed_port, http_get, http_request, promtool_check, thread_peer, wait_for,
 };
 
 /// Answers PING with +PONG and anything else with -ERR, like Redis.
@@ -124,31 +124,7 @@ fn metrics_in_both_formats_pass_promtool_and_carry_reasons() {
     assert!(body.contains("process_cpu_seconds_total "), "{body}");
     assert!(body.contains("process_open_fds "), "{body}");
 
-    let promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool must be installed (apt-get install prometheus; .ci/run does this)");
-    let mut promtool = promtool;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{report}\n{body}"
-    );
-    assert_eq!(report.trim(), "", "promtool reported problems:\n{report}");
+    promtool_check(body);
 
     let om = http_get(vantage.addr, "/metrics", Some(OPENMETRICS)).unwrap();
     assert_eq!(

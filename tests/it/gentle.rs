@@ -1,7 +1,6 @@
 //! The observer effect: after many runs the target holds no connection of ours, and every
 //! connection it saw ended with our FIN, never a RST.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -9,10 +8,9 @@ use std::time::Duration;
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use vantage::probe::Reason;
 
-use crate::support::{run, target, wait_for};
+use crate::support::{run_plan, socket_states, target, wait_for};
 
 /// How an observing server behaves before the client closes.
 #[derive(Clone, Copy)]
@@ -99,44 +97,6 @@ async fn converse(peer: Peer, mut stream: TcpStream) -> bool {
     }
 }
 
-/// TCP states (from /proc/net/tcp{,6}) of every socket whose local or remote port is `port`.
-fn socket_states(port: u16) -> BTreeSet<&'static str> {
-    let name = |st: &str| match st {
-        "01" => "ESTABLISHED",
-        "02" => "SYN_SENT",
-        "03" => "SYN_RECV",
-        "04" => "FIN_WAIT1",
-        "05" => "FIN_WAIT2",
-        "06" => "TIME_WAIT",
-        "07" => "CLOSE",
-        "08" => "CLOSE_WAIT",
-        "09" => "LAST_ACK",
-        "0A" => "LISTEN",
-        "0B" => "CLOSING",
-        _ => "UNKNOWN",
-    };
-    let mut states = BTreeSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let port_of = |addr: &str| {
-                addr.rsplit(':')
-                    .next()
-                    .and_then(|p| u16::from_str_radix(p, 16).ok())
-            };
-            if fields.len() > 3
-                && (port_of(fields[1]) == Some(port) || port_of(fields[2]) == Some(port))
-            {
-                states.insert(name(fields[3]));
-            }
-        }
-    }
-    states
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_200_runs_the_target_holds_nothing_and_saw_only_fins() {
     let quiet = Arc::new(Endings::default());
@@ -166,23 +126,12 @@ async fn after_200_runs_the_target_holds_nothing_and_saw_only_fins() {
             25,
         ),
     ];
-    let mut runs = JoinSet::new();
-    for (port, extra, expected, count) in plan {
-        let t = target(port, extra);
-        for _ in 0..count {
-            let t = Arc::clone(&t);
-            runs.spawn(async move { (run(&t).await.failure().map(|f| f.reason), expected) });
-            // Bounded concurrency keeps the test from measuring the machine instead of vantage.
-            if runs.len() >= 20 {
-                let (got, want) = runs.join_next().await.unwrap().unwrap();
-                assert_eq!(got, want);
-            }
-        }
-    }
-    while let Some(result) = runs.join_next().await {
-        let (got, want) = result.unwrap();
-        assert_eq!(got, want);
-    }
+    run_plan(
+        plan.into_iter()
+            .map(|(port, extra, expected, count)| (target(port, extra), expected, count))
+            .collect(),
+    )
+    .await;
 
     let all = [
         (&quiet, quiet_port),

@@ -1,5 +1,6 @@
 //! Helpers for the integration tests: targets from YAML, loopback peers, the vantage binary.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vantage::config::{self, LoadOptions, Target};
-use vantage::probe::{self, Run};
+use vantage::probe::{self, Reason, Run};
 
 /// A target built by the real config code from one YAML target entry's extra keys.
 pub fn target(port: u16, extra: &str) -> Arc<Target> {
@@ -21,7 +22,27 @@ pub fn target(port: u16, extra: &str) -> Arc<Target> {
 }
 
 pub async fn run(target: &Target) -> Run {
-    probe::run(&target.probe, &target.policy).await
+    probe::run(&target.probe, &target.assertions, &target.policy).await
+}
+
+/// Runs each target `count` times, 20 at a time, and checks every run's failure reason (`None`:
+/// success). Bounded concurrency keeps a test from measuring the machine instead of vantage.
+pub async fn run_plan(plan: Vec<(Arc<Target>, Option<Reason>, usize)>) {
+    let mut runs = tokio::task::JoinSet::new();
+    for (t, expected, count) in plan {
+        for _ in 0..count {
+            let t = Arc::clone(&t);
+            runs.spawn(async move { (run(&t).await.failure().map(|f| f.reason), expected) });
+            if runs.len() >= 20 {
+                let (got, want) = runs.join_next().await.unwrap().unwrap();
+                assert_eq!(got, want);
+            }
+        }
+    }
+    while let Some(result) = runs.join_next().await {
+        let (got, want) = result.unwrap();
+        assert_eq!(got, want);
+    }
 }
 
 /// A loopback server for tests without a runtime: every connection gets its own thread running
@@ -216,4 +237,89 @@ pub fn root_or_skip(test: &str) -> bool {
         eprintln!("SKIPPED {test}: needs root to create network namespaces");
     }
     root
+}
+
+/// TCP states (from /proc/net/tcp{,6}) of every socket whose local or remote port is `port`.
+pub fn socket_states(port: u16) -> BTreeSet<&'static str> {
+    let name = |st: &str| match st {
+        "01" => "ESTABLISHED",
+        "02" => "SYN_SENT",
+        "03" => "SYN_RECV",
+        "04" => "FIN_WAIT1",
+        "05" => "FIN_WAIT2",
+        "06" => "TIME_WAIT",
+        "07" => "CLOSE",
+        "08" => "CLOSE_WAIT",
+        "09" => "LAST_ACK",
+        "0A" => "LISTEN",
+        "0B" => "CLOSING",
+        _ => "UNKNOWN",
+    };
+    let mut states = BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port_of = |addr: &str| {
+                addr.rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            };
+            if fields.len() > 3
+                && (port_of(fields[1]) == Some(port) || port_of(fields[2]) == Some(port))
+            {
+                states.insert(name(fields[3]));
+            }
+        }
+    }
+    states
+}
+
+/// Whether `tool` is installed. Tests that need it skip with a message when it is not, except
+/// under `VANTAGE_TEST_REQUIRE_ALL=1` (set by `.ci/run`, which installs it), where that fails.
+pub fn tool_or_skip(tool: &str, test: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("VANTAGE_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+            "{test} needs {tool}, and VANTAGE_TEST_REQUIRE_ALL=1 forbids skipping it"
+        );
+        eprintln!("SKIPPED {test}: {tool} is not installed");
+    }
+    found
+}
+
+/// `promtool check metrics` on a classic-format body must pass with nothing to say.
+pub fn promtool_check(body: &str) {
+    let promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (apt-get install prometheus; .ci/run does this)");
+    let mut promtool = promtool;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{report}\n{body}"
+    );
+    assert_eq!(report.trim(), "", "promtool reported problems:\n{report}");
 }

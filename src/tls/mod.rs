@@ -1,0 +1,726 @@
+//! TLS for probes: client configs built once per target, a full handshake on every run, the
+//! facts of the presented chain whether or not it verifies, and the mapping of rustls errors to
+//! stable failure reasons.
+//!
+//! The handshake always runs to completion when the server allows it (see `dangerous`), so a
+//! bad certificate still yields its chain, version and cipher. Whether the run then fails is the
+//! target's choice (`verify`, `skip_hostname_verify`); what `chain_valid` and `hostname_valid`
+//! report is never a choice.
+
+pub mod cert;
+mod dangerous;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{AlertDescription, CertificateError, ClientConfig, PeerIncompatible, RootCertStore};
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::net::Host;
+use crate::probe::{Failure, Reason, Trace};
+use cert::CertFacts;
+use dangerous::AcceptAnyCertificateAndRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "TLSv1.2")]
+    Tls12,
+    #[serde(rename = "TLSv1.3")]
+    Tls13,
+}
+
+impl TlsVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+
+    fn of(version: rustls::ProtocolVersion) -> Option<TlsVersion> {
+        match version {
+            rustls::ProtocolVersion::TLSv1_2 => Some(TlsVersion::Tls12),
+            rustls::ProtocolVersion::TLSv1_3 => Some(TlsVersion::Tls13),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which roots a chain must lead to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trust {
+    /// The Mozilla root set compiled into vantage: the same in every container.
+    #[default]
+    Mozilla,
+    /// The operating system's store, read once at start-up.
+    System,
+}
+
+/// The `tls:` options of a target, validated but with their files not yet read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    pub verify: bool,
+    pub server_name: Option<String>,
+    pub skip_hostname_verify: bool,
+    pub min_version: TlsVersion,
+    pub trust: Trust,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<ClientCertFiles>,
+    pub alert_before_expiry: Option<Duration>,
+}
+
+impl Default for TlsOptions {
+    /// What a `tls:` table means when it sets nothing: verify everything against the Mozilla
+    /// roots, SNI from the host, TLS 1.2 or 1.3, no client certificate, no expiry alert.
+    fn default() -> Self {
+        TlsOptions {
+            verify: true,
+            server_name: None,
+            skip_hostname_verify: false,
+            min_version: TlsVersion::Tls12,
+            trust: Trust::Mozilla,
+            ca_file: None,
+            client_cert: None,
+            alert_before_expiry: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// The option a build error is about, so that the config error points at its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionKey {
+    ServerName,
+    Trust,
+    CaFile,
+    CertFile,
+    KeyFile,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError {
+    pub key: OptionKey,
+    pub message: String,
+}
+
+impl BuildError {
+    fn new(key: OptionKey, message: impl Into<String>) -> Self {
+        BuildError {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+/// One target's TLS client, built once: the verifier and the client config are shared by every
+/// run; only the recording verifier is made per handshake.
+#[derive(Debug)]
+pub struct TlsClient {
+    config: Arc<ClientConfig>,
+    verifier: Arc<WebPkiServerVerifier>,
+    server_name: Option<ServerName<'static>>,
+    pub options: TlsOptions,
+}
+
+/// A TLS client and the name it verifies (and sends as SNI) for one host.
+#[derive(Debug, Clone)]
+pub struct TlsTarget {
+    pub client: Arc<TlsClient>,
+    pub server_name: ServerName<'static>,
+}
+
+impl TlsClient {
+    pub fn build(options: TlsOptions) -> Result<TlsClient, BuildError> {
+        let server_name = match &options.server_name {
+            None => None,
+            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
+                BuildError::new(
+                    OptionKey::ServerName,
+                    format!("server_name {name:?} is neither a DNS name nor an IP address"),
+                )
+            })?),
+        };
+        let verifier = verifier(options.trust, options.ca_file.as_deref())?;
+        let versions: &[&rustls::SupportedProtocolVersion] = match options.min_version {
+            TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            TlsVersion::Tls13 => &[&rustls::version::TLS13],
+        };
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)
+            .map_err(|e| BuildError::new(OptionKey::Trust, e.to_string()))?
+            .with_webpki_verifier(Arc::clone(&verifier));
+        let mut config = match &options.client_cert {
+            None => builder.with_no_client_auth(),
+            Some(files) => {
+                let chain = read_certificates(&files.cert_file, OptionKey::CertFile)?;
+                let key = read(&files.key_file, OptionKey::KeyFile).and_then(|pem| {
+                    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                        BuildError::new(
+                            OptionKey::KeyFile,
+                            format!("no private key in {}: {e}", files.key_file.display()),
+                        )
+                    })
+                })?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    BuildError::new(
+                        OptionKey::KeyFile,
+                        format!(
+                            "{} does not fit {}: {e}",
+                            files.key_file.display(),
+                            files.cert_file.display()
+                        ),
+                    )
+                })?
+            }
+        };
+        // Every run is a full handshake: a resumed session would skip the certificate. rustls
+        // already refuses to resume under another verifier (ours is new per run); disabling
+        // resumption says so plainly and keeps tickets that could never be used out of memory.
+        config.resumption = Resumption::disabled();
+        Ok(TlsClient {
+            config: Arc::new(config),
+            verifier,
+            server_name,
+            options,
+        })
+    }
+
+    /// The name to verify and send as SNI when probing `host`: `server_name` if set, else the
+    /// host. IP addresses are verified against IP SANs and sent as no SNI at all.
+    pub fn target(self: &Arc<Self>, host: &Host) -> Result<TlsTarget, String> {
+        let server_name = match (&self.server_name, host) {
+            (Some(name), _) => name.clone(),
+            (None, Host::Ip(ip)) => ServerName::IpAddress((*ip).into()),
+            (None, Host::Name(name)) => {
+                let name = name.strip_suffix('.').unwrap_or(name);
+                ServerName::try_from(name.to_string()).map_err(|_| {
+                    format!("{name:?} cannot be a TLS server name: set tls.server_name")
+                })?
+            }
+        };
+        Ok(TlsTarget {
+            client: Arc::clone(self),
+            server_name,
+        })
+    }
+}
+
+/// How a handshake ended. On failure the plain stream comes back (when it still exists) so
+/// that the caller can close it gently.
+pub enum Handshake<S> {
+    Done(Box<TlsStream<S>>),
+    Failed { failure: Failure, stream: Option<S> },
+}
+
+impl TlsTarget {
+    /// Runs the handshake, recording its duration and the TLS facts in `trace`.
+    pub async fn handshake<S>(
+        &self,
+        stream: S,
+        deadline: Instant,
+        trace: &mut Trace,
+    ) -> Handshake<S>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let recorder = Arc::new(AcceptAnyCertificateAndRecord::new(Arc::clone(
+            &self.client.verifier,
+        )));
+        let mut config = (*self.client.config).clone();
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::clone(&recorder) as _);
+        let connector = TlsConnector::from(Arc::new(config));
+        let started = Instant::now();
+        let result = timeout_at(
+            deadline,
+            connector
+                .connect(self.server_name.clone(), stream)
+                .into_fallible(),
+        )
+        .await;
+
+        let mut facts = TlsFacts {
+            server_name: match &self.server_name {
+                ServerName::DnsName(name) => Some(name.as_ref().to_string()),
+                _ => None,
+            },
+            ..TlsFacts::default()
+        };
+        if let Some(recorded) = recorder.recorded() {
+            facts.chain = recorded
+                .chain
+                .iter()
+                .map(|der| CertFacts::inspect(der))
+                .collect();
+            facts.verification = Some(Verification {
+                chain: recorded.chain_verdict.map_err(|e| certificate_failure(&e)),
+                hostname: recorded
+                    .hostname_verdict
+                    .map_err(|e| certificate_failure(&e)),
+            });
+        }
+        let outcome = match result {
+            Err(_) => Handshake::Failed {
+                failure: Failure::new(
+                    Reason::TlsHandshakeTimeout,
+                    if facts.chain.is_empty() {
+                        "the server accepted the connection but did not answer the TLS ClientHello before the deadline"
+                    } else {
+                        "the TLS handshake did not finish before the deadline"
+                    },
+                ),
+                stream: None,
+            },
+            Ok(Err((err, stream))) => Handshake::Failed {
+                failure: handshake_failure(&err),
+                stream: Some(stream),
+            },
+            Ok(Ok(tls)) => {
+                trace.phases.tls = Some(started.elapsed());
+                let (_, connection) = tls.get_ref();
+                facts.version = connection.protocol_version().and_then(TlsVersion::of);
+                facts.cipher = connection
+                    .negotiated_cipher_suite()
+                    .map(|s| cipher_name(s.suite()));
+                Handshake::Done(Box::new(tls))
+            }
+        };
+        trace.tls = Some(facts);
+        outcome
+    }
+
+    /// Whether the run may go on over this connection: the verdict, when `verify` is on.
+    pub fn verdict(&self, facts: &TlsFacts) -> Result<(), Failure> {
+        let options = &self.client.options;
+        if !options.verify {
+            return Ok(());
+        }
+        let Some(verification) = &facts.verification else {
+            return Ok(());
+        };
+        verification.chain.clone()?;
+        if !options.skip_hostname_verify {
+            verification.hostname.clone()?;
+        }
+        Ok(())
+    }
+
+    /// `alert_before_expiry`: fails when the earliest expiry of the chain is that close.
+    pub fn expiry_alert(&self, facts: &TlsFacts, now: SystemTime) -> Result<(), Failure> {
+        match self.client.options.alert_before_expiry {
+            Some(within) => expiry_check(facts, now, within, "alert_before_expiry"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What a TLS handshake revealed; fields stay empty for what it did not get to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// The SNI sent; `None` for IP addresses, which send none.
+    pub server_name: Option<String>,
+    /// Negotiated protocol and cipher suite; present once the handshake completed.
+    pub version: Option<TlsVersion>,
+    pub cipher: Option<String>,
+    /// The presented chain, leaf first.
+    pub chain: Vec<CertFacts>,
+    /// Present whenever a certificate arrived.
+    pub verification: Option<Verification>,
+}
+
+/// The truth about the presented chain, whatever `verify` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// The chain verifies to a trusted root.
+    pub chain: Result<(), Failure>,
+    /// The leaf is valid for the server name.
+    pub hostname: Result<(), Failure>,
+}
+
+impl TlsFacts {
+    /// The certificate of the chain that expires first, and when (Unix seconds).
+    pub fn earliest_expiry(&self) -> Option<(usize, i64)> {
+        self.chain
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.not_after.map(|t| (i, t)))
+            .min_by_key(|&(_, t)| t)
+    }
+
+    /// Seconds from `at` to the earliest expiry; negative once it has passed.
+    pub fn expires_in(&self, at: SystemTime) -> Option<i64> {
+        Some(self.earliest_expiry()?.1 - unix_seconds(at))
+    }
+}
+
+/// Fails when the earliest expiry of the chain is less than `within` after `now`; `setting`
+/// names what asked, for the message.
+pub fn expiry_check(
+    facts: &TlsFacts,
+    now: SystemTime,
+    within: Duration,
+    setting: &str,
+) -> Result<(), Failure> {
+    let Some((index, not_after)) = facts.earliest_expiry() else {
+        return Ok(());
+    };
+    let now = unix_seconds(now);
+    let left = not_after - now;
+    let subject = &facts.chain[index].subject;
+    if left <= 0 {
+        return Err(Failure::new(
+            Reason::TlsCertExpired,
+            format!(
+                "certificate {index} ({subject}) expired {} ago",
+                days(-left)
+            ),
+        ));
+    }
+    if u64::try_from(left).is_ok_and(|left| left < within.as_secs()) {
+        return Err(Failure::new(
+            Reason::TlsCertExpiring,
+            format!(
+                "certificate {index} ({subject}) expires in {}, inside {setting} {}",
+                days(left),
+                crate::config::duration::format(within)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+fn days(seconds: i64) -> String {
+    format!("{:.1} days", seconds as f64 / 86_400.0)
+}
+
+/// IANA names (`TLS_AES_128_GCM_SHA256`), as openssl and Go print them; rustls prefixes its
+/// TLS 1.3 suites with `TLS13_`.
+fn cipher_name(suite: rustls::CipherSuite) -> String {
+    match suite.as_str() {
+        Some(name) => match name.strip_prefix("TLS13_") {
+            Some(rest) => format!("TLS_{rest}"),
+            None => name.to_string(),
+        },
+        None => format!("0x{:04x}", u16::from(suite)),
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())))
+}
+
+/// The verifier for a trust choice plus extra roots. Without extra roots it is built once per
+/// process and shared: the root sets are large and the same for every target.
+fn verifier(trust: Trust, ca_file: Option<&Path>) -> Result<Arc<WebPkiServerVerifier>, BuildError> {
+    static MOZILLA: OnceLock<Arc<WebPkiServerVerifier>> = OnceLock::new();
+    static SYSTEM: OnceLock<Result<Arc<WebPkiServerVerifier>, String>> = OnceLock::new();
+    let build = |roots: RootCertStore| {
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| format!("cannot build a certificate verifier: {e}"))
+    };
+    let Some(ca_file) = ca_file else {
+        return match trust {
+            Trust::Mozilla => Ok(Arc::clone(MOZILLA.get_or_init(|| {
+                build(mozilla_roots()).expect("the Mozilla root set is never empty")
+            }))),
+            Trust::System => SYSTEM
+                .get_or_init(|| system_roots().and_then(build))
+                .clone()
+                .map_err(|e| BuildError::new(OptionKey::Trust, e)),
+        };
+    };
+    let mut roots = match trust {
+        Trust::Mozilla => mozilla_roots(),
+        Trust::System => system_roots().map_err(|e| BuildError::new(OptionKey::Trust, e))?,
+    };
+    let extra = read_certificates(ca_file, OptionKey::CaFile)?;
+    let (_, unusable) = roots.add_parsable_certificates(extra);
+    if unusable > 0 {
+        return Err(BuildError::new(
+            OptionKey::CaFile,
+            format!(
+                "{unusable} certificate(s) in {} cannot be used as trust roots",
+                ca_file.display()
+            ),
+        ));
+    }
+    build(roots).map_err(|e| BuildError::new(OptionKey::CaFile, e))
+}
+
+fn mozilla_roots() -> RootCertStore {
+    RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
+}
+
+fn system_roots() -> Result<RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        return Err(format!(
+            "trust: system found no usable certificates in the operating system's store{why}"
+        ));
+    }
+    Ok(roots)
+}
+
+fn read(path: &Path, key: OptionKey) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path)
+        .map_err(|e| BuildError::new(key, format!("cannot read {}: {e}", path.display())))
+}
+
+fn read_certificates(
+    path: &Path,
+    key: OptionKey,
+) -> Result<Vec<CertificateDer<'static>>, BuildError> {
+    let pem = read(path, key)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| BuildError::new(key, format!("{} is not valid PEM: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(BuildError::new(
+            key,
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(certs)
+}
+
+/// The rustls error inside an I/O error from tokio-rustls, if that is what it is.
+pub fn rustls_error(err: &std::io::Error) -> Option<&rustls::Error> {
+    err.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// The stable reason for a rustls error.
+pub fn reason(err: &rustls::Error) -> Reason {
+    use rustls::Error;
+    match err {
+        Error::AlertReceived(AlertDescription::ProtocolVersion) => Reason::TlsProtocolVersion,
+        Error::AlertReceived(_) => Reason::TlsAlert,
+        Error::PeerIncompatible(
+            PeerIncompatible::ServerDoesNotSupportTls12Or13
+            | PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig
+            | PeerIncompatible::SupportedVersionsExtensionRequired
+            | PeerIncompatible::Tls12NotOffered
+            | PeerIncompatible::Tls12NotOfferedOrEnabled,
+        ) => Reason::TlsProtocolVersion,
+        Error::InvalidCertificate(e) => certificate_reason(e),
+        _ => Reason::TlsHandshakeFailed,
+    }
+}
+
+fn certificate_reason(err: &CertificateError) -> Reason {
+    match err {
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            Reason::TlsCertExpired
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            Reason::TlsCertNotYetValid
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            Reason::TlsHostnameMismatch
+        }
+        // A signature that does not verify is a chain that does not lead to a trusted root.
+        CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+            Reason::TlsUnknownIssuer
+        }
+        // What `openssl req -x509` makes: a self-signed certificate that is also a CA.
+        CertificateError::Other(other) if is_ca_used_as_leaf(other) => Reason::TlsUnknownIssuer,
+        _ => Reason::TlsCertInvalid,
+    }
+}
+
+fn is_ca_used_as_leaf(err: &rustls::OtherError) -> bool {
+    matches!(
+        err.0.downcast_ref::<webpki::Error>(),
+        Some(webpki::Error::CaUsedAsEndEntity)
+    )
+}
+
+fn certificate_failure(err: &rustls::Error) -> Failure {
+    Failure::new(reason(err), describe(err))
+}
+
+/// A rustls error in words, with alert names as the RFCs spell them.
+pub fn describe(err: &rustls::Error) -> String {
+    match err {
+        rustls::Error::AlertReceived(alert) => {
+            let hint = match alert {
+                AlertDescription::CertificateRequired => {
+                    ": the server requires a client certificate (tls.cert_file and tls.key_file)"
+                }
+                AlertDescription::UnknownCA | AlertDescription::BadCertificate => {
+                    ": the server rejected our client certificate"
+                }
+                _ => "",
+            };
+            format!("the server sent the TLS alert {}{hint}", alert_name(*alert))
+        }
+        rustls::Error::InvalidCertificate(CertificateError::Other(other))
+            if is_ca_used_as_leaf(other) =>
+        {
+            "the server's certificate is a CA certificate (self-signed, basicConstraints CA:TRUE); \
+             it is not accepted as a server certificate even from ca_file: serve a leaf \
+             certificate issued by it"
+                .to_string()
+        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            format!("the peer's answer is not TLS (a plaintext service on this port?): {err}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `CertificateRequired` -> `certificate_required`.
+fn alert_name(alert: AlertDescription) -> String {
+    let Some(name) = alert.as_str() else {
+        return format!("{}", u8::from(alert));
+    };
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+fn handshake_failure(err: &std::io::Error) -> Failure {
+    if rustls_error(err).is_none() && err.kind() == std::io::ErrorKind::UnexpectedEof {
+        return Failure::new(
+            Reason::TlsHandshakeFailed,
+            "the peer closed the connection during the TLS handshake (is it TLS on this port?)",
+        );
+    }
+    Failure::io(err, "TLS handshake")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_names_are_the_rfc_spelling() {
+        assert_eq!(
+            alert_name(AlertDescription::CertificateRequired),
+            "certificate_required"
+        );
+        assert_eq!(
+            alert_name(AlertDescription::HandshakeFailure),
+            "handshake_failure"
+        );
+    }
+
+    #[test]
+    fn cipher_names_are_iana_names() {
+        assert_eq!(
+            cipher_name(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384),
+            "TLS_AES_256_GCM_SHA384"
+        );
+        assert_eq!(
+            cipher_name(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        );
+    }
+
+    #[test]
+    fn certificate_errors_map_to_their_reasons() {
+        let cases = [
+            (CertificateError::Expired, Reason::TlsCertExpired),
+            (CertificateError::NotValidYet, Reason::TlsCertNotYetValid),
+            (
+                CertificateError::NotValidForName,
+                Reason::TlsHostnameMismatch,
+            ),
+            (CertificateError::UnknownIssuer, Reason::TlsUnknownIssuer),
+            (CertificateError::InvalidPurpose, Reason::TlsCertInvalid),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(reason(&rustls::Error::InvalidCertificate(err)), expected);
+        }
+        assert_eq!(
+            reason(&rustls::Error::AlertReceived(
+                AlertDescription::ProtocolVersion
+            )),
+            Reason::TlsProtocolVersion
+        );
+        assert_eq!(
+            reason(&rustls::Error::AlertReceived(
+                AlertDescription::CertificateRequired
+            )),
+            Reason::TlsAlert
+        );
+    }
+
+    fn facts_expiring_at(not_after: i64) -> TlsFacts {
+        TlsFacts {
+            chain: vec![CertFacts {
+                subject: "CN=leaf".into(),
+                issuer: "CN=ca".into(),
+                serial: "01".into(),
+                names: vec![],
+                sha256: String::new(),
+                not_before: Some(0),
+                not_after: Some(not_after),
+            }],
+            ..TlsFacts::default()
+        }
+    }
+
+    #[test]
+    fn expiry_check_tells_expiring_from_expired() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let day = Duration::from_secs(86_400);
+        let within = 30 * day;
+        let soon = facts_expiring_at(1_000_000 + 10 * 86_400);
+        let failure = expiry_check(&soon, now, within, "alert_before_expiry").unwrap_err();
+        assert_eq!(failure.reason, Reason::TlsCertExpiring);
+        assert!(failure.detail.contains("10.0 days"), "{}", failure.detail);
+        let gone = facts_expiring_at(1_000_000 - 86_400);
+        assert_eq!(
+            expiry_check(&gone, now, within, "x").unwrap_err().reason,
+            Reason::TlsCertExpired
+        );
+        let later = facts_expiring_at(1_000_000 + 31 * 86_400);
+        assert!(expiry_check(&later, now, within, "x").is_ok());
+    }
+}

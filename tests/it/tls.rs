@@ -1,0 +1,795 @@
+//! TLS probes against real rustls servers on loopback, with certificates made for each test:
+//! every verdict and reason, the facts reported whatever the verdict, and the polite close.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use socket2::SockRef;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use vantage::probe::{Reason, Run};
+use vantage::tls::{TlsFacts, TlsVersion};
+
+use crate::pki::{Ca, Issued, Leaf, days};
+use crate::support::{TempDir, run, run_plan, socket_states, target, wait_for};
+
+/// What a test server saw, counted over all its connections.
+#[derive(Default)]
+pub struct Seen {
+    pub accepted: AtomicUsize,
+    pub open: AtomicUsize,
+    pub handshakes: AtomicUsize,
+    /// Connections the client ended with close_notify and then FIN, with no reset after.
+    pub polite_closes: AtomicUsize,
+    /// Application bytes received after handshakes.
+    pub app_bytes: AtomicUsize,
+    /// Handshakes that resumed an earlier session instead of presenting the certificate.
+    pub resumed: AtomicUsize,
+    pub sni: Mutex<Vec<Option<String>>>,
+}
+
+pub struct Server {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub tls12_only: bool,
+    /// Require a client certificate issued by this CA.
+    pub client_ca: Option<CertificateDer<'static>>,
+}
+
+impl Server {
+    pub fn new(leaf: &Issued, intermediates: &[&Ca]) -> Server {
+        let mut chain = vec![leaf.der()];
+        chain.extend(intermediates.iter().map(|ca| ca.der()));
+        Server {
+            chain,
+            key: leaf.key_der(),
+            tls12_only: false,
+            client_ca: None,
+        }
+    }
+
+    /// Starts serving on 127.0.0.1; every connection: handshake, then answer `PING` with
+    /// `+PONG`, until the client closes.
+    pub async fn start(self) -> (u16, Arc<Seen>) {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let versions: &[&rustls::SupportedProtocolVersion] = if self.tls12_only {
+            &[&rustls::version::TLS12]
+        } else {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        };
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(versions)
+            .unwrap();
+        let builder = match self.client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                roots.add(ca).unwrap();
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::clone(&provider),
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = builder.with_single_cert(self.chain, self.key).unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Seen::default());
+        let counters = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                counters.accepted.fetch_add(1, Ordering::SeqCst);
+                counters.open.fetch_add(1, Ordering::SeqCst);
+                let seen = Arc::clone(&counters);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    serve(acceptor, tcp, &seen).await;
+                    seen.open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (port, seen)
+    }
+}
+
+async fn serve(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, seen: &Seen) {
+    let limit = Duration::from_secs(10);
+    let Ok(Ok(mut tls)) = tokio::time::timeout(limit, acceptor.accept(tcp)).await else {
+        return;
+    };
+    seen.handshakes.fetch_add(1, Ordering::SeqCst);
+    if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        seen.resumed.fetch_add(1, Ordering::SeqCst);
+    }
+    let sni = tls.get_ref().1.server_name().map(str::to_string);
+    seen.sni.lock().unwrap().push(sni);
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit, tls.read(&mut buf)).await {
+            // close_notify: answer it, then see whether a reset follows the client's FIN.
+            Ok(Ok(0)) => {
+                let _ = tls.shutdown().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if matches!(SockRef::from(tls.get_ref().0).take_error(), Ok(None)) {
+                    seen.polite_closes.fetch_add(1, Ordering::SeqCst);
+                }
+                return;
+            }
+            Ok(Ok(n)) => {
+                seen.app_bytes.fetch_add(n, Ordering::SeqCst);
+                if buf[..n].starts_with(b"PING") && tls.write_all(b"+PONG\r\n").await.is_err() {
+                    return;
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+/// A root CA written to `root.pem`, and the YAML that trusts it for `server_name`.
+struct Pki {
+    dir: TempDir,
+    root: Ca,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = TempDir::new("tls");
+        let root = Ca::root("vantage test root");
+        dir.write("root.pem", &root.cert.pem());
+        Pki { dir, root }
+    }
+
+    /// The `tls` table: trust our root, verify `vantage.test`, plus `extra` lines.
+    fn yaml(&self, extra: &str) -> String {
+        format!(
+            "    tls:\n      ca_file: {}\n      server_name: vantage.test\n{extra}",
+            self.dir.0.join("root.pem").display()
+        )
+    }
+}
+
+async fn probe(port: u16, yaml: &str) -> Run {
+    run(&target(port, yaml)).await
+}
+
+fn facts(run: &Run) -> &TlsFacts {
+    run.outcome.trace.tls.as_ref().expect("TLS facts")
+}
+
+fn reason(run: &Run) -> Option<Reason> {
+    run.failure().map(|f| f.reason)
+}
+
+/// chain_valid and hostname_valid, as the metrics report them.
+fn validity(run: &Run) -> (bool, bool) {
+    let v = facts(run)
+        .verification
+        .as_ref()
+        .expect("a certificate arrived");
+    (v.chain.is_ok(), v.hostname.is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_rsa_and_ecdsa_leaves_verify_and_report_their_facts() {
+    let pki = Pki::new();
+    for rsa in [false, true] {
+        let mut spec = Leaf::server(&["vantage.test", "www.vantage.test"]);
+        if rsa {
+            spec = spec.rsa();
+        }
+        let leaf = pki.root.leaf(spec);
+        let (port, seen) = Server::new(&leaf, &[]).start().await;
+        let run = probe(port, &pki.yaml("")).await;
+        assert!(run.success(), "rsa={rsa}: {:?}", run.failure());
+        let trace = &run.outcome.trace;
+        assert!(trace.phases.connect.is_some() && trace.phases.tls.is_some());
+        let f = facts(&run);
+        assert_eq!(f.version, Some(TlsVersion::Tls13));
+        assert!(f.cipher.as_deref().unwrap().starts_with("TLS_"), "{f:?}");
+        assert_eq!(f.server_name.as_deref(), Some("vantage.test"));
+        assert_eq!(f.chain.len(), 1);
+        let cert = &f.chain[0];
+        assert_eq!(cert.subject, "CN=vantage.test");
+        assert_eq!(cert.issuer, "CN=vantage test root");
+        assert_eq!(cert.names, ["vantage.test", "www.vantage.test"]);
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &leaf.der());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(cert.sha256, hex);
+        let expires = days(90).unix_timestamp();
+        assert!((cert.not_after.unwrap() - expires).abs() <= 5);
+        assert_eq!(validity(&run), (true, true));
+        wait_for(
+            Duration::from_secs(5),
+            "the server to see the close",
+            || seen.polite_closes.load(Ordering::SeqCst) == 1,
+        );
+        assert_eq!(
+            *seen.sni.lock().unwrap(),
+            [Some("vantage.test".to_string())]
+        );
+        assert_eq!(seen.app_bytes.load(Ordering::SeqCst), 0);
+    }
+}
+
+/// A resumed session skips the certificate: every run must be a full handshake to see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_run_of_a_target_is_a_full_handshake_that_sees_the_chain() {
+    let pki = Pki::new();
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let (port, seen) = Server::new(&leaf, &[]).start().await;
+    let t = target(
+        port,
+        &pki.yaml("    tcp: {send: \"PING\\r\\n\", expect: PONG}\n"),
+    );
+    for _ in 0..3 {
+        let run = run(&t).await;
+        assert!(run.success(), "{:?}", run.failure());
+        assert_eq!(facts(&run).chain.len(), 1);
+    }
+    assert_eq!(seen.handshakes.load(Ordering::SeqCst), 3);
+    assert_eq!(seen.resumed.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_leaf_fails_but_still_reports_its_chain() {
+    let pki = Pki::new();
+    let leaf = pki
+        .root
+        .leaf(Leaf::server(&["vantage.test"]).valid(days(-60), days(-2)));
+    let (port, _) = Server::new(&leaf, &[]).start().await;
+    let run = probe(port, &pki.yaml("")).await;
+    assert_eq!(reason(&run), Some(Reason::TlsCertExpired));
+    let f = facts(&run);
+    assert_eq!(f.version, Some(TlsVersion::Tls13), "the handshake finished");
+    assert_eq!(f.chain.len(), 1);
+    assert_eq!(validity(&run), (false, true));
+
+    // verify: false reports the same truth without failing the run.
+    let run = probe(port, &pki.yaml("      verify: false\n")).await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert_eq!(validity(&run), (false, true));
+    assert_eq!(facts(&run).chain.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_not_yet_valid_is_tls_cert_not_yet_valid() {
+    let pki = Pki::new();
+    let leaf = pki
+        .root
+        .leaf(Leaf::server(&["vantage.test"]).valid(days(3), days(90)));
+    let (port, _) = Server::new(&leaf, &[]).start().await;
+    let run = probe(port, &pki.yaml("")).await;
+    assert_eq!(reason(&run), Some(Reason::TlsCertNotYetValid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_host_is_a_mismatch_unless_hostname_checks_are_skipped() {
+    let pki = Pki::new();
+    let leaf = pki.root.leaf(Leaf::server(&["other.test"]));
+    let (port, _) = Server::new(&leaf, &[]).start().await;
+    let run = probe(port, &pki.yaml("")).await;
+    assert_eq!(reason(&run), Some(Reason::TlsHostnameMismatch));
+    assert_eq!(validity(&run), (true, false));
+
+    let run = probe(port, &pki.yaml("      skip_hostname_verify: true\n")).await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert_eq!(validity(&run), (true, false), "the truth is still told");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_and_unknown_ca_certificates_are_unknown_issuers() {
+    let pki = Pki::new();
+    let self_signed = Leaf::server(&["vantage.test"]).self_signed();
+    let stranger = Ca::root("someone else's root");
+    let foreign = stranger.leaf(Leaf::server(&["vantage.test"]));
+    for leaf in [&self_signed, &foreign] {
+        let (port, _) = Server::new(leaf, &[]).start().await;
+        let run = probe(port, &pki.yaml("")).await;
+        assert_eq!(reason(&run), Some(Reason::TlsUnknownIssuer));
+        assert_eq!(validity(&run), (false, true));
+    }
+    // Without ca_file, the Mozilla roots do not know our test root either.
+    let ours = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let (port, _) = Server::new(&ours, &[]).start().await;
+    let run = probe(port, "    tls: {server_name: vantage.test}\n").await;
+    assert_eq!(reason(&run), Some(Reason::TlsUnknownIssuer));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_verifies_with_its_intermediate_and_not_without() {
+    let pki = Pki::new();
+    let intermediate = pki
+        .root
+        .intermediate("vantage test intermediate", days(365));
+    let leaf = intermediate.leaf(Leaf::server(&["vantage.test"]));
+
+    let (port, _) = Server::new(&leaf, &[&intermediate]).start().await;
+    let run = probe(port, &pki.yaml("")).await;
+    assert!(run.success(), "{:?}", run.failure());
+    let f = facts(&run);
+    assert_eq!(f.chain.len(), 2);
+    assert_eq!(f.chain[1].subject, "CN=vantage test intermediate");
+    assert_eq!(f.chain[1].issuer, "CN=vantage test root");
+
+    let (port, _) = Server::new(&leaf, &[]).start().await;
+    let run = probe(port, &pki.yaml("")).await;
+    assert_eq!(reason(&run), Some(Reason::TlsUnknownIssuer));
+    assert_eq!(facts(&run).chain.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_earliest_expiry_follows_an_intermediate_that_expires_first() {
+    let pki = Pki::new();
+    let intermediate = pki.root.intermediate("short-lived intermediate", days(10));
+    let leaf = intermediate.leaf(Leaf::server(&["vantage.test"]));
+    let (port, _) = Server::new(&leaf, &[&intermediate]).start().await;
+    let run = probe(port, &pki.yaml("")).await;
+    assert!(run.success(), "{:?}", run.failure());
+    let (index, at) = facts(&run).earliest_expiry().unwrap();
+    assert_eq!(index, 1, "the intermediate expires first");
+    assert!((at - days(10).unix_timestamp()).abs() <= 5);
+
+    // And alert_before_expiry sees it.
+    let run = probe(port, &pki.yaml("      alert_before_expiry: 30d\n")).await;
+    assert_eq!(reason(&run), Some(Reason::TlsCertExpiring));
+    assert!(
+        run.failure().unwrap().detail.contains("short-lived"),
+        "{:?}",
+        run.failure()
+    );
+    let run = probe(port, &pki.yaml("      alert_before_expiry: 5d\n")).await;
+    assert!(run.success(), "{:?}", run.failure());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_literal_target_sends_no_sni_and_matches_an_ip_san() {
+    let pki = Pki::new();
+    let ca = format!(
+        "    tls:\n      ca_file: {}\n",
+        pki.dir.0.join("root.pem").display()
+    );
+    let leaf = pki.root.leaf(Leaf::server(&["127.0.0.1"]));
+    let (port, seen) = Server::new(&leaf, &[]).start().await;
+    let run = probe(port, &ca).await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert_eq!(facts(&run).server_name, None);
+    assert_eq!(facts(&run).chain[0].names, ["127.0.0.1"]);
+    assert_eq!(*seen.sni.lock().unwrap(), [None]);
+
+    let named = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let (port, _) = Server::new(&named, &[]).start().await;
+    let run = probe(port, &ca).await;
+    assert_eq!(reason(&run), Some(Reason::TlsHostnameMismatch));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls12_only_server_fails_min_version_tls13_and_a_version_assertion() {
+    let pki = Pki::new();
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let mut server = Server::new(&leaf, &[]);
+    server.tls12_only = true;
+    let (port, _) = server.start().await;
+
+    let run = probe(port, &pki.yaml("")).await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert_eq!(facts(&run).version, Some(TlsVersion::Tls12));
+    assert!(
+        facts(&run)
+            .cipher
+            .as_deref()
+            .unwrap()
+            .starts_with("TLS_ECDHE_"),
+        "{:?}",
+        facts(&run).cipher
+    );
+
+    let run = probe(port, &pki.yaml("      min_version: TLSv1.3\n")).await;
+    assert_eq!(reason(&run), Some(Reason::TlsProtocolVersion));
+
+    let run = probe(
+        port,
+        &pki.yaml("    assertions:\n      - {type: tls_version, in: [TLSv1.3]}\n"),
+    )
+    .await;
+    assert_eq!(reason(&run), Some(Reason::TlsProtocolVersion));
+    let judged = &run.outcome.assertions;
+    assert_eq!(judged.len(), 1);
+    assert_eq!(
+        (judged[0].assertion, judged[0].held),
+        ("tls_version", false)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_the_client_hello_is_a_handshake_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        // Bounded: accept a few, hold them silently.
+        for _ in 0..4 {
+            if let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let run = probe(port, "    timeout: 400ms\n    tls: {}\n").await;
+    assert_eq!(reason(&run), Some(Reason::TlsHandshakeTimeout));
+    assert!(run.outcome.trace.phases.connect.is_some(), "TCP connected");
+    assert!(run.duration >= Duration::from_millis(400));
+    assert!(facts(&run).chain.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_peer_is_a_failed_handshake() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut hello = [0u8; 512];
+            let _ = stream.read(&mut hello).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    let run = probe(port, "    timeout: 2s\n    tls: {}\n").await;
+    assert_eq!(reason(&run), Some(Reason::TlsHandshakeFailed));
+    let detail = &run.failure().unwrap().detail;
+    assert!(detail.contains("not TLS"), "{detail}");
+    assert!(run.duration < Duration::from_secs(2), "failed fast");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_requiring_a_client_certificate_gets_one_when_configured() {
+    let pki = Pki::new();
+    let clients = Ca::root("client root");
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let mut server = Server::new(&leaf, &[]);
+    server.client_ca = Some(clients.der());
+    let (port, seen) = server.start().await;
+
+    let run = probe(port, &pki.yaml("")).await;
+    assert_eq!(reason(&run), Some(Reason::TlsAlert));
+    let detail = &run.failure().unwrap().detail;
+    assert!(detail.contains("certificate_required"), "{detail}");
+    assert_eq!(facts(&run).chain.len(), 1, "the server's chain arrived");
+
+    let client = clients.leaf(Leaf::server(&["vantage probe"]).client());
+    let (cert, key) = client.write(&pki.dir, "client");
+    let run = probe(
+        port,
+        &pki.yaml(&format!("      cert_file: {cert}\n      key_file: {key}\n")),
+    )
+    .await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert_eq!(seen.handshakes.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dialogue_runs_inside_tls_and_never_over_an_unverified_connection() {
+    let pki = Pki::new();
+    let ping = "    tcp: {send: \"PING\\r\\n\", expect: \"^\\\\+PONG\"}\n";
+    let good = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let (port, seen) = Server::new(&good, &[]).start().await;
+    let run = probe(port, &format!("{ping}{}", pki.yaml(""))).await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert_eq!(seen.app_bytes.load(Ordering::SeqCst), 6);
+
+    let bad = pki.root.leaf(Leaf::server(&["other.test"]));
+    let (port, seen) = Server::new(&bad, &[]).start().await;
+    let run = probe(port, &format!("{ping}{}", pki.yaml(""))).await;
+    assert_eq!(reason(&run), Some(Reason::TlsHostnameMismatch));
+    wait_for(
+        Duration::from_secs(5),
+        "the server to see the close",
+        || seen.polite_closes.load(Ordering::SeqCst) == 1,
+    );
+    assert_eq!(
+        seen.app_bytes.load(Ordering::SeqCst),
+        0,
+        "nothing was sent to a server that failed verification"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assertions_are_judged_and_the_specific_reason_wins() {
+    let pki = Pki::new();
+    let leaf = pki
+        .root
+        .leaf(Leaf::server(&["vantage.test"]).valid(days(-1), days(10)));
+    let (port, _) = Server::new(&leaf, &[]).start().await;
+    let all_hold = "    assertions:\n      - {type: connection, status: success}\n      - {type: response_time, less_than: 5s}\n      - {type: certificate_expiry, greater_than: 5d}\n      - {type: tls_version, in: [TLSv1.2, TLSv1.3]}\n";
+    let run = probe(port, &format!("{}{all_hold}", pki.yaml(""))).await;
+    assert!(run.success(), "{:?}", run.failure());
+    let held: Vec<(&str, bool)> = run
+        .outcome
+        .assertions
+        .iter()
+        .map(|j| (j.assertion, j.held))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            ("connection", true),
+            ("response_time", true),
+            ("certificate_expiry", true),
+            ("tls_version", true)
+        ]
+    );
+
+    let expiry = "    assertions:\n      - {type: certificate_expiry, greater_than: 30d}\n";
+    let run = probe(port, &format!("{}{expiry}", pki.yaml(""))).await;
+    assert_eq!(reason(&run), Some(Reason::TlsCertExpiring));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_answer_fails_response_time_with_assertion_failed() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = stream.write_all(b"READY\r\n").await;
+                let mut rest = [0u8; 64];
+                let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut rest)).await;
+            });
+        }
+    });
+    let yaml = "    tcp: {expect: READY}\n    assertions:\n      - {type: response_time, less_than: 100ms}\n";
+    let run = probe(port, yaml).await;
+    assert_eq!(reason(&run), Some(Reason::AssertionFailed));
+    assert!(run.outcome.trace.answered.unwrap() >= Duration::from_millis(300));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_expected_to_fail_makes_a_refusal_a_success() {
+    let closed = crate::support::closed_port();
+    let run = probe(
+        closed,
+        "    assertions:\n      - {type: connection, status: failure}\n",
+    )
+    .await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert!(run.outcome.assertions[0].held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_200_runs_the_tls_server_holds_no_connection_of_ours() {
+    let pki = Pki::new();
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let bad = pki.root.leaf(Leaf::server(&["other.test"]));
+    let (port, seen) = Server::new(&leaf, &[]).start().await;
+    let (bad_port, bad_seen) = Server::new(&bad, &[]).start().await;
+    let ping = "    tcp: {send: \"PING\\r\\n\", expect: \"^\\\\+PONG\"}\n";
+    let plan = [
+        (target(port, &pki.yaml("")), None, 100),
+        (target(port, &format!("{ping}{}", pki.yaml(""))), None, 50),
+        // Failed verification closes politely too.
+        (
+            target(bad_port, &pki.yaml("")),
+            Some(Reason::TlsHostnameMismatch),
+            50,
+        ),
+    ];
+    run_plan(plan.into()).await;
+    wait_for(
+        Duration::from_secs(10),
+        "the servers to see every connection end",
+        || seen.open.load(Ordering::SeqCst) + bad_seen.open.load(Ordering::SeqCst) == 0,
+    );
+    for s in [&seen, &bad_seen] {
+        assert_eq!(
+            s.polite_closes.load(Ordering::SeqCst),
+            s.accepted.load(Ordering::SeqCst),
+            "every connection ended with close_notify and FIN, no reset"
+        );
+    }
+    assert_eq!(
+        seen.accepted.load(Ordering::SeqCst) + bad_seen.accepted.load(Ordering::SeqCst),
+        200
+    );
+    for p in [port, bad_port] {
+        wait_for(
+            Duration::from_secs(10),
+            "only LISTEN and TIME_WAIT to remain",
+            || {
+                socket_states(p)
+                    .iter()
+                    .all(|s| matches!(*s, "LISTEN" | "TIME_WAIT"))
+            },
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exporter_serves_certificate_facts_that_pass_promtool() {
+    let pki = Pki::new();
+    let intermediate = pki.root.intermediate("metrics intermediate", days(200));
+    let leaf = intermediate.leaf(Leaf::server(&["vantage.test"]).valid(days(-1), days(100)));
+    let (good, _) = Server::new(&leaf, &[&intermediate]).start().await;
+    let expired = pki
+        .root
+        .leaf(Leaf::server(&["vantage.test"]).valid(days(-30), days(-1)));
+    let (bad, _) = Server::new(&expired, &[]).start().await;
+    let root = pki.dir.0.join("root.pem").display().to_string();
+    let config = pki.dir.write(
+        "exporter.yml",
+        &format!(
+            "defaults: {{interval: 1s, timeout: 800ms}}
+targets:
+  - name: good
+    type: tcp
+    host: 127.0.0.1
+    port: {good}
+    tls: {{ca_file: {root}, server_name: vantage.test}}
+    assertions:
+      - {{type: certificate_expiry, greater_than: 30d}}
+      - {{type: tls_version, in: [TLSv1.3]}}
+  - name: expired-unverified
+    type: tcp
+    host: 127.0.0.1
+    port: {bad}
+    tls: {{ca_file: {root}, server_name: vantage.test, verify: false}}
+"
+        ),
+    );
+    let body = tokio::task::spawn_blocking(move || {
+        let vantage = crate::support::Vantage::start(&config, &[]);
+        wait_for(Duration::from_secs(15), "a run of both targets", || {
+            crate::support::http_get(vantage.addr, "/metrics", None)
+                .is_some_and(|r| r.body.matches("probe_success{").count() == 2)
+        });
+        crate::support::http_get(vantage.addr, "/metrics", None)
+            .unwrap()
+            .body
+    })
+    .await
+    .unwrap();
+
+    let series = |name: &str, target: &str| {
+        body.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{name=\"{target}\"")))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let value = |line: &str| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+    assert_eq!(value(&series("probe_success", "good")[0]), 1.0, "{body}");
+    assert_eq!(
+        value(&series("probe_success", "expired-unverified")[0]),
+        1.0,
+        "verify: false does not fail on the chain\n{body}"
+    );
+    let info = series("probe_tls_cert_info", "good");
+    assert_eq!(info.len(), 2, "{body}");
+    assert!(
+        info[0].contains(
+            "cert_index=\"0\",subject=\"CN=vantage.test\",issuer=\"CN=metrics intermediate\""
+        ) && info[0].contains("dns_names=\"vantage.test\",sha256=\""),
+        "{}",
+        info[0]
+    );
+    assert!(info[1].contains("cert_index=\"1\""), "{}", info[1]);
+    assert_eq!(
+        series("probe_tls_cert_not_after_timestamp_seconds", "good").len(),
+        2
+    );
+    let days_left = value(&series("probe_tls_cert_expires_in_seconds", "good")[0]) / 86_400.0;
+    assert!((99.0..=100.01).contains(&days_left), "{days_left}");
+    let earliest = value(&series("probe_ssl_earliest_cert_expiry", "good")[0]);
+    assert!((earliest - days(100).unix_timestamp() as f64).abs() < 60.0);
+    assert!(
+        series("probe_tls_version_info", "good")[0].contains("version=\"TLSv1.3\",cipher=\"TLS_"),
+        "{body}"
+    );
+    assert_eq!(value(&series("probe_tls_chain_valid", "good")[0]), 1.0);
+    assert_eq!(value(&series("probe_tls_hostname_valid", "good")[0]), 1.0);
+    assert!(series("probe_tls_handshake_duration_seconds", "good").len() == 1);
+    let assertions = series("probe_assertion_success", "good");
+    assert!(
+        assertions[0].contains("assertion=\"certificate_expiry\"} 1")
+            && assertions[1].contains("assertion=\"tls_version\"} 1"),
+        "{assertions:?}"
+    );
+    assert_eq!(
+        value(&series("probe_tls_chain_valid", "expired-unverified")[0]),
+        0.0
+    );
+    assert_eq!(
+        value(&series("probe_tls_hostname_valid", "expired-unverified")[0]),
+        1.0
+    );
+    assert!(value(&series("probe_tls_cert_expires_in_seconds", "expired-unverified")[0]) < 0.0);
+    crate::support::promtool_check(&body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_with_thousands_of_names_is_inspected_without_harm() {
+    let pki = Pki::new();
+    let mut names = vec!["vantage.test".to_string()];
+    names.extend((0..1500).map(|i| format!("host-{i:04}.vantage.test")));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let leaf = pki.root.leaf(Leaf::server(&names));
+    assert!(leaf.der().len() > 30_000, "{}", leaf.der().len());
+    let (port, seen) = Server::new(&leaf, &[]).start().await;
+    let run = probe(port, &pki.yaml("")).await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert_eq!(facts(&run).chain[0].names.len(), 1501);
+    wait_for(
+        Duration::from_secs(5),
+        "the server to see the close",
+        || seen.polite_closes.load(Ordering::SeqCst) == 1,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vantage_probe_type_tls_prints_the_chain_and_the_verdict() {
+    let pki = Pki::new();
+    let intermediate = pki.root.intermediate("report intermediate", days(300));
+    let leaf = intermediate.leaf(Leaf::server(&["127.0.0.1"]));
+    let (port, _) = Server::new(&leaf, &[&intermediate]).start().await;
+    let root = pki.dir.0.join("root.pem").display().to_string();
+    let config = pki.dir.write(
+        "exporter.yml",
+        &format!(
+            "targets:\n  - {{name: ours, type: tcp, host: 127.0.0.1, port: {port}, tls: {{ca_file: {root}}}}}\n"
+        ),
+    );
+    let (adhoc, named) = tokio::task::spawn_blocking(move || {
+        let probe = |args: &[&str]| {
+            std::process::Command::new(crate::support::vantage_bin())
+                .arg(format!("--config.file={}", config.display()))
+                .arg("probe")
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        (
+            probe(&[&format!("127.0.0.1:{port}"), "--type=tls"]),
+            probe(&["--name=ours"]),
+        )
+    })
+    .await
+    .unwrap();
+
+    // Ad hoc: the Mozilla roots do not know the test root.
+    let out = String::from_utf8_lossy(&adhoc.stdout);
+    assert_eq!(adhoc.status.code(), Some(1), "{out}");
+    for expected in [
+        "tls       TLSv1.3 TLS_",
+        "no SNI (IP address)",
+        "cert 0    CN=127.0.0.1",
+        "issuer   CN=report intermediate",
+        "days left)",
+        "names    127.0.0.1",
+        "cert 1    CN=report intermediate",
+        "chain     FAILED tls_unknown_issuer",
+        "hostname  ok",
+        "close     close_notify and FIN sent",
+        "result    FAILURE tls_unknown_issuer",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+
+    // From the config, with its ca_file: verified.
+    let out = String::from_utf8_lossy(&named.stdout);
+    assert_eq!(named.status.code(), Some(0), "{out}");
+    assert!(out.contains("chain     ok"), "{out}");
+    assert!(out.contains("result    success"), "{out}");
+}
