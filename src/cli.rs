@@ -71,9 +71,9 @@ pub struct ProbeArgs {
     /// HOST:PORT to probe; with --name, the named check is pointed at this address instead
     pub target: Option<String>,
 
-    /// Probe type
-    #[arg(long = "type", value_enum, default_value_t = ProbeType::Tcp)]
-    pub kind: ProbeType,
+    /// Probe type of a HOST:PORT check [default: tcp]
+    #[arg(long = "type", value_enum)]
+    pub kind: Option<ProbeType>,
 
     /// Run the check of this target from the config file, with all of its settings
     #[arg(long)]

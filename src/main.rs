@@ -164,13 +164,16 @@ async fn probe_once(cli: &Cli, args: &ProbeArgs) -> ExitCode {
 /// The target `vantage probe` runs: the named one from the config, or one from the arguments.
 fn probe_target(cli: &Cli, args: &ProbeArgs) -> Result<Target, String> {
     let tls = match args.kind {
-        ProbeType::Tcp => false,
-        ProbeType::Tls => true,
-        other => {
+        None | Some(ProbeType::Tcp) => false,
+        Some(ProbeType::Tls) => true,
+        Some(other) => {
             let kind = format!("{other:?}").to_lowercase();
             return Err(format!("type {kind} is not supported yet"));
         }
     };
+    if args.kind.is_some() && args.name.is_some() {
+        return Err("--type is for HOST:PORT; --name runs the target as configured".into());
+    }
     let mut target = match (&args.name, &args.target) {
         (Some(name), address) => {
             let config =

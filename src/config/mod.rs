@@ -797,10 +797,15 @@ impl Builder<'_> {
                 cert_file: self.relative(&cert.value),
                 key_file: self.relative(&key.value),
             }),
-            (Some(one), None) | (None, Some(one)) => {
+            (Some(given), None) | (None, Some(given)) => {
+                let missing = if tls.cert_file.is_some() {
+                    "key_file"
+                } else {
+                    "cert_file"
+                };
                 self.error(
-                    &one.referenced,
-                    path,
+                    &given.referenced,
+                    format!("{path}.{missing}"),
                     "cert_file and key_file go together: a client certificate needs its key",
                 );
                 return None;

@@ -171,7 +171,7 @@ fn tls_options_are_checked_where_they_are_written() {
         &format!("{TCP}    tls:\n      cert_file: c.pem\n"),
         7,
         18,
-        "targets[0].tls",
+        "targets[0].tls.key_file",
         "cert_file and key_file go together",
     );
     single(

@@ -58,15 +58,26 @@ impl Assertion {
                 )),
             }),
             Assertion::Connection { succeeds: false } => {
-                // Without an address the connection was never tried: nothing to judge.
                 let address = trace.address?;
-                Some(match trace.phases.connect {
-                    None => Ok(()),
-                    Some(_) => Err(Failure::new(
+                if trace.phases.connect.is_some() {
+                    return Some(Err(Failure::new(
                         Reason::AssertionFailed,
                         format!("connected to {address}, but the connection was expected to fail"),
-                    )),
-                })
+                    )));
+                }
+                // Only the network's answer counts; a name that did not resolve or a failure on
+                // our side (out of file descriptors, say) tested nothing.
+                let blocked = outcome.result.as_ref().err().is_some_and(|f| {
+                    matches!(
+                        f.reason,
+                        Reason::ConnectionRefused
+                            | Reason::ConnectionTimeout
+                            | Reason::NetworkUnreachable
+                            | Reason::HostUnreachable
+                            | Reason::PermissionDenied
+                    )
+                });
+                blocked.then_some(Ok(()))
             }
             Assertion::ResponseTime { less_than } => {
                 outcome.result.as_ref().ok()?;
@@ -191,6 +202,19 @@ mod tests {
         let mut open = connected(1);
         judge(&firewall, &mut open, SystemTime::now());
         assert_eq!(open.result.unwrap_err().reason, Reason::AssertionFailed);
+    }
+
+    #[test]
+    fn a_local_failure_does_not_pass_for_a_blocked_connection() {
+        let mut outcome = refused();
+        outcome.result = Err(Failure::new(Reason::IoError, "Too many open files"));
+        judge(
+            &[Assertion::Connection { succeeds: false }],
+            &mut outcome,
+            SystemTime::now(),
+        );
+        assert_eq!(outcome.result.unwrap_err().reason, Reason::IoError);
+        assert!(outcome.assertions.is_empty(), "nothing was tested");
     }
 
     #[test]

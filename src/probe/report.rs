@@ -167,8 +167,10 @@ fn tls(
 }
 
 fn cert_subject(cert: &CertFacts) -> String {
-    if cert.subject.is_empty() {
+    if cert.not_after.is_none() {
         "(a certificate that could not be parsed)".to_string()
+    } else if cert.subject.is_empty() {
+        "(empty subject)".to_string()
     } else {
         cert.subject.clone()
     }

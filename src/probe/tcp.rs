@@ -99,9 +99,15 @@ impl TcpProbe {
         deadline: Instant,
         trace: &mut Trace,
     ) -> Result<(), Failure> {
-        let dialogue = self.converse(&mut stream, deadline, trace).await;
+        let mut dialogue = self.converse(&mut stream, deadline, trace).await;
         if dialogue.is_ok() {
             trace.answered = Some(trace.elapsed());
+            if !self.hold.is_zero() {
+                let until = deadline.min(Instant::now() + self.hold);
+                dialogue = hold(&mut stream, until)
+                    .await
+                    .map(|peer_closed| trace.record(Event::Held { peer_closed }));
+            }
         }
         let closed = close(stream, deadline, trace).await;
         // A failed dialogue is the story; a reset while closing matters only if all else went well.
@@ -136,10 +142,6 @@ impl TcpProbe {
                     });
                 }
             }
-        }
-        if !self.hold.is_zero() {
-            let peer_closed = hold(stream, deadline.min(Instant::now() + self.hold)).await?;
-            trace.record(Event::Held { peer_closed });
         }
         Ok(())
     }
@@ -326,10 +328,20 @@ async fn close<S: AsyncRead + AsyncWrite + Unpin>(
     deadline: Instant,
     trace: &mut Trace,
 ) -> Result<(), Failure> {
-    if let Err(e) = stream.shutdown().await {
-        return Err(Failure::io(&e, "closing"));
-    }
     let grace_end = deadline.min(Instant::now() + CLOSE_GRACE);
+    // Bounded too: with TLS, shutdown first writes close_notify (and anything rustls still
+    // buffers), which waits forever on a peer that stopped reading.
+    match timeout_at(grace_end, stream.shutdown()).await {
+        Err(_) => {
+            trace.record(Event::Closed {
+                how: Close::GraceOver,
+                discarded: 0,
+            });
+            return Ok(());
+        }
+        Ok(Err(e)) => return Err(Failure::io(&e, "closing")),
+        Ok(Ok(())) => {}
+    }
     let mut scratch = [0u8; 4096];
     let mut discarded = 0;
     let how = loop {

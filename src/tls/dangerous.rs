@@ -7,6 +7,10 @@
 //! the target has `verify: false`. Signature checks are delegated, so they stay real: a server
 //! that cannot prove it holds the certificate's key still fails the handshake.
 //!
+//! One exception: with a client certificate and `verify` on, it refuses a bad certificate
+//! (`Refuse`), because going on would send our certificate to a server we do not trust. The
+//! chain is still recorded; only the version and cipher are then unknown.
+//!
 //! One instance per handshake: it holds that handshake's record.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,18 +30,30 @@ pub struct Recorded {
     pub chain_verdict: Result<(), Error>,
     /// Whether the leaf is valid for the server name (the chain aside).
     pub hostname_verdict: Result<(), Error>,
+    /// The handshake was refused here, by `Refuse`.
+    pub refused: bool,
+}
+
+/// Which bad certificates end the handshake instead of only being recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refuse {
+    Nothing,
+    BadChain,
+    BadChainOrName,
 }
 
 #[derive(Debug)]
 pub struct AcceptAnyCertificateAndRecord {
     real: Arc<WebPkiServerVerifier>,
+    refuse: Refuse,
     record: Mutex<Option<Recorded>>,
 }
 
 impl AcceptAnyCertificateAndRecord {
-    pub fn new(real: Arc<WebPkiServerVerifier>) -> Self {
+    pub fn new(real: Arc<WebPkiServerVerifier>, refuse: Refuse) -> Self {
         AcceptAnyCertificateAndRecord {
             real,
+            refuse,
             record: Mutex::new(None),
         }
     }
@@ -87,12 +103,21 @@ impl ServerCertVerifier for AcceptAnyCertificateAndRecord {
             .chain(intermediates)
             .map(|c| c.clone().into_owned())
             .collect();
+        let refusal = match self.refuse {
+            Refuse::Nothing => None,
+            Refuse::BadChain => chain_verdict.clone().err(),
+            Refuse::BadChainOrName => chain_verdict.clone().and(hostname_verdict.clone()).err(),
+        };
         *self.record.lock().unwrap_or_else(PoisonError::into_inner) = Some(Recorded {
             chain,
             chain_verdict,
             hostname_verdict,
+            refused: refusal.is_some(),
         });
-        Ok(ServerCertVerified::assertion())
+        match refusal {
+            Some(err) => Err(err),
+            None => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(

@@ -29,7 +29,7 @@ use tokio_rustls::client::TlsStream;
 use crate::net::Host;
 use crate::probe::{Failure, Reason, Trace};
 use cert::CertFacts;
-use dangerous::AcceptAnyCertificateAndRecord;
+use dangerous::{AcceptAnyCertificateAndRecord, Refuse};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 pub enum TlsVersion {
@@ -245,9 +245,16 @@ impl TlsTarget {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let recorder = Arc::new(AcceptAnyCertificateAndRecord::new(Arc::clone(
-            &self.client.verifier,
-        )));
+        let options = &self.client.options;
+        let refuse = match (options.verify, &options.client_cert) {
+            (true, Some(_)) if options.skip_hostname_verify => Refuse::BadChain,
+            (true, Some(_)) => Refuse::BadChainOrName,
+            _ => Refuse::Nothing,
+        };
+        let recorder = Arc::new(AcceptAnyCertificateAndRecord::new(
+            Arc::clone(&self.client.verifier),
+            refuse,
+        ));
         let mut config = (*self.client.config).clone();
         config
             .dangerous()
@@ -269,7 +276,9 @@ impl TlsTarget {
             },
             ..TlsFacts::default()
         };
+        let mut refused = false;
         if let Some(recorded) = recorder.recorded() {
+            refused = recorded.refused;
             facts.chain = recorded
                 .chain
                 .iter()
@@ -294,10 +303,17 @@ impl TlsTarget {
                 ),
                 stream: None,
             },
-            Ok(Err((err, stream))) => Handshake::Failed {
-                failure: handshake_failure(&err),
-                stream: Some(stream),
-            },
+            Ok(Err((err, stream))) => {
+                let failure = match &facts.verification {
+                    // Our own refusal: the recorded verdict says which check failed.
+                    Some(v) if refused => v.chain.clone().and(v.hostname.clone()).err(),
+                    _ => None,
+                };
+                Handshake::Failed {
+                    failure: failure.unwrap_or_else(|| handshake_failure(&err)),
+                    stream: Some(stream),
+                }
+            }
             Ok(Ok(tls)) => {
                 trace.phases.tls = Some(started.elapsed());
                 let (_, connection) = tls.get_ref();
@@ -485,7 +501,13 @@ fn mozilla_roots() -> RootCertStore {
     }
 }
 
+/// The OS store, read once per process (a later fix to the store needs a restart).
 fn system_roots() -> Result<RootCertStore, String> {
+    static ROOTS: OnceLock<Result<RootCertStore, String>> = OnceLock::new();
+    ROOTS.get_or_init(load_system_roots).clone()
+}
+
+fn load_system_roots() -> Result<RootCertStore, String> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(found.certs);
@@ -587,9 +609,6 @@ pub fn describe(err: &rustls::Error) -> String {
                 AlertDescription::CertificateRequired => {
                     ": the server requires a client certificate (tls.cert_file and tls.key_file)"
                 }
-                AlertDescription::UnknownCA | AlertDescription::BadCertificate => {
-                    ": the server rejected our client certificate"
-                }
                 _ => "",
             };
             format!("the server sent the TLS alert {}{hint}", alert_name(*alert))
@@ -624,7 +643,20 @@ fn alert_name(alert: AlertDescription) -> String {
     out
 }
 
+/// Why a handshake failed that our verifier did not refuse. Certificates are only recorded, so
+/// a certificate error here comes from the handshake signature check.
 fn handshake_failure(err: &std::io::Error) -> Failure {
+    if let Some(rustls::Error::InvalidCertificate(
+        CertificateError::BadSignature
+        | CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. },
+    )) = rustls_error(err)
+    {
+        return Failure::new(
+            Reason::TlsHandshakeFailed,
+            "the server's handshake signature does not verify with its certificate's key",
+        );
+    }
     if rustls_error(err).is_none() && err.kind() == std::io::ErrorKind::UnexpectedEof {
         return Failure::new(
             Reason::TlsHandshakeFailed,

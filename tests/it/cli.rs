@@ -208,6 +208,14 @@ fn probe_refuses_what_it_cannot_run_with_exit_2() {
         stderr(&no_port)
     );
 
+    let both = vantage(&["probe", "--name=x", "--type=tls"]);
+    assert_eq!(both.status.code(), Some(2));
+    assert!(
+        stderr(&both).contains("--type is for HOST:PORT"),
+        "{}",
+        stderr(&both)
+    );
+
     let unknown = vantage(&["probe", "--config.file=/nonexistent.yml", "--name=x"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(

@@ -793,3 +793,129 @@ async fn vantage_probe_type_tls_prints_the_chain_and_the_verdict() {
     assert!(out.contains("chain     ok"), "{out}");
     assert!(out.contains("result    success"), "{out}");
 }
+
+/// `trust: system` reads the OS store, which OpenSSL's `SSL_CERT_FILE` can point at: with it
+/// naming the test root, only a `trust: system` target verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_system_uses_the_operating_system_store() {
+    let pki = Pki::new();
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let (port, _) = Server::new(&leaf, &[]).start().await;
+    let root = pki.dir.0.join("root.pem");
+    let config = pki.dir.write(
+        "exporter.yml",
+        &format!(
+            "targets:
+  - {{name: system, type: tcp, host: 127.0.0.1, port: {port}, tls: {{trust: system, server_name: vantage.test}}}}
+  - {{name: mozilla, type: tcp, host: 127.0.0.1, port: {port}, tls: {{server_name: vantage.test}}}}
+"
+        ),
+    );
+    let outputs = tokio::task::spawn_blocking(move || {
+        ["system", "mozilla"].map(|name| {
+            std::process::Command::new(crate::support::vantage_bin())
+                .env("SSL_CERT_FILE", &root)
+                .env_remove("SSL_CERT_DIR")
+                .arg(format!("--config.file={}", config.display()))
+                .args(["probe", &format!("--name={name}")])
+                .output()
+                .unwrap()
+        })
+    })
+    .await
+    .unwrap();
+    let [system, mozilla] = outputs;
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(system.status.code(), Some(0), "{}", text(&system));
+    assert!(text(&system).contains("chain     ok"), "{}", text(&system));
+    assert_eq!(mozilla.status.code(), Some(1), "{}", text(&mozilla));
+    assert!(
+        text(&mozilla).contains("FAILURE tls_unknown_issuer"),
+        "{}",
+        text(&mozilla)
+    );
+}
+
+/// Regression: closing TLS writes close_notify, which waited forever on a peer that stopped
+/// reading; the run then ended in the backstop with its trace (and chain) lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_peer_that_stops_reading_cannot_hold_the_close_past_the_deadline() {
+    let pki = Pki::new();
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let acceptor = {
+        let config = ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der()], leaf.key_der())
+        .unwrap();
+        TlsAcceptor::from(Arc::new(config))
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        // Handshake, then never read again: the client's writes fill every buffer.
+        let tls = acceptor.accept(tcp).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(tls);
+    });
+    let big = "x".repeat(8 << 20);
+    let yaml = format!(
+        "    timeout: 1s\n    tcp: {{send: \"{big}\"}}\n{}",
+        pki.yaml("")
+    );
+    let started = std::time::Instant::now();
+    let run = probe(port, &yaml).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(reason(&run), Some(Reason::Timeout));
+    assert_eq!(facts(&run).chain.len(), 1, "the trace survived: {run:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_is_never_sent_to_a_server_that_fails_verification() {
+    let pki = Pki::new();
+    let clients = Ca::root("client root");
+    let wrong_name = pki.root.leaf(Leaf::server(&["other.test"]));
+    let mut server = Server::new(&wrong_name, &[]);
+    server.client_ca = Some(clients.der());
+    let (port, seen) = server.start().await;
+    let client = clients.leaf(Leaf::server(&["vantage probe"]).client());
+    let (cert, key) = client.write(&pki.dir, "client");
+    let files = format!("      cert_file: {cert}\n      key_file: {key}\n");
+
+    let run = probe(port, &pki.yaml(&files)).await;
+    assert_eq!(reason(&run), Some(Reason::TlsHostnameMismatch));
+    assert_eq!(facts(&run).chain.len(), 1, "the chain is still reported");
+    assert_eq!(validity(&run), (true, false));
+    assert_eq!(
+        seen.handshakes.load(Ordering::SeqCst),
+        0,
+        "the server never got our certificate"
+    );
+
+    // Told to skip the hostname, the same handshake completes with our certificate.
+    let run = probe(
+        port,
+        &pki.yaml(&format!("{files}      skip_hostname_verify: true\n")),
+    )
+    .await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert_eq!(seen.handshakes.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_time_does_not_count_the_hold() {
+    let pki = Pki::new();
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let (port, _) = Server::new(&leaf, &[]).start().await;
+    let yaml = format!(
+        "    tcp: {{hold: 400ms}}\n    assertions:\n      - {{type: response_time, less_than: 300ms}}\n{}",
+        pki.yaml("")
+    );
+    let run = probe(port, &yaml).await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert!(run.duration >= Duration::from_millis(400));
+}
