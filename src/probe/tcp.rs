@@ -82,15 +82,23 @@ impl TcpProbe {
                 return Err(failure);
             }
         };
-        let facts = trace.tls.clone().unwrap_or_default();
-        if let Err(failure) = tls.verdict(&facts) {
+        let verdict = trace
+            .tls
+            .as_ref()
+            .map_or(Ok(()), |facts| tls.verdict(facts));
+        if let Err(failure) = verdict {
             // Not verified: nothing is sent over this connection, it is only closed.
             let _ = close(stream, deadline, trace).await;
             return Err(failure);
         }
         self.converse_and_close(stream, deadline, trace)
             .await
-            .and_then(|()| tls.expiry_alert(&facts, SystemTime::now()))
+            .and_then(|()| {
+                trace
+                    .tls
+                    .as_ref()
+                    .map_or(Ok(()), |facts| tls.expiry_alert(facts, SystemTime::now()))
+            })
     }
 
     async fn converse_and_close<S: AsyncRead + AsyncWrite + Unpin>(

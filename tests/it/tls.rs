@@ -39,6 +39,8 @@ pub struct Server {
     pub tls12_only: bool,
     /// Require a client certificate issued by this CA.
     pub client_ca: Option<CertificateDer<'static>>,
+    /// After the handshake, never read again (and so never take the client's data).
+    pub stall: bool,
 }
 
 impl Server {
@@ -50,6 +52,7 @@ impl Server {
             key: leaf.key_der(),
             tls12_only: false,
             client_ca: None,
+            stall: false,
         }
     }
 
@@ -81,6 +84,7 @@ impl Server {
         };
         let config = builder.with_single_cert(self.chain, self.key).unwrap();
         let acceptor = TlsAcceptor::from(Arc::new(config));
+        let stall = self.stall;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Seen::default());
@@ -92,7 +96,7 @@ impl Server {
                 let seen = Arc::clone(&counters);
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    serve(acceptor, tcp, &seen).await;
+                    serve(acceptor, tcp, &seen, stall).await;
                     seen.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
@@ -101,11 +105,15 @@ impl Server {
     }
 }
 
-async fn serve(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, seen: &Seen) {
+async fn serve(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, seen: &Seen, stall: bool) {
     let limit = Duration::from_secs(10);
     let Ok(Ok(mut tls)) = tokio::time::timeout(limit, acceptor.accept(tcp)).await else {
         return;
     };
+    if stall {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        return;
+    }
     seen.handshakes.fetch_add(1, Ordering::SeqCst);
     if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
         seen.resumed.fetch_add(1, Ordering::SeqCst);
@@ -842,26 +850,9 @@ async fn trust_system_uses_the_operating_system_store() {
 async fn a_tls_peer_that_stops_reading_cannot_hold_the_close_past_the_deadline() {
     let pki = Pki::new();
     let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
-    let acceptor = {
-        let config = ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der()], leaf.key_der())
-        .unwrap();
-        TlsAcceptor::from(Arc::new(config))
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        // Handshake, then never read again: the client's writes fill every buffer.
-        let tls = acceptor.accept(tcp).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        drop(tls);
-    });
+    let mut server = Server::new(&leaf, &[]);
+    server.stall = true;
+    let (port, _) = server.start().await;
     let big = "x".repeat(8 << 20);
     let yaml = format!(
         "    timeout: 1s\n    tcp: {{send: \"{big}\"}}\n{}",
