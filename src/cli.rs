@@ -68,10 +68,11 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// HOST:PORT to probe; with --name, the named check is pointed at this address instead
+    /// HOST:PORT or http(s) URL to probe; with --name, the named check is pointed at this
+    /// address instead
     pub target: Option<String>,
 
-    /// Probe type of a HOST:PORT check [default: tcp]
+    /// Probe type [default: http for a URL, else tcp]
     #[arg(long = "type", value_enum)]
     pub kind: Option<ProbeType>,
 

@@ -163,9 +163,18 @@ async fn probe_once(cli: &Cli, args: &ProbeArgs) -> ExitCode {
 
 /// The target `vantage probe` runs: the named one from the config, or one from the arguments.
 fn probe_target(cli: &Cli, args: &ProbeArgs) -> Result<Target, String> {
-    let tls = match args.kind {
-        None | Some(ProbeType::Tcp) => false,
-        Some(ProbeType::Tls) => true,
+    let url = args.target.as_deref().is_some_and(|t| t.contains("://"));
+    let kind = match args.kind {
+        None if url => ProbeType::Http,
+        None => ProbeType::Tcp,
+        Some(ProbeType::Http) if !url && args.name.is_none() => {
+            return Err("--type=http takes a URL, such as https://example.com/healthz".into());
+        }
+        Some(kind @ (ProbeType::Tcp | ProbeType::Tls)) if url => {
+            let kind = format!("{kind:?}").to_lowercase();
+            return Err(format!("--type={kind} takes HOST:PORT, not a URL"));
+        }
+        Some(kind @ (ProbeType::Tcp | ProbeType::Tls | ProbeType::Http)) => kind,
         Some(other) => {
             let kind = format!("{other:?}").to_lowercase();
             return Err(format!("type {kind} is not supported yet"));
@@ -192,10 +201,16 @@ fn probe_target(cli: &Cli, args: &ProbeArgs) -> Result<Target, String> {
         }
         (None, Some(address)) => {
             let location = cli.location.clone().unwrap_or_default();
-            Target::adhoc_tcp(address, tls, Duration::from_secs(5), &location)?
+            let timeout = Duration::from_secs(5);
+            match kind {
+                ProbeType::Http => Target::adhoc_http(address, timeout, &location)?,
+                tls => Target::adhoc_tcp(address, tls == ProbeType::Tls, timeout, &location)?,
+            }
         }
         (None, None) => {
-            return Err("give HOST:PORT, or --name=TARGET to run a check from the config".into());
+            return Err(
+                "give HOST:PORT or a URL, or --name=TARGET to run a check from the config".into(),
+            );
         }
     };
     if let Some(timeout) = args.timeout {

@@ -14,15 +14,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::http::{HeaderName, HeaderValue, Method};
+use bytes::Bytes;
 use regex::bytes::RegexBuilder;
 use serde_saphyr::Location;
 
 pub use error::{ConfigError, ConfigErrors};
 use raw::{
-    AssertionKind, Kind, RawAssertion, RawConfig, RawDefaults, RawTarget, RawTcp, RawTls, S,
+    AssertionKind, Kind, RawAssertion, RawConfig, RawDefaults, RawHeaderValue, RawHttp, RawTarget,
+    RawTcp, RawTls, S,
 };
 
 use crate::net::{Host, IpVersion};
+use crate::probe::http::{self, Header, HttpProbe, Scheme, StatusCodes, Url};
 use crate::probe::tcp::{Step, TcpProbe};
 use crate::probe::{Assertion, Probe, RunPolicy};
 use crate::tls::{ClientCertFiles, OptionKey, TlsClient, TlsOptions, TlsTarget};
@@ -34,6 +38,20 @@ const MAX_CONCURRENT_PROBES_LIMIT: usize = 1_000_000;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+const DEFAULT_BODY_SIZE_LIMIT: u64 = 1 << 20;
+/// Every concurrent HTTP run may hold this much for its body regexes.
+const MAX_BODY_SIZE_LIMIT: u64 = 64 << 20;
+/// Headers that carry credentials even when written inline: kept from other hosts and logs.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+/// Headers that describe the connection or the framing, which vantage decides.
+const OWN_HEADERS: [&str; 6] = [
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "keep-alive",
+];
 
 /// Label names that probe series use themselves; a static label must not shadow one.
 const RESERVED_LABELS: [&str; 20] = [
@@ -108,7 +126,37 @@ impl Target {
             hold: Duration::ZERO,
             tls,
         });
-        Ok(Target::new(
+        Ok(Target::adhoc(probe, timeout, location))
+    }
+
+    /// A target from the command line (`vantage probe URL`): a GET with the default options,
+    /// following redirects, expecting 200-299.
+    pub fn adhoc_http(text: &str, timeout: Duration, location: &str) -> Result<Target, String> {
+        let url = Url::parse(text.trim())?;
+        let options = TlsOptions {
+            alpn: http::alpn(false),
+            ..TlsOptions::default()
+        };
+        let client = Arc::new(TlsClient::build(options).map_err(|e| e.message)?);
+        let probe = Probe::Http(Box::new(HttpProbe {
+            tls: client.target(&url.host)?,
+            url,
+            written: text.trim().to_string(),
+            method: Method::GET,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            valid_status_codes: vec![StatusCodes::SUCCESS],
+            body_regex: None,
+            body_not_regex: None,
+            body_size_limit: DEFAULT_BODY_SIZE_LIMIT,
+            follow_redirects: true,
+            ip_version: IpVersion::Auto,
+        }));
+        Ok(Target::adhoc(probe, timeout, location))
+    }
+
+    fn adhoc(probe: Probe, timeout: Duration, location: &str) -> Target {
+        Target::new(
             "adhoc".to_string(),
             probe,
             RunPolicy {
@@ -122,7 +170,7 @@ impl Target {
             Vec::new(),
             location,
             &BTreeMap::new(),
-        ))
+        )
     }
 
     /// The same check, pointed at another `HOST:PORT` (`vantage probe --name=X HOST:PORT`).
@@ -140,6 +188,15 @@ impl Target {
                 steps: tcp.steps.clone(),
                 hold: tcp.hold,
             }),
+            Probe::Http(http) => {
+                let url = Url::parse(address.trim())?;
+                Probe::Http(Box::new(HttpProbe {
+                    tls: http.tls.client.target(&url.host)?,
+                    url,
+                    written: address.trim().to_string(),
+                    ..(**http).clone()
+                }))
+            }
         };
         let target_label = probe.target();
         let labels = self
@@ -279,8 +336,28 @@ impl Config {
             if let Some(iof) = t.interval_on_failure {
                 let _ = write!(out, ", every {} while failing", duration::format(iof));
             }
-            let Probe::Tcp(tcp) = &t.probe;
-            if let Some(tls) = &tcp.tls {
+            let tls = match &t.probe {
+                Probe::Tcp(tcp) => tcp.tls.as_ref(),
+                Probe::Http(http) => {
+                    let _ = write!(out, ", {}", http.method);
+                    if !http.headers.is_empty() {
+                        let names: Vec<String> = http
+                            .headers
+                            .iter()
+                            .map(|h| {
+                                let secret = if h.secret { " (secret)" } else { "" };
+                                format!("{}{secret}", h.name)
+                            })
+                            .collect();
+                        let _ = write!(out, " with {}", names.join(", "));
+                    }
+                    if !http.follow_redirects {
+                        let _ = write!(out, ", redirects not followed");
+                    }
+                    (http.url.scheme == Scheme::Https).then_some(&http.tls)
+                }
+            };
+            if let Some(tls) = tls {
                 let options = &tls.client.options;
                 let verified = if !options.verify {
                     " not verified"
@@ -665,9 +742,20 @@ impl Builder<'_> {
         let mut labels = global_labels.clone();
         labels.extend(target_labels);
 
-        let assertions = self.assertions(t, path);
+        let tls_table_on = t
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.value.enabled != Some(false));
+        let https = t.url.as_ref().is_some_and(|u| {
+            u.value
+                .get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        });
+        let tls_on = tls_table_on || (t.kind.value == Kind::Http && https);
+        let assertions = self.assertions(t, path, tls_on);
         let probe = match t.kind.value {
             Kind::Tcp => Probe::Tcp(self.tcp(t, at, path, &schedule)?),
+            Kind::Http => Probe::Http(Box::new(self.http(t, at, path, &schedule)?)),
             other => {
                 self.error(
                     &t.kind.referenced,
@@ -700,34 +788,7 @@ impl Builder<'_> {
         path: &str,
         schedule: &Schedule,
     ) -> Option<TcpProbe> {
-        let foreign = [
-            (
-                "url",
-                t.url.as_ref().map(|u| u.referenced),
-                "`url` is for http targets; tcp targets use `host` and `port`",
-            ),
-            (
-                "http",
-                t.http.as_ref().map(|h| h.referenced),
-                "the `http` table applies to http targets only",
-            ),
-            (
-                "icmp",
-                t.icmp.as_ref().map(|i| i.referenced),
-                "the `icmp` table applies to icmp targets only",
-            ),
-            (
-                "dns",
-                t.dns.as_ref().map(|d| d.referenced),
-                "choosing a resolver with `dns.server` is not supported yet",
-            ),
-        ];
-        for (key, location, message) in foreign {
-            if let Some(location) = location {
-                self.error(&location, format!("{path}.{key}"), message);
-            }
-        }
-
+        self.foreign_keys(t, path);
         let host = match &t.host {
             None => {
                 self.error(at, format!("{path}.host"), "tcp targets need `host`");
@@ -775,14 +836,324 @@ impl Builder<'_> {
         })
     }
 
+    /// Keys that belong to other target types, each an error where it is written. Returns
+    /// whether there were none.
+    fn foreign_keys(&mut self, t: &RawTarget, path: &str) -> bool {
+        let kind = t.kind.value;
+        let http = kind == Kind::Http;
+        let keys = [
+            (
+                "host",
+                t.host.as_ref().map(|x| x.referenced),
+                !http,
+                "http targets take a `url`, not `host`",
+            ),
+            (
+                "port",
+                t.port.as_ref().map(|x| x.referenced),
+                !http,
+                "http targets take the port in the `url`",
+            ),
+            (
+                "url",
+                t.url.as_ref().map(|x| x.referenced),
+                http,
+                "`url` is for http targets; other targets use `host` (and `port`)",
+            ),
+            (
+                "tcp",
+                t.tcp.as_ref().map(|x| x.referenced),
+                kind == Kind::Tcp,
+                "the `tcp` table applies to tcp targets only",
+            ),
+            (
+                "http",
+                t.http.as_ref().map(|x| x.referenced),
+                http,
+                "the `http` table applies to http targets only",
+            ),
+            (
+                "icmp",
+                t.icmp.as_ref().map(|x| x.referenced),
+                kind == Kind::Icmp,
+                "the `icmp` table applies to icmp targets only",
+            ),
+            (
+                "dns",
+                t.dns.as_ref().map(|x| x.referenced),
+                false,
+                "choosing a resolver with `dns.server` is not supported yet",
+            ),
+        ];
+        let mut ok = true;
+        for (key, written, belongs, message) in keys {
+            if let Some(at) = written
+                && !belongs
+            {
+                self.error(&at, format!("{path}.{key}"), message);
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    fn http(
+        &mut self,
+        t: &RawTarget,
+        at: &Location,
+        path: &str,
+        schedule: &Schedule,
+    ) -> Option<HttpProbe> {
+        let mut ok = self.foreign_keys(t, path);
+        let Some(written) = &t.url else {
+            self.error(at, format!("{path}.url"), "http targets need `url`");
+            return None;
+        };
+        let url = match Url::parse(written.value.trim()) {
+            Ok(url) => url,
+            Err(e) => {
+                self.error(&written.referenced, format!("{path}.url"), e);
+                return None;
+            }
+        };
+        let empty = RawHttp::default();
+        let (http, http_at) = match &t.http {
+            Some(h) => (&h.value, h.referenced),
+            None => (&empty, *at),
+        };
+        let hpath = format!("{path}.http");
+        let method = match &http.method {
+            None => Method::GET,
+            Some(m) => match method(&m.value) {
+                Ok(method) => method,
+                Err(e) => {
+                    self.error(&m.referenced, format!("{hpath}.method"), e);
+                    ok = false;
+                    Method::GET
+                }
+            },
+        };
+        let headers = self.headers(http, &hpath);
+        let valid_status_codes = match &http.valid_status_codes {
+            None => vec![StatusCodes::SUCCESS],
+            Some(codes) if codes.value.is_empty() => {
+                self.error(
+                    &codes.referenced,
+                    format!("{hpath}.valid_status_codes"),
+                    "list at least one code or range, or leave it out for 200-299",
+                );
+                ok = false;
+                Vec::new()
+            }
+            Some(codes) => codes.value.iter().map(|c| c.value).collect(),
+        };
+        let mut regex = |raw: Option<&S<String>>, key: &str| match raw {
+            None => Some(None),
+            Some(r) => match RegexBuilder::new(&r.value).build() {
+                Ok(regex) => Some(Some(regex)),
+                Err(e) => {
+                    self.error(
+                        &r.referenced,
+                        format!("{hpath}.{key}"),
+                        format!("invalid regex: {}", regex_message(&e)),
+                    );
+                    None
+                }
+            },
+        };
+        let body_regex = regex(http.body_regex.as_ref(), "body_regex");
+        let body_not_regex = regex(http.body_not_regex.as_ref(), "body_not_regex");
+        let body_size_limit = match &http.body_size_limit {
+            None => DEFAULT_BODY_SIZE_LIMIT,
+            Some(limit) if limit.value.0 == 0 || limit.value.0 > MAX_BODY_SIZE_LIMIT => {
+                self.error(
+                    &limit.referenced,
+                    format!("{hpath}.body_size_limit"),
+                    format!("must be from 1 byte to {}MiB", MAX_BODY_SIZE_LIMIT >> 20),
+                );
+                ok = false;
+                DEFAULT_BODY_SIZE_LIMIT
+            }
+            Some(limit) => limit.value.0,
+        };
+        let http2 = http.http2.as_ref().is_some_and(|h| h.value);
+        if let Some(h2) = &http.http2
+            && h2.value
+            && url.scheme == Scheme::Http
+        {
+            self.error(
+                &h2.referenced,
+                format!("{hpath}.http2"),
+                "HTTP/2 is negotiated through TLS (ALPN): it needs an https URL",
+            );
+            ok = false;
+        }
+        let tls = self.http_tls(t, &url, http2, http_at, path)?;
+        Some(HttpProbe {
+            written: written.value.trim().to_string(),
+            url,
+            method,
+            headers: headers?,
+            body: http
+                .body
+                .as_ref()
+                .map(|b| Bytes::from(b.value.clone()))
+                .unwrap_or_default(),
+            valid_status_codes,
+            body_regex: body_regex?,
+            body_not_regex: body_not_regex?,
+            body_size_limit,
+            follow_redirects: http.follow_redirects.unwrap_or(true),
+            ip_version: schedule.ip_version,
+            tls,
+        })
+        .filter(|_| ok)
+    }
+
+    /// The TLS client of an http target: every one has it, because even an http URL may
+    /// redirect to https. The `tls` table sets its options.
+    fn http_tls(
+        &mut self,
+        t: &RawTarget,
+        url: &Url,
+        http2: bool,
+        at: Location,
+        path: &str,
+    ) -> Option<TlsTarget> {
+        let tpath = format!("{path}.tls");
+        let options = match &t.tls {
+            None => TlsOptions::default(),
+            Some(raw) => {
+                if let Some(starttls) = &raw.value.starttls {
+                    self.error(
+                        &starttls.referenced,
+                        format!("{tpath}.starttls"),
+                        "starttls applies to tcp targets; http targets use an https URL",
+                    );
+                    return None;
+                }
+                match self.tls_options(raw, &tpath)? {
+                    Some(options) => options,
+                    None if url.scheme == Scheme::Https => {
+                        self.error(
+                            &raw.referenced,
+                            format!("{tpath}.enabled"),
+                            "an https URL always uses TLS",
+                        );
+                        return None;
+                    }
+                    None => TlsOptions::default(),
+                }
+            }
+        };
+        let options = TlsOptions {
+            alpn: http::alpn(http2),
+            ..options
+        };
+        self.tls_target(options, t.tls.as_ref(), at, &url.host, &tpath)
+    }
+
+    /// The `headers` table, files read now: `None` after reporting errors.
+    fn headers(&mut self, http: &RawHttp, path: &str) -> Option<Vec<Header>> {
+        let Some(headers) = &http.headers else {
+            return Some(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (name, raw) in &headers.value {
+            let key = format!("{path}.headers.{name}");
+            let header_name = match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(n) => n,
+                Err(_) => {
+                    self.error(
+                        &raw.referenced,
+                        key,
+                        format!("{name:?} is not a valid header name"),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            if OWN_HEADERS.contains(&header_name.as_str()) {
+                self.error(
+                    &raw.referenced,
+                    key,
+                    format!("vantage sets {name} itself (one request per connection, then close)"),
+                );
+                ok = false;
+                continue;
+            }
+            let (bytes, from_file) = match &raw.value {
+                RawHeaderValue::Value(v) => (v.as_bytes().to_vec(), false),
+                RawHeaderValue::File(f) => {
+                    let file = self.relative(&f.file);
+                    match std::fs::read(&file) {
+                        Ok(bytes) => (bytes, true),
+                        Err(e) => {
+                            self.error(
+                                &raw.referenced,
+                                key,
+                                format!("cannot read {}: {e}", file.display()),
+                            );
+                            ok = false;
+                            continue;
+                        }
+                    }
+                }
+            };
+            // A file written by `echo` ends in a newline that is not part of the token.
+            let end = bytes
+                .iter()
+                .rposition(|b| !matches!(b, b'\r' | b'\n'))
+                .map_or(0, |i| i + 1);
+            let value = match HeaderValue::from_bytes(&bytes[..end]) {
+                Ok(v) if end > 0 || !from_file => v,
+                _ => {
+                    // Never quote the value: it may be a secret.
+                    let what = if from_file {
+                        "the file's content"
+                    } else {
+                        "the value"
+                    };
+                    self.error(
+                        &raw.referenced,
+                        key,
+                        format!(
+                            "{what} is not a valid header value (empty, or control characters)"
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            let secret = from_file || CREDENTIAL_HEADERS.contains(&header_name.as_str());
+            let mut value = value;
+            value.set_sensitive(secret);
+            out.push(Header {
+                name: header_name,
+                value,
+                secret,
+            });
+        }
+        ok.then_some(out)
+    }
+
     /// The `tls` table: `Some(None)` when TLS is off, `None` after reporting errors. Files are
     /// read here, so a missing CA or key fails the load (or the reload) instead of every run.
     fn tls(&mut self, raw: &S<RawTls>, host: &Host, path: &str) -> Option<Option<TlsTarget>> {
+        let Some(options) = self.tls_options(raw, path)? else {
+            return Some(None);
+        };
+        self.tls_target(options, Some(raw), raw.referenced, host, path)
+            .map(Some)
+    }
+
+    /// The `tls` table's options: `Some(None)` when TLS is off, `None` after reporting errors.
+    fn tls_options(&mut self, raw: &S<RawTls>, path: &str) -> Option<Option<TlsOptions>> {
         let tls = &raw.value;
         if tls.enabled == Some(false) {
             return Some(None);
         }
-        let at = |field: Option<Location>| field.unwrap_or(raw.referenced);
         if let Some(starttls) = &tls.starttls {
             self.error(
                 &starttls.referenced,
@@ -837,30 +1208,56 @@ impl Builder<'_> {
             ca_file: tls.ca_file.as_ref().map(|f| self.relative(&f.value)),
             client_cert,
             alert_before_expiry,
+            alpn: Vec::new(),
         };
+        Some(Some(options))
+    }
+
+    /// The TLS client for `options`, named for `host`. Build errors point at the option of
+    /// the `raw` table they concern, or at `at`.
+    fn tls_target(
+        &mut self,
+        options: TlsOptions,
+        raw: Option<&S<RawTls>>,
+        at: Location,
+        host: &Host,
+        path: &str,
+    ) -> Option<TlsTarget> {
         let client = match TlsClient::build(options) {
             Ok(client) => Arc::new(client),
             Err(e) => {
+                let field = |f: fn(&RawTls) -> Option<Location>| {
+                    raw.and_then(|r| f(&r.value)).unwrap_or(at)
+                };
                 let (key, field) = match e.key {
                     OptionKey::ServerName => (
                         "server_name",
-                        tls.server_name.as_ref().map(|f| f.referenced),
+                        field(|t| t.server_name.as_ref().map(|f| f.referenced)),
                     ),
-                    OptionKey::Trust => ("trust", tls.trust.as_ref().map(|f| f.referenced)),
-                    OptionKey::CaFile => ("ca_file", tls.ca_file.as_ref().map(|f| f.referenced)),
-                    OptionKey::CertFile => {
-                        ("cert_file", tls.cert_file.as_ref().map(|f| f.referenced))
+                    OptionKey::Trust => {
+                        ("trust", field(|t| t.trust.as_ref().map(|f| f.referenced)))
                     }
-                    OptionKey::KeyFile => ("key_file", tls.key_file.as_ref().map(|f| f.referenced)),
+                    OptionKey::CaFile => (
+                        "ca_file",
+                        field(|t| t.ca_file.as_ref().map(|f| f.referenced)),
+                    ),
+                    OptionKey::CertFile => (
+                        "cert_file",
+                        field(|t| t.cert_file.as_ref().map(|f| f.referenced)),
+                    ),
+                    OptionKey::KeyFile => (
+                        "key_file",
+                        field(|t| t.key_file.as_ref().map(|f| f.referenced)),
+                    ),
                 };
-                self.error(&at(field), format!("{path}.{key}"), e.message);
+                self.error(&field, format!("{path}.{key}"), e.message);
                 return None;
             }
         };
         match client.target(host) {
-            Ok(target) => Some(Some(target)),
+            Ok(target) => Some(target),
             Err(message) => {
-                self.error(&raw.referenced, path, message);
+                self.error(&at, path, message);
                 None
             }
         }
@@ -873,14 +1270,10 @@ impl Builder<'_> {
     }
 
     /// The `assertions` list: `None` after reporting errors.
-    fn assertions(&mut self, t: &RawTarget, path: &str) -> Option<Vec<Assertion>> {
+    fn assertions(&mut self, t: &RawTarget, path: &str, tls_on: bool) -> Option<Vec<Assertion>> {
         let Some(list) = &t.assertions else {
             return Some(Vec::new());
         };
-        let tls_on = t
-            .tls
-            .as_ref()
-            .is_some_and(|tls| tls.value.enabled != Some(false));
         let mut seen: HashMap<AssertionKind, u64> = HashMap::new();
         let mut out = Vec::new();
         let mut ok = true;
@@ -966,7 +1359,9 @@ impl Builder<'_> {
             self.error(
                 &raw.kind.referenced,
                 format!("{path}.type"),
-                format!("a {name} assertion needs TLS: add a `tls` table to the target"),
+                format!(
+                    "a {name} assertion needs TLS: add a `tls` table to the target, or use an https URL"
+                ),
             );
             return None;
         }
@@ -1117,6 +1512,16 @@ impl Builder<'_> {
             }
         }
     }
+}
+
+/// An HTTP method as written: methods are case-sensitive, and `get` is not `GET`.
+fn method(text: &str) -> Result<Method, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "method {text:?} is not an upper-case method name such as GET, HEAD or POST"
+        ));
+    }
+    Method::from_bytes(text.as_bytes()).map_err(|e| format!("method {text:?}: {e}"))
 }
 
 fn builtin<T>(value: T) -> Setting<T> {

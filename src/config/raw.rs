@@ -5,8 +5,8 @@
 //! plain field with optional per-type tables, not an internally tagged enum, because tagged
 //! enums lose the locations.
 //!
-//! Tables of probe types that do not run yet (http, icmp, dns) are parsed in full so a typo in
-//! them fails today; their fields are read once their probe exists.
+//! Tables of probe types that do not run yet (icmp, dns) are parsed in full so a typo in them
+//! fails today; their fields are read once their probe exists.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -16,6 +16,7 @@ use serde_saphyr::Spanned;
 
 use super::duration::ConfigDuration;
 use crate::net::IpVersion;
+use crate::probe::http::StatusCodes;
 use crate::tls::{TlsVersion, Trust};
 
 pub type S<T> = Spanned<T>;
@@ -134,7 +135,6 @@ pub struct RawTls {
 }
 
 /// A header value given inline, or read from a file (for tokens that must not sit in the config).
-#[allow(dead_code)] // read once the HTTP probe lands (issue 4)
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum RawHeaderValue {
@@ -142,19 +142,17 @@ pub enum RawHeaderValue {
     File(RawFileRef),
 }
 
-#[allow(dead_code)] // read once the HTTP probe lands (issue 4)
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFileRef {
     pub file: String,
 }
 
-#[allow(dead_code)] // read once the HTTP probe lands (issue 4)
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub method: Option<S<String>>,
-    pub headers: Option<S<BTreeMap<String, RawHeaderValue>>>,
+    pub headers: Option<S<BTreeMap<String, S<RawHeaderValue>>>>,
     pub body: Option<S<String>>,
     /// Codes (`200`) or inclusive ranges (`"200-299"`).
     pub valid_status_codes: Option<S<Vec<S<StatusCodes>>>>,
@@ -163,7 +161,7 @@ pub struct RawHttp {
     /// Bytes (`1048576`) or with a binary unit (`"1MiB"`).
     pub body_size_limit: Option<S<ByteSize>>,
     pub follow_redirects: Option<bool>,
-    pub http2: Option<bool>,
+    pub http2: Option<S<bool>>,
 }
 
 #[allow(dead_code)] // read once the ICMP probe lands (issue 5)
@@ -242,52 +240,7 @@ pub struct RawAssertion {
     pub one_of: Option<S<Vec<TlsVersion>>>,
 }
 
-/// An HTTP status code, or an inclusive range written `"200-299"`.
-#[allow(dead_code)] // read once the HTTP probe lands (issue 4)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatusCodes {
-    pub first: u16,
-    pub last: u16,
-}
-
-impl StatusCodes {
-    fn parse(text: &str) -> Result<StatusCodes, String> {
-        let code = |t: &str| {
-            t.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|c| (100..=599).contains(c))
-                .ok_or_else(|| format!("{t:?} is not an HTTP status code (100-599)"))
-        };
-        let (first, last) = match text.split_once('-') {
-            Some((a, b)) => (code(a)?, code(b)?),
-            None => (code(text)?, code(text)?),
-        };
-        if first > last {
-            return Err(format!("status range {text:?} is backwards"));
-        }
-        Ok(StatusCodes { first, last })
-    }
-}
-
-impl<'de> Deserialize<'de> for StatusCodes {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Code(u64),
-            Text(String),
-        }
-        let text = match Written::deserialize(deserializer)? {
-            Written::Code(code) => code.to_string(),
-            Written::Text(text) => text,
-        };
-        StatusCodes::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
 /// A size in bytes: a bare number of bytes, or a number with B, KiB, MiB or GiB.
-#[allow(dead_code)] // read once the HTTP probe lands (issue 4)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
@@ -329,26 +282,6 @@ impl<'de> Deserialize<'de> for ByteSize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_codes_accept_codes_and_ranges() {
-        assert_eq!(
-            StatusCodes::parse("200-299"),
-            Ok(StatusCodes {
-                first: 200,
-                last: 299
-            })
-        );
-        assert_eq!(
-            StatusCodes::parse("204"),
-            Ok(StatusCodes {
-                first: 204,
-                last: 204
-            })
-        );
-        assert!(StatusCodes::parse("299-200").is_err());
-        assert!(StatusCodes::parse("700").is_err());
-    }
 
     #[test]
     fn byte_sizes_accept_binary_units() {

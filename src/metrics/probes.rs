@@ -10,6 +10,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+use crate::probe::http::HttpFacts;
 use crate::store::{Entry, Store};
 use crate::tls::cert::CertFacts;
 use crate::tls::{TlsFacts, Verification};
@@ -92,6 +93,7 @@ impl Collector for ProbeCollector {
                 },
             )?;
             tls(&mut encoder, &entries)?;
+            http(&mut encoder, &entries)?;
             series(
                 &mut encoder,
                 &entries,
@@ -130,6 +132,56 @@ impl Collector for ProbeCollector {
             Ok(())
         })
     }
+}
+
+/// The HTTP families: the last answer's status and version, time to first byte, redirects.
+fn http(encoder: &mut DescriptorEncoder, entries: &[&Entry]) -> fmt::Result {
+    gauge(
+        encoder,
+        entries,
+        "probe_http_status_code",
+        "Status of the last answer, after redirects",
+        |e| http_facts(e).and_then(|h| h.status()).map(f64::from),
+    )?;
+    gauge(
+        encoder,
+        entries,
+        "probe_http_version",
+        "HTTP version of the last answer: 1.0, 1.1 or 2",
+        |e| {
+            http_facts(e)
+                .and_then(|h| h.version())
+                .and_then(|v| match v {
+                    http::Version::HTTP_10 => Some(1.0),
+                    http::Version::HTTP_11 => Some(1.1),
+                    http::Version::HTTP_2 => Some(2.0),
+                    _ => None,
+                })
+        },
+    )?;
+    gauge(
+        encoder,
+        entries,
+        "probe_http_first_byte_duration_seconds",
+        "From the request sent to the first byte of the answer, summed over redirects",
+        |e| {
+            e.last
+                .as_ref()
+                .and_then(|r| r.outcome.trace.phases.first_byte)
+                .map(|d| d.as_secs_f64())
+        },
+    )?;
+    gauge(
+        encoder,
+        entries,
+        "probe_http_redirects",
+        "Redirects followed in the last run",
+        |e| http_facts(e).map(|h| h.redirects() as f64),
+    )
+}
+
+fn http_facts(e: &Entry) -> Option<&HttpFacts> {
+    e.last.as_ref()?.outcome.trace.http.as_ref()
 }
 
 /// The TLS families: handshake, version, and the facts of every presented certificate.

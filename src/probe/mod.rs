@@ -5,6 +5,7 @@
 //! `async fn attempt(&self, deadline) -> Outcome`; [`Probe`] has one arm per type.
 
 pub mod assertion;
+pub mod http;
 pub mod report;
 pub mod tcp;
 
@@ -22,6 +23,7 @@ pub use assertion::{Assertion, Judged};
 #[derive(Debug, Clone)]
 pub enum Probe {
     Tcp(tcp::TcpProbe),
+    Http(Box<http::HttpProbe>),
 }
 
 impl Probe {
@@ -29,6 +31,7 @@ impl Probe {
     pub fn kind(&self) -> &'static str {
         match self {
             Probe::Tcp(_) => "tcp",
+            Probe::Http(_) => "http",
         }
     }
 
@@ -36,12 +39,14 @@ impl Probe {
     pub fn target(&self) -> String {
         match self {
             Probe::Tcp(p) => p.host.with_port(p.port),
+            Probe::Http(p) => p.written.clone(),
         }
     }
 
     pub async fn attempt(&self, deadline: Instant) -> Outcome {
         match self {
             Probe::Tcp(p) => p.attempt(deadline).await,
+            Probe::Http(p) => p.attempt(deadline).await,
         }
     }
 }
@@ -77,6 +82,10 @@ pub enum Reason {
     /// The chain expires within `alert_before_expiry` or a `certificate_expiry` assertion.
     TlsCertExpiring,
     ExpectMismatch,
+    /// The last answer's status is not a valid one (redirect loops end here too).
+    HttpStatus,
+    /// `body_regex` did not match, or `body_not_regex` did.
+    HttpBodyMismatch,
     AssertionFailed,
     PermissionDenied,
     IoError,
@@ -103,6 +112,8 @@ impl Reason {
             Reason::TlsHandshakeFailed => "tls_handshake_failed",
             Reason::TlsCertExpiring => "tls_cert_expiring",
             Reason::ExpectMismatch => "expect_mismatch",
+            Reason::HttpStatus => "http_status",
+            Reason::HttpBodyMismatch => "http_body_mismatch",
             Reason::AssertionFailed => "assertion_failed",
             Reason::PermissionDenied => "permission_denied",
             Reason::IoError => "io_error",
@@ -168,6 +179,25 @@ pub struct Phases {
     pub connect: Option<Duration>,
     /// A completed TLS handshake.
     pub tls: Option<Duration>,
+    /// HTTP: from the request sent to the first byte of the answer.
+    pub first_byte: Option<Duration>,
+}
+
+impl Phases {
+    /// Both phase sets added up, phase by phase: the phases of a run that took several
+    /// connections (HTTP redirects). A phase is absent only when it is absent in both.
+    pub fn plus(&self, other: &Phases) -> Phases {
+        let add = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        Phases {
+            dns: add(self.dns, other.dns),
+            connect: add(self.connect, other.connect),
+            tls: add(self.tls, other.tls),
+            first_byte: add(self.first_byte, other.first_byte),
+        }
+    }
 }
 
 /// Something that happened in an attempt, for the human report and debug logs.
@@ -204,8 +234,11 @@ pub struct Trace {
     pub phases: Phases,
     pub address: Option<SocketAddr>,
     pub events: Vec<Timed<Event>>,
-    /// What the TLS handshake revealed, for targets with TLS that got that far.
+    /// What the TLS handshake revealed, for targets with TLS that got that far; for HTTP, the
+    /// last https hop's.
     pub tls: Option<TlsFacts>,
+    /// The requests and answers of an HTTP probe.
+    pub http: Option<http::HttpFacts>,
     /// When the check itself was done (connected, handshaken, dialogue answered), before the
     /// polite close: the response time that `response_time` assertions judge.
     pub answered: Option<Duration>,
@@ -219,6 +252,7 @@ impl Trace {
             address: None,
             events: Vec::new(),
             tls: None,
+            http: None,
             answered: None,
         }
     }
@@ -436,6 +470,8 @@ mod tests {
             (Reason::TlsHandshakeFailed, "tls_handshake_failed"),
             (Reason::TlsCertExpiring, "tls_cert_expiring"),
             (Reason::ExpectMismatch, "expect_mismatch"),
+            (Reason::HttpStatus, "http_status"),
+            (Reason::HttpBodyMismatch, "http_body_mismatch"),
             (Reason::AssertionFailed, "assertion_failed"),
             (Reason::PermissionDenied, "permission_denied"),
             (Reason::IoError, "io_error"),

@@ -4,9 +4,13 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use std::net::SocketAddr;
+
+use super::http::HttpFacts;
 use super::tcp::Step;
-use super::{Close, Event, Failure, Probe, Run};
+use super::{Close, Event, Failure, Phases, Probe, Run, Timed, Trace};
 use crate::config::Target;
+use crate::net::Host;
 use crate::tls::cert::CertFacts;
 use crate::tls::{TlsFacts, unix_seconds};
 
@@ -25,65 +29,28 @@ pub fn render(target: &Target, run: &Run) -> String {
             target.name
         ),
     );
-    let Probe::Tcp(tcp) = &target.probe;
-    match (trace.address, trace.phases.dns) {
-        (Some(addr), Some(lookup)) => line(
-            "address",
-            format!("{} resolved to {addr} in {}", tcp.host, timing(lookup)),
-        ),
-        (Some(addr), None) => line("address", format!("{addr} (IP literal, no lookup)")),
-        (None, _) => {}
-    }
-    if let Some(connect) = trace.phases.connect {
-        line("connect", timing(connect));
-    }
-    if let Some(facts) = &trace.tls {
-        tls(&mut line, facts, trace.phases.tls, run.finished_at);
-    }
-    let tls_up = trace.phases.tls.is_some();
-    for event in &trace.events {
-        let at = timing(event.at);
-        match &event.what {
-            Event::Sent { step, bytes } => line(
-                &format!("step {step}"),
-                format!(
-                    "sent {bytes} bytes{} at {at}",
-                    quote_send(&tcp.steps, *step)
-                ),
-            ),
-            Event::Matched { step, bytes } => line(
-                &format!("step {step}"),
-                format!(
-                    "expect {} matched, {bytes} bytes consumed, at {at}",
-                    regex_of(&tcp.steps, *step)
-                ),
-            ),
-            Event::Held { peer_closed: true } => {
-                line("hold", format!("the peer closed during the hold, at {at}"))
+    let steps: &[Step] = match &target.probe {
+        Probe::Tcp(tcp) => {
+            connection(&mut line, &tcp.host, trace.address, &trace.phases);
+            if let Some(facts) = &trace.tls {
+                tls(&mut line, facts, trace.phases.tls, run.finished_at);
             }
-            Event::Held { peer_closed: false } => line("hold", format!("held until {at}")),
-            Event::Closed { how, discarded } => {
-                let sent = if tls_up {
-                    "close_notify and FIN"
-                } else {
-                    "FIN"
-                };
-                let how = match how {
-                    Close::PeerClosed => format!("{sent} sent, the peer closed too"),
-                    Close::GraceOver => format!("{sent} sent, the peer had not closed yet"),
-                    Close::DrainLimit => {
-                        format!("{sent} sent, but the peer kept sending: the connection was reset")
-                    }
-                };
-                let extra = if *discarded > 0 {
-                    format!(" ({discarded} unread bytes discarded)")
-                } else {
-                    String::new()
-                };
-                line("close", format!("{how}{extra}, at {at}"));
+            let tls_up = trace.phases.tls.is_some();
+            for event in &trace.events {
+                self::event(&mut line, event, &tcp.steps, tls_up);
             }
+            &tcp.steps
         }
-    }
+        Probe::Http(_) => {
+            if let Some(http) = &trace.http {
+                hops(&mut line, http, trace);
+            }
+            if let Some(facts) = &trace.tls {
+                tls(&mut line, facts, None, run.finished_at);
+            }
+            &[]
+        }
+    };
     let attempts = match run.attempts {
         1 => "1 attempt".to_string(),
         n => format!("{n} attempts"),
@@ -103,9 +70,9 @@ pub fn render(target: &Target, run: &Run) -> String {
                 ),
             );
             if let Some(step) = failure.step {
-                let what = match tcp.steps.get(step) {
-                    Some(Step::Send(_)) => format!("send{}", quote_send(&tcp.steps, step)),
-                    Some(Step::Expect(_)) => format!("expect {}", regex_of(&tcp.steps, step)),
+                let what = match steps.get(step) {
+                    Some(Step::Send(_)) => format!("send{}", quote_send(steps, step)),
+                    Some(Step::Expect(_)) => format!("expect {}", regex_of(steps, step)),
                     None => String::new(),
                 };
                 line("step", format!("{step}: {what}"));
@@ -114,6 +81,105 @@ pub fn render(target: &Target, run: &Run) -> String {
         }
     }
     out
+}
+
+/// Where the connection went and how long getting there took.
+fn connection(
+    line: &mut impl FnMut(&str, String),
+    host: &Host,
+    address: Option<SocketAddr>,
+    phases: &Phases,
+) {
+    match (address, phases.dns) {
+        (Some(addr), Some(lookup)) => line(
+            "address",
+            format!("{host} resolved to {addr} in {}", timing(lookup)),
+        ),
+        (Some(addr), None) => line("address", format!("{addr} (IP literal, no lookup)")),
+        (None, _) => {}
+    }
+    if let Some(connect) = phases.connect {
+        line("connect", timing(connect));
+    }
+}
+
+/// Every request of an HTTP run, its phases and its answer, with the body of the last one.
+fn hops(line: &mut impl FnMut(&str, String), http: &HttpFacts, trace: &Trace) {
+    let last = http.hops.len().saturating_sub(1);
+    for (i, hop) in http.hops.iter().enumerate() {
+        line(
+            &format!("request {i}"),
+            format!("{} {}", hop.method, hop.url),
+        );
+        connection(line, &hop.url.host, hop.address, &hop.phases);
+        if let Some(handshake) = hop.phases.tls {
+            line("tls", format!("handshake {}", timing(handshake)));
+        }
+        if let Some(first_byte) = hop.phases.first_byte {
+            line("ttfb", timing(first_byte));
+        }
+        if let (Some(status), Some(version)) = (hop.status, hop.version) {
+            let location = match &hop.location {
+                Some(l) if i < last => format!(", redirect to {l}"),
+                _ => String::new(),
+            };
+            line("answer", format!("{version:?} {status}{location}"));
+            let cut = if hop.body_cut {
+                ", cut at body_size_limit"
+            } else {
+                ""
+            };
+            line("body", format!("{} bytes{cut}", hop.body_bytes));
+        }
+        let tls_up = hop.phases.tls.is_some();
+        for event in &trace.events[hop.events.clone()] {
+            self::event(line, event, &[], tls_up);
+        }
+    }
+    if http.redirects() > 0 {
+        line("redirects", http.redirects().to_string());
+    }
+}
+
+fn event(line: &mut impl FnMut(&str, String), event: &Timed<Event>, steps: &[Step], tls_up: bool) {
+    let at = timing(event.at);
+    match &event.what {
+        Event::Sent { step, bytes } => line(
+            &format!("step {step}"),
+            format!("sent {bytes} bytes{} at {at}", quote_send(steps, *step)),
+        ),
+        Event::Matched { step, bytes } => line(
+            &format!("step {step}"),
+            format!(
+                "expect {} matched, {bytes} bytes consumed, at {at}",
+                regex_of(steps, *step)
+            ),
+        ),
+        Event::Held { peer_closed: true } => {
+            line("hold", format!("the peer closed during the hold, at {at}"))
+        }
+        Event::Held { peer_closed: false } => line("hold", format!("held until {at}")),
+        Event::Closed { how, discarded } => {
+            let sent = if tls_up {
+                "close_notify and FIN"
+            } else {
+                "FIN"
+            };
+            let how = match how {
+                Close::PeerClosed => format!("{sent} sent, the peer closed too"),
+                Close::GraceOver => format!("{sent} sent, the peer had not closed yet"),
+                Close::DrainLimit => {
+                    format!("{sent} sent, but the peer kept sending: the connection was reset")
+                }
+            };
+            let extra = if *discarded > 0 {
+                format!(" ({discarded} unread bytes discarded)")
+            } else {
+                String::new()
+            };
+            line("close", format!("{how}{extra}, at {at}"));
+        }
+    }
 }
 
 /// The handshake, every presented certificate, and the verification verdicts.
@@ -127,11 +193,18 @@ fn tls(
         Some(name) => format!("SNI {name}"),
         None => "no SNI (IP address)".to_string(),
     };
-    match (facts.version, &facts.cipher, handshake) {
-        (Some(version), Some(cipher), Some(took)) => line(
-            "tls",
-            format!("{version} {cipher}, handshake {}, {sni}", timing(took)),
-        ),
+    let alpn = match &facts.alpn {
+        Some(protocol) => format!(", ALPN {protocol}"),
+        None => String::new(),
+    };
+    let took = match handshake {
+        Some(took) => format!(", handshake {}", timing(took)),
+        None => String::new(),
+    };
+    match (facts.version, &facts.cipher) {
+        (Some(version), Some(cipher)) => {
+            line("tls", format!("{version} {cipher}{took}, {sni}{alpn}"))
+        }
         _ => line("tls", format!("handshake not completed, {sni}")),
     }
     let now = unix_seconds(at);

@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime};
 
 use regex::bytes::Regex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
+use tokio_rustls::client::TlsStream;
 
 use super::{Close, Event, Failure, Outcome, Reason, Trace};
 use crate::net::{self, Host, IpVersion};
@@ -25,7 +27,7 @@ use crate::tls::{Handshake, TlsTarget};
 pub const EXPECT_WINDOW: usize = 64 * 1024;
 
 /// How long the close waits for the peer's FIN after sending ours.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The most the close reads and discards while waiting for the peer's FIN.
 const CLOSE_DRAIN_LIMIT: usize = 64 * 1024;
@@ -72,25 +74,7 @@ impl TcpProbe {
         let Some(tls) = &self.tls else {
             return self.converse_and_close(stream, deadline, trace).await;
         };
-        let stream = match tls.handshake(stream, deadline, trace).await {
-            Handshake::Done(stream) => stream,
-            Handshake::Failed { failure, stream } => {
-                if let Some(stream) = stream {
-                    // The handshake's failure is the story, whatever the close meets.
-                    let _ = close(stream, deadline, trace).await;
-                }
-                return Err(failure);
-            }
-        };
-        let verdict = trace
-            .tls
-            .as_ref()
-            .map_or(Ok(()), |facts| tls.verdict(facts));
-        if let Err(failure) = verdict {
-            // Not verified: nothing is sent over this connection, it is only closed.
-            let _ = close(stream, deadline, trace).await;
-            return Err(failure);
-        }
+        let stream = secure(tls, stream, deadline, trace).await?;
         self.converse_and_close(stream, deadline, trace)
             .await
             .and_then(|()| {
@@ -153,6 +137,35 @@ impl TcpProbe {
         }
         Ok(())
     }
+}
+
+/// The TLS handshake, and the verdict on what it revealed: a stream comes back only when the
+/// run may use it. Otherwise the connection is closed gently, and nothing was sent over it.
+pub async fn secure(
+    tls: &TlsTarget,
+    stream: TcpStream,
+    deadline: Instant,
+    trace: &mut Trace,
+) -> Result<Box<TlsStream<TcpStream>>, Failure> {
+    let stream = match tls.handshake(stream, deadline, trace).await {
+        Handshake::Done(stream) => stream,
+        Handshake::Failed { failure, stream } => {
+            if let Some(stream) = stream {
+                // The handshake's failure is the story, whatever the close meets.
+                let _ = close(stream, deadline, trace).await;
+            }
+            return Err(failure);
+        }
+    };
+    let verdict = trace
+        .tls
+        .as_ref()
+        .map_or(Ok(()), |facts| tls.verdict(facts));
+    if let Err(failure) = verdict {
+        let _ = close(stream, deadline, trace).await;
+        return Err(failure);
+    }
+    Ok(stream)
 }
 
 async fn send<S: AsyncWrite + Unpin>(
@@ -331,7 +344,7 @@ async fn hold<S: AsyncRead + Unpin>(stream: &mut S, until: Instant) -> Result<bo
 
 /// Sends FIN and waits (briefly, within the deadline) for the peer's, discarding what arrives,
 /// so the socket is dropped with nothing unread and the kernel has no reason to send RST.
-async fn close<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     deadline: Instant,
     trace: &mut Trace,

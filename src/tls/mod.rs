@@ -84,6 +84,8 @@ pub struct TlsOptions {
     pub ca_file: Option<PathBuf>,
     pub client_cert: Option<ClientCertFiles>,
     pub alert_before_expiry: Option<Duration>,
+    /// Protocols offered through ALPN, most preferred first; empty offers none.
+    pub alpn: Vec<Vec<u8>>,
 }
 
 impl Default for TlsOptions {
@@ -99,6 +101,7 @@ impl Default for TlsOptions {
             ca_file: None,
             client_cert: None,
             alert_before_expiry: None,
+            alpn: Vec::new(),
         }
     }
 }
@@ -199,6 +202,7 @@ impl TlsClient {
         // already refuses to resume under another verifier (ours is new per run); disabling
         // resumption says so plainly and keeps tickets that could never be used out of memory.
         config.resumption = Resumption::disabled();
+        config.alpn_protocols.clone_from(&options.alpn);
         Ok(TlsClient {
             config: Arc::new(config),
             verifier,
@@ -210,10 +214,21 @@ impl TlsClient {
     /// The name to verify and send as SNI when probing `host`: `server_name` if set, else the
     /// host. IP addresses are verified against IP SANs and sent as no SNI at all.
     pub fn target(self: &Arc<Self>, host: &Host) -> Result<TlsTarget, String> {
-        let server_name = match (&self.server_name, host) {
-            (Some(name), _) => name.clone(),
-            (None, Host::Ip(ip)) => ServerName::IpAddress((*ip).into()),
-            (None, Host::Name(name)) => {
+        match &self.server_name {
+            Some(name) => Ok(TlsTarget {
+                client: Arc::clone(self),
+                server_name: name.clone(),
+            }),
+            None => self.target_by_host(host),
+        }
+    }
+
+    /// The name for `host` itself, ignoring `server_name`: for a host that an HTTP redirect
+    /// leads to, which the override (meant for the configured host) does not describe.
+    pub fn target_by_host(self: &Arc<Self>, host: &Host) -> Result<TlsTarget, String> {
+        let server_name = match host {
+            Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+            Host::Name(name) => {
                 let name = name.strip_suffix('.').unwrap_or(name);
                 ServerName::try_from(name.to_string()).map_err(|_| {
                     format!("{name:?} cannot be a TLS server name: set tls.server_name")
@@ -321,6 +336,9 @@ impl TlsTarget {
                 facts.cipher = connection
                     .negotiated_cipher_suite()
                     .map(|s| cipher_name(s.suite()));
+                facts.alpn = connection
+                    .alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).into_owned());
                 Handshake::Done(Box::new(tls))
             }
         };
@@ -361,6 +379,8 @@ pub struct TlsFacts {
     /// Negotiated protocol and cipher suite; present once the handshake completed.
     pub version: Option<TlsVersion>,
     pub cipher: Option<String>,
+    /// The protocol the server chose through ALPN, when one was offered and chosen.
+    pub alpn: Option<String>,
     /// The presented chain, leaf first.
     pub chain: Vec<CertFacts>,
     /// Present whenever a certificate arrived.

@@ -54,7 +54,7 @@ fn check_config_reports_every_error_with_file_line_column_and_key() {
     let dir = TempDir::new("check");
     let path = dir.write(
         "bad.yml",
-        "targets:\n  - name: a\n    type: tcp\n    host: h\n    port: 70000\n  - name: b\n    type: http\n    url: https://x/\n",
+        "targets:\n  - name: a\n    type: tcp\n    host: h\n    port: 70000\n  - name: b\n    type: icmp\n    host: x\n",
     );
     let out = vantage(&["check-config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
@@ -68,7 +68,7 @@ fn check_config_reports_every_error_with_file_line_column_and_key() {
     );
     assert!(
         text.contains(&format!(
-            "{file}:7:11: targets[1].type: type http is not supported yet"
+            "{file}:7:11: targets[1].type: type icmp is not supported yet"
         )),
         "{text}"
     );
@@ -192,13 +192,25 @@ fn probe_runs_a_named_check_from_the_config_with_its_dialogue() {
 
 #[test]
 fn probe_refuses_what_it_cannot_run_with_exit_2() {
-    let unsupported = vantage(&["probe", "127.0.0.1:80", "--type=http"]);
+    let unsupported = vantage(&["probe", "127.0.0.1", "--type=icmp"]);
     assert_eq!(unsupported.status.code(), Some(2));
     assert!(
-        stderr(&unsupported).contains("type http is not supported yet"),
+        stderr(&unsupported).contains("type icmp is not supported yet"),
         "{}",
         stderr(&unsupported)
     );
+    for (args, says) in [
+        (["127.0.0.1:80", "--type=http"], "--type=http takes a URL"),
+        (
+            ["http://127.0.0.1/", "--type=tls"],
+            "--type=tls takes HOST:PORT",
+        ),
+        (["ftp://127.0.0.1/", "--type=http"], "not http or https"),
+    ] {
+        let out = vantage(&[&["probe"][..], &args[..]].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
 
     let no_port = vantage(&["probe", "127.0.0.1"]);
     assert_eq!(no_port.status.code(), Some(2));
@@ -243,4 +255,45 @@ fn unknown_flags_and_bad_values_are_errors() {
         "{}",
         stderr(&bad_timeout)
     );
+}
+
+/// Answers one HTTP/1.1 request with a 301 to `/here`, and `/here` with 200, then waits for
+/// the client to close.
+fn tiny_web(mut stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let Some(request) = crate::support::read_request_head(&mut stream) else {
+        return;
+    };
+    let mut buf = [0u8; 1024];
+    let answer: &[u8] = if request.starts_with(b"GET /here ") {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    } else {
+        b"HTTP/1.1 301 Moved\r\nLocation: /here\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    };
+    let _ = stream.write_all(answer);
+    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+}
+
+#[test]
+fn probe_of_a_url_prints_every_request_with_its_phases() {
+    let port = crate::support::thread_peer(tiny_web);
+    let url = format!("http://127.0.0.1:{port}/start");
+    let out = vantage(&["probe", &url]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    for expected in [
+        format!("target    http {url} (adhoc)"),
+        format!("request 0 GET {url}"),
+        "answer    HTTP/1.1 301, redirect to /here".to_string(),
+        format!("request 1 GET http://127.0.0.1:{port}/here"),
+        "answer    HTTP/1.1 200".to_string(),
+        "body      2 bytes".to_string(),
+        "redirects 1".to_string(),
+        "close     FIN sent, the peer closed too".to_string(),
+        "result    success in".to_string(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} missing in\n{text}");
+    }
+    assert_eq!(text.matches("ttfb      ").count(), 2, "{text}");
+    assert_eq!(text.matches("connect   ").count(), 2, "{text}");
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use vantage::probe::Reason;
 use vantage::tls::TlsVersion;
 
+use crate::http::web_target;
 use crate::pki::{Ca, Leaf, days};
 use crate::support::{TempDir, closed_port, run, target, tool_or_skip, wait_for};
 
@@ -92,4 +93,150 @@ async fn openssl_s_server_valid_expired_and_chain_cases() {
     );
     let facts = result.outcome.trace.tls.as_ref().unwrap();
     assert_eq!(facts.chain.len(), 2, "the chain is reported anyway");
+}
+
+/// An nginx this test started (single process, in the foreground), killed by PID on drop.
+struct Nginx {
+    child: Child,
+    dir: TempDir,
+}
+
+impl Nginx {
+    /// Serves `http` on `plain` and `https` (HTTP/2 enabled) on `secure`, with `cert`/`key`.
+    fn start(dir: TempDir, plain: u16, secure: u16, cert: &str, key: &str) -> Nginx {
+        let root = dir.0.display();
+        let conf = dir.write(
+            "nginx.conf",
+            &format!(
+                "daemon off;
+master_process off;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    log_format probe '$request|$status|$http_user_agent|$http_connection|$http_host|$http_cookie';
+    access_log {root}/access.log probe;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{plain};
+        location = /ok {{ add_header Set-Cookie \"seen=1\"; return 200 \"nginx ok\\n\"; }}
+        location = /old {{ return 301 /ok; }}
+        location = /down {{ return 503; }}
+    }}
+    server {{
+        listen 127.0.0.1:{secure} ssl http2;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location = /ok {{ return 200 \"nginx tls ok\\n\"; }}
+    }}
+}}
+"
+            ),
+        );
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(dir.0.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx runs");
+        let nginx = Nginx { child, dir };
+        wait_for(Duration::from_secs(10), "nginx to listen", || {
+            crate::support::socket_states(secure).contains("LISTEN")
+        });
+        nginx
+    }
+
+    /// The access log, one `request|status|user agent|connection|host|cookie` per line.
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.0.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_answers_http_and_https_probes_and_is_left_nothing() {
+    if !tool_or_skip(
+        "nginx",
+        "nginx_answers_http_and_https_probes_and_is_left_nothing",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("nginx");
+    let root = Ca::root("nginx root");
+    dir.write("root.pem", &root.cert.pem());
+    let leaf = root.leaf(Leaf::server(&["vantage.test"]).rsa());
+    let (cert, key) = leaf.write(&dir, "server");
+    let tls = format!(
+        "    tls: {{ca_file: {}, server_name: vantage.test}}\n",
+        dir.0.join("root.pem").display()
+    );
+    let (plain, secure) = (closed_port(), closed_port());
+    let nginx = Nginx::start(dir, plain, secure, &cert, &key);
+
+    let ok = web_target(&format!("http://127.0.0.1:{plain}/ok"), "");
+    for _ in 0..2 {
+        let result = run(&ok).await;
+        assert!(result.success(), "{:?}", result.failure());
+    }
+    let moved = run(&web_target(&format!("http://127.0.0.1:{plain}/old"), "")).await;
+    assert!(moved.success(), "{:?}", moved.failure());
+    let facts = moved.outcome.trace.http.as_ref().unwrap();
+    assert_eq!((facts.redirects(), facts.status()), (1, Some(200)));
+    let down = run(&web_target(&format!("http://127.0.0.1:{plain}/down"), "")).await;
+    assert_eq!(down.failure().map(|f| f.reason), Some(Reason::HttpStatus));
+
+    let h2 = web_target(
+        &format!("https://127.0.0.1:{secure}/ok"),
+        &format!("{tls}    http: {{http2: true, body_regex: \"tls ok\"}}\n"),
+    );
+    let result = run(&h2).await;
+    assert!(result.success(), "{:?}", result.failure());
+    let facts = result.outcome.trace.http.as_ref().unwrap();
+    assert_eq!(facts.version(), Some(http::Version::HTTP_2));
+    let tls_facts = result.outcome.trace.tls.as_ref().unwrap();
+    assert_eq!(tls_facts.chain[0].subject, "CN=vantage.test");
+    assert_eq!(tls_facts.version, Some(TlsVersion::Tls13));
+
+    let agent = concat!("vantage/", env!("CARGO_PKG_VERSION"));
+    let log = nginx.requests();
+    assert_eq!(log.len(), 6, "{log:#?}");
+    assert_eq!(
+        log[0],
+        format!("GET /ok HTTP/1.1|200|{agent}|close|127.0.0.1:{plain}|-")
+    );
+    assert_eq!(log[1], log[0], "no cookie came back on the second run");
+    assert!(log[2].starts_with("GET /old HTTP/1.1|301|"), "{log:#?}");
+    assert!(
+        log[5].starts_with(&format!("GET /ok HTTP/2.0|200|{agent}|-|")),
+        "{log:#?}"
+    );
+
+    for port in [plain, secure] {
+        wait_for(Duration::from_secs(10), "only closed sockets", || {
+            crate::support::socket_states(port)
+                .iter()
+                .all(|s| matches!(*s, "LISTEN" | "TIME_WAIT"))
+        });
+    }
 }

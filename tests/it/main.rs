@@ -4,6 +4,7 @@ mod cli;
 mod exporter;
 mod gentle;
 mod hostile;
+mod http;
 mod interop;
 mod netns;
 mod pki;

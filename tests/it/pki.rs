@@ -152,3 +152,35 @@ impl Issued {
         (cert.display().to_string(), key.display().to_string())
     }
 }
+
+/// A root CA written to `root.pem` in a folder of its own, and the `tls` tables that trust it
+/// for `vantage.test`.
+pub struct Pki {
+    pub dir: TempDir,
+    pub root: Ca,
+}
+
+impl Pki {
+    pub fn new(tag: &str) -> Pki {
+        let dir = TempDir::new(tag);
+        let root = Ca::root(&format!("vantage {tag} root"));
+        dir.write("root.pem", &root.cert.pem());
+        Pki { dir, root }
+    }
+
+    /// The `tls` table in block style, plus `extra` lines (indented for a target's keys).
+    pub fn yaml(&self, extra: &str) -> String {
+        format!(
+            "    tls:\n      ca_file: {}\n      server_name: vantage.test\n{extra}",
+            self.dir.0.join("root.pem").display()
+        )
+    }
+
+    /// The `tls` table on one line, `extra` being more `, key: value` pairs.
+    pub fn flow(&self, extra: &str) -> String {
+        format!(
+            "    tls: {{ca_file: {}, server_name: vantage.test{extra}}}\n",
+            self.dir.0.join("root.pem").display()
+        )
+    }
+}

@@ -323,3 +323,17 @@ pub fn promtool_check(body: &str) {
     );
     assert_eq!(report.trim(), "", "promtool reported problems:\n{report}");
 }
+
+/// Reads an HTTP request head (through its blank line) from a blocking stream; `None` if the
+/// client closes or fails first.
+pub fn read_request_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}

@@ -15,8 +15,8 @@ use tokio_rustls::TlsAcceptor;
 use vantage::probe::{Reason, Run};
 use vantage::tls::{TlsFacts, TlsVersion};
 
-use crate::pki::{Ca, Issued, Leaf, days};
-use crate::support::{TempDir, run, run_plan, socket_states, target, wait_for};
+use crate::pki::{Ca, Issued, Leaf, Pki, days};
+use crate::support::{run, run_plan, socket_states, target, wait_for};
 
 /// What a test server saw, counted over all its connections.
 #[derive(Default)]
@@ -143,29 +143,6 @@ async fn serve(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, seen: &Seen, s
     }
 }
 
-/// A root CA written to `root.pem`, and the YAML that trusts it for `server_name`.
-struct Pki {
-    dir: TempDir,
-    root: Ca,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = TempDir::new("tls");
-        let root = Ca::root("vantage test root");
-        dir.write("root.pem", &root.cert.pem());
-        Pki { dir, root }
-    }
-
-    /// The `tls` table: trust our root, verify `vantage.test`, plus `extra` lines.
-    fn yaml(&self, extra: &str) -> String {
-        format!(
-            "    tls:\n      ca_file: {}\n      server_name: vantage.test\n{extra}",
-            self.dir.0.join("root.pem").display()
-        )
-    }
-}
-
 async fn probe(port: u16, yaml: &str) -> Run {
     run(&target(port, yaml)).await
 }
@@ -189,7 +166,7 @@ fn validity(run: &Run) -> (bool, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_rsa_and_ecdsa_leaves_verify_and_report_their_facts() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     for rsa in [false, true] {
         let mut spec = Leaf::server(&["vantage.test", "www.vantage.test"]);
         if rsa {
@@ -208,7 +185,7 @@ async fn valid_rsa_and_ecdsa_leaves_verify_and_report_their_facts() {
         assert_eq!(f.chain.len(), 1);
         let cert = &f.chain[0];
         assert_eq!(cert.subject, "CN=vantage.test");
-        assert_eq!(cert.issuer, "CN=vantage test root");
+        assert_eq!(cert.issuer, "CN=vantage tls root");
         assert_eq!(cert.names, ["vantage.test", "www.vantage.test"]);
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &leaf.der());
         let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
@@ -232,7 +209,7 @@ async fn valid_rsa_and_ecdsa_leaves_verify_and_report_their_facts() {
 /// A resumed session skips the certificate: every run must be a full handshake to see it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_run_of_a_target_is_a_full_handshake_that_sees_the_chain() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
     let (port, seen) = Server::new(&leaf, &[]).start().await;
     let t = target(
@@ -250,7 +227,7 @@ async fn every_run_of_a_target_is_a_full_handshake_that_sees_the_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_leaf_fails_but_still_reports_its_chain() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let leaf = pki
         .root
         .leaf(Leaf::server(&["vantage.test"]).valid(days(-60), days(-2)));
@@ -271,7 +248,7 @@ async fn an_expired_leaf_fails_but_still_reports_its_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leaf_not_yet_valid_is_tls_cert_not_yet_valid() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let leaf = pki
         .root
         .leaf(Leaf::server(&["vantage.test"]).valid(days(3), days(90)));
@@ -282,7 +259,7 @@ async fn a_leaf_not_yet_valid_is_tls_cert_not_yet_valid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_host_is_a_mismatch_unless_hostname_checks_are_skipped() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let leaf = pki.root.leaf(Leaf::server(&["other.test"]));
     let (port, _) = Server::new(&leaf, &[]).start().await;
     let run = probe(port, &pki.yaml("")).await;
@@ -296,7 +273,7 @@ async fn a_wrong_host_is_a_mismatch_unless_hostname_checks_are_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_signed_and_unknown_ca_certificates_are_unknown_issuers() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let self_signed = Leaf::server(&["vantage.test"]).self_signed();
     let stranger = Ca::root("someone else's root");
     let foreign = stranger.leaf(Leaf::server(&["vantage.test"]));
@@ -315,7 +292,7 @@ async fn self_signed_and_unknown_ca_certificates_are_unknown_issuers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_verifies_with_its_intermediate_and_not_without() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let intermediate = pki
         .root
         .intermediate("vantage test intermediate", days(365));
@@ -327,7 +304,7 @@ async fn a_chain_verifies_with_its_intermediate_and_not_without() {
     let f = facts(&run);
     assert_eq!(f.chain.len(), 2);
     assert_eq!(f.chain[1].subject, "CN=vantage test intermediate");
-    assert_eq!(f.chain[1].issuer, "CN=vantage test root");
+    assert_eq!(f.chain[1].issuer, "CN=vantage tls root");
 
     let (port, _) = Server::new(&leaf, &[]).start().await;
     let run = probe(port, &pki.yaml("")).await;
@@ -337,7 +314,7 @@ async fn a_chain_verifies_with_its_intermediate_and_not_without() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_earliest_expiry_follows_an_intermediate_that_expires_first() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let intermediate = pki.root.intermediate("short-lived intermediate", days(10));
     let leaf = intermediate.leaf(Leaf::server(&["vantage.test"]));
     let (port, _) = Server::new(&leaf, &[&intermediate]).start().await;
@@ -361,7 +338,7 @@ async fn the_earliest_expiry_follows_an_intermediate_that_expires_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ip_literal_target_sends_no_sni_and_matches_an_ip_san() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let ca = format!(
         "    tls:\n      ca_file: {}\n",
         pki.dir.0.join("root.pem").display()
@@ -382,7 +359,7 @@ async fn an_ip_literal_target_sends_no_sni_and_matches_an_ip_san() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls12_only_server_fails_min_version_tls13_and_a_version_assertion() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
     let mut server = Server::new(&leaf, &[]);
     server.tls12_only = true;
@@ -465,7 +442,7 @@ async fn a_plaintext_peer_is_a_failed_handshake() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_requiring_a_client_certificate_gets_one_when_configured() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let clients = Ca::root("client root");
     let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
     let mut server = Server::new(&leaf, &[]);
@@ -491,7 +468,7 @@ async fn a_server_requiring_a_client_certificate_gets_one_when_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dialogue_runs_inside_tls_and_never_over_an_unverified_connection() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let ping = "    tcp: {send: \"PING\\r\\n\", expect: \"^\\\\+PONG\"}\n";
     let good = pki.root.leaf(Leaf::server(&["vantage.test"]));
     let (port, seen) = Server::new(&good, &[]).start().await;
@@ -517,7 +494,7 @@ async fn a_dialogue_runs_inside_tls_and_never_over_an_unverified_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assertions_are_judged_and_the_specific_reason_wins() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let leaf = pki
         .root
         .leaf(Leaf::server(&["vantage.test"]).valid(days(-1), days(10)));
@@ -580,7 +557,7 @@ async fn a_connection_expected_to_fail_makes_a_refusal_a_success() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_200_runs_the_tls_server_holds_no_connection_of_ours() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
     let bad = pki.root.leaf(Leaf::server(&["other.test"]));
     let (port, seen) = Server::new(&leaf, &[]).start().await;
@@ -628,7 +605,7 @@ async fn after_200_runs_the_tls_server_holds_no_connection_of_ours() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exporter_serves_certificate_facts_that_pass_promtool() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let intermediate = pki.root.intermediate("metrics intermediate", days(200));
     let leaf = intermediate.leaf(Leaf::server(&["vantage.test"]).valid(days(-1), days(100)));
     let (good, _) = Server::new(&leaf, &[&intermediate]).start().await;
@@ -729,7 +706,7 @@ targets:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_with_thousands_of_names_is_inspected_without_harm() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let mut names = vec!["vantage.test".to_string()];
     names.extend((0..1500).map(|i| format!("host-{i:04}.vantage.test")));
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -748,7 +725,7 @@ async fn a_certificate_with_thousands_of_names_is_inspected_without_harm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vantage_probe_type_tls_prints_the_chain_and_the_verdict() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let intermediate = pki.root.intermediate("report intermediate", days(300));
     let leaf = intermediate.leaf(Leaf::server(&["127.0.0.1"]));
     let (port, _) = Server::new(&leaf, &[&intermediate]).start().await;
@@ -806,7 +783,7 @@ async fn vantage_probe_type_tls_prints_the_chain_and_the_verdict() {
 /// naming the test root, only a `trust: system` target verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trust_system_uses_the_operating_system_store() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
     let (port, _) = Server::new(&leaf, &[]).start().await;
     let root = pki.dir.0.join("root.pem");
@@ -848,7 +825,7 @@ async fn trust_system_uses_the_operating_system_store() {
 /// reading; the run then ended in the backstop with its trace (and chain) lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_peer_that_stops_reading_cannot_hold_the_close_past_the_deadline() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
     let mut server = Server::new(&leaf, &[]);
     server.stall = true;
@@ -867,7 +844,7 @@ async fn a_tls_peer_that_stops_reading_cannot_hold_the_close_past_the_deadline()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_certificate_is_never_sent_to_a_server_that_fails_verification() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let clients = Ca::root("client root");
     let wrong_name = pki.root.leaf(Leaf::server(&["other.test"]));
     let mut server = Server::new(&wrong_name, &[]);
@@ -899,7 +876,7 @@ async fn a_client_certificate_is_never_sent_to_a_server_that_fails_verification(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_time_does_not_count_the_hold() {
-    let pki = Pki::new();
+    let pki = Pki::new("tls");
     let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
     let (port, _) = Server::new(&leaf, &[]).start().await;
     let yaml = format!(

@@ -1,0 +1,671 @@
+//! The HTTP probe: one request per hop over our own TCP (and TLS) stream, driven by hyper's
+//! connection API, so that lookup, connect, handshake, time to first byte and the whole answer
+//! are timed apart, and the TLS facts and verdicts are those of the TLS probe.
+//!
+//! Every hop is a new connection (no reuse, `Connection: close`), and ends with the same gentle
+//! close as the TCP probe. With `verify` on, a request never goes over a connection whose
+//! certificate failed verification: `tcp::secure` hands out only verified streams.
+
+mod lent;
+pub mod url;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::pin::pin;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST, LOCATION, USER_AGENT};
+use http::{HeaderName, HeaderValue, Method, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use regex::bytes::Regex;
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, timeout_at};
+
+use super::tcp::{CLOSE_GRACE, close, secure};
+use super::{Failure, Outcome, Phases, Reason, Trace};
+use crate::net::{self, IpVersion};
+use crate::tls::TlsTarget;
+pub use url::{Scheme, Url};
+
+/// Redirects followed at most, as browsers and blackbox_exporter do.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// How many body bytes a mismatch report quotes.
+const QUOTE_LIMIT: usize = 120;
+
+pub const USER_AGENT_VALUE: &str = concat!("vantage/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Clone)]
+pub struct HttpProbe {
+    pub url: Url,
+    /// The URL as configured: the `target` label.
+    pub written: String,
+    pub method: Method,
+    pub headers: Vec<Header>,
+    pub body: Bytes,
+    pub valid_status_codes: Vec<StatusCodes>,
+    pub body_regex: Option<Regex>,
+    pub body_not_regex: Option<Regex>,
+    pub body_size_limit: u64,
+    pub follow_redirects: bool,
+    pub ip_version: IpVersion,
+    /// The TLS client of every https hop, named for the configured host (`tls.server_name`
+    /// applies to it); hosts that redirects lead to are verified under their own names.
+    pub tls: TlsTarget,
+}
+
+/// The protocols an https hop offers through ALPN: HTTP/2 first when asked for. Offering
+/// `http/1.1` alone still matters: a server that speaks both then knows not to expect h2.
+pub fn alpn(http2: bool) -> Vec<Vec<u8>> {
+    let mut protocols = Vec::new();
+    if http2 {
+        protocols.push(b"h2".to_vec());
+    }
+    protocols.push(b"http/1.1".to_vec());
+    protocols
+}
+
+/// A request header from the config. Secrets (read from a file, or credentials by their name)
+/// are marked sensitive, which keeps them out of every `Debug` output, and are sent only to the
+/// configured URL's origin, never to a host that a redirect leads to.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub name: HeaderName,
+    pub value: HeaderValue,
+    pub secret: bool,
+}
+
+/// An HTTP status code, or an inclusive range written `"200-299"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusCodes {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl StatusCodes {
+    pub const SUCCESS: StatusCodes = StatusCodes {
+        first: 200,
+        last: 299,
+    };
+
+    fn parse(text: &str) -> Result<StatusCodes, String> {
+        let code = |t: &str| {
+            t.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| format!("{t:?} is not an HTTP status code (100-599)"))
+        };
+        let (first, last) = match text.split_once('-') {
+            Some((a, b)) => (code(a)?, code(b)?),
+            None => (code(text)?, code(text)?),
+        };
+        if first > last {
+            return Err(format!("status range {text:?} is backwards"));
+        }
+        Ok(StatusCodes { first, last })
+    }
+
+    fn contains(self, status: u16) -> bool {
+        (self.first..=self.last).contains(&status)
+    }
+}
+
+impl fmt::Display for StatusCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusCodes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Code(u64),
+            Text(String),
+        }
+        let text = match Written::deserialize(deserializer)? {
+            Written::Code(code) => code.to_string(),
+            Written::Text(text) => text,
+        };
+        StatusCodes::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the HTTP exchanges of an attempt showed: one hop per request, redirects included.
+#[derive(Debug, Clone, Default)]
+pub struct HttpFacts {
+    pub hops: Vec<Hop>,
+}
+
+impl HttpFacts {
+    /// The last answer's status.
+    pub fn status(&self) -> Option<u16> {
+        self.hops.last()?.status
+    }
+
+    pub fn version(&self) -> Option<Version> {
+        self.hops.last()?.version
+    }
+
+    /// Redirects followed: every hop after the first.
+    pub fn redirects(&self) -> usize {
+        self.hops.len().saturating_sub(1)
+    }
+}
+
+/// One request and its answer.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    pub method: Method,
+    pub url: Url,
+    pub address: Option<SocketAddr>,
+    pub phases: Phases,
+    pub status: Option<u16>,
+    pub version: Option<Version>,
+    pub location: Option<String>,
+    /// Body bytes read; the read stops past `body_size_limit`.
+    pub body_bytes: u64,
+    pub body_cut: bool,
+    /// This hop's events in the trace (its close).
+    pub events: Range<usize>,
+}
+
+/// A request to make: the first, or one a redirect asks for.
+struct Request {
+    url: Url,
+    method: Method,
+    body: Bytes,
+    /// Whether secret headers go along: only while on the configured origin.
+    credentials: bool,
+}
+
+/// A response as far as it was read.
+struct Answer {
+    status: u16,
+    version: Version,
+    location: Option<String>,
+    /// From the request handed to hyper to the response head parsed.
+    head_after: Duration,
+    /// The bytes kept for the body regexes (none without them), at most `body_size_limit`.
+    kept: Vec<u8>,
+    body_bytes: u64,
+    body_cut: bool,
+}
+
+impl HttpProbe {
+    pub async fn attempt(&self, deadline: Instant) -> Outcome {
+        let mut trace = Trace::start();
+        let mut facts = HttpFacts::default();
+        let result = self.follow(deadline, &mut trace, &mut facts).await;
+        trace.phases = facts
+            .hops
+            .iter()
+            .fold(Phases::default(), |sum, hop| sum.plus(&hop.phases));
+        trace.http = Some(facts);
+        Outcome::new(result, trace)
+    }
+
+    /// Requests the URL, and each redirect's target in turn, then judges the last answer.
+    async fn follow(
+        &self,
+        deadline: Instant,
+        trace: &mut Trace,
+        facts: &mut HttpFacts,
+    ) -> Result<(), Failure> {
+        let mut request = Request {
+            url: self.url.clone(),
+            method: self.method.clone(),
+            body: self.body.clone(),
+            credentials: true,
+        };
+        loop {
+            trace.phases = Phases::default();
+            trace.address = None;
+            let first_event = trace.events.len();
+            let answer = self.hop(&request, deadline, trace).await;
+            facts.hops.push(Hop {
+                method: request.method.clone(),
+                url: request.url.clone(),
+                address: trace.address,
+                phases: trace.phases,
+                status: answer.as_ref().ok().map(|a| a.status),
+                version: answer.as_ref().ok().map(|a| a.version),
+                location: answer.as_ref().ok().and_then(|a| a.location.clone()),
+                body_bytes: answer.as_ref().map_or(0, |a| a.body_bytes),
+                body_cut: answer.as_ref().is_ok_and(|a| a.body_cut),
+                events: first_event..trace.events.len(),
+            });
+            let hops = facts.hops.len();
+            let answer = answer.map_err(|mut failure| {
+                if hops > 1 {
+                    failure.detail = format!("{} (after {} redirects)", failure.detail, hops - 1);
+                }
+                failure
+            })?;
+            let location = match &answer.location {
+                Some(location) if self.follow_redirects && is_redirect(answer.status) => location,
+                _ => return self.judge(&answer, trace),
+            };
+            if facts.hops.len() > MAX_REDIRECTS {
+                return Err(Failure::new(
+                    Reason::HttpStatus,
+                    format!(
+                        "stopped after {MAX_REDIRECTS} redirects (a loop?); the last answer was {} to {location}",
+                        answer.status
+                    ),
+                ));
+            }
+            let next = request.url.join(location).map_err(|e| {
+                Failure::new(
+                    Reason::HttpStatus,
+                    format!("{} redirects to an unusable Location: {e}", answer.status),
+                )
+            })?;
+            request = redirected(request, next, answer.status);
+        }
+    }
+
+    fn judge(&self, answer: &Answer, trace: &Trace) -> Result<(), Failure> {
+        if !self
+            .valid_status_codes
+            .iter()
+            .any(|codes| codes.contains(answer.status))
+        {
+            let valid: Vec<String> = self
+                .valid_status_codes
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            return Err(Failure::new(
+                Reason::HttpStatus,
+                format!("status {}, expected {}", answer.status, valid.join(", ")),
+            ));
+        }
+        let read = if answer.body_cut {
+            format!("the first {} bytes of the body", answer.kept.len())
+        } else {
+            format!("the body ({} bytes)", answer.kept.len())
+        };
+        if let Some(regex) = &self.body_regex
+            && !regex.is_match(&answer.kept)
+        {
+            return Err(body_mismatch(
+                format!("/{regex}/ does not match {read}"),
+                &answer.kept,
+            ));
+        }
+        if let Some(regex) = &self.body_not_regex
+            && let Some(found) = regex.find(&answer.kept)
+        {
+            return Err(body_mismatch(
+                format!("body_not_regex /{regex}/ matches {read}"),
+                &answer.kept[found.start()..],
+            ));
+        }
+        match &trace.tls {
+            Some(facts) => self.tls.expiry_alert(facts, SystemTime::now()),
+            None => Ok(()),
+        }
+    }
+
+    /// One request on a new connection: resolve, connect, TLS for https, exchange, close.
+    async fn hop(
+        &self,
+        request: &Request,
+        deadline: Instant,
+        trace: &mut Trace,
+    ) -> Result<Answer, Failure> {
+        let url = &request.url;
+        let resolved = net::resolve(&url.host, url.port, self.ip_version, deadline).await?;
+        trace.phases.dns = resolved.lookup;
+        trace.address = Some(resolved.addr);
+        let (stream, connect) = net::connect(resolved.addr, deadline).await?;
+        trace.phases.connect = Some(connect);
+        if url.scheme == Scheme::Http {
+            return self.exchange(stream, request, false, deadline, trace).await;
+        }
+        let redirected_tls;
+        let tls = if url.host == self.url.host {
+            &self.tls
+        } else {
+            redirected_tls = self
+                .tls
+                .client
+                .target_by_host(&url.host)
+                .map_err(|e| Failure::new(Reason::TlsHandshakeFailed, e))?;
+            &redirected_tls
+        };
+        let stream = secure(tls, stream, deadline, trace).await?;
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        self.exchange(stream, request, h2, deadline, trace).await
+    }
+
+    /// Sends the request and reads the answer over `stream`, then closes it gently.
+    async fn exchange<S>(
+        &self,
+        stream: S,
+        request: &Request,
+        h2: bool,
+        deadline: Instant,
+        trace: &mut Trace,
+    ) -> Result<Answer, Failure>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (lender, lent) = lent::lend(stream);
+        let io = TokioIo::new(lent);
+        let message = self.message(request, h2);
+        let answer = if h2 {
+            let handshake = http2::Builder::new(TokioExecutor::new()).handshake(io);
+            match timeout_at(deadline, handshake).await {
+                Err(_) => Err(Failure::new(
+                    Reason::Timeout,
+                    "the HTTP/2 connection preface did not go through before the deadline",
+                )),
+                Ok(Err(e)) => Err(hyper_failure(&e, "starting HTTP/2")),
+                Ok(Ok((mut sender, connection))) => {
+                    let response = sender.send_request(message);
+                    // No second request: without a sender the connection winds down by itself.
+                    drop(sender);
+                    drive(connection, self.answer(response, deadline), deadline).await
+                }
+            }
+        } else {
+            match http1::Builder::new().handshake(io).await {
+                Err(e) => Err(hyper_failure(&e, "starting HTTP/1.1")),
+                Ok((mut sender, connection)) => {
+                    let response = sender.send_request(message);
+                    // No second request: without a sender the connection winds down by itself.
+                    drop(sender);
+                    drive(connection, self.answer(response, deadline), deadline).await
+                }
+            }
+        };
+        let answer = answer.map(|mut answer| {
+            trace.answered = Some(trace.elapsed());
+            trace.phases.first_byte = Some(if h2 {
+                // The server's SETTINGS frame comes before any answer: the head is the mark.
+                answer.head_after
+            } else {
+                lender.first_byte().unwrap_or(answer.head_after)
+            });
+            if self.body_regex.is_none() && self.body_not_regex.is_none() {
+                answer.kept = Vec::new();
+            }
+            answer
+        });
+        let grace_end = deadline.min(Instant::now() + CLOSE_GRACE);
+        if let Some(stream) = lender.take_back(grace_end).await {
+            // The answer is the check; a server that resets after answering has still answered.
+            let _ = close(stream, deadline, trace).await;
+        }
+        answer
+    }
+
+    fn message(&self, request: &Request, h2: bool) -> http::Request<Full<Bytes>> {
+        let url = &request.url;
+        let own_host = self
+            .headers
+            .iter()
+            .find(|h| h.name == HOST && (request.credentials || !h.secret))
+            .map(|h| h.value.clone());
+        let mut builder = http::Request::builder().method(request.method.clone());
+        if h2 {
+            // HTTP/2 carries the host as `:authority`, taken from an absolute URI.
+            let authority = own_host
+                .as_ref()
+                .and_then(|h| h.to_str().ok().map(str::to_string))
+                .unwrap_or_else(|| url.authority());
+            builder = builder.uri(format!(
+                "{}://{authority}{}",
+                url.scheme.as_str(),
+                url.path_and_query
+            ));
+        } else {
+            builder = builder
+                .uri(url.path_and_query.clone())
+                .header(CONNECTION, "close");
+            if own_host.is_none() {
+                builder = builder.header(HOST, url.authority());
+            }
+        }
+        if !self.headers.iter().any(|h| h.name == USER_AGENT) {
+            builder = builder.header(USER_AGENT, USER_AGENT_VALUE);
+        }
+        for header in &self.headers {
+            let dropped = header.secret && !request.credentials;
+            let carried_by_authority = h2 && header.name == HOST;
+            if !dropped && !carried_by_authority {
+                builder = builder.header(header.name.clone(), header.value.clone());
+            }
+        }
+        builder
+            .body(Full::new(request.body.clone()))
+            .expect("methods, URIs and headers are validated when the config loads")
+    }
+
+    /// Waits for the response head, then reads the body up to the size limit.
+    async fn answer(
+        &self,
+        response: impl Future<Output = hyper::Result<http::Response<Incoming>>>,
+        deadline: Instant,
+    ) -> Result<Answer, Failure> {
+        let sent = Instant::now();
+        let response = match timeout_at(deadline, response).await {
+            Err(_) => {
+                return Err(Failure::new(
+                    Reason::Timeout,
+                    "no response headers before the deadline",
+                ));
+            }
+            Ok(Err(e)) => return Err(hyper_failure(&e, "waiting for the response")),
+            Ok(Ok(response)) => response,
+        };
+        let head_after = sent.elapsed();
+        let status = response.status();
+        let version = response.version();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
+        let keep = self.body_regex.is_some() || self.body_not_regex.is_some();
+        let limit = usize::try_from(self.body_size_limit).unwrap_or(usize::MAX);
+        let mut body = response.into_body();
+        let mut kept = Vec::new();
+        let mut body_bytes: u64 = 0;
+        let body_cut = loop {
+            if body_bytes > self.body_size_limit {
+                break true;
+            }
+            let frame = match timeout_at(deadline, body.frame()).await {
+                Err(_) => {
+                    return Err(Failure::new(
+                        Reason::Timeout,
+                        format!(
+                            "status {}, but the body did not end before the deadline ({body_bytes} bytes read)",
+                            status.as_u16()
+                        ),
+                    ));
+                }
+                Ok(None) => break false,
+                Ok(Some(Err(e))) => return Err(hyper_failure(&e, "reading the body")),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                body_bytes += data.len() as u64;
+                if keep && kept.len() < limit {
+                    let room = limit - kept.len();
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+        };
+        Ok(Answer {
+            status: status.as_u16(),
+            version,
+            location,
+            head_after,
+            kept,
+            body_bytes,
+            body_cut,
+        })
+    }
+}
+
+/// Polls hyper's connection alongside the exchange until the exchange is done, then gives the
+/// connection a moment (within the deadline) to finish what it owes: the end of an HTTP/1.1
+/// message, an HTTP/2 GOAWAY.
+async fn drive<C>(
+    connection: C,
+    exchange: impl Future<Output = Result<Answer, Failure>>,
+    deadline: Instant,
+) -> Result<Answer, Failure>
+where
+    C: Future<Output = hyper::Result<()>>,
+{
+    let mut connection = pin!(connection);
+    let mut exchange = pin!(exchange);
+    let mut connection_done = false;
+    let answer = loop {
+        tokio::select! {
+            biased;
+            answer = &mut exchange => break answer,
+            // Its error reaches the exchange too, as the failed request or body.
+            _ = &mut connection, if !connection_done => connection_done = true,
+        }
+    };
+    if !connection_done {
+        let grace_end = deadline.min(Instant::now() + CLOSE_GRACE);
+        let _ = timeout_at(grace_end, connection).await;
+    }
+    answer
+}
+
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// The request a redirect asks for. 303, and 301/302 after a POST, turn into a GET without a
+/// body (as browsers do); 307 and 308 repeat the request as it was.
+fn redirected(previous: Request, url: Url, status: u16) -> Request {
+    let becomes_get = match status {
+        303 => previous.method != Method::HEAD,
+        301 | 302 => previous.method == Method::POST,
+        _ => false,
+    };
+    let (method, body) = if becomes_get {
+        (Method::GET, Bytes::new())
+    } else {
+        (previous.method, previous.body)
+    };
+    Request {
+        credentials: previous.credentials && previous.url.same_origin(&url),
+        url,
+        method,
+        body,
+    }
+}
+
+/// Classifies a hyper error: socket and TLS errors by their kind, the rest as `io_error` with
+/// hyper's own words and their causes.
+fn hyper_failure(err: &hyper::Error, doing: &str) -> Failure {
+    let mut source = std::error::Error::source(err);
+    let mut words = err.to_string();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Failure::io(io, doing);
+        }
+        words = format!("{words}: {cause}");
+        source = cause.source();
+    }
+    let what = if err.is_incomplete_message() {
+        "the server closed the connection before a complete response".to_string()
+    } else if err.is_parse() {
+        format!("the answer is not valid HTTP ({words})")
+    } else {
+        words
+    };
+    Failure::new(Reason::IoError, format!("{doing}: {what}"))
+}
+
+fn body_mismatch(what: String, body: &[u8]) -> Failure {
+    let quoted: String = String::from_utf8_lossy(&body[..body.len().min(QUOTE_LIMIT)])
+        .escape_debug()
+        .collect();
+    let more = if body.len() > QUOTE_LIMIT { "..." } else { "" };
+    Failure::new(
+        Reason::HttpBodyMismatch,
+        format!("{what}: \"{quoted}\"{more}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_accept_codes_and_ranges() {
+        assert_eq!(StatusCodes::parse("200-299"), Ok(StatusCodes::SUCCESS));
+        let single = StatusCodes::parse("204").unwrap();
+        assert_eq!(
+            single,
+            StatusCodes {
+                first: 204,
+                last: 204
+            }
+        );
+        assert!(single.contains(204) && !single.contains(200));
+        assert!(StatusCodes::parse("299-200").is_err());
+        assert!(StatusCodes::parse("700").is_err());
+        assert_eq!(StatusCodes::SUCCESS.to_string(), "200-299");
+        assert_eq!(single.to_string(), "204");
+    }
+
+    fn request(method: Method, url: &str) -> Request {
+        Request {
+            url: Url::parse(url).unwrap(),
+            method,
+            body: Bytes::from_static(b"payload"),
+            credentials: true,
+        }
+    }
+
+    #[test]
+    fn redirects_change_the_method_as_browsers_do() {
+        let next = || Url::parse("https://a.example/next").unwrap();
+        let post = || request(Method::POST, "https://a.example/form");
+        let after = |status| redirected(post(), next(), status);
+        assert_eq!(after(303).method, Method::GET);
+        assert!(after(303).body.is_empty());
+        assert_eq!(after(302).method, Method::GET);
+        assert_eq!(after(301).method, Method::GET);
+        assert_eq!(after(307).method, Method::POST);
+        assert_eq!(after(308).body, Bytes::from_static(b"payload"));
+        let head = redirected(request(Method::HEAD, "https://a.example/"), next(), 303);
+        assert_eq!(head.method, Method::HEAD);
+        let put = redirected(request(Method::PUT, "https://a.example/"), next(), 302);
+        assert_eq!(put.method, Method::PUT);
+    }
+
+    #[test]
+    fn credentials_stay_on_the_configured_origin() {
+        let start = request(Method::GET, "https://a.example/");
+        let same = redirected(start, Url::parse("https://a.example/login").unwrap(), 302);
+        assert!(same.credentials);
+        let away = redirected(same, Url::parse("https://b.example/").unwrap(), 302);
+        assert!(!away.credentials);
+        let back = redirected(away, Url::parse("https://a.example/").unwrap(), 302);
+        assert!(!back.credentials, "once off the origin, they stay off");
+    }
+}

@@ -1,0 +1,808 @@
+//! HTTP(S) probes against an in-process hyper server on loopback (HTTP/1.1 and HTTP/2, plain
+//! and TLS): statuses, redirects, body checks, phase attribution, hostile answers, and the
+//! request exactly as the server saw it.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use vantage::config::{self, LoadOptions, Target};
+use vantage::probe::http::HttpFacts;
+use vantage::probe::{Reason, Run};
+
+use crate::pki::{Issued, Leaf, Pki, days};
+use crate::support::{TempDir, run, socket_states, wait_for};
+
+/// A request as the test server received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// What a test server saw over all its connections.
+#[derive(Default)]
+pub struct Log {
+    pub accepted: AtomicUsize,
+    pub open: AtomicUsize,
+    /// Connections that ended in an error (a reset, a broken TLS session) instead of a close.
+    pub errors: AtomicUsize,
+    pub requests: Mutex<Vec<Seen>>,
+}
+
+impl Log {
+    pub fn requests(&self) -> Vec<Seen> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A test web server on `ip` (a loopback address), optionally with TLS and HTTP/2.
+pub struct Web {
+    pub ip: &'static str,
+    pub tls: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    pub h2: bool,
+}
+
+impl Web {
+    pub fn plain() -> Web {
+        Web {
+            ip: "127.0.0.1",
+            tls: None,
+            h2: false,
+        }
+    }
+
+    pub fn tls(leaf: &Issued) -> Web {
+        Web {
+            ip: "127.0.0.1",
+            tls: Some((vec![leaf.der()], leaf.key_der())),
+            h2: false,
+        }
+    }
+
+    /// Serves until the test process ends. Routes:
+    /// `/ok`, `/status/N`, `/redirect/N` (N hops to `/redirect/0`), `/loop`, `/to?URL`,
+    /// `/see-other`, `/slow` (200 ms before the head), `/silent` (no head for 30 s),
+    /// `/endless` (a body without end), `/cookie` (sets one).
+    pub async fn start(self) -> (u16, Arc<Log>) {
+        let acceptor = self.tls.map(|(chain, key)| {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let mut config = ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap();
+            config.alpn_protocols = if self.h2 {
+                vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+            } else {
+                vec![b"http/1.1".to_vec()]
+            };
+            TlsAcceptor::from(Arc::new(config))
+        });
+        let listener = TcpListener::bind((self.ip, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Log::default());
+        let counters = Arc::clone(&log);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                // As real servers do; with Nagle, HTTP/2's small frames wait for delayed ACKs.
+                tcp.set_nodelay(true).unwrap();
+                counters.accepted.fetch_add(1, Ordering::SeqCst);
+                counters.open.fetch_add(1, Ordering::SeqCst);
+                let log = Arc::clone(&counters);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let limit = Duration::from_secs(60);
+                    let served = tokio::time::timeout(limit, connection(tcp, acceptor, &log)).await;
+                    if !matches!(served, Ok(Ok(()))) {
+                        log.errors.fetch_add(1, Ordering::SeqCst);
+                    }
+                    log.open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (port, log)
+    }
+}
+
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    acceptor: Option<TlsAcceptor>,
+    log: &Arc<Log>,
+) -> Result<(), String> {
+    let service = {
+        let log = Arc::clone(log);
+        service_fn(move |request| respond(request, Arc::clone(&log)))
+    };
+    let Some(acceptor) = acceptor else {
+        return hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tcp), service)
+            .await
+            .map_err(|e| e.to_string());
+    };
+    let tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(tls), service)
+            .await
+    } else {
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tls), service)
+            .await
+    }
+    .map_err(|e| e.to_string())
+}
+
+async fn respond(
+    request: Request<Incoming>,
+    log: Arc<Log>,
+) -> Result<Response<TestBody>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let path = parts.uri.path().to_string();
+    log.requests.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        version: parts.version,
+        headers: parts.headers.clone(),
+        body,
+    });
+    let reply = |status: u16, text: &str| {
+        Response::builder()
+            .status(status)
+            .body(TestBody::Full(Some(Bytes::from(text.to_string()))))
+            .unwrap()
+    };
+    let redirect = |status: u16, location: &str| {
+        Response::builder()
+            .status(status)
+            .header("location", location)
+            .body(TestBody::Full(Some(Bytes::from_static(b"moved"))))
+            .unwrap()
+    };
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    Ok(match segments.as_slice() {
+        ["ok"] => reply(200, "hello from the test server"),
+        ["status", code] => reply(code.parse().unwrap(), "as asked"),
+        ["redirect", "0"] => reply(200, "arrived"),
+        ["redirect", n] => redirect(302, &format!("/redirect/{}", n.parse::<u32>().unwrap() - 1)),
+        ["loop"] => redirect(302, "/loop"),
+        ["to"] => redirect(302, parts.uri.query().unwrap_or("/ok")),
+        ["see-other"] => redirect(303, "/ok"),
+        ["slow"] => {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            reply(200, "slow but fine")
+        }
+        ["silent"] => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            reply(200, "too late")
+        }
+        ["endless"] => Response::new(TestBody::Endless { sent: 0 }),
+        ["cookie"] => Response::builder()
+            .header("set-cookie", "session=abc123; Path=/")
+            .body(TestBody::Full(Some(Bytes::from_static(b"have a cookie"))))
+            .unwrap(),
+        _ => reply(404, "no such route"),
+    })
+}
+
+/// A response body: fixed, or 16 KiB chunks without end (bounded at 1 GiB, so that a
+/// regression cannot run forever).
+enum TestBody {
+    Full(Option<Bytes>),
+    Endless { sent: u64 },
+}
+
+impl Body for TestBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(match self.get_mut() {
+            TestBody::Full(data) => data.take().map(|d| Ok(Frame::data(d))),
+            TestBody::Endless { sent } if *sent < 1 << 30 => {
+                *sent += 16 * 1024;
+                Some(Ok(Frame::data(Bytes::from(vec![b'x'; 16 * 1024]))))
+            }
+            TestBody::Endless { .. } => None,
+        })
+    }
+}
+
+/// An http target built by the real config code; `extra` holds more keys of the target.
+pub fn web_target(url: &str, extra: &str) -> Arc<Target> {
+    let yaml =
+        format!("targets:\n  - name: w\n    type: http\n    url: {url}\n    interval: 1m\n{extra}");
+    let config = config::parse(&yaml, "test.yml", &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    Arc::clone(&config.targets[0])
+}
+
+async fn get(url: &str, extra: &str) -> Run {
+    run(&web_target(url, extra)).await
+}
+
+fn http(run: &Run) -> &HttpFacts {
+    run.outcome.trace.http.as_ref().expect("HTTP facts")
+}
+
+fn reason(run: &Run) -> Option<Reason> {
+    run.failure().map(|f| f.reason)
+}
+
+fn header<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
+    seen.headers.get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_are_judged_against_valid_status_codes() {
+    let (port, _) = Web::plain().start().await;
+    let base = format!("http://127.0.0.1:{port}");
+
+    let ok = get(&format!("{base}/ok"), "").await;
+    assert!(ok.success(), "{:?}", ok.failure());
+    assert_eq!(http(&ok).status(), Some(200));
+    assert_eq!(http(&ok).version(), Some(Version::HTTP_11));
+    assert_eq!(http(&ok).redirects(), 0);
+
+    let down = get(&format!("{base}/status/503"), "").await;
+    assert_eq!(reason(&down), Some(Reason::HttpStatus));
+    assert!(
+        down.failure()
+            .unwrap()
+            .detail
+            .contains("status 503, expected 200-299"),
+        "{:?}",
+        down.failure()
+    );
+    assert_eq!(http(&down).status(), Some(503));
+
+    let expected = get(
+        &format!("{base}/status/503"),
+        "    http: {valid_status_codes: [\"500-503\", 204]}\n",
+    )
+    .await;
+    assert!(expected.success(), "{:?}", expected.failure());
+
+    let missing = get(&format!("{base}/nothing"), "").await;
+    assert_eq!(reason(&missing), Some(Reason::HttpStatus));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_host_redirects_are_followed_on_new_connections_and_counted() {
+    let (port, log) = Web::plain().start().await;
+    let run = get(&format!("http://127.0.0.1:{port}/redirect/3"), "").await;
+    assert!(run.success(), "{:?}", run.failure());
+    let facts = http(&run);
+    assert_eq!(facts.redirects(), 3);
+    assert_eq!(facts.status(), Some(200));
+    let paths: Vec<String> = facts.hops.iter().map(|h| h.url.to_string()).collect();
+    assert_eq!(
+        paths,
+        (0..4)
+            .rev()
+            .map(|n| format!("http://127.0.0.1:{port}/redirect/{n}"))
+            .collect::<Vec<_>>()
+    );
+    assert!(facts.hops.iter().all(|h| h.phases.connect.is_some()));
+    // Phases add up over the hops: the run's connect is the sum of the four.
+    let sum: Duration = facts.hops.iter().filter_map(|h| h.phases.connect).sum();
+    assert_eq!(run.outcome.trace.phases.connect, Some(sum));
+    assert_eq!(
+        log.accepted.load(Ordering::SeqCst),
+        4,
+        "one connection per hop"
+    );
+    let asked: Vec<String> = log.requests().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        asked,
+        ["/redirect/3", "/redirect/2", "/redirect/1", "/redirect/0"]
+    );
+
+    let not_followed = get(
+        &format!("http://127.0.0.1:{port}/redirect/1"),
+        "    http: {follow_redirects: false}\n",
+    )
+    .await;
+    assert_eq!(reason(&not_followed), Some(Reason::HttpStatus));
+    assert_eq!(http(&not_followed).status(), Some(302));
+    assert_eq!(http(&not_followed).redirects(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_loop_stops_after_ten_hops() {
+    let (port, log) = Web::plain().start().await;
+    let run = get(&format!("http://127.0.0.1:{port}/loop"), "").await;
+    assert_eq!(reason(&run), Some(Reason::HttpStatus));
+    assert!(
+        run.failure()
+            .unwrap()
+            .detail
+            .contains("stopped after 10 redirects"),
+        "{:?}",
+        run.failure()
+    );
+    assert_eq!(http(&run).redirects(), 10);
+    assert_eq!(log.accepted.load(Ordering::SeqCst), 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_host_is_resolved_connected_and_timed_without_credentials() {
+    let (other_port, other_log) = Web {
+        ip: "127.0.0.2",
+        ..Web::plain()
+    }
+    .start()
+    .await;
+    let (port, log) = Web::plain().start().await;
+    let dir = TempDir::new("http-token");
+    dir.write("token", "Bearer only-for-the-first-host\n");
+    let config = dir.write(
+        "exporter.yml",
+        &format!(
+            "targets:\n  - name: w\n    type: http\n    url: http://localhost:{port}/to?http://127.0.0.2:{other_port}/ok\n    http:\n      headers: {{Authorization: {{file: token}}, X-Trace: kept}}\n      method: POST\n      body: hello\n"
+        ),
+    );
+    let target = config::load(&config, &LoadOptions::default())
+        .unwrap()
+        .targets[0]
+        .clone();
+    let run = run(&target).await;
+    assert!(run.success(), "{:?}", run.failure());
+    let facts = http(&run);
+    assert_eq!(facts.redirects(), 1);
+    let (first, second) = (&facts.hops[0], &facts.hops[1]);
+    assert!(first.phases.dns.is_some(), "localhost was looked up");
+    assert_eq!(
+        second.address,
+        Some(format!("127.0.0.2:{other_port}").parse().unwrap())
+    );
+    assert!(second.phases.connect.is_some() && second.phases.first_byte.is_some());
+
+    let asked = log.requests();
+    assert_eq!(
+        header(&asked[0], "authorization"),
+        Some("Bearer only-for-the-first-host")
+    );
+    assert_eq!(asked[0].body, b"hello");
+    let redirected = other_log.requests();
+    assert_eq!(redirected.len(), 1);
+    assert_eq!(header(&redirected[0], "authorization"), None);
+    assert_eq!(header(&redirected[0], "x-trace"), Some("kept"));
+    assert_eq!(
+        header(&redirected[0], "host"),
+        Some(format!("127.0.0.2:{other_port}").as_str())
+    );
+    assert_eq!(
+        redirected[0].method, "GET",
+        "a 302 after a POST becomes a GET"
+    );
+    assert!(redirected[0].body.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_regex_and_body_not_regex_judge_the_body() {
+    let (port, _) = Web::plain().start().await;
+    let url = format!("http://127.0.0.1:{port}/ok");
+    let matched = get(&url, "    http: {body_regex: \"hello from\"}\n").await;
+    assert!(matched.success(), "{:?}", matched.failure());
+
+    let missed = get(&url, "    http: {body_regex: \"^status: ok\"}\n").await;
+    assert_eq!(reason(&missed), Some(Reason::HttpBodyMismatch));
+    assert!(
+        missed
+            .failure()
+            .unwrap()
+            .detail
+            .contains("\"hello from the test server\""),
+        "{:?}",
+        missed.failure()
+    );
+
+    let forbidden = get(&url, "    http: {body_not_regex: \"test server\"}\n").await;
+    assert_eq!(reason(&forbidden), Some(Reason::HttpBodyMismatch));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_answer_is_first_byte_time_not_connect_time() {
+    let (port, _) = Web::plain().start().await;
+    let run = get(&format!("http://127.0.0.1:{port}/slow"), "").await;
+    assert!(run.success(), "{:?}", run.failure());
+    let phases = run.outcome.trace.phases;
+    let first_byte = phases.first_byte.unwrap();
+    let connect = phases.connect.unwrap();
+    assert!(first_byte >= Duration::from_millis(200), "{first_byte:?}");
+    assert!(connect * 4 < first_byte, "{connect:?} vs {first_byte:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_body_is_read_up_to_the_limit_only() {
+    let (port, log) = Web::plain().start().await;
+    let run = get(
+        &format!("http://127.0.0.1:{port}/endless"),
+        "    timeout: 20s\n    http: {body_size_limit: 256KiB, body_regex: xxx}\n",
+    )
+    .await;
+    assert!(run.success(), "{:?}", run.failure());
+    let hop = &http(&run).hops[0];
+    assert!(hop.body_cut);
+    assert!(
+        hop.body_bytes > 256 * 1024 && hop.body_bytes < 4 * 1024 * 1024,
+        "{}",
+        hop.body_bytes
+    );
+    assert!(
+        run.duration < Duration::from_secs(10),
+        "the read stopped at the limit instead of running to the deadline: {:?}",
+        run.duration
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the server to end the connection",
+        || log.open.load(Ordering::SeqCst) == 0,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_sends_headers_times_out() {
+    let (port, _) = Web::plain().start().await;
+    let run = get(
+        &format!("http://127.0.0.1:{port}/silent"),
+        "    timeout: 1s\n",
+    )
+    .await;
+    assert_eq!(reason(&run), Some(Reason::Timeout));
+    assert!(
+        run.failure()
+            .unwrap()
+            .detail
+            .contains("no response headers before the deadline"),
+        "{:?}",
+        run.failure()
+    );
+    assert!(run.outcome.trace.phases.connect.is_some());
+    assert!(run.duration < Duration::from_secs(3), "{:?}", run.duration);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_is_gentle_and_keeps_no_cookies() {
+    let (port, log) = Web::plain().start().await;
+    let target = web_target(&format!("http://127.0.0.1:{port}/cookie"), "");
+    for _ in 0..2 {
+        let run = run(&target).await;
+        assert!(run.success(), "{:?}", run.failure());
+    }
+    let seen = log.requests();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        assert_eq!(request.method, "GET");
+        assert_eq!(request.version, Version::HTTP_11);
+        assert_eq!(header(request, "connection"), Some("close"));
+        assert_eq!(
+            header(request, "user-agent"),
+            Some(concat!("vantage/", env!("CARGO_PKG_VERSION")))
+        );
+        assert_eq!(
+            header(request, "host"),
+            Some(format!("127.0.0.1:{port}").as_str())
+        );
+        assert_eq!(header(request, "cookie"), None, "no cookie jar");
+    }
+    assert_eq!(
+        log.accepted.load(Ordering::SeqCst),
+        2,
+        "no connection reuse"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_an_expired_certificate_reports_facts_and_sends_no_request() {
+    let pki = Pki::new("http");
+    let leaf = pki
+        .root
+        .leaf(Leaf::server(&["vantage.test"]).valid(days(-60), days(-1)));
+    let (port, log) = Web::tls(&leaf).start().await;
+    let url = format!("https://127.0.0.1:{port}/ok");
+    let run = get(&url, &pki.flow("")).await;
+    assert_eq!(reason(&run), Some(Reason::TlsCertExpired));
+    let facts = run.outcome.trace.tls.as_ref().expect("TLS facts");
+    assert_eq!(facts.chain.len(), 1);
+    assert_eq!(facts.chain[0].subject, "CN=vantage.test");
+    assert!(facts.expires_in(std::time::SystemTime::now()).unwrap() < 0);
+    assert!(
+        log.requests().is_empty(),
+        "no request over an unverified connection"
+    );
+    assert_eq!(http(&run).hops[0].status, None);
+
+    let unverified = get(&url, &pki.flow(", verify: false")).await;
+    assert!(unverified.success(), "{:?}", unverified.failure());
+    assert_eq!(log.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_negotiates_http2_only_when_asked() {
+    let pki = Pki::new("http");
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let (port, log) = Web {
+        h2: true,
+        ..Web::tls(&leaf)
+    }
+    .start()
+    .await;
+    let url = format!("https://127.0.0.1:{port}/redirect/1");
+
+    let h1 = get(&url, &pki.flow("")).await;
+    assert!(h1.success(), "{:?}", h1.failure());
+    assert_eq!(http(&h1).version(), Some(Version::HTTP_11));
+    let tls = h1.outcome.trace.tls.as_ref().unwrap();
+    assert_eq!(tls.alpn.as_deref(), Some("http/1.1"));
+
+    let h2 = get(
+        &url,
+        &format!("{}    http: {{http2: true}}\n", pki.flow("")),
+    )
+    .await;
+    assert!(h2.success(), "{:?}", h2.failure());
+    assert_eq!(http(&h2).version(), Some(Version::HTTP_2));
+    assert_eq!(http(&h2).redirects(), 1);
+    let tls = h2.outcome.trace.tls.as_ref().unwrap();
+    assert_eq!(tls.alpn.as_deref(), Some("h2"));
+    assert!(h2.outcome.trace.phases.first_byte.is_some());
+
+    let seen = log.requests();
+    let h2_requests: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.version == Version::HTTP_2)
+        .collect();
+    assert_eq!(h2_requests.len(), 2);
+    assert!(
+        h2_requests
+            .iter()
+            .all(|s| header(s, "connection").is_none())
+    );
+    assert!(
+        h2_requests
+            .iter()
+            .all(|s| header(s, "user-agent").is_some_and(|ua| ua.starts_with("vantage/")))
+    );
+    wait_for(Duration::from_secs(10), "every connection to end", || {
+        log.open.load(Ordering::SeqCst) == 0
+    });
+    assert_eq!(
+        log.errors.load(Ordering::SeqCst),
+        0,
+        "every connection ended cleanly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_redirect_to_another_host_verifies_that_host_by_its_own_name() {
+    let pki = Pki::new("http");
+    let other_leaf = pki.root.leaf(Leaf::server(&["127.0.0.2"]));
+    let (other_port, other_log) = Web {
+        ip: "127.0.0.2",
+        ..Web::tls(&other_leaf)
+    }
+    .start()
+    .await;
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let (port, _) = Web::tls(&leaf).start().await;
+    let run = get(
+        &format!("https://127.0.0.1:{port}/to?https://127.0.0.2:{other_port}/ok"),
+        &pki.flow(""),
+    )
+    .await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert_eq!(other_log.requests().len(), 1);
+    let facts = run.outcome.trace.tls.as_ref().unwrap();
+    assert_eq!(
+        facts.server_name, None,
+        "the IP host is verified by IP, sends no SNI"
+    );
+    assert_eq!(facts.chain[0].names, vec!["127.0.0.2"]);
+    let hops = &http(&run).hops;
+    assert!(hops.iter().all(|h| h.phases.tls.is_some()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_runs_leave_the_server_holding_nothing() {
+    let pki = Pki::new("http");
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let (plain_port, plain_log) = Web::plain().start().await;
+    let (tls_port, tls_log) = Web {
+        h2: true,
+        ..Web::tls(&leaf)
+    }
+    .start()
+    .await;
+    let targets = [
+        web_target(&format!("http://127.0.0.1:{plain_port}/redirect/1"), ""),
+        web_target(&format!("http://127.0.0.1:{plain_port}/status/500"), ""),
+        web_target(&format!("https://127.0.0.1:{tls_port}/ok"), &pki.flow("")),
+        web_target(
+            &format!("https://127.0.0.1:{tls_port}/ok"),
+            &format!("{}    http: {{http2: true}}\n", pki.flow("")),
+        ),
+    ];
+    let mut runs = tokio::task::JoinSet::new();
+    for round in 0..25 {
+        for target in &targets {
+            let target = Arc::clone(target);
+            runs.spawn(async move { run(&target).await });
+        }
+        if round % 5 == 4 {
+            while let Some(run) = runs.join_next().await {
+                let run = run.unwrap();
+                assert!(matches!(reason(&run), None | Some(Reason::HttpStatus)));
+            }
+        }
+    }
+    for (port, log) in [(plain_port, &plain_log), (tls_port, &tls_log)] {
+        wait_for(Duration::from_secs(10), "every connection to end", || {
+            log.open.load(Ordering::SeqCst) == 0
+        });
+        assert_eq!(
+            log.errors.load(Ordering::SeqCst),
+            0,
+            "no connection was reset"
+        );
+        let states = socket_states(port);
+        assert!(
+            states.iter().all(|s| matches!(*s, "LISTEN" | "TIME_WAIT")),
+            "{states:?}"
+        );
+    }
+    assert_eq!(plain_log.accepted.load(Ordering::SeqCst), 75);
+    assert_eq!(tls_log.accepted.load(Ordering::SeqCst), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exporter_serves_http_series_that_promtool_accepts() {
+    let pki = Pki::new("http");
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let (plain, _) = Web::plain().start().await;
+    let (secure, _) = Web {
+        h2: true,
+        ..Web::tls(&leaf)
+    }
+    .start()
+    .await;
+    let config = pki.dir.write(
+        "exporter.yml",
+        &format!(
+            "defaults: {{interval: 1s, timeout: 800ms}}
+targets:
+  - {{name: redirected, type: http, url: \"http://127.0.0.1:{plain}/redirect/2\"}}
+  - {{name: failing, type: http, url: \"http://127.0.0.1:{plain}/status/503\"}}
+  - name: h2
+    type: http
+    url: https://127.0.0.1:{secure}/ok
+    http: {{http2: true, body_regex: hello}}
+{}",
+            pki.flow("")
+        ),
+    );
+    let body = tokio::task::spawn_blocking(move || {
+        let vantage = crate::support::Vantage::start(&config, &[]);
+        wait_for(Duration::from_secs(15), "a run of every target", || {
+            crate::support::http_get(vantage.addr, "/metrics", None)
+                .is_some_and(|r| r.body.matches("probe_http_status_code{").count() == 3)
+        });
+        crate::support::http_get(vantage.addr, "/metrics", None)
+            .unwrap()
+            .body
+    })
+    .await
+    .unwrap();
+    let value = |name: &str, target: &str| {
+        let prefix = format!("{name}{{name=\"{target}\",probe=\"http\"");
+        body.lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{body}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(value("probe_success", "redirected"), 1.0);
+    assert_eq!(value("probe_http_status_code", "redirected"), 200.0);
+    assert_eq!(value("probe_http_redirects", "redirected"), 2.0);
+    assert_eq!(value("probe_http_version", "redirected"), 1.1);
+    assert!(value("probe_http_first_byte_duration_seconds", "redirected") > 0.0);
+    assert_eq!(value("probe_success", "failing"), 0.0);
+    assert_eq!(value("probe_http_status_code", "failing"), 503.0);
+    assert!(
+        body.contains(
+            "probe_failure_info{name=\"failing\",probe=\"http\",target=\"http://127.0.0.1:"
+        ) && body.contains("reason=\"http_status\"} 1"),
+        "{body}"
+    );
+    assert_eq!(value("probe_success", "h2"), 1.0);
+    assert_eq!(value("probe_http_version", "h2"), 2.0);
+    assert_eq!(value("probe_tls_chain_valid", "h2"), 1.0);
+    assert!(value("probe_tls_handshake_duration_seconds", "h2") > 0.0);
+    crate::support::promtool_check(&body);
+}
+
+/// Reads the request head, then answers with `reply` (and closes, or resets when `reset`).
+fn answer_with(mut stream: std::net::TcpStream, reply: &[u8], reset: bool) {
+    use std::io::Write;
+    if crate::support::read_request_head(&mut stream).is_none() {
+        return;
+    }
+    let _ = stream.write_all(reply);
+    if reset {
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_resets_and_half_answers_fail_with_their_own_reason() {
+    let garbage =
+        crate::support::thread_peer(|s| answer_with(s, b"SSH-2.0-OpenSSH_9.2\r\n\r\n\r\n", false));
+    let reset = crate::support::thread_peer(|s| answer_with(s, b"HTTP/1.1 200 OK\r\n", true));
+    let half = crate::support::thread_peer(|s| {
+        answer_with(
+            s,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
+            false,
+        )
+    });
+    let run_at = |port: u16| async move { get(&format!("http://127.0.0.1:{port}/"), "").await };
+
+    let not_http = run_at(garbage).await;
+    assert_eq!(reason(&not_http), Some(Reason::IoError));
+    assert!(
+        not_http
+            .failure()
+            .unwrap()
+            .detail
+            .contains("not valid HTTP"),
+        "{:?}",
+        not_http.failure()
+    );
+    let was_reset = run_at(reset).await;
+    assert_eq!(
+        reason(&was_reset),
+        Some(Reason::ConnectionReset),
+        "{:?}",
+        was_reset.failure()
+    );
+    let cut_short = run_at(half).await;
+    assert_eq!(reason(&cut_short), Some(Reason::IoError));
+    assert!(
+        cut_short
+            .failure()
+            .unwrap()
+            .detail
+            .contains("reading the body"),
+        "{:?}",
+        cut_short.failure()
+    );
+}
