@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::http::uri::Authority;
 use ::http::{HeaderName, HeaderValue, Method};
 use bytes::Bytes;
 use regex::bytes::RegexBuilder;
@@ -140,6 +141,7 @@ impl Target {
         let client = Arc::new(TlsClient::build(options).map_err(|e| e.message)?);
         let probe = Probe::Http(Box::new(HttpProbe {
             tls: client.target(&url.host)?,
+            tls_elsewhere: client,
             url,
             written: text.trim().to_string(),
             method: Method::GET,
@@ -175,19 +177,21 @@ impl Target {
 
     /// The same check, pointed at another `HOST:PORT` (`vantage probe --name=X HOST:PORT`).
     pub fn retarget(&self, address: &str) -> Result<Target, String> {
-        let (host, port) = parse_address(address)?;
         let probe = match &self.probe {
-            Probe::Tcp(tcp) => Probe::Tcp(TcpProbe {
-                tls: match &tcp.tls {
-                    Some(tls) => Some(tls.client.target(&host)?),
-                    None => None,
-                },
-                host,
-                port,
-                ip_version: tcp.ip_version,
-                steps: tcp.steps.clone(),
-                hold: tcp.hold,
-            }),
+            Probe::Tcp(tcp) => {
+                let (host, port) = parse_address(address)?;
+                Probe::Tcp(TcpProbe {
+                    tls: match &tcp.tls {
+                        Some(tls) => Some(tls.client.target(&host)?),
+                        None => None,
+                    },
+                    host,
+                    port,
+                    ip_version: tcp.ip_version,
+                    steps: tcp.steps.clone(),
+                    hold: tcp.hold,
+                })
+            }
             Probe::Http(http) => {
                 let url = Url::parse(address.trim())?;
                 Probe::Http(Box::new(HttpProbe {
@@ -988,7 +992,7 @@ impl Builder<'_> {
             );
             ok = false;
         }
-        let tls = self.http_tls(t, &url, http2, http_at, path)?;
+        let (tls, tls_elsewhere) = self.http_tls(t, &url, http2, http_at, path)?;
         Some(HttpProbe {
             written: written.value.trim().to_string(),
             url,
@@ -1006,12 +1010,14 @@ impl Builder<'_> {
             follow_redirects: http.follow_redirects.unwrap_or(true),
             ip_version: schedule.ip_version,
             tls,
+            tls_elsewhere,
         })
         .filter(|_| ok)
     }
 
-    /// The TLS client of an http target: every one has it, because even an http URL may
-    /// redirect to https. The `tls` table sets its options.
+    /// The TLS clients of an http target: every one has them, because even an http URL may
+    /// redirect to https. The `tls` table sets their options; the second, for other hosts,
+    /// leaves out the client certificate.
     fn http_tls(
         &mut self,
         t: &RawTarget,
@@ -1019,7 +1025,7 @@ impl Builder<'_> {
         http2: bool,
         at: Location,
         path: &str,
-    ) -> Option<TlsTarget> {
+    ) -> Option<(TlsTarget, Arc<TlsClient>)> {
         let tpath = format!("{path}.tls");
         let options = match &t.tls {
             None => TlsOptions::default(),
@@ -1050,7 +1056,23 @@ impl Builder<'_> {
             alpn: http::alpn(http2),
             ..options
         };
-        self.tls_target(options, t.tls.as_ref(), at, &url.host, &tpath)
+        let anonymous = TlsOptions {
+            client_cert: None,
+            ..options.clone()
+        };
+        let own = self.tls_target(options, t.tls.as_ref(), at, &url.host, &tpath)?;
+        if own.client.options.client_cert.is_none() {
+            let shared = Arc::clone(&own.client);
+            return Some((own, shared));
+        }
+        // Everything but the certificate was built once already, so this cannot fail anew.
+        match TlsClient::build(anonymous) {
+            Ok(client) => Some((own, Arc::new(client))),
+            Err(e) => {
+                self.error(&at, tpath, e.message);
+                None
+            }
+        }
     }
 
     /// The `headers` table, files read now: `None` after reporting errors.
@@ -1126,6 +1148,19 @@ impl Builder<'_> {
                     continue;
                 }
             };
+            if header_name == ::http::header::HOST
+                && value
+                    .to_str()
+                    .map_or(true, |v| v.parse::<Authority>().is_err())
+            {
+                self.error(
+                    &raw.referenced,
+                    key,
+                    "Host must be a host name with an optional port, such as api.example.com:8443",
+                );
+                ok = false;
+                continue;
+            }
             let secret = from_file || CREDENTIAL_HEADERS.contains(&header_name.as_str());
             let mut value = value;
             value.set_sensitive(secret);

@@ -417,6 +417,13 @@ fn http_mistakes_are_reported_where_they_are_written() {
         "cannot read /nonexistent/token",
     );
     single(
+        &target("    http: {headers: {Host: \"a b\"}}\n"),
+        5,
+        28,
+        "targets[0].http.headers.Host",
+        "Host must be a host name",
+    );
+    single(
         &target("    http: {valid_status_codes: []}\n"),
         5,
         32,

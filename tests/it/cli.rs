@@ -297,3 +297,50 @@ fn probe_of_a_url_prints_every_request_with_its_phases() {
     assert_eq!(text.matches("ttfb      ").count(), 2, "{text}");
     assert_eq!(text.matches("connect   ").count(), 2, "{text}");
 }
+
+#[test]
+fn probe_by_name_points_an_http_check_at_another_url() {
+    let port = crate::support::thread_peer(tiny_web);
+    let dir = TempDir::new("cli-http-name");
+    let path = dir.write(
+        "exporter.yml",
+        &format!(
+            "targets:\n  - name: web\n    type: http\n    url: http://127.0.0.1:{}/\n    http: {{body_regex: ok, follow_redirects: false}}\n",
+            crate::support::closed_port()
+        ),
+    );
+    let flag = format!("--config.file={}", path.display());
+    let url = format!("http://127.0.0.1:{port}/here");
+    let out = vantage(&["probe", &flag, "--name=web", &url]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains(&format!("target    http {url} (web)")),
+        "{text}"
+    );
+
+    let moved = vantage(&[
+        "probe",
+        &flag,
+        "--name=web",
+        &format!("http://127.0.0.1:{port}/"),
+    ]);
+    assert_eq!(
+        moved.status.code(),
+        Some(1),
+        "redirects are not followed, as configured"
+    );
+    assert!(
+        stdout(&moved).contains("FAILURE http_status"),
+        "{}",
+        stdout(&moved)
+    );
+
+    let not_a_url = vantage(&["probe", &flag, "--name=web", "127.0.0.1:80"]);
+    assert_eq!(not_a_url.status.code(), Some(2));
+    assert!(
+        stderr(&not_a_url).contains("not a URL"),
+        "{}",
+        stderr(&not_a_url)
+    );
+}

@@ -43,6 +43,8 @@ pub struct Log {
     pub open: AtomicUsize,
     /// Connections that ended in an error (a reset, a broken TLS session) instead of a close.
     pub errors: AtomicUsize,
+    /// TLS connections on which the client presented a certificate.
+    pub client_certs: AtomicUsize,
     pub requests: Mutex<Vec<Seen>>,
 }
 
@@ -57,6 +59,8 @@ pub struct Web {
     pub ip: &'static str,
     pub tls: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     pub h2: bool,
+    /// Ask for (but do not require) a client certificate issued by this CA.
+    pub client_ca: Option<CertificateDer<'static>>,
 }
 
 impl Web {
@@ -65,6 +69,7 @@ impl Web {
             ip: "127.0.0.1",
             tls: None,
             h2: false,
+            client_ca: None,
         }
     }
 
@@ -73,6 +78,7 @@ impl Web {
             ip: "127.0.0.1",
             tls: Some((vec![leaf.der()], leaf.key_der())),
             h2: false,
+            client_ca: None,
         }
     }
 
@@ -81,14 +87,28 @@ impl Web {
     /// `/see-other`, `/slow` (200 ms before the head), `/silent` (no head for 30 s),
     /// `/endless` (a body without end), `/cookie` (sets one).
     pub async fn start(self) -> (u16, Arc<Log>) {
+        let client_ca = self.client_ca;
         let acceptor = self.tls.map(|(chain, key)| {
             let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let mut config = ServerConfig::builder_with_provider(provider)
+            let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
                 .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
                 .unwrap();
+            let builder = match client_ca {
+                None => builder.with_no_client_auth(),
+                Some(ca) => {
+                    let mut roots = rustls::RootCertStore::empty();
+                    roots.add(ca).unwrap();
+                    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider,
+                    )
+                    .allow_unauthenticated()
+                    .build()
+                    .unwrap();
+                    builder.with_client_cert_verifier(verifier)
+                }
+            };
+            let mut config = builder.with_single_cert(chain, key).unwrap();
             config.alpn_protocols = if self.h2 {
                 vec![b"h2".to_vec(), b"http/1.1".to_vec()]
             } else {
@@ -138,6 +158,9 @@ async fn connection(
             .map_err(|e| e.to_string());
     };
     let tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+    if tls.get_ref().1.peer_certificates().is_some() {
+        log.client_certs.fetch_add(1, Ordering::SeqCst);
+    }
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
         hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .serve_connection(TokioIo::new(tls), service)
@@ -364,7 +387,7 @@ async fn a_redirect_to_another_host_is_resolved_connected_and_timed_without_cred
     let config = dir.write(
         "exporter.yml",
         &format!(
-            "targets:\n  - name: w\n    type: http\n    url: http://localhost:{port}/to?http://127.0.0.2:{other_port}/ok\n    http:\n      headers: {{Authorization: {{file: token}}, X-Trace: kept}}\n      method: POST\n      body: hello\n"
+            "targets:\n  - name: w\n    type: http\n    url: http://localhost:{port}/to?http://127.0.0.2:{other_port}/ok\n    http:\n      headers: {{Authorization: {{file: token}}, X-Trace: kept, Host: app.internal, Content-Type: text/plain}}\n      method: POST\n      body: hello\n"
         ),
     );
     let target = config::load(&config, &LoadOptions::default())
@@ -389,6 +412,7 @@ async fn a_redirect_to_another_host_is_resolved_connected_and_timed_without_cred
         Some("Bearer only-for-the-first-host")
     );
     assert_eq!(asked[0].body, b"hello");
+    assert_eq!(header(&asked[0], "host"), Some("app.internal"));
     let redirected = other_log.requests();
     assert_eq!(redirected.len(), 1);
     assert_eq!(header(&redirected[0], "authorization"), None);
@@ -402,6 +426,12 @@ async fn a_redirect_to_another_host_is_resolved_connected_and_timed_without_cred
         "a 302 after a POST becomes a GET"
     );
     assert!(redirected[0].body.is_empty());
+    assert_eq!(header(&asked[0], "content-type"), Some("text/plain"));
+    assert_eq!(
+        header(&redirected[0], "content-type"),
+        None,
+        "no body, so nothing describes one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -805,4 +835,80 @@ async fn garbage_resets_and_half_answers_fail_with_their_own_reason() {
         "{:?}",
         cut_short.failure()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_certificate_goes_to_the_configured_host_only() {
+    let pki = Pki::new("http-mtls");
+    let client = pki.root.leaf(Leaf::server(&["vantage client"]).client());
+    let (cert, key) = client.write(&pki.dir, "client");
+    let other_leaf = pki.root.leaf(Leaf::server(&["127.0.0.2"]));
+    let (other_port, other_log) = Web {
+        ip: "127.0.0.2",
+        client_ca: Some(pki.root.der()),
+        ..Web::tls(&other_leaf)
+    }
+    .start()
+    .await;
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let (port, log) = Web {
+        client_ca: Some(pki.root.der()),
+        ..Web::tls(&leaf)
+    }
+    .start()
+    .await;
+    let run = get(
+        &format!("https://127.0.0.1:{port}/to?https://127.0.0.2:{other_port}/ok"),
+        &pki.flow(&format!(", cert_file: {cert}, key_file: {key}")),
+    )
+    .await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert_eq!(log.client_certs.load(Ordering::SeqCst), 1);
+    assert_eq!(other_log.requests().len(), 1);
+    assert_eq!(
+        other_log.client_certs.load(Ordering::SeqCst),
+        0,
+        "the other host did not get our certificate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_server_that_ends_its_body_by_closing_without_close_notify_has_answered() {
+    let pki = Pki::new("http-eof");
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der()], leaf.key_der())
+        .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tls.read(&mut buf).await.unwrap();
+            head.extend_from_slice(&buf[..n]);
+        }
+        // No Content-Length: the body ends with the connection, and no close_notify is sent.
+        tls.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        let (tcp, _) = tls.into_inner();
+        drop(tcp);
+    });
+    let run = get(
+        &format!("https://127.0.0.1:{port}/"),
+        &format!("{}    http: {{body_regex: \"all of it$\"}}\n", pki.flow("")),
+    )
+    .await;
+    assert!(run.success(), "{:?}", run.failure());
+    assert_eq!(http(&run).hops[0].body_bytes, 9);
 }

@@ -68,18 +68,27 @@ impl<S> Lender<S> {
     /// Waits until hyper has dropped its handle, or until `until`, then takes the stream back.
     pub async fn take_back(self, until: Instant) -> Option<S> {
         let _ = tokio::time::timeout_at(until, self.shared.returned.notified()).await;
-        let mut loan = lock(&self.shared.loan);
-        let stream = loan.stream.take();
-        if let Some(waker) = loan.parked.take() {
-            waker.wake();
-        }
-        stream
+        // The lender's drop wakes whoever waits on the stream.
+        lock(&self.shared.loan).stream.take()
     }
 
     /// From the request's last byte written to the response's first byte read.
     pub fn first_byte(&self) -> Option<std::time::Duration> {
         let stamps = &lock(&self.shared.loan).stamps;
         Some(stamps.first_read? - stamps.last_write?)
+    }
+}
+
+/// A run cancelled mid-exchange (a reload stopping its target) drops the lender without taking
+/// the stream back. The stream then closes with the lender, and hyper's task (which HTTP/2
+/// keeps apart) is woken to find it gone and end, instead of waiting on it forever.
+impl<S> Drop for Lender<S> {
+    fn drop(&mut self) {
+        let mut loan = lock(&self.shared.loan);
+        drop(loan.stream.take());
+        if let Some(waker) = loan.parked.take() {
+            waker.wake();
+        }
     }
 }
 
@@ -133,7 +142,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for Lent<S> {
     ) -> Poll<io::Result<()>> {
         self.poll(cx, |stream, cx, stamps| {
             let before = buf.filled().len();
-            let poll = stream.poll_read(cx, buf);
+            let poll = match stream.poll_read(cx, buf) {
+                // A TLS server that closes without close_notify has still ended its answer
+                // (many do, after `Connection: close`); hyper itself catches a body cut short
+                // of its Content-Length or chunked end.
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            };
             if matches!(poll, Poll::Ready(Ok(())))
                 && buf.filled().len() > before
                 && stamps.first_read.is_none()
@@ -229,6 +246,25 @@ mod tests {
         let mut seen = [0u8; 10];
         server.read_exact(&mut seen).await.unwrap();
         assert_eq!(&seen, b"still open");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_lender_closes_the_stream_and_wakes_the_reader() {
+        let (client, mut server) = tokio::io::duplex(1024);
+        let (lender, mut lent) = lend(client);
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            lent.read(&mut buf).await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(lender);
+        let read = tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("the parked reader was woken")
+            .unwrap();
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::NotConnected);
+        let mut rest = Vec::new();
+        assert_eq!(server.read_to_end(&mut rest).await.unwrap(), 0, "closed");
     }
 
     #[tokio::test]

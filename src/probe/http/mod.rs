@@ -13,6 +13,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -30,7 +31,7 @@ use tokio::time::{Instant, timeout_at};
 use super::tcp::{CLOSE_GRACE, close, secure};
 use super::{Failure, Outcome, Phases, Reason, Trace};
 use crate::net::{self, IpVersion};
-use crate::tls::TlsTarget;
+use crate::tls::{TlsClient, TlsTarget};
 pub use url::{Scheme, Url};
 
 /// Redirects followed at most, as browsers and blackbox_exporter do.
@@ -55,9 +56,13 @@ pub struct HttpProbe {
     pub body_size_limit: u64,
     pub follow_redirects: bool,
     pub ip_version: IpVersion,
-    /// The TLS client of every https hop, named for the configured host (`tls.server_name`
-    /// applies to it); hosts that redirects lead to are verified under their own names.
+    /// The TLS client of https requests to the configured host, named as `tls.server_name`
+    /// says (by default the host).
     pub tls: TlsTarget,
+    /// The TLS client for other hosts that redirects lead to: the same options without the
+    /// client certificate, which is the configured host's alone. Each such host is verified
+    /// (and sent as SNI) by its own name.
+    pub tls_elsewhere: Arc<TlsClient>,
 }
 
 /// The protocols an https hop offers through ALPN: HTTP/2 first when asked for. Offering
@@ -189,6 +194,9 @@ struct Request {
     body: Bytes,
     /// Whether secret headers go along: only while on the configured origin.
     credentials: bool,
+    /// A redirect turned the request into a GET: the configured body is gone, and so are the
+    /// headers that describe it (`Content-Type` and the like).
+    body_dropped: bool,
 }
 
 /// A response as far as it was read.
@@ -229,10 +237,12 @@ impl HttpProbe {
             method: self.method.clone(),
             body: self.body.clone(),
             credentials: true,
+            body_dropped: false,
         };
         loop {
             trace.phases = Phases::default();
             trace.address = None;
+            trace.answered = None;
             let first_event = trace.events.len();
             let answer = self.hop(&request, deadline, trace).await;
             facts.hops.push(Hop {
@@ -336,16 +346,15 @@ impl HttpProbe {
         if url.scheme == Scheme::Http {
             return self.exchange(stream, request, false, deadline, trace).await;
         }
-        let redirected_tls;
-        let tls = if url.host == self.url.host {
+        let elsewhere;
+        let tls = if url.same_host(&self.url) {
             &self.tls
         } else {
-            redirected_tls = self
-                .tls
-                .client
+            elsewhere = self
+                .tls_elsewhere
                 .target_by_host(&url.host)
                 .map_err(|e| Failure::new(Reason::TlsHandshakeFailed, e))?;
-            &redirected_tls
+            &elsewhere
         };
         let stream = secure(tls, stream, deadline, trace).await?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -364,9 +373,16 @@ impl HttpProbe {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let message = match self.message(request, h2) {
+            Ok(message) => message,
+            Err(failure) => {
+                let _ = close(stream, deadline, trace).await;
+                return Err(failure);
+            }
+        };
         let (lender, lent) = lent::lend(stream);
         let io = TokioIo::new(lent);
-        let message = self.message(request, h2);
+
         let answer = if h2 {
             let handshake = http2::Builder::new(TokioExecutor::new()).handshake(io);
             match timeout_at(deadline, handshake).await {
@@ -414,46 +430,46 @@ impl HttpProbe {
         answer
     }
 
-    fn message(&self, request: &Request, h2: bool) -> http::Request<Full<Bytes>> {
+    /// The request to send. A configured `Host` applies on the configured origin only: a host
+    /// reached by redirect gets its own name, as it gets no credentials.
+    fn message(&self, request: &Request, h2: bool) -> Result<http::Request<Full<Bytes>>, Failure> {
         let url = &request.url;
-        let own_host = self
+        let on_origin = request.credentials;
+        let host = self
             .headers
             .iter()
-            .find(|h| h.name == HOST && (request.credentials || !h.secret))
-            .map(|h| h.value.clone());
+            .find(|h| h.name == HOST && on_origin)
+            .and_then(|h| h.value.to_str().ok().map(str::to_string))
+            .unwrap_or_else(|| url.authority());
         let mut builder = http::Request::builder().method(request.method.clone());
         if h2 {
             // HTTP/2 carries the host as `:authority`, taken from an absolute URI.
-            let authority = own_host
-                .as_ref()
-                .and_then(|h| h.to_str().ok().map(str::to_string))
-                .unwrap_or_else(|| url.authority());
             builder = builder.uri(format!(
-                "{}://{authority}{}",
+                "{}://{host}{}",
                 url.scheme.as_str(),
                 url.path_and_query
             ));
         } else {
             builder = builder
                 .uri(url.path_and_query.clone())
-                .header(CONNECTION, "close");
-            if own_host.is_none() {
-                builder = builder.header(HOST, url.authority());
-            }
+                .header(CONNECTION, "close")
+                .header(HOST, host);
         }
         if !self.headers.iter().any(|h| h.name == USER_AGENT) {
             builder = builder.header(USER_AGENT, USER_AGENT_VALUE);
         }
         for header in &self.headers {
-            let dropped = header.secret && !request.credentials;
-            let carried_by_authority = h2 && header.name == HOST;
-            if !dropped && !carried_by_authority {
+            let withheld = (header.secret && !on_origin)
+                || (request.body_dropped && header.name.as_str().starts_with("content-"));
+            if header.name != HOST && !withheld {
                 builder = builder.header(header.name.clone(), header.value.clone());
             }
         }
+        // The config validates every part, so this fails only on a bug; fail the run, not the
+        // process.
         builder
             .body(Full::new(request.body.clone()))
-            .expect("methods, URIs and headers are validated when the config loads")
+            .map_err(|e| Failure::new(Reason::IoError, format!("building the request: {e}")))
     }
 
     /// Waits for the response head, then reads the body up to the size limit.
@@ -571,6 +587,7 @@ fn redirected(previous: Request, url: Url, status: u16) -> Request {
     };
     Request {
         credentials: previous.credentials && previous.url.same_origin(&url),
+        body_dropped: previous.body_dropped || becomes_get,
         url,
         method,
         body,
@@ -638,6 +655,7 @@ mod tests {
             method,
             body: Bytes::from_static(b"payload"),
             credentials: true,
+            body_dropped: false,
         }
     }
 
@@ -647,7 +665,8 @@ mod tests {
         let post = || request(Method::POST, "https://a.example/form");
         let after = |status| redirected(post(), next(), status);
         assert_eq!(after(303).method, Method::GET);
-        assert!(after(303).body.is_empty());
+        assert!(after(303).body.is_empty() && after(303).body_dropped);
+        assert!(!after(307).body_dropped);
         assert_eq!(after(302).method, Method::GET);
         assert_eq!(after(301).method, Method::GET);
         assert_eq!(after(307).method, Method::POST);

@@ -82,15 +82,19 @@ impl Url {
         }
     }
 
-    /// Whether `other` is the same server (scheme, host, port): credentials go nowhere else.
-    pub fn same_origin(&self, other: &Url) -> bool {
-        let same_host = match (&self.host, &other.host) {
+    /// Whether `other` names the same host (DNS names compare without case or final dot).
+    pub fn same_host(&self, other: &Url) -> bool {
+        match (&self.host, &other.host) {
             (Host::Name(a), Host::Name(b)) => a
                 .trim_end_matches('.')
                 .eq_ignore_ascii_case(b.trim_end_matches('.')),
             (a, b) => a == b,
-        };
-        self.scheme == other.scheme && same_host && self.port == other.port
+        }
+    }
+
+    /// Whether `other` is the same server (scheme, host, port): credentials go nowhere else.
+    pub fn same_origin(&self, other: &Url) -> bool {
+        self.scheme == other.scheme && self.same_host(other) && self.port == other.port
     }
 
     /// Resolves a `Location` value against this URL.
@@ -131,7 +135,7 @@ impl Url {
             None => merged,
         };
         Ok(Url {
-            path_and_query: path_and_query(&tail)?,
+            path_and_query: path_and_query(&encode_lenient(&tail))?,
             ..self.clone()
         })
     }
@@ -192,6 +196,20 @@ fn path_and_query(tail: &str) -> Result<PathAndQuery, String> {
     tail.parse::<PathAndQuery>().map_err(|_| {
         format!("{tail:?} is not a valid path: percent-encode spaces and other special characters")
     })
+}
+
+/// Percent-encodes what a request line cannot carry as is (spaces, non-ASCII, a few
+/// delimiters), as browsers do with a sloppy `Location`: a server that sends one still works.
+fn encode_lenient(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_graphic() && !b"\"<>\\^`{|}".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// RFC 3986 §5.2.4: `.` and `..` segments removed, never climbing above the root.
@@ -288,6 +306,8 @@ mod tests {
             ("/./g", "http://a/g"),
             ("g/../h", "http://a/b/c/h"),
             ("https://other:8443/x", "https://other:8443/x"),
+            ("/a b/ü?q=x y", "http://a/a%20b/%C3%BC?q=x%20y"),
+            ("/already%20encoded", "http://a/already%20encoded"),
         ] {
             assert_eq!(
                 base.join(reference).unwrap().to_string(),
