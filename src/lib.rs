@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod logging;
 pub mod metrics;
 pub mod net;

@@ -170,15 +170,13 @@ fn probe_target(cli: &Cli, args: &ProbeArgs) -> Result<Target, String> {
         Some(ProbeType::Http) if !url && args.name.is_none() => {
             return Err("--type=http takes a URL, such as https://example.com/healthz".into());
         }
-        Some(kind @ (ProbeType::Tcp | ProbeType::Tls)) if url => {
+        Some(kind @ (ProbeType::Tcp | ProbeType::Tls | ProbeType::Icmp | ProbeType::Dns))
+            if url =>
+        {
             let kind = format!("{kind:?}").to_lowercase();
             return Err(format!("--type={kind} takes HOST:PORT, not a URL"));
         }
-        Some(kind @ (ProbeType::Tcp | ProbeType::Tls | ProbeType::Http)) => kind,
-        Some(other) => {
-            let kind = format!("{other:?}").to_lowercase();
-            return Err(format!("type {kind} is not supported yet"));
-        }
+        Some(kind) => kind,
     };
     if args.kind.is_some() && args.name.is_some() {
         return Err("--type is for HOST:PORT; --name runs the target as configured".into());
@@ -204,6 +202,8 @@ fn probe_target(cli: &Cli, args: &ProbeArgs) -> Result<Target, String> {
             let timeout = Duration::from_secs(5);
             match kind {
                 ProbeType::Http => Target::adhoc_http(address, timeout, &location)?,
+                ProbeType::Icmp => Target::adhoc_icmp(address, timeout, &location)?,
+                ProbeType::Dns => Target::adhoc_dns(address, timeout, &location)?,
                 tls => Target::adhoc_tcp(address, tls == ProbeType::Tls, timeout, &location)?,
             }
         }

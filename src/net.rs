@@ -13,7 +13,11 @@ use serde::de::{self, Visitor};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout_at};
 
-use crate::probe::{Failure, Reason};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RecordType};
+
+use crate::dns;
+use crate::probe::{Failure, Reason, Trace};
 
 /// Where a target lives: an address, or a name to resolve on every run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +178,7 @@ pub async fn resolve(
     host: &Host,
     port: u16,
     ip_version: IpVersion,
+    resolver: Option<dns::Server>,
     deadline: Instant,
 ) -> Result<Resolved, Failure> {
     let name = match host {
@@ -191,6 +196,9 @@ pub async fn resolve(
         }
         Host::Name(name) => name,
     };
+    if let Some(server) = resolver {
+        return ask_server(name, port, ip_version, server, deadline).await;
+    }
     let start = Instant::now();
     let addrs: Vec<SocketAddr> =
         match timeout_at(deadline, tokio::net::lookup_host((name.as_str(), port))).await {
@@ -228,6 +236,65 @@ pub async fn resolve(
             },
         )),
     }
+}
+
+/// Resolves `name` by asking `server` (a target's `dns.server`): A records, and with `auto`
+/// AAAA records when there is no A record; the lookup is timed from the first question.
+async fn ask_server(
+    name: &str,
+    port: u16,
+    ip_version: IpVersion,
+    server: dns::Server,
+    deadline: Instant,
+) -> Result<Resolved, Failure> {
+    let start = Instant::now();
+    let mut fqdn = Name::from_ascii(name)
+        .map_err(|e| Failure::new(Reason::DnsError, format!("{name} is not a DNS name: {e}")))?;
+    fqdn.set_fqdn(true);
+    let questions: &[RecordType] = match ip_version {
+        IpVersion::Auto => &[RecordType::A, RecordType::AAAA],
+        IpVersion::V4 => &[RecordType::A],
+        IpVersion::V6 => &[RecordType::AAAA],
+    };
+    for &record_type in questions {
+        // Only the probe's own connection belongs in its trace, not the resolver's.
+        let reply = dns::ask(server, &fqdn, record_type, deadline, &mut Trace::start()).await?;
+        if reply.rcode() != ResponseCode::NoError {
+            return Err(Failure::new(
+                Reason::DnsError,
+                format!(
+                    "{} answered {} for {name}",
+                    server.addr,
+                    dns::rcode_name(reply.rcode())
+                ),
+            ));
+        }
+        let wanted = |ip: &IpAddr| ip.is_ipv4() == (record_type == RecordType::A);
+        if let Some(ip) = reply.addresses().into_iter().find(wanted) {
+            return Ok(Resolved {
+                addr: SocketAddr::new(ip, port),
+                lookup: Some(start.elapsed()),
+            });
+        }
+    }
+    Err(Failure::new(
+        Reason::DnsError,
+        match ip_version {
+            IpVersion::Auto => format!("{} knows no address for {name}", server.addr),
+            v => format!("{} knows no IPv{v} address for {name}", server.addr),
+        },
+    ))
+}
+
+/// A DNS server as configured: an IP address, with `:port` when it is not 53 (IPv6 in
+/// brackets). Not a name: resolving the resolver would need a resolver.
+pub fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    text.parse::<SocketAddr>().map_err(|_| {
+        format!("{text:?} is not an IP address with an optional port, such as 10.0.0.53 or [2001:db8::53]:5353")
+    })
 }
 
 /// Connects to `addr`, timing SYN to established.
@@ -354,6 +421,7 @@ mod tests {
             &host,
             9,
             IpVersion::Auto,
+            None,
             Instant::now() + Duration::from_secs(1),
         )
         .await
@@ -369,6 +437,7 @@ mod tests {
             &host,
             9,
             IpVersion::V6,
+            None,
             Instant::now() + Duration::from_secs(1),
         )
         .await
@@ -383,6 +452,7 @@ mod tests {
             &host,
             9,
             IpVersion::V4,
+            None,
             Instant::now() + Duration::from_secs(5),
         )
         .await

@@ -22,16 +22,21 @@ use serde_saphyr::Location;
 
 pub use error::{ConfigError, ConfigErrors};
 use raw::{
-    AssertionKind, Kind, RawAssertion, RawConfig, RawDefaults, RawHeaderValue, RawHttp, RawTarget,
-    RawTcp, RawTls, S,
+    AssertionKind, Kind, RawAssertion, RawConfig, RawDefaults, RawDns, RawHeaderValue, RawHttp,
+    RawIcmp, RawTarget, RawTcp, RawTls, S,
 };
 
-use crate::net::{Host, IpVersion};
+use crate::dns;
+use crate::net::{self, Host, IpVersion};
+use crate::probe::dns::{DnsProbe, parse_rcode};
 use crate::probe::http::{self, Header, HttpProbe, Scheme, StatusCodes, Url};
+use crate::probe::icmp::IcmpProbe;
 use crate::probe::tcp::{Step, TcpProbe};
 use crate::probe::{Assertion, Probe, RunPolicy};
 use crate::tls::{ClientCertFiles, OptionKey, TlsClient, TlsOptions, TlsTarget};
 use duration::ConfigDuration;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RecordType};
 
 pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 512;
 /// Far above any file-descriptor limit; it only keeps absurd values out of the semaphore.
@@ -123,6 +128,7 @@ impl Target {
             host,
             port,
             ip_version: IpVersion::Auto,
+            resolver: None,
             steps: Vec::new(),
             hold: Duration::ZERO,
             tls,
@@ -153,6 +159,35 @@ impl Target {
             body_size_limit: DEFAULT_BODY_SIZE_LIMIT,
             follow_redirects: true,
             ip_version: IpVersion::Auto,
+            resolver: None,
+        }));
+        Ok(Target::adhoc(probe, timeout, location))
+    }
+
+    /// `vantage probe HOST --type=icmp`: three echoes, failing only when none returns.
+    pub fn adhoc_icmp(host: &str, timeout: Duration, location: &str) -> Result<Target, String> {
+        let probe = Probe::Icmp(IcmpProbe {
+            host: Host::parse(host.trim())?,
+            ip_version: IpVersion::Auto,
+            resolver: None,
+            count: 3,
+            payload_size: 56,
+            max_loss_ratio: 1.0,
+        });
+        Ok(Target::adhoc(probe, timeout, location))
+    }
+
+    /// `vantage probe NAME --type=dns`: NAME's A records from the system's resolver.
+    pub fn adhoc_dns(name: &str, timeout: Duration, location: &str) -> Result<Target, String> {
+        let probe = Probe::Dns(Box::new(DnsProbe {
+            written: name.trim().to_string(),
+            name: question_name(&Host::parse(name.trim())?, RecordType::A)?,
+            record_type: RecordType::A,
+            server: None,
+            transport: dns::Transport::Udp,
+            expect_addresses: None,
+            expect_regex: None,
+            valid_rcodes: vec![ResponseCode::NoError],
         }));
         Ok(Target::adhoc(probe, timeout, location))
     }
@@ -188,10 +223,20 @@ impl Target {
                     host,
                     port,
                     ip_version: tcp.ip_version,
+                    resolver: tcp.resolver,
                     steps: tcp.steps.clone(),
                     hold: tcp.hold,
                 })
             }
+            Probe::Icmp(icmp) => Probe::Icmp(IcmpProbe {
+                host: Host::parse(address.trim())?,
+                ..icmp.clone()
+            }),
+            Probe::Dns(dns) => Probe::Dns(Box::new(DnsProbe {
+                written: address.trim().to_string(),
+                name: question_name(&Host::parse(address.trim())?, dns.record_type)?,
+                ..(**dns).clone()
+            })),
             Probe::Http(http) => {
                 let url = Url::parse(address.trim())?;
                 Probe::Http(Box::new(HttpProbe {
@@ -341,6 +386,25 @@ impl Config {
                 let _ = write!(out, ", every {} while failing", duration::format(iof));
             }
             let tls = match &t.probe {
+                Probe::Icmp(icmp) => {
+                    let _ = write!(
+                        out,
+                        ", {} echoes of {} bytes",
+                        icmp.count, icmp.payload_size
+                    );
+                    None
+                }
+                Probe::Dns(dns) => {
+                    let server = dns
+                        .server
+                        .map_or("the system resolver".to_string(), |s| s.to_string());
+                    let _ = write!(
+                        out,
+                        ", {} over {} to {server}",
+                        dns.record_type, dns.transport
+                    );
+                    None
+                }
                 Probe::Tcp(tcp) => tcp.tls.as_ref(),
                 Probe::Http(http) => {
                     let _ = write!(out, ", {}", http.method);
@@ -760,14 +824,8 @@ impl Builder<'_> {
         let probe = match t.kind.value {
             Kind::Tcp => Probe::Tcp(self.tcp(t, at, path, &schedule)?),
             Kind::Http => Probe::Http(Box::new(self.http(t, at, path, &schedule)?)),
-            other => {
-                self.error(
-                    &t.kind.referenced,
-                    format!("{path}.type"),
-                    format!("type {} is not supported yet", other.as_str()),
-                );
-                return None;
-            }
+            Kind::Dns => Probe::Dns(Box::new(self.dns(t, at, path)?)),
+            Kind::Icmp => Probe::Icmp(self.icmp(t, at, path, &schedule)?),
         };
         Some(Target::new(
             name.value.clone(),
@@ -793,6 +851,7 @@ impl Builder<'_> {
         schedule: &Schedule,
     ) -> Option<TcpProbe> {
         self.foreign_keys(t, path);
+        let resolver = self.resolver(t, path);
         let host = match &t.host {
             None => {
                 self.error(at, format!("{path}.host"), "tcp targets need `host`");
@@ -834,10 +893,243 @@ impl Builder<'_> {
             host: host?,
             port: port?,
             ip_version: schedule.ip_version,
+            resolver: resolver?,
             steps: steps?,
             hold,
             tls: tls?,
         })
+    }
+
+    fn icmp(
+        &mut self,
+        t: &RawTarget,
+        at: &Location,
+        path: &str,
+        schedule: &Schedule,
+    ) -> Option<IcmpProbe> {
+        let mut ok = self.foreign_keys(t, path);
+        let resolver = self.resolver(t, path);
+        let host = match &t.host {
+            None => {
+                self.error(at, format!("{path}.host"), "icmp targets need `host`");
+                None
+            }
+            Some(h) => Host::parse(&h.value)
+                .map_err(|e| self.error(&h.referenced, format!("{path}.host"), e))
+                .ok(),
+        };
+        let empty = RawIcmp::default();
+        let raw = t.icmp.as_ref().map_or(&empty, |i| &i.value);
+        let ipath = format!("{path}.icmp");
+        let mut bounded = |value: Option<&S<i64>>,
+                           key: &str,
+                           range: std::ops::RangeInclusive<i64>,
+                           default: i64| match value {
+            None => default,
+            Some(v) if range.contains(&v.value) => v.value,
+            Some(v) => {
+                self.error(
+                    &v.referenced,
+                    format!("{ipath}.{key}"),
+                    format!(
+                        "must be from {} to {}, not {}",
+                        range.start(),
+                        range.end(),
+                        v.value
+                    ),
+                );
+                ok = false;
+                default
+            }
+        };
+        let count = bounded(raw.count.as_ref(), "count", 1..=100, 3);
+        let payload_size = bounded(raw.payload_size.as_ref(), "payload_size", 0..=65_000, 56);
+        let max_loss_ratio = match &raw.max_loss_ratio {
+            None => 1.0,
+            Some(r) if (0.0..=1.0).contains(&r.value) => r.value,
+            Some(r) => {
+                self.error(
+                    &r.referenced,
+                    format!("{ipath}.max_loss_ratio"),
+                    format!("must be from 0 to 1, not {}", r.value),
+                );
+                ok = false;
+                1.0
+            }
+        };
+        let probe = IcmpProbe {
+            host: host?,
+            ip_version: schedule.ip_version,
+            resolver: resolver?,
+            count: u16::try_from(count).ok()?,
+            payload_size: usize::try_from(payload_size).ok()?,
+            max_loss_ratio,
+        };
+        ok.then_some(probe)
+    }
+
+    fn dns(&mut self, t: &RawTarget, at: &Location, path: &str) -> Option<DnsProbe> {
+        let mut ok = self.foreign_keys(t, path);
+        let dpath = format!("{path}.dns");
+        let host = match &t.host {
+            None => {
+                self.error(
+                    at,
+                    format!("{path}.host"),
+                    "dns targets need `host`: the name to ask about",
+                );
+                return None;
+            }
+            Some(h) => match Host::parse(&h.value) {
+                Ok(host) => (host, h),
+                Err(e) => {
+                    self.error(&h.referenced, format!("{path}.host"), e);
+                    return None;
+                }
+            },
+        };
+        let empty = RawDns::default();
+        let raw = t.dns.as_ref().map_or(&empty, |d| &d.value);
+        let record_type = raw
+            .record_type
+            .as_ref()
+            .map_or(RecordType::A, |r| r.value.into());
+        let name = match question_name(&host.0, record_type) {
+            Ok(name) => name,
+            Err(e) => {
+                self.error(&host.1.referenced, format!("{path}.host"), e);
+                return None;
+            }
+        };
+        let server = match &raw.server {
+            None => None,
+            Some(s) => match net::parse_dns_server(&s.value) {
+                Ok(addr) => Some(addr),
+                Err(e) => {
+                    self.error(&s.referenced, format!("{dpath}.server"), e);
+                    ok = false;
+                    None
+                }
+            },
+        };
+        let expect_regex = match &raw.expect_regex {
+            None => None,
+            Some(r) => match regex::Regex::new(&r.value) {
+                Ok(regex) => Some(regex),
+                Err(e) => {
+                    self.error(
+                        &r.referenced,
+                        format!("{dpath}.expect_regex"),
+                        format!("invalid regex: {}", regex_message(&e)),
+                    );
+                    ok = false;
+                    None
+                }
+            },
+        };
+        let valid_rcodes = match &raw.valid_rcodes {
+            None => vec![ResponseCode::NoError],
+            Some(list) => {
+                let parsed: Result<Vec<ResponseCode>, String> =
+                    list.value.iter().map(|c| parse_rcode(c)).collect();
+                match parsed {
+                    Ok(codes) if !codes.is_empty() => codes,
+                    Ok(_) => {
+                        self.error(
+                            &list.referenced,
+                            format!("{dpath}.valid_rcodes"),
+                            "list at least one response code, or leave it out for NOERROR",
+                        );
+                        ok = false;
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        self.error(&list.referenced, format!("{dpath}.valid_rcodes"), e);
+                        ok = false;
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        let expect_addresses = raw
+            .expect_addresses
+            .as_ref()
+            .map(|a| a.value.iter().copied().collect());
+        ok.then(|| DnsProbe {
+            written: host.1.value.clone(),
+            name,
+            record_type,
+            server,
+            transport: raw
+                .transport
+                .as_ref()
+                .map_or(dns::Transport::Udp, |t| t.value),
+            expect_addresses,
+            expect_regex,
+            valid_rcodes,
+        })
+    }
+
+    /// `dns.server` (and `dns.transport`) on a tcp or http target: the resolver of its host.
+    /// `Some(None)` without one, `None` after reporting errors.
+    fn resolver(&mut self, t: &RawTarget, path: &str) -> Option<Option<dns::Server>> {
+        let Some(raw) = &t.dns else {
+            return Some(None);
+        };
+        let dns = &raw.value;
+        let mut ok = true;
+        for (key, written) in [
+            (
+                "record_type",
+                dns.record_type.as_ref().map(|x| x.referenced),
+            ),
+            (
+                "expect_addresses",
+                dns.expect_addresses.as_ref().map(|x| x.referenced),
+            ),
+            (
+                "expect_regex",
+                dns.expect_regex.as_ref().map(|x| x.referenced),
+            ),
+            (
+                "valid_rcodes",
+                dns.valid_rcodes.as_ref().map(|x| x.referenced),
+            ),
+        ] {
+            if let Some(at) = written {
+                self.error(
+                    &at,
+                    format!("{path}.dns.{key}"),
+                    format!(
+                        "`{key}` applies to dns targets; on {} targets `dns` picks the resolver (`server`, `transport`)",
+                        t.kind.value.as_str()
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let Some(server) = &dns.server else {
+            self.error(
+                &raw.referenced,
+                format!("{path}.dns.server"),
+                "give the resolver's address, such as 10.0.0.53, or leave `dns` out for the system's",
+            );
+            return None;
+        };
+        let addr = match net::parse_dns_server(&server.value) {
+            Ok(addr) => addr,
+            Err(e) => {
+                self.error(&server.referenced, format!("{path}.dns.server"), e);
+                return None;
+            }
+        };
+        ok.then_some(Some(dns::Server {
+            addr,
+            transport: dns
+                .transport
+                .as_ref()
+                .map_or(dns::Transport::Udp, |t| t.value),
+        }))
     }
 
     /// Keys that belong to other target types, each an error where it is written. Returns
@@ -855,8 +1147,18 @@ impl Builder<'_> {
             (
                 "port",
                 t.port.as_ref().map(|x| x.referenced),
-                !http,
-                "http targets take the port in the `url`",
+                kind == Kind::Tcp,
+                if http {
+                    "http targets take the port in the `url`"
+                } else {
+                    "`port` applies to tcp targets only"
+                },
+            ),
+            (
+                "tls",
+                t.tls.as_ref().map(|x| x.referenced),
+                http || kind == Kind::Tcp,
+                "`tls` applies to tcp and http targets only",
             ),
             (
                 "url",
@@ -882,12 +1184,6 @@ impl Builder<'_> {
                 kind == Kind::Icmp,
                 "the `icmp` table applies to icmp targets only",
             ),
-            (
-                "dns",
-                t.dns.as_ref().map(|x| x.referenced),
-                false,
-                "choosing a resolver with `dns.server` is not supported yet",
-            ),
         ];
         let mut ok = true;
         for (key, written, belongs, message) in keys {
@@ -909,6 +1205,7 @@ impl Builder<'_> {
         schedule: &Schedule,
     ) -> Option<HttpProbe> {
         let mut ok = self.foreign_keys(t, path);
+        let resolver = self.resolver(t, path);
         let Some(written) = &t.url else {
             self.error(at, format!("{path}.url"), "http targets need `url`");
             return None;
@@ -1009,6 +1306,7 @@ impl Builder<'_> {
             body_size_limit,
             follow_redirects: http.follow_redirects.unwrap_or(true),
             ip_version: schedule.ip_version,
+            resolver: resolver?,
             tls,
             tls_elsewhere,
         })
@@ -1557,6 +1855,22 @@ fn method(text: &str) -> Result<Method, String> {
         ));
     }
     Method::from_bytes(text.as_bytes()).map_err(|e| format!("method {text:?}: {e}"))
+}
+
+/// The name a dns target asks about: its host as a fully qualified name, or for an address
+/// asked for PTR records, the address's reverse name (`4.3.2.1.in-addr.arpa.`).
+fn question_name(host: &Host, record_type: RecordType) -> Result<Name, String> {
+    match host {
+        Host::Ip(ip) if record_type == RecordType::PTR => Ok(Name::from(*ip)),
+        Host::Ip(ip) => Err(format!(
+            "{ip} is an address: ask about a name, or use record_type: PTR for its reverse name"
+        )),
+        Host::Name(name) => {
+            let mut fqdn = Name::from_ascii(name).map_err(|e| format!("{name:?}: {e}"))?;
+            fqdn.set_fqdn(true);
+            Ok(fqdn)
+        }
+    }
 }
 
 fn builtin<T>(value: T) -> Setting<T> {

@@ -4,9 +4,6 @@
 //! that validation may need to point at carry their line and column (`Spanned`). `type` is a
 //! plain field with optional per-type tables, not an internally tagged enum, because tagged
 //! enums lose the locations.
-//!
-//! Tables of probe types that do not run yet (icmp, dns) are parsed in full so a typo in them
-//! fails today; their fields are read once their probe exists.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -15,6 +12,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::duration::ConfigDuration;
+use crate::dns::Transport;
 use crate::net::IpVersion;
 use crate::probe::http::StatusCodes;
 use crate::tls::{TlsVersion, Trust};
@@ -164,8 +162,7 @@ pub struct RawHttp {
     pub http2: Option<S<bool>>,
 }
 
-#[allow(dead_code)] // read once the ICMP probe lands (issue 5)
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIcmp {
     pub count: Option<S<i64>>,
@@ -188,21 +185,13 @@ pub enum RecordType {
     Caa,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DnsTransport {
-    Udp,
-    Tcp,
-}
-
-#[allow(dead_code)] // read once the DNS probe lands (issue 5)
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDns {
     /// `host:port` of the server to ask; on tcp and http targets, the resolver to use.
     pub server: Option<S<String>>,
     pub record_type: Option<S<RecordType>>,
-    pub transport: Option<S<DnsTransport>>,
+    pub transport: Option<S<Transport>>,
     pub expect_addresses: Option<S<Vec<IpAddr>>>,
     pub expect_regex: Option<S<String>>,
     pub valid_rcodes: Option<S<Vec<String>>>,
@@ -261,6 +250,24 @@ impl ByteSize {
             .checked_mul(scale)
             .map(ByteSize)
             .ok_or_else(|| format!("size {text:?} is too large"))
+    }
+}
+
+impl From<RecordType> for hickory_proto::rr::RecordType {
+    fn from(r: RecordType) -> Self {
+        use hickory_proto::rr::RecordType as T;
+        match r {
+            RecordType::A => T::A,
+            RecordType::Aaaa => T::AAAA,
+            RecordType::Cname => T::CNAME,
+            RecordType::Mx => T::MX,
+            RecordType::Txt => T::TXT,
+            RecordType::Ns => T::NS,
+            RecordType::Soa => T::SOA,
+            RecordType::Ptr => T::PTR,
+            RecordType::Srv => T::SRV,
+            RecordType::Caa => T::CAA,
+        }
     }
 }
 

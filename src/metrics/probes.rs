@@ -10,7 +10,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+use crate::probe::dns::DnsFacts;
 use crate::probe::http::HttpFacts;
+use crate::probe::icmp::IcmpFacts;
 use crate::store::{Entry, Store};
 use crate::tls::cert::CertFacts;
 use crate::tls::{TlsFacts, Verification};
@@ -94,6 +96,8 @@ impl Collector for ProbeCollector {
             )?;
             tls(&mut encoder, &entries)?;
             http(&mut encoder, &entries)?;
+            dns(&mut encoder, &entries)?;
+            icmp(&mut encoder, &entries)?;
             series(
                 &mut encoder,
                 &entries,
@@ -178,6 +182,69 @@ fn http(encoder: &mut DescriptorEncoder, entries: &[&Entry]) -> fmt::Result {
         "Redirects followed in the last run",
         |e| http_facts(e).map(|h| h.redirects() as f64),
     )
+}
+
+/// The dns probe's families: how many records answered, and the response code.
+fn dns(encoder: &mut DescriptorEncoder, entries: &[&Entry]) -> fmt::Result {
+    gauge(
+        encoder,
+        entries,
+        "probe_dns_answer_rrs",
+        "Records in the answer section of the last dns run",
+        |e| dns_facts(e).map(|f| f.answers.len() as f64),
+    )?;
+    info(
+        encoder,
+        entries,
+        "probe_dns_rcode",
+        "The response code of the last dns run (NOERROR, NXDOMAIN, SERVFAIL, ...)",
+        |e| match dns_facts(e) {
+            Some(f) => vec![vec![("rcode", crate::dns::rcode_name(f.rcode))]],
+            None => Vec::new(),
+        },
+    )
+}
+
+/// The icmp probe's families: round-trip statistics and loss.
+fn icmp(encoder: &mut DescriptorEncoder, entries: &[&Entry]) -> fmt::Result {
+    series(
+        encoder,
+        entries,
+        "probe_icmp_rtt_seconds",
+        "Echo round trips of the last icmp run: min, avg, max and stddev; absent without replies",
+        MetricType::Gauge,
+        |e| match icmp_facts(e).and_then(IcmpFacts::stats) {
+            Some(stats) => ["min", "avg", "max", "stddev"]
+                .into_iter()
+                .zip(stats)
+                .map(|(stat, value)| (vec![("stat", stat.to_string())], value))
+                .collect(),
+            None => Vec::new(),
+        },
+    )?;
+    gauge(
+        encoder,
+        entries,
+        "probe_icmp_packet_loss_ratio",
+        "Share of the last icmp run's echo requests that got no reply, 0 to 1",
+        |e| {
+            e.last
+                .as_ref()?
+                .outcome
+                .trace
+                .icmp
+                .as_ref()
+                .map(IcmpFacts::loss_ratio)
+        },
+    )
+}
+
+fn icmp_facts(e: &Entry) -> Option<&IcmpFacts> {
+    e.last.as_ref()?.outcome.trace.icmp.as_ref()
+}
+
+fn dns_facts(e: &Entry) -> Option<&DnsFacts> {
+    e.last.as_ref()?.outcome.trace.dns.as_ref()
 }
 
 fn http_facts(e: &Entry) -> Option<&HttpFacts> {

@@ -5,7 +5,9 @@
 //! `async fn attempt(&self, deadline) -> Outcome`; [`Probe`] has one arm per type.
 
 pub mod assertion;
+pub mod dns;
 pub mod http;
+pub mod icmp;
 pub mod report;
 pub mod tcp;
 
@@ -24,6 +26,8 @@ pub use assertion::{Assertion, Judged};
 pub enum Probe {
     Tcp(tcp::TcpProbe),
     Http(Box<http::HttpProbe>),
+    Dns(Box<dns::DnsProbe>),
+    Icmp(icmp::IcmpProbe),
 }
 
 impl Probe {
@@ -32,6 +36,8 @@ impl Probe {
         match self {
             Probe::Tcp(_) => "tcp",
             Probe::Http(_) => "http",
+            Probe::Dns(_) => "dns",
+            Probe::Icmp(_) => "icmp",
         }
     }
 
@@ -40,6 +46,8 @@ impl Probe {
         match self {
             Probe::Tcp(p) => p.host.with_port(p.port),
             Probe::Http(p) => p.written.clone(),
+            Probe::Dns(p) => p.written.clone(),
+            Probe::Icmp(p) => p.host.to_string(),
         }
     }
 
@@ -47,6 +55,8 @@ impl Probe {
         match self {
             Probe::Tcp(p) => p.attempt(deadline).await,
             Probe::Http(p) => p.attempt(deadline).await,
+            Probe::Dns(p) => p.attempt(deadline).await,
+            Probe::Icmp(p) => p.attempt(deadline).await,
         }
     }
 }
@@ -82,6 +92,12 @@ pub enum Reason {
     /// The chain expires within `alert_before_expiry` or a `certificate_expiry` assertion.
     TlsCertExpiring,
     ExpectMismatch,
+    /// No echo request was answered.
+    IcmpNoReply,
+    /// More echoes were lost than `max_loss_ratio` allows.
+    IcmpPacketLoss,
+    /// A DNS answer with a valid response code but not the records expected.
+    DnsUnexpectedAnswer,
     /// The last answer's status is not a valid one (redirect loops end here too).
     HttpStatus,
     /// `body_regex` did not match, or `body_not_regex` did.
@@ -112,6 +128,9 @@ impl Reason {
             Reason::TlsHandshakeFailed => "tls_handshake_failed",
             Reason::TlsCertExpiring => "tls_cert_expiring",
             Reason::ExpectMismatch => "expect_mismatch",
+            Reason::DnsUnexpectedAnswer => "dns_unexpected_answer",
+            Reason::IcmpNoReply => "icmp_no_reply",
+            Reason::IcmpPacketLoss => "icmp_packet_loss",
             Reason::HttpStatus => "http_status",
             Reason::HttpBodyMismatch => "http_body_mismatch",
             Reason::AssertionFailed => "assertion_failed",
@@ -239,6 +258,10 @@ pub struct Trace {
     pub tls: Option<TlsFacts>,
     /// The requests and answers of an HTTP probe.
     pub http: Option<http::HttpFacts>,
+    /// The answer of a dns probe.
+    pub dns: Option<dns::DnsFacts>,
+    /// The echoes of an icmp probe.
+    pub icmp: Option<icmp::IcmpFacts>,
     /// When the check itself was done (connected, handshaken, dialogue answered), before the
     /// polite close: the response time that `response_time` assertions judge.
     pub answered: Option<Duration>,
@@ -253,6 +276,8 @@ impl Trace {
             events: Vec::new(),
             tls: None,
             http: None,
+            dns: None,
+            icmp: None,
             answered: None,
         }
     }
@@ -470,6 +495,9 @@ mod tests {
             (Reason::TlsHandshakeFailed, "tls_handshake_failed"),
             (Reason::TlsCertExpiring, "tls_cert_expiring"),
             (Reason::ExpectMismatch, "expect_mismatch"),
+            (Reason::DnsUnexpectedAnswer, "dns_unexpected_answer"),
+            (Reason::IcmpNoReply, "icmp_no_reply"),
+            (Reason::IcmpPacketLoss, "icmp_packet_loss"),
             (Reason::HttpStatus, "http_status"),
             (Reason::HttpBodyMismatch, "http_body_mismatch"),
             (Reason::AssertionFailed, "assertion_failed"),

@@ -14,6 +14,9 @@ use crate::net::Host;
 use crate::tls::cert::CertFacts;
 use crate::tls::{TlsFacts, unix_seconds};
 
+/// Answer records printed; the rest are counted.
+const REPORTED_RECORDS: usize = 20;
+
 pub fn render(target: &Target, run: &Run) -> String {
     let mut out = String::new();
     let trace = &run.outcome.trace;
@@ -40,6 +43,79 @@ pub fn render(target: &Target, run: &Run) -> String {
                 self::event(&mut line, event, &tcp.steps, tls_up);
             }
             &tcp.steps
+        }
+        Probe::Icmp(icmp) => {
+            match (trace.address, trace.phases.dns) {
+                (Some(addr), Some(lookup)) => line(
+                    "address",
+                    format!(
+                        "{} resolved to {} in {}",
+                        icmp.host,
+                        addr.ip(),
+                        timing(lookup)
+                    ),
+                ),
+                (Some(addr), None) => {
+                    line("address", format!("{} (IP literal, no lookup)", addr.ip()))
+                }
+                (None, _) => {}
+            }
+            if let Some(facts) = &trace.icmp {
+                let received = facts.rtts.len();
+                line(
+                    "echoes",
+                    format!(
+                        "{received} of {} answered ({:.0}% lost), {} bytes of payload",
+                        facts.sent,
+                        facts.loss_ratio() * 100.0,
+                        icmp.payload_size
+                    ),
+                );
+                if let Some([min, avg, max, stddev]) = facts.stats() {
+                    let ms = |s: f64| timing(Duration::from_secs_f64(s));
+                    line(
+                        "rtt",
+                        format!(
+                            "min {}, avg {}, max {}, stddev {}",
+                            ms(min),
+                            ms(avg),
+                            ms(max),
+                            ms(stddev)
+                        ),
+                    );
+                }
+            }
+            &[]
+        }
+        Probe::Dns(dns) => {
+            line("question", format!("{} {}", dns.name, dns.record_type));
+            if let Some(facts) = &trace.dns {
+                line(
+                    "server",
+                    format!("{} over {}", facts.server, facts.transport),
+                );
+                let took = trace.phases.dns.map(timing).unwrap_or_default();
+                line(
+                    "answer",
+                    format!(
+                        "{}, {} records, in {took}",
+                        crate::dns::rcode_name(facts.rcode),
+                        facts.answers.len()
+                    ),
+                );
+                for record in facts.answers.iter().take(REPORTED_RECORDS) {
+                    line("record", record.clone());
+                }
+                if facts.answers.len() > REPORTED_RECORDS {
+                    line(
+                        "",
+                        format!("... {} more", facts.answers.len() - REPORTED_RECORDS),
+                    );
+                }
+            } else if let Some(server) = trace.address {
+                line("server", server.to_string());
+            }
+            &[]
         }
         Probe::Http(_) => {
             if let Some(http) = &trace.http {

@@ -19,6 +19,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_rustls::client::TlsStream;
 
 use super::{Close, Event, Failure, Outcome, Reason, Trace};
+use crate::dns;
 use crate::net::{self, Host, IpVersion};
 use crate::tls::{Handshake, TlsTarget};
 
@@ -40,6 +41,8 @@ pub struct TcpProbe {
     pub host: Host,
     pub port: u16,
     pub ip_version: IpVersion,
+    /// `dns.server`: the resolver of the host; `None` for the system's.
+    pub resolver: Option<dns::Server>,
     pub steps: Vec<Step>,
     /// How long to keep the connection open after the dialogue, before closing.
     pub hold: Duration,
@@ -66,7 +69,14 @@ impl TcpProbe {
         deadline: Instant,
         trace: &mut Trace,
     ) -> Result<(), Failure> {
-        let resolved = net::resolve(&self.host, self.port, self.ip_version, deadline).await?;
+        let resolved = net::resolve(
+            &self.host,
+            self.port,
+            self.ip_version,
+            self.resolver,
+            deadline,
+        )
+        .await?;
         trace.phases.dns = resolved.lookup;
         trace.address = Some(resolved.addr);
         let (stream, connect) = net::connect(resolved.addr, deadline).await?;

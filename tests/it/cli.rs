@@ -54,7 +54,7 @@ fn check_config_reports_every_error_with_file_line_column_and_key() {
     let dir = TempDir::new("check");
     let path = dir.write(
         "bad.yml",
-        "targets:\n  - name: a\n    type: tcp\n    host: h\n    port: 70000\n  - name: b\n    type: icmp\n    host: x\n",
+        "targets:\n  - name: a\n    type: tcp\n    host: h\n    port: 70000\n  - name: b\n    type: icmp\n    host: x\n    icmp: {count: 0}\n",
     );
     let out = vantage(&["check-config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
@@ -68,7 +68,7 @@ fn check_config_reports_every_error_with_file_line_column_and_key() {
     );
     assert!(
         text.contains(&format!(
-            "{file}:7:11: targets[1].type: type icmp is not supported yet"
+            "{file}:9:19: targets[1].icmp.count: must be from 1 to 100, not 0"
         )),
         "{text}"
     );
@@ -192,12 +192,12 @@ fn probe_runs_a_named_check_from_the_config_with_its_dialogue() {
 
 #[test]
 fn probe_refuses_what_it_cannot_run_with_exit_2() {
-    let unsupported = vantage(&["probe", "127.0.0.1", "--type=icmp"]);
-    assert_eq!(unsupported.status.code(), Some(2));
+    let port_given = vantage(&["probe", "127.0.0.1:80", "--type=icmp"]);
+    assert_eq!(port_given.status.code(), Some(2));
     assert!(
-        stderr(&unsupported).contains("type icmp is not supported yet"),
+        stderr(&port_given).contains("includes a port"),
         "{}",
-        stderr(&unsupported)
+        stderr(&port_given)
     );
     for (args, says) in [
         (["127.0.0.1:80", "--type=http"], "--type=http takes a URL"),

@@ -738,28 +738,11 @@ targets:
         ),
     );
     let body = tokio::task::spawn_blocking(move || {
-        let vantage = crate::support::Vantage::start(&config, &[]);
-        wait_for(Duration::from_secs(15), "a run of every target", || {
-            crate::support::http_get(vantage.addr, "/metrics", None)
-                .is_some_and(|r| r.body.matches("probe_http_status_code{").count() == 3)
-        });
-        crate::support::http_get(vantage.addr, "/metrics", None)
-            .unwrap()
-            .body
+        crate::support::scrape_when_ready(&config, "probe_http_status_code", 3)
     })
     .await
     .unwrap();
-    let value = |name: &str, target: &str| {
-        let prefix = format!("{name}{{name=\"{target}\",probe=\"http\"");
-        body.lines()
-            .find(|l| l.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no {prefix} in\n{body}"))
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse::<f64>()
-            .unwrap()
-    };
+    let value = |name: &str, target: &str| crate::support::sample(&body, name, target);
     assert_eq!(value("probe_success", "redirected"), 1.0);
     assert_eq!(value("probe_http_status_code", "redirected"), 200.0);
     assert_eq!(value("probe_http_redirects", "redirected"), 2.0);

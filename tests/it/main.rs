@@ -1,10 +1,12 @@
 //! Integration tests: one binary, real sockets on loopback, the real vantage executable.
 
 mod cli;
+mod dns;
 mod exporter;
 mod gentle;
 mod hostile;
 mod http;
+mod icmp;
 mod interop;
 mod netns;
 mod pki;

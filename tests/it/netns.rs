@@ -149,3 +149,155 @@ fn a_resolver_that_is_down_is_dns_error() {
     assert_reason(&out, "dns_error");
     assert!(String::from_utf8_lossy(&out.stdout).contains("looking up nosuch.vantage.test"));
 }
+
+#[test]
+fn echoes_to_a_dead_address_are_icmp_no_reply() {
+    if !root_or_skip("echoes_to_a_dead_address_are_icmp_no_reply") {
+        return;
+    }
+    let (a, _b) = linked_pair();
+    // 10.77.0.3 is on the link but nobody has it.
+    let out = a.probe(&["10.77.0.3", "--type=icmp", "--timeout=2s"]);
+    assert_reason(&out, "icmp_no_reply");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 of 3 answered (100% lost)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn a_lossy_link_shows_its_loss_ratio() {
+    if !root_or_skip("a_lossy_link_shows_its_loss_ratio")
+        || !crate::support::tool_or_skip("iptables", "a_lossy_link_shows_its_loss_ratio")
+    {
+        return;
+    }
+    let (a, b) = linked_pair();
+    // b drops 30% of the echo requests it receives, at random.
+    b.exec(&[
+        "iptables",
+        "-A",
+        "INPUT",
+        "-p",
+        "icmp",
+        "--icmp-type",
+        "echo-request",
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        "0.3",
+        "-j",
+        "DROP",
+    ]);
+    let dir = crate::support::TempDir::new("lossy");
+    let config = dir.write(
+        "exporter.yml",
+        "targets:\n  - {name: lossy, type: icmp, host: 10.77.0.2, timeout: 6s, icmp: {count: 100, max_loss_ratio: 0.05}}\n",
+    );
+    let out = a.probe(&[
+        &format!("--config.file={}", config.display()),
+        "--name=lossy",
+    ]);
+    assert_reason(&out, "icmp_packet_loss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answered: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("echoes    "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no echoes line in {text}"));
+    // 100 echoes at 30% loss: the count of losses is 30 ± 4.6 (one standard deviation).
+    let lost = 100 - answered;
+    assert!((12..=48).contains(&lost), "{lost} lost of 100\n{text}");
+}
+
+#[test]
+fn an_unprivileged_user_pings_through_ping_sockets_where_the_sysctl_allows() {
+    if !root_or_skip("an_unprivileged_user_pings_through_ping_sockets_where_the_sysctl_allows") {
+        return;
+    }
+    let (a, _b) = linked_pair();
+    // The sysctl is per network namespace: this opens ping sockets to every group in `a` only.
+    a.exec(&[
+        "sh",
+        "-c",
+        "echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range",
+    ]);
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &a.0,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+        ])
+        .args(["--clear-groups", "--inh-caps=-all", vantage_bin(), "probe"])
+        .args(["10.77.0.2", "--type=icmp", "--timeout=3s"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("3 of 3 answered"), "{text}");
+}
+
+#[test]
+fn a_dns_target_without_a_server_asks_the_system_resolver() {
+    if !root_or_skip("a_dns_target_without_a_server_asks_the_system_resolver")
+        || !crate::support::tool_or_skip(
+            "dnsmasq",
+            "a_dns_target_without_a_server_asks_the_system_resolver",
+        )
+    {
+        return;
+    }
+    let ns = Netns::new();
+    let dir = format!("/etc/netns/{}", ns.0);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(format!("{dir}/resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+    let pid_file = format!("{dir}/dnsmasq.pid");
+    let mut dnsmasq = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--port=53",
+        ])
+        .args([
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+        ])
+        .arg("--host-record=www.vantage.test,127.0.0.10")
+        .arg(format!("--pid-file={pid_file}"))
+        .spawn()
+        .expect("dnsmasq runs");
+    let mut out = ns.probe(&["www.vantage.test", "--type=dns", "--timeout=2s"]);
+    for _ in 0..20 {
+        if out.status.code() == Some(0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = ns.probe(&["www.vantage.test", "--type=dns", "--timeout=2s"]);
+    }
+    let _ = dnsmasq.kill();
+    let _ = dnsmasq.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("server    127.0.0.1:53 over udp"), "{text}");
+    assert!(
+        text.contains("www.vantage.test. 0 IN A 127.0.0.10"),
+        "{text}"
+    );
+}

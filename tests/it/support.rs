@@ -337,3 +337,28 @@ pub fn read_request_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     }
     Some(head)
 }
+
+/// Starts vantage on `config`, waits until `family` has a series for `targets` targets, and
+/// returns that scrape (classic text format). Blocking: call it from `spawn_blocking`.
+pub fn scrape_when_ready(config: &Path, family: &str, targets: usize) -> String {
+    let vantage = Vantage::start(config, &[]);
+    let needle = format!("{family}{{");
+    wait_for(Duration::from_secs(15), "a run of every target", || {
+        http_get(vantage.addr, "/metrics", None)
+            .is_some_and(|r| r.body.matches(needle.as_str()).count() == targets)
+    });
+    http_get(vantage.addr, "/metrics", None).unwrap().body
+}
+
+/// The value of `name`'s series for target `target` in a classic-format scrape.
+pub fn sample(body: &str, name: &str, target: &str) -> f64 {
+    let prefix = format!("{name}{{name=\"{target}\"");
+    body.lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in\n{body}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

@@ -30,6 +30,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::tcp::{CLOSE_GRACE, close, secure};
 use super::{Failure, Outcome, Phases, Reason, Trace};
+use crate::dns;
 use crate::net::{self, IpVersion};
 use crate::tls::{TlsClient, TlsTarget};
 pub use url::{Scheme, Url};
@@ -56,6 +57,8 @@ pub struct HttpProbe {
     pub body_size_limit: u64,
     pub follow_redirects: bool,
     pub ip_version: IpVersion,
+    /// `dns.server`: the resolver of every hop's host; `None` for the system's.
+    pub resolver: Option<dns::Server>,
     /// The TLS client of https requests to the configured host, named as `tls.server_name`
     /// says (by default the host).
     pub tls: TlsTarget,
@@ -338,7 +341,14 @@ impl HttpProbe {
         trace: &mut Trace,
     ) -> Result<Answer, Failure> {
         let url = &request.url;
-        let resolved = net::resolve(&url.host, url.port, self.ip_version, deadline).await?;
+        let resolved = net::resolve(
+            &url.host,
+            url.port,
+            self.ip_version,
+            self.resolver,
+            deadline,
+        )
+        .await?;
         trace.phases.dns = resolved.lookup;
         trace.address = Some(resolved.addr);
         let (stream, connect) = net::connect(resolved.addr, deadline).await?;

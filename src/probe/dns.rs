@@ -1,0 +1,142 @@
+//! The dns probe: one question to one server, and the answer judged: its response code, and
+//! optionally the addresses it holds or a pattern over its records, which catches stale
+//! records and split-horizon views that answer differently than they should.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RecordType};
+use regex::Regex;
+use tokio::time::Instant;
+
+use super::{Failure, Outcome, Reason, Trace};
+use crate::dns::{self, Reply, Server, Transport};
+
+#[derive(Debug, Clone)]
+pub struct DnsProbe {
+    /// The name asked about, as configured: the `target` label.
+    pub written: String,
+    /// The question's name: the host as a fully qualified name, or for an IP address with
+    /// `record_type: PTR`, its reverse name.
+    pub name: Name,
+    pub record_type: RecordType,
+    /// `None`: the system's resolver, the first nameserver of `/etc/resolv.conf` at each run.
+    pub server: Option<SocketAddr>,
+    pub transport: Transport,
+    /// The answer's addresses must be exactly these (in any order).
+    pub expect_addresses: Option<BTreeSet<IpAddr>>,
+    /// Some answer record, as `name TTL class TYPE data`, must match.
+    pub expect_regex: Option<Regex>,
+    pub valid_rcodes: Vec<ResponseCode>,
+}
+
+/// What the answer said.
+#[derive(Debug, Clone)]
+pub struct DnsFacts {
+    pub server: SocketAddr,
+    pub transport: Transport,
+    pub rcode: ResponseCode,
+    /// The answer section as text, one record per line.
+    pub answers: Vec<String>,
+}
+
+impl DnsProbe {
+    pub async fn attempt(&self, deadline: Instant) -> Outcome {
+        let mut trace = Trace::start();
+        let result = self.ask(deadline, &mut trace).await;
+        Outcome::new(result, trace)
+    }
+
+    async fn ask(&self, deadline: Instant, trace: &mut Trace) -> Result<(), Failure> {
+        let addr = match self.server {
+            Some(addr) => addr,
+            None => dns::system_server().map_err(|e| Failure::new(Reason::DnsError, e))?,
+        };
+        trace.address = Some(addr);
+        let server = Server {
+            addr,
+            transport: self.transport,
+        };
+        let reply = dns::ask(server, &self.name, self.record_type, deadline, trace).await?;
+        trace.phases.dns = Some(reply.took);
+        trace.answered = Some(trace.elapsed());
+        trace.dns = Some(DnsFacts {
+            server: addr,
+            transport: reply.transport,
+            rcode: reply.rcode(),
+            answers: reply.answer_lines(),
+        });
+        self.judge(&reply)
+    }
+
+    fn judge(&self, reply: &Reply) -> Result<(), Failure> {
+        let rcode = reply.rcode();
+        if !self.valid_rcodes.contains(&rcode) {
+            let valid: Vec<String> = self
+                .valid_rcodes
+                .iter()
+                .map(|c| dns::rcode_name(*c))
+                .collect();
+            return Err(Failure::new(
+                Reason::DnsError,
+                format!(
+                    "{} answered {}, expected {}",
+                    self.written,
+                    dns::rcode_name(rcode),
+                    valid.join(" or ")
+                ),
+            ));
+        }
+        if rcode != ResponseCode::NoError {
+            // An expected NXDOMAIN (a name that must not exist) has nothing more to judge.
+            return Ok(());
+        }
+        if reply.message.answers.is_empty() {
+            return Err(Failure::new(
+                Reason::DnsUnexpectedAnswer,
+                format!(
+                    "NOERROR without answer records: {} has no {} records",
+                    self.written, self.record_type
+                ),
+            ));
+        }
+        if let Some(expected) = &self.expect_addresses {
+            let got: BTreeSet<IpAddr> = reply.addresses().into_iter().collect();
+            if &got != expected {
+                let list = |set: &BTreeSet<IpAddr>| {
+                    set.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                return Err(Failure::new(
+                    Reason::DnsUnexpectedAnswer,
+                    format!("addresses [{}], expected [{}]", list(&got), list(expected)),
+                ));
+            }
+        }
+        if let Some(regex) = &self.expect_regex {
+            let lines = reply.answer_lines();
+            if !lines.iter().any(|l| regex.is_match(l)) {
+                return Err(Failure::new(
+                    Reason::DnsUnexpectedAnswer,
+                    format!("no answer record matches /{regex}/: {}", lines.join("; ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A response code by its dig mnemonic (`NOERROR`, `NXDOMAIN`, ...).
+pub fn parse_rcode(text: &str) -> Result<ResponseCode, String> {
+    (0u16..=23)
+        .map(<ResponseCode as From<u16>>::from)
+        .find(|code| dns::rcode_name(*code) == text)
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is not a response code such as NOERROR, NXDOMAIN, SERVFAIL or REFUSED"
+            )
+        })
+}

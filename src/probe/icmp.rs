@@ -1,0 +1,199 @@
+//! The ICMP probe: `count` echo requests, spaced out, and the round trips and loss of their
+//! replies.
+//!
+//! Each run opens its own ICMP socket: an unprivileged ping socket where
+//! `net.ipv4.ping_group_range` allows it, else a raw socket (root or CAP_NET_RAW). The kernel
+//! gives every ping socket its own identifier, and sequence numbers come from one counter for
+//! the whole process, so concurrent runs against the same host never take each other's replies.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::time::Duration;
+
+use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
+
+use super::{Failure, Outcome, Reason, Trace};
+use crate::dns;
+use crate::net::{self, Host, IpVersion};
+
+/// The longest pause between two echoes of a run.
+const MAX_SPACING: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct IcmpProbe {
+    pub host: Host,
+    pub ip_version: IpVersion,
+    pub resolver: Option<dns::Server>,
+    pub count: u16,
+    pub payload_size: usize,
+    /// The run fails with `icmp_packet_loss` when more than this share of echoes is lost.
+    pub max_loss_ratio: f64,
+}
+
+/// What the echoes of a run showed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IcmpFacts {
+    pub sent: u16,
+    /// Round trips of the echoes answered, in the order they were sent.
+    pub rtts: Vec<Duration>,
+}
+
+impl IcmpFacts {
+    pub fn loss_ratio(&self) -> f64 {
+        if self.sent == 0 {
+            return 0.0;
+        }
+        f64::from(self.sent - self.rtts.len() as u16) / f64::from(self.sent)
+    }
+
+    /// min, avg, max and the population standard deviation, in seconds; `None` without replies.
+    pub fn stats(&self) -> Option<[f64; 4]> {
+        let secs: Vec<f64> = self.rtts.iter().map(Duration::as_secs_f64).collect();
+        let n = secs.len() as f64;
+        let min = secs.iter().copied().reduce(f64::min)?;
+        let max = secs.iter().copied().reduce(f64::max)?;
+        let avg = secs.iter().sum::<f64>() / n;
+        let variance = secs.iter().map(|s| (s - avg).powi(2)).sum::<f64>() / n;
+        Some([min, avg, max, variance.sqrt()])
+    }
+}
+
+/// One counter for the process: see the module comment.
+static SEQUENCE: AtomicU16 = AtomicU16::new(0);
+
+impl IcmpProbe {
+    pub async fn attempt(&self, deadline: Instant) -> Outcome {
+        let mut trace = Trace::start();
+        let result = self.echo(deadline, &mut trace).await;
+        Outcome::new(result, trace)
+    }
+
+    async fn echo(&self, deadline: Instant, trace: &mut Trace) -> Result<(), Failure> {
+        let resolved =
+            net::resolve(&self.host, 0, self.ip_version, self.resolver, deadline).await?;
+        trace.phases.dns = resolved.lookup;
+        trace.address = Some(resolved.addr);
+        let ip = resolved.addr.ip();
+        let client = client(ip)?;
+        let payload = vec![0u8; self.payload_size];
+        let start = Instant::now();
+        let left = deadline.saturating_duration_since(start);
+        // Spread over at most half the time left, so the last echo still has time to return;
+        // replies are awaited until nine tenths of it, so the run reports before its deadline.
+        let spacing = MAX_SPACING.min(left / (2 * u32::from(self.count)));
+        let replies_until = start + left.mul_f64(0.9);
+        let mut echoes = JoinSet::new();
+        for i in 0..self.count {
+            let send_at = start + spacing * u32::from(i);
+            let client = client.clone();
+            let payload = payload.clone();
+            let sequence = PingSequence(SEQUENCE.fetch_add(1, Ordering::Relaxed));
+            echoes.spawn(async move {
+                sleep_until(send_at).await;
+                let mut pinger = client
+                    .pinger(ip, PingIdentifier(std::process::id() as u16))
+                    .await;
+                pinger.timeout(replies_until.saturating_duration_since(Instant::now()));
+                // Timed here, around the send: surge-ping starts its clock after the send returns,
+                // and on a fast path (loopback) the reply can arrive before that, reading as 0.
+                let sent = Instant::now();
+                (
+                    i,
+                    pinger
+                        .ping(sequence, &payload)
+                        .await
+                        .map(|_| sent.elapsed()),
+                )
+            });
+        }
+        let mut rtts = vec![None; usize::from(self.count)];
+        let mut error = None;
+        while let Some(joined) = echoes.join_next().await {
+            let Ok((i, result)) = joined else { continue };
+            match result {
+                Ok(rtt) => rtts[usize::from(i)] = Some(rtt),
+                Err(SurgeError::Timeout { .. }) => {}
+                Err(SurgeError::IOError(e)) => {
+                    error = Some(Failure::io(&e, "sending an echo request"))
+                }
+                Err(other) => error = Some(Failure::new(Reason::IoError, format!("echo: {other}"))),
+            }
+        }
+        let facts = IcmpFacts {
+            sent: self.count,
+            rtts: rtts.into_iter().flatten().collect(),
+        };
+        trace.answered = Some(trace.elapsed());
+        let loss = facts.loss_ratio();
+        let received = facts.rtts.len();
+        trace.icmp = Some(facts);
+        if received == 0 {
+            return Err(error.unwrap_or_else(|| {
+                Failure::new(
+                    Reason::IcmpNoReply,
+                    format!("none of {} echo requests to {ip} was answered", self.count),
+                )
+            }));
+        }
+        if loss > self.max_loss_ratio {
+            return Err(Failure::new(
+                Reason::IcmpPacketLoss,
+                format!(
+                    "{received} of {} echoes answered: {:.0}% lost, more than max_loss_ratio {}",
+                    self.count,
+                    loss * 100.0,
+                    self.max_loss_ratio
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A new ICMP socket for `ip`'s family. Without the right to open one, the run fails with
+/// `permission_denied`, and the log says once what to grant.
+fn client(ip: IpAddr) -> Result<Client, Failure> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let kind = if ip.is_ipv4() { ICMP::V4 } else { ICMP::V6 };
+    Client::new(&Config::builder().kind(kind).build()).map_err(|e| {
+        if e.kind() != std::io::ErrorKind::PermissionDenied {
+            return Failure::io(&e, "opening an ICMP socket");
+        }
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "icmp probes cannot open an ICMP socket: allow ping sockets for vantage's group \
+                 with the sysctl net.ipv4.ping_group_range, or grant CAP_NET_RAW \
+                 (README: ICMP rights)"
+            );
+        }
+        Failure::new(
+            Reason::PermissionDenied,
+            "no right to open an ICMP socket: allow ping sockets (sysctl net.ipv4.ping_group_range) \
+             or grant CAP_NET_RAW",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_and_loss_of_the_replies() {
+        let facts = IcmpFacts {
+            sent: 4,
+            rtts: vec![
+                Duration::from_millis(10),
+                Duration::from_millis(20),
+                Duration::from_millis(30),
+            ],
+        };
+        assert_eq!(facts.loss_ratio(), 0.25);
+        let [min, avg, max, stddev] = facts.stats().unwrap();
+        assert_eq!((min, avg, max), (0.010, 0.020, 0.030));
+        assert!((stddev - 0.008_165).abs() < 1e-6, "{stddev}");
+        assert_eq!(IcmpFacts::default().stats(), None);
+    }
+}

@@ -1,0 +1,90 @@
+//! icmp probes to loopback (IPv4 and IPv6) and without the right to send ICMP. The network
+//! cases (a dead address, a lossy link) are in `netns`.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use vantage::config::{self, LoadOptions, Target};
+use vantage::probe::Reason;
+
+use crate::support::{root_or_skip, run, vantage_bin};
+
+fn icmp_target(host: &str, icmp: &str) -> Arc<Target> {
+    let yaml = format!(
+        "targets:\n  - name: i\n    type: icmp\n    host: \"{host}\"\n    interval: 1m\n    timeout: 3s\n    icmp: {{{icmp}}}\n"
+    );
+    let config = config::parse(&yaml, "test.yml", &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    Arc::clone(&config.targets[0])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_answers_every_echo_over_ipv4_and_ipv6() {
+    if !root_or_skip("loopback_answers_every_echo_over_ipv4_and_ipv6") {
+        return;
+    }
+    for host in ["127.0.0.1", "::1"] {
+        let run = run(&icmp_target(host, "count: 4, payload_size: 100")).await;
+        assert!(run.success(), "{host}: {:?}", run.failure());
+        let facts = run.outcome.trace.icmp.as_ref().unwrap();
+        assert_eq!((facts.sent, facts.rtts.len()), (4, 4), "{host}");
+        assert_eq!(facts.loss_ratio(), 0.0);
+        let [min, avg, max, _] = facts.stats().unwrap();
+        assert!(min > 0.0 && min <= avg && avg <= max, "{min} {avg} {max}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_to_one_host_keep_their_own_replies() {
+    if !root_or_skip("concurrent_runs_to_one_host_keep_their_own_replies") {
+        return;
+    }
+    let target = icmp_target("127.0.0.1", "count: 5");
+    let mut runs = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let target = Arc::clone(&target);
+        runs.spawn(async move { run(&target).await });
+    }
+    while let Some(run) = runs.join_next().await {
+        let run = run.unwrap();
+        assert!(run.success(), "{:?}", run.failure());
+        let facts = run.outcome.trace.icmp.as_ref().unwrap();
+        assert_eq!(
+            facts.rtts.len(),
+            5,
+            "every run got exactly its own five replies"
+        );
+    }
+}
+
+#[test]
+fn without_icmp_rights_the_probe_says_permission_denied_and_what_to_grant() {
+    if !root_or_skip("without_icmp_rights_the_probe_says_permission_denied_and_what_to_grant") {
+        return;
+    }
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+    let lowest: u64 = range.split_whitespace().next().unwrap().parse().unwrap();
+    let highest: u64 = range.split_whitespace().nth(1).unwrap().parse().unwrap();
+    if (lowest..=highest).contains(&65534) {
+        eprintln!("SKIPPED: ping sockets are open to nobody on this machine ({range})");
+        return;
+    }
+    // As nobody, with no capabilities: neither a ping socket nor a raw socket is allowed.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .args([vantage_bin(), "probe", "127.0.0.1", "--type=icmp"])
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("FAILURE permission_denied"), "{stdout}");
+    assert!(stdout.contains("CAP_NET_RAW"), "{stdout}");
+    assert_eq!(stderr.matches("ping_group_range").count(), 1, "{stderr}");
+    let _ = Reason::PermissionDenied;
+}
