@@ -9,13 +9,17 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout_at};
 
+use crate::net::IpVersion;
 use crate::probe::{Failure, Reason, Trace};
+
+/// CNAMEs followed within one answer; a longer chain (or a loop) stops there.
+const MAX_CNAME_HOPS: usize = 8;
 
 /// The largest UDP answer read; a bigger datagram is cut, fails to parse, and is reported.
 const UDP_LIMIT: usize = 4096;
@@ -58,12 +62,27 @@ impl Reply {
         self.message.metadata.response_code
     }
 
-    /// The addresses among the answers (A and AAAA records, whatever their owner name, so
-    /// that the end of a CNAME chain counts).
+    /// The addresses of the question's name: the A and AAAA records of the name that its
+    /// CNAME chain within the answer ends at. Records about other names do not count.
     pub fn addresses(&self) -> Vec<IpAddr> {
+        let Some(question) = self.message.queries.first() else {
+            return Vec::new();
+        };
+        let mut name = question.name().clone();
+        for _ in 0..MAX_CNAME_HOPS {
+            let next = self.message.answers.iter().find_map(|r| match &r.data {
+                RData::CNAME(target) if r.name == name => Some(target.0.clone()),
+                _ => None,
+            });
+            match next {
+                Some(target) => name = target,
+                None => break,
+            }
+        }
         self.message
             .answers
             .iter()
+            .filter(|r| r.name == name)
             .filter_map(|r| match &r.data {
                 RData::A(a) => Some(IpAddr::V4(a.0)),
                 RData::AAAA(a) => Some(IpAddr::V6(a.0)),
@@ -123,43 +142,80 @@ pub async fn ask(
     let bytes = query
         .to_vec()
         .map_err(|e| Failure::new(Reason::DnsError, format!("encoding the question: {e}")))?;
-    let id = query.metadata.id;
     let started = Instant::now();
-    let (message, transport) = match server.transport {
-        Transport::Tcp => (
-            tcp(server.addr, &bytes, id, deadline, trace).await?,
-            Transport::Tcp,
-        ),
-        Transport::Udp => {
-            let message = udp(server.addr, &bytes, id, deadline).await?;
-            if message.metadata.truncation {
-                // The whole answer does not fit a datagram: ask again over TCP, as resolvers do.
-                (
-                    tcp(server.addr, &bytes, id, deadline, trace).await?,
-                    Transport::Tcp,
-                )
-            } else {
-                (message, Transport::Udp)
-            }
+    let expect = Expected {
+        id: query.metadata.id,
+        query: &query,
+    };
+    let (message, transport, took) = match server.transport {
+        Transport::Tcp => {
+            let (message, took) =
+                tcp(server.addr, &bytes, &expect, started, deadline, trace).await?;
+            (message, Transport::Tcp, took)
         }
+        Transport::Udp => match udp(server.addr, &bytes, &expect, deadline).await? {
+            Some(message) => (message, Transport::Udp, started.elapsed()),
+            None => {
+                // The whole answer does not fit a datagram: ask again over TCP, as resolvers do.
+                let (message, took) =
+                    tcp(server.addr, &bytes, &expect, started, deadline, trace).await?;
+                (message, Transport::Tcp, took)
+            }
+        },
     };
     Ok(Reply {
         message,
-        took: started.elapsed(),
+        took,
         transport,
     })
 }
 
+/// What an answer must match: our message ID, and our question echoed back.
+struct Expected<'q> {
+    id: u16,
+    query: &'q Message,
+}
+
+impl Expected<'_> {
+    /// Parses `bytes` as the answer to our question.
+    fn answer(&self, server: SocketAddr, bytes: &[u8]) -> Result<Message, Failure> {
+        let message = Message::from_vec(bytes).map_err(|e| {
+            Failure::new(
+                Reason::DnsError,
+                format!("{server} answered with a malformed message: {e}"),
+            )
+        })?;
+        if message.metadata.message_type != MessageType::Response
+            || message.queries != self.query.queries
+        {
+            return Err(Failure::new(
+                Reason::DnsError,
+                format!("{server} answered another question"),
+            ));
+        }
+        Ok(message)
+    }
+
+    /// Whether a message is a response to us (its ID, the QR bit), read from the raw header
+    /// so that a truncated answer is recognised even when its records are cut off.
+    fn ours(&self, bytes: &[u8]) -> bool {
+        bytes.len() >= 12
+            && u16::from_be_bytes([bytes[0], bytes[1]]) == self.id
+            && bytes[2] & 0x80 != 0
+    }
+}
+
+/// One datagram question. `None` when the server says the answer is truncated (TC).
 async fn udp(
     server: SocketAddr,
     query: &[u8],
-    id: u16,
+    expect: &Expected<'_>,
     deadline: Instant,
-) -> Result<Message, Failure> {
+) -> Result<Option<Message>, Failure> {
     let local: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0".parse().expect("a literal address")
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
-        "[::]:0".parse().expect("a literal address")
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let socket = UdpSocket::bind(local)
         .await
@@ -168,7 +224,7 @@ async fn udp(
     socket
         .connect(server)
         .await
-        .map_err(|e| Failure::io(&e, &format!("addressing {server}")))?;
+        .map_err(|e| unanswered(server, &e))?;
     socket
         .send(query)
         .await
@@ -180,28 +236,28 @@ async fn udp(
             Ok(Err(e)) => return Err(unanswered(server, &e)),
             Ok(Ok(n)) => n,
         };
-        match Message::from_vec(&buf[..n]) {
-            // A late answer to an earlier question of this socket cannot exist (it is new),
-            // but a spoofed or garbled one can: keep waiting for ours.
-            Ok(message) if message.metadata.id == id => return Ok(message),
-            Ok(_) => continue,
-            Err(e) => {
-                return Err(Failure::new(
-                    Reason::DnsError,
-                    format!("{server} answered with a malformed message: {e}"),
-                ));
-            }
+        let datagram = &buf[..n];
+        // Anything that is not a response to our ID (spoofed, garbled, late) is ignored, and
+        // the wait goes on until the deadline; each wait is one blocking read, so no spin.
+        if !expect.ours(datagram) {
+            continue;
         }
+        if datagram[2] & 0x02 != 0 {
+            return Ok(None);
+        }
+        return expect.answer(server, datagram).map(Some);
     }
 }
 
+/// One question over TCP; the time is taken when the answer is read, before the close.
 async fn tcp(
     server: SocketAddr,
     query: &[u8],
-    id: u16,
+    expect: &Expected<'_>,
+    started: Instant,
     deadline: Instant,
     trace: &mut Trace,
-) -> Result<Message, Failure> {
+) -> Result<(Message, Duration), Failure> {
     let (mut stream, _) = crate::net::connect(server, deadline).await.map_err(|f| {
         Failure::new(
             Reason::DnsError,
@@ -220,23 +276,20 @@ async fn tcp(
         Ok::<_, std::io::Error>(answer)
     };
     let answer = timeout_at(deadline, exchange).await;
+    let took = started.elapsed();
     let _ = crate::probe::tcp::close(stream, deadline, trace).await;
     let answer = match answer {
         Err(_) => return Err(silent(server)),
         Ok(Err(e)) => return Err(unanswered(server, &e)),
         Ok(Ok(answer)) => answer,
     };
-    match Message::from_vec(&answer) {
-        Ok(message) if message.metadata.id == id => Ok(message),
-        Ok(_) => Err(Failure::new(
+    if !expect.ours(&answer) {
+        return Err(Failure::new(
             Reason::DnsError,
-            format!("{server} answered another question (wrong message id)"),
-        )),
-        Err(e) => Err(Failure::new(
-            Reason::DnsError,
-            format!("{server} answered with a malformed message: {e}"),
-        )),
+            format!("{server} answered with another message ID, or not with a response"),
+        ));
     }
+    Ok((expect.answer(server, &answer)?, took))
 }
 
 fn silent(server: SocketAddr) -> Failure {
@@ -255,22 +308,28 @@ fn unanswered(server: SocketAddr, err: &std::io::Error) -> Failure {
 
 /// The first `nameserver` of `/etc/resolv.conf`: the system's resolver, for dns probes that
 /// name no server. Read at every call, so an edited resolv.conf applies without a restart.
-pub fn system_server() -> Result<SocketAddr, String> {
+pub fn system_server(ip_version: IpVersion) -> Result<SocketAddr, String> {
     let text = std::fs::read_to_string("/etc/resolv.conf")
         .map_err(|e| format!("cannot read /etc/resolv.conf: {e}"))?;
-    first_nameserver(&text).ok_or_else(|| "/etc/resolv.conf lists no nameserver".to_string())
+    first_nameserver(&text, ip_version).ok_or_else(|| match ip_version {
+        IpVersion::Auto => "/etc/resolv.conf lists no nameserver".to_string(),
+        v => format!("/etc/resolv.conf lists no IPv{v} nameserver"),
+    })
 }
 
-fn first_nameserver(text: &str) -> Option<SocketAddr> {
-    text.lines().find_map(|line| {
-        let mut words = line.split_whitespace();
-        if words.next() != Some("nameserver") {
-            return None;
-        }
-        // A scoped IPv6 address (`fe80::1%eth0`) keeps only the address.
-        let ip = words.next()?.split('%').next()?;
-        Some(SocketAddr::new(ip.parse().ok()?, 53))
-    })
+fn first_nameserver(text: &str, ip_version: IpVersion) -> Option<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            if words.next() != Some("nameserver") {
+                return None;
+            }
+            // A scoped link-local address (`fe80::1%eth0`) needs an interface index that a plain
+            // address cannot carry: skip it for the next nameserver.
+            let ip: IpAddr = words.next()?.parse().ok()?;
+            Some(SocketAddr::new(ip, 53))
+        })
+        .find(|server| ip_version.accepts(server.ip()))
 }
 
 #[cfg(test)]
@@ -281,14 +340,45 @@ mod tests {
     fn the_first_nameserver_line_wins() {
         let text = "# comment\nsearch example.com\nnameserver 10.0.0.53\nnameserver 10.0.0.54\n";
         assert_eq!(
-            first_nameserver(text),
+            first_nameserver(text, IpVersion::Auto),
             Some("10.0.0.53:53".parse().unwrap())
         );
+        assert_eq!(first_nameserver(text, IpVersion::V6), None);
         assert_eq!(
-            first_nameserver("nameserver fe80::1%eth0\n"),
-            Some("[fe80::1]:53".parse().unwrap())
+            first_nameserver("nameserver fe80::1%eth0\nnameserver ::1\n", IpVersion::Auto),
+            Some("[::1]:53".parse().unwrap())
         );
-        assert_eq!(first_nameserver("search x\n"), None);
+        assert_eq!(first_nameserver("search x\n", IpVersion::Auto), None);
+    }
+
+    #[test]
+    fn addresses_follow_the_cname_chain_and_ignore_other_names() {
+        use hickory_proto::rr::Record;
+        use hickory_proto::rr::rdata::{A, CNAME};
+        let name = |n: &str| Name::from_ascii(n).unwrap();
+        let mut message = Message::query();
+        message.add_query(Query::query(name("www.example."), RecordType::A));
+        message.add_answer(Record::from_rdata(
+            name("www.example."),
+            60,
+            RData::CNAME(CNAME(name("edge.example."))),
+        ));
+        message.add_answer(Record::from_rdata(
+            name("unrelated.example."),
+            60,
+            RData::A(A::new(192, 0, 2, 9)),
+        ));
+        message.add_answer(Record::from_rdata(
+            name("EDGE.example."),
+            60,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        let reply = Reply {
+            message,
+            took: Duration::ZERO,
+            transport: Transport::Udp,
+        };
+        assert_eq!(reply.addresses(), vec![IpAddr::from([192, 0, 2, 1])]);
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub enum IpVersion {
 }
 
 impl IpVersion {
-    fn accepts(self, ip: IpAddr) -> bool {
+    pub fn accepts(self, ip: IpAddr) -> bool {
         match self {
             IpVersion::Auto => true,
             IpVersion::V4 => ip.is_ipv4(),
@@ -292,9 +292,13 @@ pub fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, 53));
     }
-    text.parse::<SocketAddr>().map_err(|_| {
+    let addr = text.parse::<SocketAddr>().map_err(|_| {
         format!("{text:?} is not an IP address with an optional port, such as 10.0.0.53 or [2001:db8::53]:5353")
-    })
+    })?;
+    if addr.port() == 0 {
+        return Err(format!("{text:?}: the port must be from 1 to 65535"));
+    }
+    Ok(addr)
 }
 
 /// Connects to `addr`, timing SYN to established.

@@ -184,6 +184,7 @@ impl Target {
             name: question_name(&Host::parse(name.trim())?, RecordType::A)?,
             record_type: RecordType::A,
             server: None,
+            ip_version: IpVersion::Auto,
             transport: dns::Transport::Udp,
             expect_addresses: None,
             expect_regex: None,
@@ -824,7 +825,7 @@ impl Builder<'_> {
         let probe = match t.kind.value {
             Kind::Tcp => Probe::Tcp(self.tcp(t, at, path, &schedule)?),
             Kind::Http => Probe::Http(Box::new(self.http(t, at, path, &schedule)?)),
-            Kind::Dns => Probe::Dns(Box::new(self.dns(t, at, path)?)),
+            Kind::Dns => Probe::Dns(Box::new(self.dns(t, at, path, &schedule)?)),
             Kind::Icmp => Probe::Icmp(self.icmp(t, at, path, &schedule)?),
         };
         Some(Target::new(
@@ -968,7 +969,13 @@ impl Builder<'_> {
         ok.then_some(probe)
     }
 
-    fn dns(&mut self, t: &RawTarget, at: &Location, path: &str) -> Option<DnsProbe> {
+    fn dns(
+        &mut self,
+        t: &RawTarget,
+        at: &Location,
+        path: &str,
+        schedule: &Schedule,
+    ) -> Option<DnsProbe> {
         let mut ok = self.foreign_keys(t, path);
         let dpath = format!("{path}.dns");
         let host = match &t.host {
@@ -1004,6 +1011,18 @@ impl Builder<'_> {
         let server = match &raw.server {
             None => None,
             Some(s) => match net::parse_dns_server(&s.value) {
+                Ok(addr) if !schedule.ip_version.accepts(addr.ip()) => {
+                    self.error(
+                        &s.referenced,
+                        format!("{dpath}.server"),
+                        format!(
+                            "ip_version is {}, but the server {addr} is not an IPv{} address",
+                            schedule.ip_version, schedule.ip_version
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
                 Ok(addr) => Some(addr),
                 Err(e) => {
                     self.error(&s.referenced, format!("{dpath}.server"), e);
@@ -1055,11 +1074,24 @@ impl Builder<'_> {
             .expect_addresses
             .as_ref()
             .map(|a| a.value.iter().copied().collect());
+        if let Some(a) = &raw.expect_addresses
+            && !matches!(record_type, RecordType::A | RecordType::AAAA)
+        {
+            self.error(
+                &a.referenced,
+                format!("{dpath}.expect_addresses"),
+                format!(
+                    "{record_type} records hold no addresses: use expect_regex, or record_type A or AAAA"
+                ),
+            );
+            ok = false;
+        }
         ok.then(|| DnsProbe {
             written: host.1.value.clone(),
             name,
             record_type,
             server,
+            ip_version: schedule.ip_version,
             transport: raw
                 .transport
                 .as_ref()

@@ -198,6 +198,27 @@ fn icmp_and_dns_mistakes_are_reported_where_they_are_written() {
         "tcp and http targets only",
     );
     single(
+        &format!("{dns}    dns: {{record_type: MX, expect_addresses: [10.0.0.1]}}\n"),
+        5,
+        46,
+        "targets[0].dns.expect_addresses",
+        "MX records hold no addresses",
+    );
+    single(
+        &format!("{dns}    dns: {{server: \"10.0.0.53:0\"}}\n"),
+        5,
+        19,
+        "targets[0].dns.server",
+        "port must be from 1",
+    );
+    single(
+        &format!("{dns}    ip_version: 6\n    dns: {{server: 10.0.0.53}}\n"),
+        6,
+        19,
+        "targets[0].dns.server",
+        "not an IPv6 address",
+    );
+    single(
         "targets:\n  - name: d\n    type: dns\n    host: 10.0.0.1\n",
         4,
         11,

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::{Failure, Outcome, Reason, Trace};
 use crate::dns::{self, Reply, Server, Transport};
+use crate::net::IpVersion;
 
 #[derive(Debug, Clone)]
 pub struct DnsProbe {
@@ -23,6 +24,8 @@ pub struct DnsProbe {
     pub record_type: RecordType,
     /// `None`: the system's resolver, the first nameserver of `/etc/resolv.conf` at each run.
     pub server: Option<SocketAddr>,
+    /// Which of the system's nameservers to ask (with `server`, checked when the config loads).
+    pub ip_version: IpVersion,
     pub transport: Transport,
     /// The answer's addresses must be exactly these (in any order).
     pub expect_addresses: Option<BTreeSet<IpAddr>>,
@@ -51,7 +54,8 @@ impl DnsProbe {
     async fn ask(&self, deadline: Instant, trace: &mut Trace) -> Result<(), Failure> {
         let addr = match self.server {
             Some(addr) => addr,
-            None => dns::system_server().map_err(|e| Failure::new(Reason::DnsError, e))?,
+            None => dns::system_server(self.ip_version)
+                .map_err(|e| Failure::new(Reason::DnsError, e))?,
         };
         trace.address = Some(addr);
         let server = Server {

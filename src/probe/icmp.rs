@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::Duration;
 
-use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
+use surge_ping::{Client, Config, ICMP, IcmpPacket, PingIdentifier, PingSequence, SurgeError};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
@@ -92,19 +92,15 @@ impl IcmpProbe {
             let sequence = PingSequence(SEQUENCE.fetch_add(1, Ordering::Relaxed));
             echoes.spawn(async move {
                 sleep_until(send_at).await;
-                let mut pinger = client
-                    .pinger(ip, PingIdentifier(std::process::id() as u16))
-                    .await;
+                let mut pinger = client.pinger(ip, PingIdentifier(identifier())).await;
                 pinger.timeout(replies_until.saturating_duration_since(Instant::now()));
                 // Timed here, around the send: surge-ping starts its clock after the send returns,
                 // and on a fast path (loopback) the reply can arrive before that, reading as 0.
                 let sent = Instant::now();
+                let reply = pinger.ping(sequence, &payload).await;
                 (
                     i,
-                    pinger
-                        .ping(sequence, &payload)
-                        .await
-                        .map(|_| sent.elapsed()),
+                    reply.map(|(packet, _)| (is_echo_reply(&packet), sent.elapsed())),
                 )
             });
         }
@@ -113,7 +109,14 @@ impl IcmpProbe {
         while let Some(joined) = echoes.join_next().await {
             let Ok((i, result)) = joined else { continue };
             match result {
-                Ok(rtt) => rtts[usize::from(i)] = Some(rtt),
+                Ok((true, rtt)) => rtts[usize::from(i)] = Some(rtt),
+                // A raw socket also sees the errors that routers send back about our echoes.
+                Ok((false, _)) => {
+                    error = Some(Failure::new(
+                        Reason::HostUnreachable,
+                        format!("{ip} is unreachable: an echo was answered with an ICMP error"),
+                    ));
+                }
                 Err(SurgeError::Timeout { .. }) => {}
                 Err(SurgeError::IOError(e)) => {
                     error = Some(Failure::io(&e, "sending an echo request"))
@@ -150,6 +153,25 @@ impl IcmpProbe {
         }
         Ok(())
     }
+}
+
+/// Whether a packet that answered an echo is its reply, rather than an ICMP error about it
+/// (destination unreachable, time exceeded) quoting the request.
+fn is_echo_reply(packet: &IcmpPacket) -> bool {
+    match packet {
+        IcmpPacket::V4(p) => p.get_icmp_type().0 == 0,
+        IcmpPacket::V6(p) => p.get_icmpv6_type().0 == 129,
+    }
+}
+
+/// The identifier of a run's echoes on a raw socket (ping sockets get theirs from the kernel):
+/// random, so that two vantage processes on one host (two containers that are both PID 1)
+/// do not read each other's replies.
+fn identifier() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish() as u16
 }
 
 /// A new ICMP socket for `ip`'s family. Without the right to open one, the run fails with
