@@ -301,6 +301,36 @@ pub fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
+/// Resolves `host` for a probe and records the lookup time and the chosen address in `trace`.
+pub async fn locate(
+    host: &Host,
+    port: u16,
+    ip_version: IpVersion,
+    resolver: Option<dns::Server>,
+    deadline: Instant,
+    trace: &mut Trace,
+) -> Result<SocketAddr, Failure> {
+    let resolved = resolve(host, port, ip_version, resolver, deadline).await?;
+    trace.phases.dns = resolved.lookup;
+    trace.address = Some(resolved.addr);
+    Ok(resolved.addr)
+}
+
+/// Resolves and connects, recording both phases and the address in `trace`.
+pub async fn open(
+    host: &Host,
+    port: u16,
+    ip_version: IpVersion,
+    resolver: Option<dns::Server>,
+    deadline: Instant,
+    trace: &mut Trace,
+) -> Result<TcpStream, Failure> {
+    let addr = locate(host, port, ip_version, resolver, deadline, trace).await?;
+    let (stream, connect) = connect(addr, deadline).await?;
+    trace.phases.connect = Some(connect);
+    Ok(stream)
+}
+
 /// Connects to `addr`, timing SYN to established.
 pub async fn connect(
     addr: SocketAddr,

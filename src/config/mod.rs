@@ -853,15 +853,7 @@ impl Builder<'_> {
     ) -> Option<TcpProbe> {
         self.foreign_keys(t, path);
         let resolver = self.resolver(t, path);
-        let host = match &t.host {
-            None => {
-                self.error(at, format!("{path}.host"), "tcp targets need `host`");
-                None
-            }
-            Some(h) => Host::parse(&h.value)
-                .map_err(|e| self.error(&h.referenced, format!("{path}.host"), e))
-                .ok(),
-        };
+        let host = self.host(t, at, path, "tcp targets need `host`");
         let port = match &t.port {
             None => {
                 self.error(at, format!("{path}.port"), "tcp targets need `port`");
@@ -910,15 +902,7 @@ impl Builder<'_> {
     ) -> Option<IcmpProbe> {
         let mut ok = self.foreign_keys(t, path);
         let resolver = self.resolver(t, path);
-        let host = match &t.host {
-            None => {
-                self.error(at, format!("{path}.host"), "icmp targets need `host`");
-                None
-            }
-            Some(h) => Host::parse(&h.value)
-                .map_err(|e| self.error(&h.referenced, format!("{path}.host"), e))
-                .ok(),
-        };
+        let host = self.host(t, at, path, "icmp targets need `host`");
         let empty = RawIcmp::default();
         let raw = t.icmp.as_ref().map_or(&empty, |i| &i.value);
         let ipath = format!("{path}.icmp");
@@ -978,33 +962,24 @@ impl Builder<'_> {
     ) -> Option<DnsProbe> {
         let mut ok = self.foreign_keys(t, path);
         let dpath = format!("{path}.dns");
-        let host = match &t.host {
-            None => {
-                self.error(
-                    at,
-                    format!("{path}.host"),
-                    "dns targets need `host`: the name to ask about",
-                );
-                return None;
-            }
-            Some(h) => match Host::parse(&h.value) {
-                Ok(host) => (host, h),
-                Err(e) => {
-                    self.error(&h.referenced, format!("{path}.host"), e);
-                    return None;
-                }
-            },
-        };
+        let host = self.host(
+            t,
+            at,
+            path,
+            "dns targets need `host`: the name to ask about",
+        )?;
+        // Present, or `host()` would have reported it.
+        let written = t.host.as_ref()?;
         let empty = RawDns::default();
         let raw = t.dns.as_ref().map_or(&empty, |d| &d.value);
         let record_type = raw
             .record_type
             .as_ref()
             .map_or(RecordType::A, |r| r.value.into());
-        let name = match question_name(&host.0, record_type) {
+        let name = match question_name(&host, record_type) {
             Ok(name) => name,
             Err(e) => {
-                self.error(&host.1.referenced, format!("{path}.host"), e);
+                self.error(&written.referenced, format!("{path}.host"), e);
                 return None;
             }
         };
@@ -1087,7 +1062,7 @@ impl Builder<'_> {
             ok = false;
         }
         ok.then(|| DnsProbe {
-            written: host.1.value.clone(),
+            written: written.value.clone(),
             name,
             record_type,
             server,
@@ -1100,6 +1075,18 @@ impl Builder<'_> {
             expect_regex,
             valid_rcodes,
         })
+    }
+
+    /// The target's `host`, a name or an IP literal: `None` after reporting it missing (with
+    /// `missing`) or invalid.
+    fn host(&mut self, t: &RawTarget, at: &Location, path: &str, missing: &str) -> Option<Host> {
+        let Some(h) = &t.host else {
+            self.error(at, format!("{path}.host"), missing);
+            return None;
+        };
+        Host::parse(&h.value)
+            .map_err(|e| self.error(&h.referenced, format!("{path}.host"), e))
+            .ok()
     }
 
     /// `dns.server` (and `dns.transport`) on a tcp or http target: the resolver of its host.

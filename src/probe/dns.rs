@@ -65,16 +65,19 @@ impl DnsProbe {
         let reply = dns::ask(server, &self.name, self.record_type, deadline, trace).await?;
         trace.phases.dns = Some(reply.took);
         trace.answered = Some(trace.elapsed());
+        let answers = reply.answer_lines();
+        let verdict = self.judge(&reply, &answers);
         trace.dns = Some(DnsFacts {
             server: addr,
             transport: reply.transport,
             rcode: reply.rcode(),
-            answers: reply.answer_lines(),
+            answers,
         });
-        self.judge(&reply)
+        verdict
     }
 
-    fn judge(&self, reply: &Reply) -> Result<(), Failure> {
+    /// `answers` is the answer section as text (`Reply::answer_lines`).
+    fn judge(&self, reply: &Reply, answers: &[String]) -> Result<(), Failure> {
         let rcode = reply.rcode();
         if !self.valid_rcodes.contains(&rcode) {
             let valid: Vec<String> = self
@@ -120,14 +123,13 @@ impl DnsProbe {
                 ));
             }
         }
-        if let Some(regex) = &self.expect_regex {
-            let lines = reply.answer_lines();
-            if !lines.iter().any(|l| regex.is_match(l)) {
-                return Err(Failure::new(
-                    Reason::DnsUnexpectedAnswer,
-                    format!("no answer record matches /{regex}/: {}", lines.join("; ")),
-                ));
-            }
+        if let Some(regex) = &self.expect_regex
+            && !answers.iter().any(|l| regex.is_match(l))
+        {
+            return Err(Failure::new(
+                Reason::DnsUnexpectedAnswer,
+                format!("no answer record matches /{regex}/: {}", answers.join("; ")),
+            ));
         }
         Ok(())
     }

@@ -71,11 +71,16 @@ impl IcmpProbe {
     }
 
     async fn echo(&self, deadline: Instant, trace: &mut Trace) -> Result<(), Failure> {
-        let resolved =
-            net::resolve(&self.host, 0, self.ip_version, self.resolver, deadline).await?;
-        trace.phases.dns = resolved.lookup;
-        trace.address = Some(resolved.addr);
-        let ip = resolved.addr.ip();
+        let ip = net::locate(
+            &self.host,
+            0,
+            self.ip_version,
+            self.resolver,
+            deadline,
+            trace,
+        )
+        .await?
+        .ip();
         let client = client(ip)?;
         let payload = vec![0u8; self.payload_size];
         let start = Instant::now();

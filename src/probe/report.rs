@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use std::net::SocketAddr;
+use std::fmt;
 
 use super::http::HttpFacts;
 use super::tcp::Step;
@@ -45,21 +45,8 @@ pub fn render(target: &Target, run: &Run) -> String {
             &tcp.steps
         }
         Probe::Icmp(icmp) => {
-            match (trace.address, trace.phases.dns) {
-                (Some(addr), Some(lookup)) => line(
-                    "address",
-                    format!(
-                        "{} resolved to {} in {}",
-                        icmp.host,
-                        addr.ip(),
-                        timing(lookup)
-                    ),
-                ),
-                (Some(addr), None) => {
-                    line("address", format!("{} (IP literal, no lookup)", addr.ip()))
-                }
-                (None, _) => {}
-            }
+            let ip = trace.address.map(|a| a.ip());
+            connection(&mut line, &icmp.host, ip, &trace.phases);
             if let Some(facts) = &trace.icmp {
                 let received = facts.rtts.len();
                 line(
@@ -160,10 +147,11 @@ pub fn render(target: &Target, run: &Run) -> String {
 }
 
 /// Where the connection went and how long getting there took.
+/// `address` is the socket address, or for icmp (which has no port) the IP.
 fn connection(
     line: &mut impl FnMut(&str, String),
     host: &Host,
-    address: Option<SocketAddr>,
+    address: Option<impl fmt::Display>,
     phases: &Phases,
 ) {
     match (address, phases.dns) {

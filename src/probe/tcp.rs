@@ -69,18 +69,15 @@ impl TcpProbe {
         deadline: Instant,
         trace: &mut Trace,
     ) -> Result<(), Failure> {
-        let resolved = net::resolve(
+        let stream = net::open(
             &self.host,
             self.port,
             self.ip_version,
             self.resolver,
             deadline,
+            trace,
         )
         .await?;
-        trace.phases.dns = resolved.lookup;
-        trace.address = Some(resolved.addr);
-        let (stream, connect) = net::connect(resolved.addr, deadline).await?;
-        trace.phases.connect = Some(connect);
         let Some(tls) = &self.tls else {
             return self.converse_and_close(stream, deadline, trace).await;
         };
@@ -306,12 +303,11 @@ impl Scan {
     }
 }
 
-/// A read where a TLS peer that closes TCP without close_notify counts as closed: many servers
-/// do, and for a probe the difference does not matter (no truncation attack is possible on
-/// bytes that are only matched against a pattern).
+/// A read where a TLS peer that closes without close_notify counts as closed (see
+/// `tls::closed_without_close_notify`).
 async fn read<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut [u8]) -> io::Result<usize> {
     match stream.read(buf).await {
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+        Err(e) if crate::tls::closed_without_close_notify(&e) => Ok(0),
         other => other,
     }
 }

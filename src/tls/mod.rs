@@ -566,6 +566,14 @@ fn read_certificates(
     Ok(certs)
 }
 
+/// Whether a read error is a TLS peer closing TCP without close_notify. Many servers do, and
+/// a probe treats it as an ordinary end of stream: bytes matched against a pattern or an HTTP
+/// body that ends with the connection cannot be exploited by truncation, and HTTP framing
+/// (Content-Length, chunks) still catches an answer cut short.
+pub fn closed_without_close_notify(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::UnexpectedEof
+}
+
 /// The rustls error inside an I/O error from tokio-rustls, if that is what it is.
 pub fn rustls_error(err: &std::io::Error) -> Option<&rustls::Error> {
     err.get_ref()?.downcast_ref::<rustls::Error>()

@@ -143,10 +143,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Lent<S> {
         self.poll(cx, |stream, cx, stamps| {
             let before = buf.filled().len();
             let poll = match stream.poll_read(cx, buf) {
-                // A TLS server that closes without close_notify has still ended its answer
-                // (many do, after `Connection: close`); hyper itself catches a body cut short
-                // of its Content-Length or chunked end.
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                // A body that ends with the connection has ended, close_notify or not.
+                Poll::Ready(Err(e)) if crate::tls::closed_without_close_notify(&e) => {
                     Poll::Ready(Ok(()))
                 }
                 other => other,

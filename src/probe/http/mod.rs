@@ -341,18 +341,15 @@ impl HttpProbe {
         trace: &mut Trace,
     ) -> Result<Answer, Failure> {
         let url = &request.url;
-        let resolved = net::resolve(
+        let stream = net::open(
             &url.host,
             url.port,
             self.ip_version,
             self.resolver,
             deadline,
+            trace,
         )
         .await?;
-        trace.phases.dns = resolved.lookup;
-        trace.address = Some(resolved.addr);
-        let (stream, connect) = net::connect(resolved.addr, deadline).await?;
-        trace.phases.connect = Some(connect);
         if url.scheme == Scheme::Http {
             return self.exchange(stream, request, false, deadline, trace).await;
         }
