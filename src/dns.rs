@@ -24,7 +24,7 @@ const MAX_CNAME_HOPS: usize = 8;
 /// The largest UDP answer read; a bigger datagram is cut, fails to parse, and is reported.
 const UDP_LIMIT: usize = 4096;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     #[default]

@@ -2,7 +2,8 @@
 //!
 //! `config` turns `exporter.yml` into targets; `scheduler` runs each on its interval through
 //! `probe`; results land in `store`, which `metrics` and `status_page` read when `server` is
-//! asked. `net` is the only module that touches sockets directly.
+//! asked. `reload` replaces the running config when its file changes. `net` is the only module
+//! that touches sockets directly.
 
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod probe;
+pub mod reload;
 pub mod scheduler;
 pub mod server;
 pub mod status_page;

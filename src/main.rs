@@ -8,14 +8,15 @@ use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Semaphore, oneshot};
-use tracing::{error, info};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
 
 use vantage::cli::{self, Cli, Command, ProbeArgs, ProbeType};
 use vantage::config::{self, LoadOptions, Target};
 use vantage::metrics::{Build, Metrics, Telemetry};
 use vantage::probe::{self, report};
-use vantage::scheduler::{Probes, Scheduler, Shared};
+use vantage::reload::{self, ReloadStatus, Reloader, Request, Trigger};
+use vantage::scheduler::{Limiter, Probes, Shared};
 use vantage::store::Store;
 use vantage::{logging, server};
 
@@ -65,18 +66,20 @@ fn check_config(path: &Path, cli: &Cli) -> ExitCode {
 
 async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
     // Installed first, so a SIGTERM during start-up is not the default (abrupt) exit.
-    let (mut sigterm, mut sigint) = match (
+    let (mut sigterm, mut sigint, mut sighup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(term), Ok(int)) => (term, int),
-        (Err(e), _) | (_, Err(e)) => {
+        (Ok(term), Ok(int), Ok(hup)) => (term, int, hup),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             error!(error = %e, "cannot install signal handlers");
             return ExitCode::FAILURE;
         }
     };
-    let config = match config::load(&cli.config_file, &options(cli, false)) {
-        Ok(config) => config,
+    let options = options(cli, false);
+    let initial = match reload::load(&cli.config_file, &options) {
+        Ok(initial) => initial,
         Err(errors) => {
             for e in &errors.0 {
                 error!(error = %e, "invalid config");
@@ -92,53 +95,70 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         }
     };
 
-    let store = Arc::new(Store::new(&config.targets));
-    let telemetry = Telemetry::new();
+    let shared = Shared {
+        store: Arc::new(Store::default()),
+        limiter: Arc::new(Limiter::new(initial.config.max_concurrent_probes)),
+        telemetry: Telemetry::new(),
+    };
+    let status = Arc::new(ReloadStatus::new(SystemTime::now()));
     let build = Build {
         version: cli::VERSION,
         revision: cli::REVISION,
         started,
-        config_loaded: SystemTime::now(),
     };
+    let (reloads, mut requests) = mpsc::channel::<Request>(16);
     let state = Arc::new(server::State {
-        metrics: Metrics::new(Arc::clone(&store), &telemetry, build),
-        store: Arc::clone(&store),
-        location: config.location.clone(),
+        metrics: Metrics::new(&shared, Arc::clone(&status), build),
+        store: Arc::clone(&shared.store),
         ready: AtomicBool::new(false),
+        reloads: reloads.clone(),
     });
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, Arc::clone(&state), async {
         let _ = server_stopped.await;
     }));
-    let scheduler = Scheduler::start(
-        &config.targets,
-        Arc::new(Probes),
-        Shared {
-            store,
-            limiter: Arc::new(Semaphore::new(config.max_concurrent_probes)),
-            telemetry,
-        },
-    );
-    state.ready.store(true, Ordering::Release);
     info!(
         address = %cli.listen_address,
         config = %cli.config_file.display(),
-        location = %config.location,
-        targets = config.targets.len(),
+        location = %initial.config.location,
+        targets = initial.config.targets.len(),
         version = cli::VERSION,
         revision = cli::REVISION,
         "vantage started"
     );
-    if !config.elsewhere.is_empty() {
-        info!(targets = %config.elsewhere.join(","), "not probing targets meant for other locations");
+    reload::log_elsewhere(&initial.config);
+    let mut reloader = Reloader::start(
+        &cli.config_file,
+        options,
+        initial,
+        Arc::new(Probes),
+        shared,
+        status,
+    )
+    .await;
+    state.ready.store(true, Ordering::Release);
+    if let Err(e) = reload::watch(&cli.config_file, reloads) {
+        warn!(
+            config = %cli.config_file.display(),
+            error = %e,
+            "cannot watch the config folder: reload with SIGHUP or POST /-/reload"
+        );
     }
 
-    let signal = tokio::select! {
-        _ = sigterm.recv() => "SIGTERM",
-        _ = sigint.recv() => "SIGINT",
+    let signal = loop {
+        let request = tokio::select! {
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+            _ = sighup.recv() => Request { trigger: Trigger::Signal, reply: None },
+            Some(request) = requests.recv() => request,
+        };
+        let result = reloader.reload(request.trigger).await;
+        if let Some(reply) = request.reply {
+            let _ = reply.send(result);
+        }
     };
     info!(signal, "shutting down");
-    scheduler.stop().await;
+    reloader.stop().await;
     let _ = stop_server.send(());
     let _ = server.await;
     ExitCode::SUCCESS

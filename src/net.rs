@@ -97,7 +97,7 @@ impl fmt::Display for Host {
 }
 
 /// Which address family a target is probed over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub enum IpVersion {
     /// IPv4 when the name has an IPv4 address, IPv6 otherwise.
     #[default]

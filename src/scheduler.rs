@@ -7,18 +7,22 @@
 //! back to its regular slots. A run that starts late (waiting for the concurrency limit) is
 //! measured in `vantage_probe_schedule_delay_seconds`; a target that falls a whole interval
 //! behind skips the missed slots rather than bursting to catch up.
+//!
+//! Each target has its own task. A reload hands the scheduler a new config, which it applies as
+//! a diff by target fingerprint: only changed, added and removed targets' tasks are touched.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 
-use crate::config::Target;
+use crate::config::{Config, Target};
 use crate::metrics::Telemetry;
 use crate::probe::Run;
 use crate::store::Store;
@@ -41,47 +45,189 @@ impl Runner for Probes {
 #[derive(Clone)]
 pub struct Shared {
     pub store: Arc<Store>,
-    pub limiter: Arc<Semaphore>,
+    pub limiter: Arc<Limiter>,
     pub telemetry: Telemetry,
 }
 
-pub struct Scheduler {
-    tasks: JoinSet<()>,
+/// The global bound on runs in flight (`max_concurrent_probes`), which a reload may change.
+#[derive(Debug)]
+pub struct Limiter {
+    semaphore: Semaphore,
+    sizes: Mutex<Sizes>,
 }
 
-impl Scheduler {
-    pub fn start<R: Runner>(targets: &[Arc<Target>], runner: Arc<R>, shared: Shared) -> Scheduler {
+#[derive(Debug)]
+struct Sizes {
+    size: usize,
+    /// Permits to retire as runs hand them back: a shrink cannot take permits that are in use.
+    owed: usize,
+}
+
+/// A slot for one run; dropping it frees the slot (or retires it after a shrink).
+pub struct Permit<'a> {
+    limiter: &'a Limiter,
+    permit: Option<SemaphorePermit<'a>>,
+}
+
+impl Limiter {
+    pub fn new(size: usize) -> Limiter {
+        Limiter {
+            semaphore: Semaphore::new(size),
+            sizes: Mutex::new(Sizes { size, owed: 0 }),
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.sizes().size
+    }
+
+    /// Sets a new bound. Runs in flight finish; once they have, at most `size` run at once.
+    pub fn resize(&self, size: usize) {
+        let mut sizes = self.sizes();
+        if size > sizes.size {
+            let grow = size - sizes.size;
+            let repaid = grow.min(sizes.owed);
+            sizes.owed -= repaid;
+            self.semaphore.add_permits(grow - repaid);
+        } else {
+            let shrink = sizes.size - size;
+            sizes.owed += shrink - self.semaphore.forget_permits(shrink);
+        }
+        sizes.size = size;
+    }
+
+    /// Waits for a free slot; `None` only if the semaphore were closed, which vantage never does.
+    pub async fn acquire(&self) -> Option<Permit<'_>> {
+        let permit = self.semaphore.acquire().await.ok()?;
+        Some(Permit {
+            limiter: self,
+            permit: Some(permit),
+        })
+    }
+
+    fn sizes(&self) -> std::sync::MutexGuard<'_, Sizes> {
+        self.sizes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut sizes = self.limiter.sizes();
+        if let Some(permit) = self.permit.take()
+            && sizes.owed > 0
+        {
+            sizes.owed -= 1;
+            permit.forget();
+        }
+    }
+}
+
+/// What applying a config changed, by target.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Changes {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
+/// The running targets: one task each.
+pub struct Scheduler<R: Runner> {
+    runner: Arc<R>,
+    shared: Shared,
+    tasks: HashMap<String, Task>,
+}
+
+struct Task {
+    target: Arc<Target>,
+    handle: JoinHandle<()>,
+}
+
+impl<R: Runner> Scheduler<R> {
+    /// A scheduler with no targets yet: [`Scheduler::apply`] starts them.
+    pub fn new(runner: Arc<R>, shared: Shared) -> Self {
+        Scheduler {
+            runner,
+            shared,
+            tasks: HashMap::new(),
+        }
+    }
+
+    /// Makes `config` the running one. Targets whose fingerprint is unchanged keep their task,
+    /// schedule, latest run and counters untouched; changed targets restart with their new
+    /// settings; removed ones stop, and their tasks have ended when this returns; added ones
+    /// start on their slot in their interval.
+    pub async fn apply(&mut self, config: &Config) -> Changes {
         let wall = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
-        Self::start_at(targets, runner, shared, wall)
+        self.apply_at(config, wall).await
     }
 
-    /// Starts with the wall clock reading `wall` (time since the Unix epoch) now.
-    fn start_at<R: Runner>(
-        targets: &[Arc<Target>],
-        runner: Arc<R>,
-        shared: Shared,
-        wall: Duration,
-    ) -> Scheduler {
+    /// [`Scheduler::apply`] with the wall clock reading `wall` (time since the Unix epoch) now.
+    async fn apply_at(&mut self, config: &Config, wall: Duration) -> Changes {
+        let mut changes = Changes::default();
+        let mut previous = std::mem::take(&mut self.tasks);
+        let mut running = Vec::with_capacity(config.targets.len());
+        let mut to_start = Vec::new();
+        let mut to_stop = Vec::new();
+        for target in &config.targets {
+            match previous.remove(&target.name) {
+                Some(task) if task.target.fingerprint == target.fingerprint => {
+                    changes.unchanged += 1;
+                    running.push(Arc::clone(&task.target));
+                    self.tasks.insert(target.name.clone(), task);
+                }
+                Some(task) => {
+                    changes.changed += 1;
+                    to_stop.push(task.handle);
+                    running.push(Arc::clone(target));
+                    to_start.push(Arc::clone(target));
+                }
+                None => {
+                    changes.added += 1;
+                    running.push(Arc::clone(target));
+                    to_start.push(Arc::clone(target));
+                }
+            }
+        }
+        changes.removed = previous.len();
+        to_stop.extend(previous.into_values().map(|task| task.handle));
+        stop(to_stop).await;
+
+        // Only now that no stopped task can record a run does the store take the new set.
+        self.shared.store.apply(&running, &config.location);
+        self.shared.limiter.resize(config.max_concurrent_probes);
         let now = Instant::now();
-        let mut tasks = JoinSet::new();
-        for target in targets {
-            let phase = phase(&target.name, target.interval);
-            let first = now + until_slot(wall, phase, target.interval);
-            tasks.spawn(run_target(
-                Arc::clone(target),
-                Arc::clone(&runner),
-                shared.clone(),
+        for target in to_start {
+            let first =
+                now + until_slot(wall, phase(&target.name, target.interval), target.interval);
+            let handle = tokio::spawn(run_target(
+                Arc::clone(&target),
+                Arc::clone(&self.runner),
+                self.shared.clone(),
                 first,
             ));
+            self.tasks
+                .insert(target.name.clone(), Task { target, handle });
         }
-        Scheduler { tasks }
+        changes
     }
 
     /// Stops every target. Runs in flight are cancelled, which closes their sockets.
-    pub async fn stop(mut self) {
-        self.tasks.shutdown().await;
+    pub async fn stop(self) {
+        stop(self.tasks.into_values().map(|task| task.handle).collect()).await;
+    }
+}
+
+/// Cancels the tasks and waits until every one has ended.
+async fn stop(handles: Vec<JoinHandle<()>>) {
+    for handle in &handles {
+        handle.abort();
+    }
+    for handle in handles {
+        // A task ends cancelled; a panic in one has been reported by the runtime already.
+        let _ = handle.await;
     }
 }
 
@@ -148,8 +294,8 @@ async fn run_target<R: Runner>(
     let mut scheduled = first;
     loop {
         sleep_until(scheduled).await;
-        let Ok(permit) = shared.limiter.acquire().await else {
-            return; // the limiter is closed only when vantage shuts down
+        let Some(permit) = shared.limiter.acquire().await else {
+            return;
         };
         let delay = Instant::now().saturating_duration_since(scheduled);
         shared.telemetry.schedule_delay.observe(delay.as_secs_f64());
@@ -237,6 +383,8 @@ mod tests {
         /// Whether the n-th run (0-based) of a target fails.
         fails: fn(usize) -> bool,
         starts: Mutex<HashMap<String, Vec<Duration>>>,
+        /// The timeout each run of a target was given, to see which settings a run used.
+        timeouts: Mutex<HashMap<String, Vec<Duration>>>,
         active: AtomicUsize,
         max_active: AtomicUsize,
     }
@@ -248,6 +396,7 @@ mod tests {
                 takes,
                 fails,
                 starts: Mutex::new(HashMap::new()),
+                timeouts: Mutex::new(HashMap::new()),
                 active: AtomicUsize::new(0),
                 max_active: AtomicUsize::new(0),
             })
@@ -271,6 +420,12 @@ mod tests {
                 list.push(Instant::now() - self.epoch);
                 list.len() - 1
             };
+            self.timeouts
+                .lock()
+                .unwrap()
+                .entry(target.name.clone())
+                .or_default()
+                .push(target.policy.timeout);
             let active = self.active.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_active.fetch_max(active, Ordering::SeqCst);
             sleep(self.takes).await;
@@ -301,9 +456,8 @@ mod tests {
         }
     }
 
-    fn targets(yaml: &str) -> (Vec<Arc<Target>>, usize) {
-        let config = config::parse(yaml, "test.yml", &LoadOptions::default()).unwrap();
-        (config.targets, config.max_concurrent_probes)
+    fn config(yaml: &str) -> Config {
+        config::parse(yaml, "test.yml", &LoadOptions::default()).unwrap()
     }
 
     fn tcp_targets(count: usize, schedule: &str) -> String {
@@ -316,15 +470,15 @@ mod tests {
         yaml
     }
 
-    fn start(targets: &[Arc<Target>], limit: usize, runner: &Arc<Scripted>) -> (Scheduler, Shared) {
+    async fn start(config: &Config, runner: &Arc<Scripted>) -> (Scheduler<Scripted>, Shared) {
         let shared = Shared {
-            store: Arc::new(Store::new(targets)),
-            limiter: Arc::new(Semaphore::new(limit)),
+            store: Arc::new(Store::default()),
+            limiter: Arc::new(Limiter::new(config.max_concurrent_probes)),
             telemetry: Telemetry::new(),
         };
+        let mut scheduler = Scheduler::new(Arc::clone(runner), shared.clone());
         // The wall clock reads 0: a target's first slot is its phase, which keeps tests exact.
-        let scheduler =
-            Scheduler::start_at(targets, Arc::clone(runner), shared.clone(), Duration::ZERO);
+        scheduler.apply_at(config, Duration::ZERO).await;
         (scheduler, shared)
     }
 
@@ -360,14 +514,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn first_runs_are_spread_over_the_interval_by_name() {
-        let (targets, limit) = targets(&tcp_targets(40, "interval: 60s, timeout: 1s"));
+        let config = config(&tcp_targets(40, "interval: 60s, timeout: 1s"));
+        let targets = &config.targets;
         let runner = Scripted::new(Duration::ZERO, |_| false);
-        let (scheduler, _) = start(&targets, limit, &runner);
+        let (scheduler, _) = start(&config, &runner).await;
         sleep(Duration::from_secs(60) - Duration::from_millis(1)).await;
         scheduler.stop().await;
 
         let mut firsts = Vec::new();
-        for t in &targets {
+        for t in targets {
             let starts = runner.starts(&t.name);
             assert_eq!(
                 starts.len(),
@@ -392,11 +547,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn runs_once_per_interval_at_a_fixed_phase() {
-        let (targets, limit) = targets(&tcp_targets(1, "interval: 10s, timeout: 1s"));
+        let config = config(&tcp_targets(1, "interval: 10s, timeout: 1s"));
         let runner = Scripted::new(Duration::from_millis(300), |_| false);
         let p = phase("t0", Duration::from_secs(10));
         let s = Duration::from_secs(10);
-        let (scheduler, _) = start(&targets, limit, &runner);
+        let (scheduler, _) = start(&config, &runner).await;
         sleep(p + Duration::from_secs(35)).await;
         scheduler.stop().await;
         assert_starts(&runner.starts("t0"), &[p, p + s, p + 2 * s, p + 3 * s]);
@@ -404,13 +559,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn interval_on_failure_rechecks_faster_until_the_target_recovers() {
-        let (targets, limit) = targets(&tcp_targets(
+        let config = config(&tcp_targets(
             1,
             "interval: 60s, timeout: 1s, interval_on_failure: 5s",
         ));
         let runner = Scripted::new(Duration::from_millis(100), |n| n < 3);
         let p = phase("t0", Duration::from_secs(60));
-        let (scheduler, shared) = start(&targets, limit, &runner);
+        let (scheduler, shared) = start(&config, &runner).await;
         sleep(p + Duration::from_secs(125)).await;
         scheduler.stop().await;
         let at = |s: u64| p + Duration::from_secs(s);
@@ -426,9 +581,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_concurrency_limit_bounds_runs_in_flight_and_delays_are_measured() {
-        let (targets, _) = targets(&tcp_targets(6, "interval: 60s, timeout: 50s"));
+        let config = config(&format!(
+            "max_concurrent_probes: 2\n{}",
+            tcp_targets(6, "interval: 60s, timeout: 50s")
+        ));
+        let targets = &config.targets;
         let runner = Scripted::new(Duration::from_secs(40), |_| false);
-        let (scheduler, shared) = start(&targets, 2, &runner);
+        let (scheduler, shared) = start(&config, &runner).await;
         sleep(Duration::from_secs(59)).await;
         assert_eq!(runner.max_active.load(Ordering::SeqCst), 2);
         assert_eq!(shared.telemetry.in_flight.get(), 2);
@@ -455,6 +614,156 @@ mod tests {
         assert!(
             value("delay_sum ") >= 40.0,
             "runs that waited for a slot are counted as late"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_restarts_only_what_changed_and_keeps_every_other_schedule() {
+        let before = config(
+            "targets:
+  - {name: keep, type: tcp, host: 127.0.0.1, port: 9, interval: 10s, timeout: 1s}
+  - {name: change, type: tcp, host: 127.0.0.1, port: 9, interval: 10s, timeout: 1s}
+  - {name: gone, type: tcp, host: 127.0.0.1, port: 9, interval: 10s, timeout: 1s}
+",
+        );
+        // Reordered, reformatted and commented: only `change` (its timeout) and the target list
+        // differ.
+        let after = config(
+            "targets:
+  # a comment that changes nothing
+  - {name: new, type: tcp, host: 127.0.0.1, port: 9, interval: 10s, timeout: 1s}
+  - {name: change, type: tcp, host: 127.0.0.1, port: 9, interval: 10s, timeout: 2s}
+  - name: keep
+    type: tcp
+    host: 127.0.0.1
+    port: 9
+    interval: 10s
+    timeout: 1s
+",
+        );
+        // Runs take 2 s, and the reload comes in the middle of one of `keep`'s: an unchanged
+        // target's run in flight must finish and count.
+        let takes = Duration::from_secs(2);
+        let runner = Scripted::new(takes, |_| false);
+        let (mut scheduler, shared) = start(&before, &runner).await;
+        let reload_at = phase("keep", Duration::from_secs(10)) + Duration::from_secs(11);
+        sleep(reload_at).await;
+        // The wall clock has moved on as far as the paused clock (a timer fires on a whole ms).
+        let changes = scheduler.apply_at(&after, runner.epoch.elapsed()).await;
+        assert_eq!(
+            changes,
+            Changes {
+                added: 1,
+                changed: 1,
+                removed: 1,
+                unchanged: 1
+            }
+        );
+        let end = reload_at + Duration::from_secs(30);
+        sleep(Duration::from_secs(30)).await;
+        let (keep_done, change_done) = shared
+            .store
+            .read(|e| (e["keep"].successes, e["change"].successes));
+        scheduler.stop().await;
+
+        let slots = |name: &str, until: Duration| -> Vec<Duration> {
+            let p = phase(name, Duration::from_secs(10));
+            (0..)
+                .map(|n| p + Duration::from_secs(10) * n)
+                .take_while(|t| *t < until)
+                .collect()
+        };
+        // Unchanged and changed targets run on their slots before and after, with no extra run at
+        // the reload; the removed one stops; the added one starts on its own slot.
+        assert_starts(&runner.starts("keep"), &slots("keep", end));
+        assert_starts(&runner.starts("change"), &slots("change", end));
+        assert_starts(&runner.starts("gone"), &slots("gone", reload_at));
+        let new_slots: Vec<Duration> = slots("new", end)
+            .into_iter()
+            .filter(|t| *t >= reload_at)
+            .collect();
+        assert_starts(&runner.starts("new"), &new_slots);
+
+        let timeouts = runner.timeouts.lock().unwrap();
+        let before_reload = slots("change", reload_at).len();
+        assert!(
+            timeouts["change"][..before_reload]
+                .iter()
+                .all(|t| t.as_secs() == 1)
+        );
+        assert!(
+            timeouts["change"][before_reload..]
+                .iter()
+                .all(|t| t.as_secs() == 2),
+            "the changed target runs with its new settings: {:?}",
+            timeouts["change"]
+        );
+        let names = shared.store.read(|e| e.keys().cloned().collect::<Vec<_>>());
+        assert_eq!(names, ["change", "keep", "new"]);
+        // Same labels: counters carry on across the reload, for the changed target too. A run
+        // counts once it has finished; the changed target's run in flight at the reload (if
+        // any) was cancelled, the unchanged target's was not.
+        let finished = |name: &str, cancelled_at: Option<Duration>| {
+            runner
+                .starts(name)
+                .iter()
+                .filter(|s| **s + takes <= end)
+                .filter(|s| cancelled_at.is_none_or(|c| !(**s < c && c < **s + takes)))
+                .count() as u64
+        };
+        assert_eq!(keep_done, finished("keep", None));
+        assert_eq!(change_done, finished("change", Some(reload_at)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tasks_of_stopped_targets_end_so_the_task_count_follows_the_config() {
+        let one = config(&tcp_targets(30, "interval: 1s, timeout: 500ms"));
+        let mut other = config(&tcp_targets(50, "interval: 1s, timeout: 400ms"));
+        other.targets.drain(..10);
+        let runner = Scripted::new(Duration::from_millis(300), |n| n % 3 == 0);
+        let (mut scheduler, shared) = start(&one, &runner).await;
+        let alive = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        for round in 0..20 {
+            let next = if round % 2 == 0 { &other } else { &one };
+            let changes = scheduler.apply(next).await;
+            assert_eq!(
+                changes.added + changes.changed + changes.unchanged,
+                next.targets.len()
+            );
+            assert_eq!(alive(), next.targets.len(), "round {round}");
+            assert_eq!(shared.store.read(|e| e.len()), next.targets.len());
+            sleep(Duration::from_millis(730)).await;
+        }
+        scheduler.stop().await;
+        assert_eq!(alive(), 0);
+        assert_eq!(shared.telemetry.in_flight.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_smaller_limit_takes_effect_as_runs_in_flight_hand_back_their_slots() {
+        let limiter = Limiter::new(4);
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(limiter.acquire().await.unwrap());
+        }
+        limiter.resize(2);
+        assert_eq!(limiter.size(), 2);
+        held.truncate(1);
+        // Three slots came back: two were retired, one is free beside the one still held.
+        assert_eq!(limiter.semaphore.available_permits(), 1);
+        limiter.resize(5);
+        assert_eq!(limiter.semaphore.available_permits(), 4);
+        drop(held);
+        assert_eq!(limiter.semaphore.available_permits(), 5);
+        limiter.resize(3);
+        assert_eq!(
+            limiter.semaphore.available_permits(),
+            3,
+            "free slots go at once"
         );
     }
 }

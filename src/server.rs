@@ -1,4 +1,5 @@
-//! vantage's own HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready` and the status page.
+//! vantage's own HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload` and the
+//! status page.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,14 +15,15 @@ use hyper::body::Incoming;
 use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::metrics::{Format, Metrics};
+use crate::reload::{Reloaded, Request, Trigger};
 use crate::status_page;
 use crate::store::Store;
 
@@ -40,9 +42,10 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 pub struct State {
     pub metrics: Metrics,
     pub store: Arc<Store>,
-    pub location: String,
     /// Set once the config is loaded and probing has started.
     pub ready: AtomicBool,
+    /// Where `POST /-/reload` asks for a reload.
+    pub reloads: mpsc::Sender<Request>,
 }
 
 /// Binds the listen address. `:PORT` means every interface, IPv4 and IPv6, as in Prometheus.
@@ -122,7 +125,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
             let _slot = slot;
             let service = service_fn(move |req| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(handle(&req, &state)) }
+                async move { Ok::<_, Infallible>(handle(&req, &state).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -137,17 +140,22 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
     }
 }
 
-fn handle(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+async fn handle(req: &hyper::Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    if !matches!(path, "/metrics" | "/-/healthy" | "/-/ready" | "/") {
+    if !matches!(
+        path,
+        "/metrics" | "/-/healthy" | "/-/ready" | "/-/reload" | "/"
+    ) {
         return text(StatusCode::NOT_FOUND, "not found; try /metrics\n");
     }
+    if path == "/-/reload" {
+        if *req.method() != Method::POST {
+            return not_allowed("use POST\n", "POST");
+        }
+        return reload(state).await;
+    }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return not_allowed("use GET\n", "GET, HEAD");
     }
     match path {
         "/metrics" => {
@@ -167,9 +175,53 @@ fn handle(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
         _ => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            status_page::render(&state.store, &state.location),
+            status_page::render(&state.store),
         ),
     }
+}
+
+/// Asks for a reload and answers with its result: 200 when applied, 400 with the errors when
+/// the file is bad (the previous config keeps running).
+async fn reload(state: &State) -> Response<Full<Bytes>> {
+    let (reply, result) = oneshot::channel();
+    let request = Request {
+        trigger: Trigger::Api,
+        reply: Some(reply),
+    };
+    if state.reloads.send(request).await.is_err() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "vantage is shutting down\n",
+        );
+    }
+    match result.await {
+        Ok(Ok(Reloaded::Applied(c))) => respond(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            format!(
+                "config reloaded: {} added, {} changed, {} removed, {} unchanged\n",
+                c.added, c.changed, c.removed, c.unchanged
+            ),
+        ),
+        Ok(Ok(Reloaded::Unchanged)) => text(StatusCode::OK, "config unchanged\n"),
+        Ok(Err(errors)) => respond(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            format!("config not reloaded; the previous config keeps running:\n{errors}\n"),
+        ),
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "vantage is shutting down\n",
+        ),
+    }
+}
+
+fn not_allowed(body: &'static str, allow: &'static str) -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, body);
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -7,7 +7,8 @@ use std::time::SystemTime;
 use crate::probe::report::timing;
 use crate::store::Store;
 
-pub fn render(store: &Store, location: &str) -> String {
+pub fn render(store: &Store) -> String {
+    let location = store.location();
     let now = SystemTime::now();
     let mut rows = String::new();
     let (mut up, mut down, mut pending) = (0, 0, 0);
@@ -67,7 +68,7 @@ pub fn render(store: &Store, location: &str) -> String {
     let location = if location.is_empty() {
         "(no location set)"
     } else {
-        location
+        location.as_str()
     };
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"15\">\
@@ -110,7 +111,7 @@ mod tests {
     fn shows_state_reason_and_escapes_what_targets_send() {
         let yaml = "targets:\n  - {name: \"<b>db</b>\", type: tcp, host: 127.0.0.1, port: 5432}\n  - {name: web, type: tcp, host: 127.0.0.1, port: 80}\n";
         let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
-        let store = Store::new(&config.targets);
+        let store = Store::new(&config.targets, "lab");
         let failure = Failure::new(Reason::ExpectMismatch, "received \"<script>\"").at_step(1);
         store.record(
             "<b>db</b>",
@@ -121,7 +122,7 @@ mod tests {
                 finished_at: SystemTime::now(),
             },
         );
-        let page = render(&store, "lab");
+        let page = render(&store);
         assert!(page.contains("&lt;b&gt;db&lt;/b&gt;"));
         assert!(!page.contains("<script>"));
         assert!(page.contains("expect_mismatch (step 1)"));

@@ -23,38 +23,75 @@ pub struct Entry {
 
 #[derive(Debug, Default)]
 pub struct Store {
-    entries: Mutex<BTreeMap<String, Entry>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// This instance's vantage point, which a reload may change.
+    location: String,
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Entry {
+    fn new(target: &Arc<Target>) -> Entry {
+        Entry {
+            target: Arc::clone(target),
+            last: None,
+            successes: 0,
+            failures: 0,
+            failures_by_reason: BTreeMap::new(),
+        }
+    }
 }
 
 impl Store {
-    pub fn new(targets: &[Arc<Target>]) -> Self {
-        let entries = targets
+    pub fn new(targets: &[Arc<Target>], location: &str) -> Self {
+        let store = Store::default();
+        store.apply(targets, location);
+        store
+    }
+
+    /// Makes `targets` the stored set after a reload. A target whose series keep their labels
+    /// keeps its latest run and its counters, so no series has a gap or a reset; a target whose
+    /// labels changed starts afresh, and a target no longer listed leaves with all its series.
+    pub fn apply(&self, targets: &[Arc<Target>], location: &str) {
+        let mut state = self.lock();
+        let mut previous = std::mem::take(&mut state.entries);
+        state.entries = targets
             .iter()
             .map(|t| {
-                let entry = Entry {
-                    target: Arc::clone(t),
-                    last: None,
-                    successes: 0,
-                    failures: 0,
-                    failures_by_reason: BTreeMap::new(),
+                let entry = match previous.remove(&t.name) {
+                    Some(mut kept) if kept.target.labels == t.labels => {
+                        kept.target = Arc::clone(t);
+                        kept
+                    }
+                    _ => Entry::new(t),
                 };
                 (t.name.clone(), entry)
             })
             .collect();
-        Store {
-            entries: Mutex::new(entries),
-        }
+        location.clone_into(&mut state.location);
+    }
+
+    pub fn location(&self) -> String {
+        self.lock().location.clone()
     }
 
     /// Whether the target's latest run succeeded; `None` before its first run.
     pub fn last_success(&self, name: &str) -> Option<bool> {
-        self.lock().get(name)?.last.as_ref().map(Run::success)
+        self.lock()
+            .entries
+            .get(name)?
+            .last
+            .as_ref()
+            .map(Run::success)
     }
 
     /// Stores a completed run as the target's latest and counts it.
     pub fn record(&self, name: &str, run: Run) {
-        let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(name) else {
+        let mut state = self.lock();
+        let Some(entry) = state.entries.get_mut(name) else {
             return;
         };
         match run.failure() {
@@ -69,12 +106,12 @@ impl Store {
 
     /// Reads every entry, in name order, under one lock.
     pub fn read<R>(&self, f: impl FnOnce(&BTreeMap<String, Entry>) -> R) -> R {
-        f(&self.lock())
+        f(&self.lock().entries)
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock leaves plain data behind; keep serving it.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -98,7 +135,7 @@ mod tests {
     fn records_the_latest_run_and_counts_by_result_and_reason() {
         let yaml = "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n";
         let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
-        let store = Store::new(&config.targets);
+        let store = Store::new(&config.targets, "");
         assert_eq!(store.last_success("a"), None, "no run yet");
         store.record("a", run(Err(Failure::new(Reason::ConnectionRefused, "x"))));
         assert_eq!(store.last_success("a"), Some(false));
@@ -113,6 +150,32 @@ mod tests {
                 Some(&1)
             );
             assert_eq!(entries.len(), 1, "runs of unknown targets are not stored");
+        });
+    }
+
+    #[test]
+    fn a_reload_keeps_counters_while_labels_stay_and_drops_removed_targets() {
+        let parse = |yaml: &str| config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
+        let before = parse(
+            "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n  - {name: b, type: tcp, host: 127.0.0.1, port: 2}\n  - {name: c, type: tcp, host: 127.0.0.1, port: 3}\n",
+        );
+        let store = Store::new(&before.targets, "lab");
+        for name in ["a", "b", "c"] {
+            store.record(name, run(Ok(())));
+        }
+        // a: new timeout, same labels; b: new port, so a new `target` label; c: removed.
+        let after = parse(
+            "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1, timeout: 2s}\n  - {name: b, type: tcp, host: 127.0.0.1, port: 5}\n",
+        );
+        store.apply(&after.targets, "office");
+        assert_eq!(store.location(), "office");
+        store.read(|entries| {
+            assert_eq!(entries.keys().collect::<Vec<_>>(), ["a", "b"]);
+            assert_eq!(entries["a"].successes, 1);
+            assert!(entries["a"].last.is_some());
+            assert_eq!(entries["a"].target.policy.timeout, Duration::from_secs(2));
+            assert_eq!(entries["b"].successes, 0, "new labels, new series");
+            assert!(entries["b"].last.is_none());
         });
     }
 }

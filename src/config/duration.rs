@@ -85,7 +85,7 @@ pub fn format(duration: Duration) -> String {
 }
 
 /// A duration field in the config file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ConfigDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for ConfigDuration {

@@ -10,6 +10,7 @@ mod raw;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +107,11 @@ pub struct Target {
     pub assertions: Vec<Assertion>,
     /// The identity of every series of this target: name, probe, target, location, static labels.
     pub labels: Vec<(String, String)>,
+    /// Digest of everything the target was built from: its entry as parsed (comments, layout
+    /// and position in the file do not count), the defaults, labels and location it inherits,
+    /// and the content of every file it reads. A reload restarts a target only when this
+    /// changes. Zero for targets from the command line.
+    pub fingerprint: u64,
 }
 
 impl Target {
@@ -265,6 +271,7 @@ impl Target {
             interval_on_failure: self.interval_on_failure,
             assertions: self.assertions.clone(),
             labels,
+            fingerprint: 0,
         })
     }
 
@@ -294,6 +301,7 @@ impl Target {
             interval_on_failure,
             assertions,
             labels,
+            fingerprint: 0,
         }
     }
 }
@@ -326,14 +334,17 @@ pub struct LoadOptions {
 }
 
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    parse(&read(path)?, &path.display().to_string(), options)
+}
+
+/// The config file's text, or an error that names the file.
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError::whole_file(
-            &file,
+            &path.display().to_string(),
             format!("cannot read the config file: {e}"),
         )])
-    })?;
-    parse(&text, &file, options)
+    })
 }
 
 /// Parses and validates config text; `file` names it in errors.
@@ -349,6 +360,7 @@ pub fn parse(text: &str, file: &str, options: &LoadOptions) -> Result<Config, Co
     Builder {
         file,
         errors: Vec::new(),
+        files: Vec::new(),
     }
     .build(&raw, options)
 }
@@ -518,6 +530,8 @@ impl<'r> From<&'r RawTarget> for Overrides<'r> {
 struct Builder<'a> {
     file: &'a str,
     errors: Vec<ConfigError>,
+    /// The files the target being built names, for its fingerprint.
+    files: Vec<PathBuf>,
 }
 
 impl Builder<'_> {
@@ -572,6 +586,7 @@ impl Builder<'_> {
             },
         };
 
+        let inherited = inherited_digest(raw, &location);
         let mut first_use: HashMap<&str, Location> = HashMap::new();
         let mut targets = Vec::new();
         let mut elsewhere = Vec::new();
@@ -592,7 +607,8 @@ impl Builder<'_> {
                 first_use.insert(&name.value, name.referenced);
             }
             let runs_here = self.runs_here(&t.value, &path, &location);
-            if let Some(target) = self.target(
+            self.files.clear();
+            if let Some(mut target) = self.target(
                 &t.value,
                 &t.referenced,
                 &path,
@@ -600,6 +616,7 @@ impl Builder<'_> {
                 &global_labels,
                 &location,
             ) {
+                target.fingerprint = fingerprint(inherited, &t.value, &self.files);
                 if runs_here || options.every_location {
                     targets.push(Arc::new(target));
                 } else {
@@ -1616,9 +1633,11 @@ impl Builder<'_> {
     }
 
     /// A path from the config, relative to the config file's folder (as Prometheus does).
-    fn relative(&self, path: &str) -> PathBuf {
+    fn relative(&mut self, path: &str) -> PathBuf {
         let folder = Path::new(self.file).parent().unwrap_or(Path::new(""));
-        folder.join(path)
+        let path = folder.join(path);
+        self.files.push(path.clone());
+        path
     }
 
     /// The `assertions` list: `None` after reporting errors.
@@ -1890,6 +1909,49 @@ fn question_name(host: &Host, record_type: RecordType) -> Result<Name, String> {
             Ok(fqdn)
         }
     }
+}
+
+/// Digest of what every target inherits: `defaults`, global `labels` and the location.
+fn inherited_digest(raw: &RawConfig, location: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    let inherited = (
+        raw.defaults.as_ref().map(|d| &d.value),
+        raw.labels.as_ref().map(|l| &l.value),
+        location,
+    );
+    hash_serialized(&mut hasher, &inherited);
+    hasher.finish()
+}
+
+/// See [`Target::fingerprint`]. Serializing the parsed entry drops source positions (spans
+/// serialize as their value) and covers every option, inline secrets included, without a list
+/// that could fall behind the schema.
+fn fingerprint(inherited: u64, raw: &RawTarget, files: &[PathBuf]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    hasher.write_u64(inherited);
+    hash_serialized(&mut hasher, raw);
+    for file in files {
+        file.hash(&mut hasher);
+        // A file that cannot be read failed validation already; a later reload reads it again.
+        std::fs::read(file).unwrap_or_default().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+fn hash_serialized(hasher: &mut DefaultHasher, value: &impl serde::Serialize) {
+    /// Feeds serialized bytes straight into the hasher, without building the text.
+    struct Feed<'h>(&'h mut DefaultHasher);
+    impl std::io::Write for Feed<'_> {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    // Plain data into a writer that cannot fail: serializing cannot fail either.
+    let _ = serde_json::to_writer(Feed(hasher), value);
 }
 
 fn builtin<T>(value: T) -> Setting<T> {

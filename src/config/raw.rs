@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 use super::duration::ConfigDuration;
@@ -19,7 +19,7 @@ use crate::tls::{TlsVersion, Trust};
 
 pub type S<T> = Spanned<T>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub location: Option<S<String>>,
@@ -32,7 +32,7 @@ pub struct RawConfig {
 
 /// The settings every target inherits unless it sets them itself; `RawTarget` repeats these
 /// fields because `#[serde(flatten)]` would lose both `deny_unknown_fields` and the locations.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDefaults {
     pub interval: Option<S<ConfigDuration>>,
@@ -43,7 +43,7 @@ pub struct RawDefaults {
     pub ip_version: Option<S<IpVersion>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Icmp,
@@ -63,7 +63,7 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
     pub name: S<String>,
@@ -88,7 +88,7 @@ pub struct RawTarget {
     pub assertions: Option<S<Vec<RawAssertion>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTcp {
     pub send: Option<S<String>>,
@@ -97,14 +97,14 @@ pub struct RawTcp {
     pub steps: Option<S<Vec<S<RawStep>>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
     pub send: Option<S<String>>,
     pub expect: Option<S<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Starttls {
     Smtp,
@@ -116,7 +116,7 @@ pub enum Starttls {
     Xmpp,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub enabled: Option<bool>,
@@ -133,20 +133,20 @@ pub struct RawTls {
 }
 
 /// A header value given inline, or read from a file (for tokens that must not sit in the config).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum RawHeaderValue {
     Value(String),
     File(RawFileRef),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFileRef {
     pub file: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub method: Option<S<String>>,
@@ -162,7 +162,7 @@ pub struct RawHttp {
     pub http2: Option<S<bool>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIcmp {
     pub count: Option<S<i64>>,
@@ -170,7 +170,7 @@ pub struct RawIcmp {
     pub payload_size: Option<S<i64>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum RecordType {
     A,
@@ -185,7 +185,7 @@ pub enum RecordType {
     Caa,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDns {
     /// `host:port` of the server to ask; on tcp and http targets, the resolver to use.
@@ -197,7 +197,7 @@ pub struct RawDns {
     pub valid_rcodes: Option<S<Vec<String>>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssertionKind {
     Connection,
@@ -217,7 +217,7 @@ impl AssertionKind {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAssertion {
     #[serde(rename = "type")]
@@ -230,7 +230,7 @@ pub struct RawAssertion {
 }
 
 /// A size in bytes: a bare number of bytes, or a number with B, KiB, MiB or GiB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ByteSize(pub u64);
 
 impl ByteSize {

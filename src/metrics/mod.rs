@@ -15,10 +15,13 @@ use std::time::SystemTime;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::reload::ReloadStatus;
+use crate::scheduler::{Limiter, Shared};
 use crate::store::Store;
 
 /// The exposition format of one scrape.
@@ -96,8 +99,6 @@ pub struct Build {
     pub version: &'static str,
     pub revision: &'static str,
     pub started: SystemTime,
-    /// When the running config was loaded.
-    pub config_loaded: SystemTime,
 }
 
 pub struct Metrics {
@@ -105,7 +106,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(store: Arc<Store>, telemetry: &Telemetry, build: Build) -> Self {
+    pub fn new(shared: &Shared, reloads: Arc<ReloadStatus>, build: Build) -> Self {
+        let telemetry = &shared.telemetry;
+        let store = Arc::clone(&shared.store);
         let mut registry = Registry::default();
         registry.register_with_unit(
             "vantage_probe_schedule_delay",
@@ -121,6 +124,8 @@ impl Metrics {
         registry.register_collector(Box::new(probes::ProbeCollector::new(Arc::clone(&store))));
         registry.register_collector(Box::new(SelfCollector {
             store,
+            limiter: Arc::clone(&shared.limiter),
+            reloads,
             build: build.clone(),
         }));
         registry.register_collector(Box::new(process::ProcessCollector {
@@ -141,10 +146,12 @@ impl Metrics {
     }
 }
 
-/// `vantage_build_info`, the config state and `vantage_targets`.
+/// `vantage_build_info`, the config state, `vantage_targets` and the concurrency limit.
 #[derive(Debug)]
 struct SelfCollector {
     store: Arc<Store>,
+    limiter: Arc<Limiter>,
+    reloads: Arc<ReloadStatus>,
     build: Build,
 }
 
@@ -161,16 +168,36 @@ impl Collector for SelfCollector {
             ("revision", self.build.revision),
         ])?;
 
-        ConstGauge::new(1i64).encode(encoder.encode_descriptor(
+        let reloads = self.reloads.get();
+        ConstGauge::new(i64::from(reloads.last_successful)).encode(encoder.encode_descriptor(
             "vantage_config_last_reload_successful",
-            "1 if the running config was loaded successfully",
+            "1 if the last attempt to load the config succeeded, 0 if the previous config is running because the file is bad",
             None,
             MetricType::Gauge,
         )?)?;
-        ConstGauge::new(unix_seconds(self.build.config_loaded)).encode(
+        ConstGauge::new(unix_seconds(reloads.last_success)).encode(encoder.encode_descriptor(
+            "vantage_config_last_reload_success_timestamp_seconds",
+            "When the running config was loaded, as a Unix timestamp",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        // Both results from the start, so that increase() sees the first failure.
+        let mut counted = encoder.encode_descriptor(
+            "vantage_config_reloads",
+            "Config reloads since start-up, by result",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, count) in [
+            ("success", reloads.successes),
+            ("failure", reloads.failures),
+        ] {
+            ConstCounter::new(count).encode(counted.encode_family(&[("result", result)])?)?;
+        }
+        ConstGauge::new(i64::try_from(self.limiter.size()).unwrap_or(i64::MAX)).encode(
             encoder.encode_descriptor(
-                "vantage_config_last_reload_success_timestamp_seconds",
-                "When the running config was loaded, as a Unix timestamp",
+                "vantage_max_concurrent_probes",
+                "The bound on runs in flight (max_concurrent_probes)",
                 None,
                 MetricType::Gauge,
             )?,

@@ -20,7 +20,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, CertificateError, ClientConfig, PeerIncompatible, RootCertStore};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
@@ -31,7 +31,7 @@ use crate::probe::{Failure, Reason, Trace};
 use cert::CertFacts;
 use dangerous::{AcceptAnyCertificateAndRecord, Refuse};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 pub enum TlsVersion {
     #[serde(rename = "TLSv1.2")]
     Tls12,
@@ -63,7 +63,7 @@ impl fmt::Display for TlsVersion {
 }
 
 /// Which roots a chain must lead to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Trust {
     /// The Mozilla root set compiled into vantage: the same in every container.

@@ -10,6 +10,7 @@ mod icmp;
 mod interop;
 mod netns;
 mod pki;
+mod reload;
 mod support;
 mod tcp;
 mod tls;

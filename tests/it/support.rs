@@ -96,39 +96,53 @@ pub fn vantage_bin() -> &'static str {
     env!("CARGO_BIN_EXE_vantage")
 }
 
-/// A vantage process this test started; killed by PID on drop if still running.
+/// A vantage process this test started; killed by PID on drop if still running. Its log goes
+/// to a file rather than a pipe, which a chatty run could fill and so block vantage.
 pub struct Vantage {
     pub child: Child,
     pub addr: SocketAddr,
+    log: PathBuf,
 }
 
 impl Vantage {
     pub fn start(config: &Path, extra_args: &[&str]) -> Vantage {
         let port = closed_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let log =
+            std::env::temp_dir().join(format!("vantage-log-{}-{port}.txt", std::process::id()));
         let child = Command::new(vantage_bin())
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address={addr}"))
             .args(extra_args)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let vantage = Vantage { child, addr };
+        let vantage = Vantage { child, addr, log };
         wait_for(Duration::from_secs(20), "vantage to become ready", || {
             http_get(vantage.addr, "/-/ready", None).is_some_and(|r| r.status == 200)
         });
         vantage
     }
 
-    /// Sends `signal` (`TERM`, `INT`) and waits (bounded) for the exit status and stderr.
-    pub fn stop(mut self, signal: &str) -> (std::process::ExitStatus, String) {
+    /// What vantage has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, ...) to this vantage, by its PID.
+    pub fn signal(&self, signal: &str) {
         // The shell's builtin `kill`: no procps package needed.
         let status = Command::new("sh")
             .args(["-c", &format!("kill -{signal} {}", self.child.id())])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) and waits (bounded) for the exit status and the log.
+    pub fn stop(mut self, signal: &str) -> (std::process::ExitStatus, String) {
+        self.signal(signal);
         let deadline = Instant::now() + Duration::from_secs(10);
         let exit = loop {
             if let Some(exit) = self.child.try_wait().unwrap() {
@@ -140,14 +154,7 @@ impl Vantage {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        let mut stderr = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        (exit, stderr)
+        (exit, self.log())
     }
 }
 
@@ -157,6 +164,7 @@ impl Drop for Vantage {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 

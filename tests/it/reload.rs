@@ -1,0 +1,611 @@
+//! Hot reload, end to end: every trigger (file watch, SIGHUP, `POST /-/reload`), a bad file
+//! that changes nothing, history kept across reloads, and many large reloads that leak nothing.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vantage::config::LoadOptions;
+use vantage::metrics::Telemetry;
+use vantage::reload::{self, ReloadStatus, Reloaded, Reloader, Trigger};
+use vantage::scheduler::{Limiter, Probes, Shared};
+use vantage::store::Store;
+
+use crate::support::{
+    TempDir, Vantage, http_get, http_request, read_request_head, thread_peer, wait_for,
+};
+
+/// Accepts connections and reads each until the client closes it.
+fn quiet_peer() -> u16 {
+    thread_peer(|mut stream| {
+        let mut buf = [0u8; 256];
+        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+    })
+}
+
+fn tcp_target(name: &str, port: u16, extra: &str) -> String {
+    format!("  - {{name: {name}, type: tcp, host: 127.0.0.1, port: {port}{extra}}}\n")
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    http_get(addr, "/metrics", None)
+        .expect("vantage answers /metrics")
+        .body
+}
+
+/// The value of the one series of `metric` whose labels include every pair of `labels`.
+fn value(body: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let prefix = format!("{metric}{{");
+    let mut found = body.lines().filter(|l| {
+        (l.starts_with(&prefix) || (labels.is_empty() && l.starts_with(&format!("{metric} "))))
+            && labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+    });
+    let line = found.next()?;
+    assert!(found.next().is_none(), "several {metric} {labels:?} series");
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+fn reloads(body: &str, result: &str) -> f64 {
+    value(body, "vantage_config_reloads_total", &[("result", result)]).unwrap()
+}
+
+/// Names of the targets that have a `probe_runs_total` series.
+fn probed(body: &str) -> Vec<String> {
+    let mut names: Vec<String> = body
+        .lines()
+        .filter(|l| l.starts_with("probe_runs_total{"))
+        .filter_map(|l| Some(l.split("name=\"").nth(1)?.split('"').next()?.to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn wait_for_targets(addr: SocketAddr, names: &[&str]) {
+    wait_for(
+        Duration::from_secs(10),
+        &format!("targets {names:?}"),
+        || probed(&scrape(addr)) == names,
+    );
+}
+
+fn post_reload(addr: SocketAddr) -> (u16, String) {
+    let r = http_request(addr, "POST", "/-/reload", None).expect("an answer to POST /-/reload");
+    (r.status, r.body)
+}
+
+fn config(targets: &str) -> String {
+    format!("defaults: {{interval: 1s, timeout: 500ms}}\ntargets:\n{targets}")
+}
+
+/// Makes `link` a symlink to `to`, replacing whatever `link` was, in one rename (as the kubelet
+/// swaps `..data`).
+fn swap_symlink(to: &str, link: &Path) {
+    let tmp = link.with_file_name("..data_tmp");
+    std::os::unix::fs::symlink(to, &tmp).unwrap();
+    std::fs::rename(&tmp, link).unwrap();
+}
+
+#[test]
+fn configmap_updates_are_applied_each_time_and_the_watch_survives_them() {
+    let peer = quiet_peer();
+    let dir = TempDir::new("configmap");
+    // The kubelet's layout: exporter.yml -> ..data/exporter.yml, ..data -> ..<version>.
+    let version = |n: usize, name: &str| {
+        let folder = dir.0.join(format!("..v{n}"));
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(
+            folder.join("exporter.yml"),
+            config(&tcp_target(name, peer, "")),
+        )
+        .unwrap();
+    };
+    version(1, "first");
+    std::os::unix::fs::symlink("..v1", dir.0.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/exporter.yml", dir.0.join("exporter.yml")).unwrap();
+    let vantage = Vantage::start(&dir.0.join("exporter.yml"), &[]);
+    wait_for_targets(vantage.addr, &["first"]);
+
+    // Two swaps, and a third to show the watch is still alive after the second.
+    for (n, name) in [(2, "second"), (3, "third"), (4, "fourth")] {
+        // As the kubelet updates a ConfigMap: a new version folder, the `..data` link swapped
+        // by a rename, the old version deleted.
+        version(n, name);
+        swap_symlink(&format!("..v{n}"), &dir.0.join("..data"));
+        std::fs::remove_dir_all(dir.0.join(format!("..v{}", n - 1))).unwrap();
+        wait_for_targets(vantage.addr, &[name]);
+    }
+    let body = scrape(vantage.addr);
+    assert_eq!(reloads(&body, "success"), 3.0);
+    assert_eq!(reloads(&body, "failure"), 0.0);
+    assert_eq!(
+        value(&body, "vantage_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_config_linked_from_another_folder_is_watched_where_it_lives() {
+    let peer = quiet_peer();
+    let dir = TempDir::new("linked");
+    for folder in ["etc", "one", "two"] {
+        std::fs::create_dir(dir.0.join(folder)).unwrap();
+    }
+    let real = |folder: &str| dir.0.join(folder).join("real.yml");
+    std::fs::write(real("one"), config(&tcp_target("a", peer, ""))).unwrap();
+    let link = dir.0.join("etc").join("exporter.yml");
+    std::os::unix::fs::symlink(real("one"), &link).unwrap();
+    let vantage = Vantage::start(&link, &[]);
+    wait_for_targets(vantage.addr, &["a"]);
+
+    // An edit where the file lives, outside the folder of the path vantage was given.
+    std::fs::write(real("one"), config(&tcp_target("b", peer, ""))).unwrap();
+    wait_for_targets(vantage.addr, &["b"]);
+    // The link moves to another folder (an event in `etc`); edits are then seen there.
+    std::fs::write(real("two"), config(&tcp_target("c", peer, ""))).unwrap();
+    let tmp = dir.0.join("etc").join("exporter.yml.new");
+    std::os::unix::fs::symlink(real("two"), &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    wait_for_targets(vantage.addr, &["c"]);
+    std::fs::write(real("two"), config(&tcp_target("d", peer, ""))).unwrap();
+    wait_for_targets(vantage.addr, &["d"]);
+}
+
+#[test]
+fn writes_in_place_and_by_rename_are_applied_and_unchanged_content_is_not() {
+    let peer = quiet_peer();
+    let dir = TempDir::new("file-writes");
+    let text = config(&tcp_target("a", peer, ""));
+    let path = dir.write("exporter.yml", &text);
+    let vantage = Vantage::start(&path, &[]);
+    wait_for_targets(vantage.addr, &["a"]);
+
+    // An editor's save: a new file renamed over the old one.
+    dir.write("exporter.yml.swp", &config(&tcp_target("b", peer, "")));
+    std::fs::rename(dir.0.join("exporter.yml.swp"), &path).unwrap();
+    wait_for_targets(vantage.addr, &["b"]);
+    // A write into the file itself.
+    let text = config(&tcp_target("c", peer, ""));
+    std::fs::write(&path, &text).unwrap();
+    wait_for_targets(vantage.addr, &["c"]);
+    assert_eq!(reloads(&scrape(vantage.addr), "success"), 2.0);
+
+    // The same content again, and other files of the folder changing: nothing to reload.
+    std::fs::write(&path, &text).unwrap();
+    dir.write("unrelated.txt", "x");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(reloads(&scrape(vantage.addr), "success"), 2.0);
+    assert!(vantage.log().matches("config reloaded").count() == 2);
+}
+
+/// An HTTP server that answers 200 and records each request's Authorization header.
+fn recording_peer() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let Some(head) = read_request_head(&mut stream) else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&head).to_string();
+            let auth = head
+                .lines()
+                .find_map(|l| l.strip_prefix("authorization: "))
+                .unwrap_or_default()
+                .to_string();
+            record.lock().unwrap().push(auth);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn sighup_and_post_reload_rebuild_targets_whose_token_file_changed() {
+    let (port, seen) = recording_peer();
+    let dir = TempDir::new("token");
+    dir.write("token", "Bearer one\n");
+    let path = dir.write(
+        "exporter.yml",
+        &config(&format!(
+            "  - {{name: api, type: http, url: 'http://127.0.0.1:{port}/', http: {{headers: {{Authorization: {{file: token}}}}}}}}\n"
+        )),
+    );
+    let vantage = Vantage::start(&path, &[]);
+    let sent = |token: &str| seen.lock().unwrap().iter().any(|a| a == token);
+    wait_for(
+        Duration::from_secs(10),
+        "a request with the first token",
+        || sent("Bearer one"),
+    );
+
+    // The config file itself does not change, so only an explicit reload reads the token again.
+    dir.write("token", "Bearer two\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!sent("Bearer two"), "no reload without a trigger");
+    vantage.signal("HUP");
+    wait_for(Duration::from_secs(10), "the token after SIGHUP", || {
+        sent("Bearer two")
+    });
+
+    dir.write("token", "Bearer three\n");
+    let (status, body) = post_reload(vantage.addr);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        "config reloaded: 0 added, 1 changed, 0 removed, 0 unchanged\n"
+    );
+    wait_for(Duration::from_secs(10), "the token after POST", || {
+        sent("Bearer three")
+    });
+    let body = scrape(vantage.addr);
+    assert_eq!(reloads(&body, "success"), 2.0);
+    let get = http_get(vantage.addr, "/-/reload", None).unwrap();
+    assert_eq!((get.status, get.header("allow")), (405, Some("POST")));
+}
+
+#[test]
+fn a_bad_file_keeps_the_old_targets_probing_until_it_is_fixed() {
+    let peer = quiet_peer();
+    let dir = TempDir::new("bad-file");
+    let good = config(&tcp_target("a", peer, ""));
+    let path = dir.write("exporter.yml", &good);
+    let vantage = Vantage::start(&path, &[]);
+    wait_for_targets(vantage.addr, &["a"]);
+
+    // Line 4, column 35: the timeout of targets[1].
+    let bad = format!(
+        "{}  - {{name: b, type: tcp, timeout: soon, host: 127.0.0.1, port: {peer}}}\n",
+        good
+    );
+    std::fs::write(&path, &bad).unwrap();
+    wait_for(Duration::from_secs(10), "the failed reload", || {
+        reloads(&scrape(vantage.addr), "failure") == 1.0
+    });
+    let body = scrape(vantage.addr);
+    assert_eq!(
+        value(&body, "vantage_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    assert_eq!(reloads(&body, "success"), 0.0);
+    let log = vantage.log();
+    let file = path.display().to_string();
+    assert!(
+        log.contains(&format!("{file}:4:35: targets[1].timeout")),
+        "the log names file, line, column and key:\n{log}"
+    );
+    assert!(log.contains("the previous config keeps running"), "{log}");
+
+    // The old target goes on being probed.
+    let runs = |body: &str| {
+        value(
+            body,
+            "probe_runs_total",
+            &[("name", "a"), ("result", "success")],
+        )
+    };
+    let before = runs(&body).unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "more runs of the old target",
+        || runs(&scrape(vantage.addr)).unwrap() >= before + 2.0,
+    );
+    assert_eq!(probed(&scrape(vantage.addr)), ["a"]);
+
+    let (status, text) = post_reload(vantage.addr);
+    assert_eq!(status, 400);
+    assert!(
+        text.contains(&format!("{file}:4:35: targets[1].timeout")),
+        "{text}"
+    );
+
+    std::fs::write(&path, bad.replace("soon", "300ms")).unwrap();
+    wait_for_targets(vantage.addr, &["a", "b"]);
+    let body = scrape(vantage.addr);
+    assert_eq!(
+        value(&body, "vantage_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        (reloads(&body, "success"), reloads(&body, "failure")),
+        (1.0, 2.0)
+    );
+    assert!(
+        runs(&body).unwrap() >= before + 2.0,
+        "the unchanged target kept its counter"
+    );
+
+    // A file that disappears is a failed reload too; putting the same file back recovers.
+    let fixed = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    wait_for(Duration::from_secs(10), "the failed reload", || {
+        reloads(&scrape(vantage.addr), "failure") == 3.0
+    });
+    assert!(vantage.log().contains("cannot read the config file"));
+    assert_eq!(probed(&scrape(vantage.addr)), ["a", "b"]);
+    std::fs::write(&path, fixed).unwrap();
+    wait_for(Duration::from_secs(10), "the recovery", || {
+        let body = scrape(vantage.addr);
+        value(&body, "vantage_config_last_reload_successful", &[]) == Some(1.0)
+            && reloads(&body, "success") == 2.0
+    });
+}
+
+#[test]
+fn unchanged_targets_keep_their_counters_across_ten_reloads_and_removed_ones_vanish() {
+    let peer = quiet_peer();
+    let dir = TempDir::new("ten-reloads");
+    let with = |round: usize| {
+        let mut targets = tcp_target("keep", peer, "");
+        // Changes setting every round, keeping its labels; `gone` is there every other round.
+        targets.push_str(&tcp_target(
+            "flip",
+            peer,
+            &format!(", timeout: {}ms", 300 + round),
+        ));
+        if round.is_multiple_of(2) {
+            targets.push_str(&tcp_target("gone", peer, ""));
+        }
+        config(&targets)
+    };
+    let path = dir.write("exporter.yml", &with(0));
+    let vantage = Vantage::start(&path, &[]);
+    wait_for_targets(vantage.addr, &["flip", "gone", "keep"]);
+    let runs = |body: &str, name: &str| {
+        value(
+            body,
+            "probe_runs_total",
+            &[("name", name), ("result", "success")],
+        )
+    };
+    wait_for(Duration::from_secs(10), "a first run of keep", || {
+        runs(&scrape(vantage.addr), "keep").is_some_and(|n| n >= 1.0)
+    });
+    let mut last = runs(&scrape(vantage.addr), "keep").unwrap();
+    let first = last;
+    for round in 1..=10 {
+        std::fs::write(&path, with(round)).unwrap();
+        let (status, text) = post_reload(vantage.addr);
+        assert_eq!(status, 200, "{text}");
+        // POST answers once the reload is applied: this scrape sees the new target set.
+        let body = scrape(vantage.addr);
+        let gone = runs(&body, "gone");
+        assert_eq!(
+            gone.is_some(),
+            round.is_multiple_of(2),
+            "round {round}: {gone:?}"
+        );
+        assert!(
+            !body.contains("name=\"gone\"") || round.is_multiple_of(2),
+            "every series of a removed target is gone"
+        );
+        let keep = runs(&body, "keep").expect("the unchanged target has its series");
+        assert!(keep >= last, "round {round}: {keep} after {last}");
+        assert!(value(&body, "probe_success", &[("name", "keep")]).is_some());
+        last = keep;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(last >= first + 2.0, "runs went on: {first} -> {last}");
+    assert_eq!(reloads(&scrape(vantage.addr), "success"), 10.0);
+}
+
+/// `count` targets named from `first`, every fourth with a setting that the other config lacks.
+fn many(first: usize, count: usize, port: u16, variant: bool) -> String {
+    let mut targets = String::new();
+    for i in first..first + count {
+        let timeout = if variant && i % 4 == 0 {
+            "600ms"
+        } else {
+            "500ms"
+        };
+        targets.push_str(&tcp_target(
+            &format!("t{i}"),
+            port,
+            &format!(", timeout: {timeout}"),
+        ));
+    }
+    format!("defaults: {{interval: 5s, timeout: 1s}}\ntargets:\n{targets}")
+}
+
+/// A file and its two alternating configs of 1,000 targets: half the names shared (a quarter of
+/// those with a changed setting), half different.
+fn alternating(dir: &TempDir, port: u16) -> (PathBuf, [String; 2]) {
+    let a = many(0, 1000, port, false);
+    let b = many(500, 1000, port, true);
+    (dir.write("exporter.yml", &a), [a, b])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_reloads_of_a_thousand_targets_leave_exactly_one_task_per_target() {
+    let port = quiet_peer();
+    let dir = TempDir::new("reload-tasks");
+    let (path, configs) = alternating(&dir, port);
+    let options = LoadOptions::default();
+    let initial = reload::load(&path, &options).unwrap();
+    let shared = Shared {
+        store: Arc::new(Store::default()),
+        limiter: Arc::new(Limiter::new(initial.config.max_concurrent_probes)),
+        telemetry: Telemetry::new(),
+    };
+    let status = Arc::new(ReloadStatus::new(std::time::SystemTime::now()));
+    let mut reloader = Reloader::start(
+        &path,
+        options,
+        initial,
+        Arc::new(Probes),
+        shared.clone(),
+        Arc::clone(&status),
+    )
+    .await;
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    // A stopped task has ended when the reload returns, but another worker thread may still be
+    // releasing it for a moment: allow that moment, and no more.
+    let settles_at = |expected: usize| async move {
+        let until = Instant::now() + Duration::from_secs(1);
+        while alive() != expected && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        alive()
+    };
+    assert_eq!(settles_at(1000).await, 1000);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for round in 1..=100 {
+        std::fs::write(&path, &configs[round % 2]).unwrap();
+        let reloaded = reloader.reload(Trigger::Api).await.unwrap();
+        let Reloaded::Applied(changes) = reloaded else {
+            panic!("round {round}: {reloaded:?}")
+        };
+        assert_eq!(
+            (
+                changes.added,
+                changes.changed,
+                changes.removed,
+                changes.unchanged
+            ),
+            (500, 125, 500, 375),
+            "round {round}"
+        );
+        assert_eq!(
+            settles_at(1000).await,
+            1000,
+            "round {round}: one task per target"
+        );
+        assert_eq!(shared.store.read(|e| e.len()), 1000);
+        assert!(Instant::now() < deadline, "100 reloads took over 2 minutes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status.get().successes, 100);
+    reloader.stop().await;
+    assert_eq!(settles_at(0).await, 0, "every target's task ended");
+    assert_eq!(shared.telemetry.in_flight.get(), 0);
+}
+
+/// Resident memory and open file descriptors of a process.
+fn usage(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    (kib * 1024, fds)
+}
+
+#[test]
+fn a_hundred_reloads_of_a_thousand_targets_while_probing_leak_no_memory_or_sockets() {
+    let port = quiet_peer();
+    let dir = TempDir::new("reload-load");
+    let (path, configs) = alternating(&dir, port);
+    let vantage = Vantage::start(&path, &[]);
+    let pid = vantage.child.id();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut warm = None;
+    for round in 1..=100 {
+        std::fs::write(&path, &configs[round % 2]).unwrap();
+        let (status, text) = post_reload(vantage.addr);
+        assert_eq!(status, 200, "round {round}: {text}");
+        let body = scrape(vantage.addr);
+        assert_eq!(
+            value(&body, "vantage_targets", &[("probe", "tcp")]),
+            Some(1000.0),
+            "round {round}"
+        );
+        if round == 10 {
+            warm = Some(usage(pid));
+        }
+        assert!(Instant::now() < deadline, "100 reloads took over 4 minutes");
+    }
+    let (warm_rss, warm_fds) = warm.unwrap();
+    let (rss, fds) = usage(pid);
+    eprintln!("after 10 reloads: {warm_rss} B, {warm_fds} fds; after 100: {rss} B, {fds} fds");
+    // Runs in flight hold a socket each, so the count moves a little with the moment.
+    assert!(fds <= warm_fds + 20, "{warm_fds} fds -> {fds}");
+    assert!(
+        rss <= warm_rss + warm_rss / 4,
+        "memory grew from {warm_rss} to {rss} bytes"
+    );
+    assert!(
+        http_get(vantage.addr, "/-/healthy", None).is_some_and(|r| r.status == 200),
+        "vantage still serves"
+    );
+    assert!(!vantage.log().contains("panicked"), "{}", vantage.log());
+}
+
+#[test]
+fn location_labels_and_the_concurrency_limit_change_for_every_series_at_once() {
+    let peer = quiet_peer();
+    let dir = TempDir::new("reload-labels");
+    let with = |location: &str, team: &str, limit: usize| {
+        format!(
+            "location: {location}\nlabels: {{team: {team}}}\nmax_concurrent_probes: {limit}\n{}",
+            config(&format!(
+                "{}{}",
+                tcp_target("a", peer, ""),
+                tcp_target("b", peer, "")
+            ))
+        )
+    };
+    let path = dir.write("exporter.yml", &with("lab-1", "red", 7));
+    let vantage = Vantage::start(&path, &[]);
+    wait_for(Duration::from_secs(10), "runs of both targets", || {
+        let body = scrape(vantage.addr);
+        ["a", "b"]
+            .iter()
+            .all(|n| value(&body, "probe_success", &[("name", n)]).is_some())
+    });
+    assert_eq!(
+        value(&scrape(vantage.addr), "vantage_max_concurrent_probes", &[]),
+        Some(7.0)
+    );
+
+    std::fs::write(&path, with("lab-2", "blue", 3)).unwrap();
+    let (status, text) = post_reload(vantage.addr);
+    // The file watch may have applied the change a moment before; either way it is applied
+    // when POST answers.
+    assert_eq!(status, 200, "{text}");
+    let body = scrape(vantage.addr);
+    let probe_lines: Vec<&str> = body.lines().filter(|l| l.starts_with("probe_")).collect();
+    assert!(!probe_lines.is_empty());
+    for line in &probe_lines {
+        assert!(
+            line.contains("location=\"lab-2\"") && line.contains("team=\"blue\""),
+            "a series with old labels survived the reload: {line}"
+        );
+    }
+    assert_eq!(
+        value(&body, "vantage_max_concurrent_probes", &[]),
+        Some(3.0)
+    );
+    let page = http_get(vantage.addr, "/", None).unwrap().body;
+    assert!(page.contains("lab-2") && !page.contains("lab-1"));
+}
+
+#[test]
+fn a_missing_config_at_start_up_exits_1_naming_the_file() {
+    let dir = TempDir::new("missing-config");
+    let path = dir.0.join("exporter.yml");
+    let out = std::process::Command::new(crate::support::vantage_bin())
+        .arg(format!("--config.file={}", path.display()))
+        .arg("--web.listen-address=127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains(&format!("{}: cannot read the config file", path.display())),
+        "{log}"
+    );
+}
