@@ -137,11 +137,11 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
     )
     .await;
     state.ready.store(true, Ordering::Release);
-    if let Err(e) = reload::watch(&cli.config_file, reloads) {
+    if let Err(e) = reloader.watch(reloads) {
         warn!(
             config = %cli.config_file.display(),
             error = %e,
-            "cannot watch the config folder: reload with SIGHUP or POST /-/reload"
+            "cannot watch the config for changes: reload with SIGHUP or POST /-/reload"
         );
     }
 

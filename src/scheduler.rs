@@ -158,14 +158,16 @@ impl<R: Runner> Scheduler<R> {
     /// settings; removed ones stop, and their tasks have ended when this returns; added ones
     /// start on their slot in their interval.
     pub async fn apply(&mut self, config: &Config) -> Changes {
-        let wall = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.apply_at(config, wall).await
+        self.apply_with_clock(config, || {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+        })
+        .await
     }
 
-    /// [`Scheduler::apply`] with the wall clock reading `wall` (time since the Unix epoch) now.
-    async fn apply_at(&mut self, config: &Config, wall: Duration) -> Changes {
+    /// [`Scheduler::apply`] with `wall` reading the wall clock (time since the Unix epoch).
+    async fn apply_with_clock(&mut self, config: &Config, wall: impl Fn() -> Duration) -> Changes {
         let mut changes = Changes::default();
         let mut previous = std::mem::take(&mut self.tasks);
         let mut running = Vec::with_capacity(config.targets.len());
@@ -198,7 +200,8 @@ impl<R: Runner> Scheduler<R> {
         // Only now that no stopped task can record a run does the store take the new set.
         self.shared.store.apply(&running, &config.location);
         self.shared.limiter.resize(config.max_concurrent_probes);
-        let now = Instant::now();
+        // Both clocks read together, after the stops, so new tasks land exactly on their slots.
+        let (wall, now) = (wall(), Instant::now());
         for target in to_start {
             let first =
                 now + until_slot(wall, phase(&target.name, target.interval), target.interval);
@@ -478,7 +481,7 @@ mod tests {
         };
         let mut scheduler = Scheduler::new(Arc::clone(runner), shared.clone());
         // The wall clock reads 0: a target's first slot is its phase, which keeps tests exact.
-        scheduler.apply_at(config, Duration::ZERO).await;
+        scheduler.apply_with_clock(config, || Duration::ZERO).await;
         (scheduler, shared)
     }
 
@@ -649,7 +652,9 @@ mod tests {
         let reload_at = phase("keep", Duration::from_secs(10)) + Duration::from_secs(11);
         sleep(reload_at).await;
         // The wall clock has moved on as far as the paused clock (a timer fires on a whole ms).
-        let changes = scheduler.apply_at(&after, runner.epoch.elapsed()).await;
+        let changes = scheduler
+            .apply_with_clock(&after, || runner.epoch.elapsed())
+            .await;
         assert_eq!(
             changes,
             Changes {

@@ -52,9 +52,11 @@ impl Store {
         store
     }
 
-    /// Makes `targets` the stored set after a reload. A target whose series keep their labels
-    /// keeps its latest run and its counters, so no series has a gap or a reset; a target whose
-    /// labels changed starts afresh, and a target no longer listed leaves with all its series.
+    /// Makes `targets` the stored set after a reload. A target passed as the very `Arc` it is
+    /// stored with is unchanged and keeps everything, so none of its series has a gap or a
+    /// reset. A changed target whose labels stay keeps its counters, but not its latest run,
+    /// whose facts (certificates, assertions) its old settings produced. A target whose labels
+    /// changed starts afresh, and a target no longer listed leaves with all its series.
     pub fn apply(&self, targets: &[Arc<Target>], location: &str) {
         let mut state = self.lock();
         let mut previous = std::mem::take(&mut state.entries);
@@ -62,8 +64,10 @@ impl Store {
             .iter()
             .map(|t| {
                 let entry = match previous.remove(&t.name) {
+                    Some(kept) if Arc::ptr_eq(&kept.target, t) => kept,
                     Some(mut kept) if kept.target.labels == t.labels => {
                         kept.target = Arc::clone(t);
+                        kept.last = None;
                         kept
                     }
                     _ => Entry::new(t),
@@ -163,19 +167,29 @@ mod tests {
         for name in ["a", "b", "c"] {
             store.record(name, run(Ok(())));
         }
-        // a: new timeout, same labels; b: new port, so a new `target` label; c: removed.
+        // a: new timeout, same labels; b: new port, so a new `target` label; c: unchanged.
         let after = parse(
             "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1, timeout: 2s}\n  - {name: b, type: tcp, host: 127.0.0.1, port: 5}\n",
         );
-        store.apply(&after.targets, "office");
+        let unchanged = Arc::clone(&before.targets[2]);
+        let mut targets = after.targets.clone();
+        targets.push(unchanged);
+        store.apply(&targets, "office");
         assert_eq!(store.location(), "office");
         store.read(|entries| {
-            assert_eq!(entries.keys().collect::<Vec<_>>(), ["a", "b"]);
-            assert_eq!(entries["a"].successes, 1);
-            assert!(entries["a"].last.is_some());
+            assert_eq!(entries.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+            assert_eq!(entries["a"].successes, 1, "same labels: counters carry on");
+            assert!(
+                entries["a"].last.is_none(),
+                "old settings' results are gone"
+            );
             assert_eq!(entries["a"].target.policy.timeout, Duration::from_secs(2));
             assert_eq!(entries["b"].successes, 0, "new labels, new series");
             assert!(entries["b"].last.is_none());
+            assert_eq!(entries["c"].successes, 1, "unchanged: everything kept");
+            assert!(entries["c"].last.is_some());
         });
+        store.apply(&after.targets, "office");
+        assert!(store.read(|e| !e.contains_key("c")), "removed");
     }
 }

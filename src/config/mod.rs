@@ -125,7 +125,8 @@ impl Target {
     ) -> Result<Target, String> {
         let (host, port) = parse_address(address)?;
         let tls = if tls {
-            let client = TlsClient::build(TlsOptions::default()).map_err(|e| e.message)?;
+            let client = TlsClient::build(TlsOptions::default(), &mut |p| std::fs::read(p))
+                .map_err(|e| e.message)?;
             Some(Arc::new(client).target(&host)?)
         } else {
             None
@@ -150,7 +151,8 @@ impl Target {
             alpn: http::alpn(false),
             ..TlsOptions::default()
         };
-        let client = Arc::new(TlsClient::build(options).map_err(|e| e.message)?);
+        let client =
+            Arc::new(TlsClient::build(options, &mut |p| std::fs::read(p)).map_err(|e| e.message)?);
         let probe = Probe::Http(Box::new(HttpProbe {
             tls: client.target(&url.host)?,
             tls_elsewhere: client,
@@ -349,20 +351,69 @@ pub fn read(path: &Path) -> Result<String, ConfigErrors> {
 
 /// Parses and validates config text; `file` names it in errors.
 pub fn parse(text: &str, file: &str, options: &LoadOptions) -> Result<Config, ConfigErrors> {
+    parse_with_inputs(text, file, options).0
+}
+
+/// [`parse`], also returning the files the config names as read during the load (those read
+/// before an error, when it fails).
+pub fn parse_with_inputs(
+    text: &str,
+    file: &str,
+    options: &LoadOptions,
+) -> (Result<Config, ConfigErrors>, Inputs) {
     let mut path = String::new();
-    let raw: RawConfig = serde_saphyr::with_deserializer_from_str(text, |de| {
+    let raw: Result<RawConfig, _> = serde_saphyr::with_deserializer_from_str(text, |de| {
         serde_path_to_error::deserialize(de).map_err(|e| {
             path = e.path().to_string();
             e.into_inner()
         })
     })
-    .map_err(|e| ConfigErrors(vec![ConfigError::from_parse(file, &e, &path)]))?;
-    Builder {
+    .map_err(|e| ConfigErrors(vec![ConfigError::from_parse(file, &e, &path)]));
+    let raw = match raw {
+        Ok(raw) => raw,
+        Err(errors) => return (Err(errors), Inputs::default()),
+    };
+    let mut builder = Builder {
         file,
         errors: Vec::new(),
-        files: Vec::new(),
+        files: BTreeMap::new(),
+        used: Vec::new(),
+    };
+    let config = builder.build(&raw, options);
+    let inputs = Inputs {
+        files: builder
+            .files
+            .iter()
+            .map(|(path, read)| (path.clone(), digest_read(read)))
+            .collect(),
+    };
+    (config, inputs)
+}
+
+/// The files a config names (tokens, CAs, client certificates), each with a digest of the
+/// content it was built from, so that a reload can tell whether any of them changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inputs {
+    pub files: BTreeMap<PathBuf, u64>,
+}
+
+impl Inputs {
+    /// Whether every file still has the content it had when the config was built.
+    pub fn unchanged_on_disk(&self) -> bool {
+        self.files
+            .iter()
+            .all(|(path, digest)| digest_read(&read_for_digest(path)) == *digest)
     }
-    .build(&raw, options)
+}
+
+fn read_for_digest(path: &Path) -> FileRead {
+    std::fs::read(path).map_err(|e| (e.kind(), e.to_string()))
+}
+
+fn digest_read(read: &FileRead) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    read.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Config {
@@ -530,9 +581,13 @@ impl<'r> From<&'r RawTarget> for Overrides<'r> {
 struct Builder<'a> {
     file: &'a str,
     errors: Vec<ConfigError>,
-    /// The files the target being built names, for its fingerprint.
-    files: Vec<PathBuf>,
+    /// Every file the config names, as read during this load.
+    files: BTreeMap<PathBuf, FileRead>,
+    /// The files the target being built reads, for its fingerprint.
+    used: Vec<PathBuf>,
 }
+
+type FileRead = Result<Vec<u8>, (std::io::ErrorKind, String)>;
 
 impl Builder<'_> {
     fn error(&mut self, at: &Location, path: impl Into<String>, message: impl Into<String>) {
@@ -540,7 +595,7 @@ impl Builder<'_> {
             .push(ConfigError::at(self.file, at, path, message));
     }
 
-    fn build(mut self, raw: &RawConfig, options: &LoadOptions) -> Result<Config, ConfigErrors> {
+    fn build(&mut self, raw: &RawConfig, options: &LoadOptions) -> Result<Config, ConfigErrors> {
         let location = options
             .location
             .clone()
@@ -607,7 +662,7 @@ impl Builder<'_> {
                 first_use.insert(&name.value, name.referenced);
             }
             let runs_here = self.runs_here(&t.value, &path, &location);
-            self.files.clear();
+            self.used.clear();
             if let Some(mut target) = self.target(
                 &t.value,
                 &t.referenced,
@@ -616,7 +671,7 @@ impl Builder<'_> {
                 &global_labels,
                 &location,
             ) {
-                target.fingerprint = fingerprint(inherited, &t.value, &self.files);
+                target.fingerprint = self.fingerprint(inherited, &t.value);
                 if runs_here || options.every_location {
                     targets.push(Arc::new(target));
                 } else {
@@ -634,7 +689,7 @@ impl Builder<'_> {
             })
         } else {
             self.errors.sort_by_key(|e| (e.line, e.column));
-            Err(ConfigErrors(self.errors))
+            Err(ConfigErrors(std::mem::take(&mut self.errors)))
         }
     }
 
@@ -1400,7 +1455,7 @@ impl Builder<'_> {
             return Some((own, shared));
         }
         // Everything but the certificate was built once already, so this cannot fail anew.
-        match TlsClient::build(anonymous) {
+        match TlsClient::build(anonymous, &mut |p| self.read_file(p)) {
             Ok(client) => Some((own, Arc::new(client))),
             Err(e) => {
                 self.error(&at, tpath, e.message);
@@ -1443,7 +1498,7 @@ impl Builder<'_> {
                 RawHeaderValue::Value(v) => (v.as_bytes().to_vec(), false),
                 RawHeaderValue::File(f) => {
                     let file = self.relative(&f.file);
-                    match std::fs::read(&file) {
+                    match self.read_file(&file) {
                         Ok(bytes) => (bytes, true),
                         Err(e) => {
                             self.error(
@@ -1592,7 +1647,7 @@ impl Builder<'_> {
         host: &Host,
         path: &str,
     ) -> Option<TlsTarget> {
-        let client = match TlsClient::build(options) {
+        let client = match TlsClient::build(options, &mut |p| self.read_file(p)) {
             Ok(client) => Arc::new(client),
             Err(e) => {
                 let field = |f: fn(&RawTls) -> Option<Location>| {
@@ -1633,11 +1688,22 @@ impl Builder<'_> {
     }
 
     /// A path from the config, relative to the config file's folder (as Prometheus does).
-    fn relative(&mut self, path: &str) -> PathBuf {
+    fn relative(&self, path: &str) -> PathBuf {
         let folder = Path::new(self.file).parent().unwrap_or(Path::new(""));
-        let path = folder.join(path);
-        self.files.push(path.clone());
-        path
+        folder.join(path)
+    }
+
+    /// A file the target being built reads. Each file is read once per load, however many
+    /// targets use it, and the fingerprint hashes these very bytes: a file that changes during
+    /// a load cannot leave a target running old content under a new fingerprint.
+    fn read_file(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.used.push(path.to_path_buf());
+        let read = self
+            .files
+            .entry(path.to_path_buf())
+            .or_insert_with(|| std::fs::read(path).map_err(|e| (e.kind(), e.to_string())));
+        read.clone()
+            .map_err(|(kind, message)| std::io::Error::new(kind, message))
     }
 
     /// The `assertions` list: `None` after reporting errors.
@@ -1923,19 +1989,20 @@ fn inherited_digest(raw: &RawConfig, location: &str) -> u64 {
     hasher.finish()
 }
 
-/// See [`Target::fingerprint`]. Serializing the parsed entry drops source positions (spans
-/// serialize as their value) and covers every option, inline secrets included, without a list
-/// that could fall behind the schema.
-fn fingerprint(inherited: u64, raw: &RawTarget, files: &[PathBuf]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    hasher.write_u64(inherited);
-    hash_serialized(&mut hasher, raw);
-    for file in files {
-        file.hash(&mut hasher);
-        // A file that cannot be read failed validation already; a later reload reads it again.
-        std::fs::read(file).unwrap_or_default().hash(&mut hasher);
+impl Builder<'_> {
+    /// See [`Target::fingerprint`]. Serializing the parsed entry drops source positions (spans
+    /// serialize as their value) and covers every option, inline secrets included, without a
+    /// list that could fall behind the schema.
+    fn fingerprint(&self, inherited: u64, raw: &RawTarget) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        hasher.write_u64(inherited);
+        hash_serialized(&mut hasher, raw);
+        for path in &self.used {
+            path.hash(&mut hasher);
+            self.files.get(path).hash(&mut hasher);
+        }
+        hasher.finish()
     }
-    hasher.finish()
 }
 
 fn hash_serialized(hasher: &mut DefaultHasher, value: &impl serde::Serialize) {

@@ -154,8 +154,12 @@ pub struct TlsTarget {
     pub server_name: ServerName<'static>,
 }
 
+/// Reads a file that the options name. The config passes one that reads each file once per load,
+/// so that what a target runs with is exactly what its fingerprint saw.
+pub type ReadFile<'a> = &'a mut dyn FnMut(&Path) -> std::io::Result<Vec<u8>>;
+
 impl TlsClient {
-    pub fn build(options: TlsOptions) -> Result<TlsClient, BuildError> {
+    pub fn build(options: TlsOptions, read_file: ReadFile) -> Result<TlsClient, BuildError> {
         let server_name = match &options.server_name {
             None => None,
             Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
@@ -165,7 +169,7 @@ impl TlsClient {
                 )
             })?),
         };
-        let verifier = verifier(options.trust, options.ca_file.as_deref())?;
+        let verifier = verifier(options.trust, options.ca_file.as_deref(), read_file)?;
         let versions: &[&rustls::SupportedProtocolVersion] = match options.min_version {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
@@ -177,8 +181,8 @@ impl TlsClient {
         let mut config = match &options.client_cert {
             None => builder.with_no_client_auth(),
             Some(files) => {
-                let chain = read_certificates(&files.cert_file, OptionKey::CertFile)?;
-                let key = read(&files.key_file, OptionKey::KeyFile).and_then(|pem| {
+                let chain = read_certificates(&files.cert_file, OptionKey::CertFile, read_file)?;
+                let key = read(&files.key_file, OptionKey::KeyFile, read_file).and_then(|pem| {
                     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
                         BuildError::new(
                             OptionKey::KeyFile,
@@ -478,7 +482,11 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// The verifier for a trust choice plus extra roots. Without extra roots it is built once per
 /// process and shared: the root sets are large and the same for every target.
-fn verifier(trust: Trust, ca_file: Option<&Path>) -> Result<Arc<WebPkiServerVerifier>, BuildError> {
+fn verifier(
+    trust: Trust,
+    ca_file: Option<&Path>,
+    read_file: ReadFile,
+) -> Result<Arc<WebPkiServerVerifier>, BuildError> {
     static MOZILLA: OnceLock<Arc<WebPkiServerVerifier>> = OnceLock::new();
     static SYSTEM: OnceLock<Result<Arc<WebPkiServerVerifier>, String>> = OnceLock::new();
     let build = |roots: RootCertStore| {
@@ -501,7 +509,7 @@ fn verifier(trust: Trust, ca_file: Option<&Path>) -> Result<Arc<WebPkiServerVeri
         Trust::Mozilla => mozilla_roots(),
         Trust::System => system_roots().map_err(|e| BuildError::new(OptionKey::Trust, e))?,
     };
-    let extra = read_certificates(ca_file, OptionKey::CaFile)?;
+    let extra = read_certificates(ca_file, OptionKey::CaFile, read_file)?;
     let (_, unusable) = roots.add_parsable_certificates(extra);
     if unusable > 0 {
         return Err(BuildError::new(
@@ -544,16 +552,17 @@ fn load_system_roots() -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-fn read(path: &Path, key: OptionKey) -> Result<Vec<u8>, BuildError> {
-    std::fs::read(path)
+fn read(path: &Path, key: OptionKey, read_file: ReadFile) -> Result<Vec<u8>, BuildError> {
+    read_file(path)
         .map_err(|e| BuildError::new(key, format!("cannot read {}: {e}", path.display())))
 }
 
 fn read_certificates(
     path: &Path,
     key: OptionKey,
+    read_file: ReadFile,
 ) -> Result<Vec<CertificateDer<'static>>, BuildError> {
-    let pem = read(path, key)?;
+    let pem = read(path, key, read_file)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| BuildError::new(key, format!("{} is not valid PEM: {e}", path.display())))?;

@@ -4,35 +4,30 @@
 //! A reload reads and validates the whole file before touching anything. A bad file leaves the
 //! running config as it was; a good one is applied as a diff by the scheduler, so targets that
 //! did not change keep their schedule, latest results and counters. Three things trigger one:
-//! a change of the file's content (seen by watching its folder), SIGHUP, and `POST /-/reload`.
+//! a change of the content of the file or of a file it names (see `watch`), SIGHUP, and
+//! `POST /-/reload`.
 
+mod watch;
+
+use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, timeout_at};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
-use crate::config::{self, Config, ConfigErrors, LoadOptions};
+use crate::config::{self, Config, ConfigErrors, Inputs, LoadOptions};
 use crate::scheduler::{Changes, Runner, Scheduler, Shared};
-
-/// A burst of file events (an editor's write and rename, a ConfigMap's symlink swap) has ended
-/// once the folder has been quiet this long.
-const QUIET: Duration = Duration::from_millis(200);
-/// A folder that never goes quiet is still read this often.
-const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
 /// What asked for a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
-    /// The config's folder changed. The file is read, and applied only if its content differs
-    /// from the last one read.
+    /// The config or a file it names changed (or the periodic check). The files are read, and
+    /// applied only if some content differs from the last read.
     File,
-    /// SIGHUP: always rebuilds, so a changed CA or token file that the config names is read.
+    /// SIGHUP: always rebuilds.
     Signal,
     /// `POST /-/reload`: always rebuilds, like SIGHUP.
     Api,
@@ -58,7 +53,8 @@ pub struct Request {
 /// What a reload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reloaded {
-    /// A file event, but the content is the one last read: nothing to do, nothing counted.
+    /// A file event, but the content is the one last read (or the file is empty, as while an
+    /// editor saves it): nothing to do, nothing counted.
     Unchanged,
     Applied(Changes),
 }
@@ -121,23 +117,37 @@ pub struct Reloader<R: Runner> {
     options: LoadOptions,
     scheduler: Scheduler<R>,
     status: Arc<ReloadStatus>,
-    /// Digest of the content last read, good or bad; `None` after the file could not be read.
-    seen: Option<u64>,
+    /// What the last read saw, good or bad; `None` after the file could not be read.
+    seen: Option<Seen>,
+    /// The files the running config names, which stay watched while a bad file waits.
+    running: Inputs,
+    /// The files to watch besides the config: those of the running config and of the last try.
+    watched: tokio::sync::watch::Sender<Vec<PathBuf>>,
+}
+
+/// The content a load was built from: the config text and the files it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    text: u64,
+    inputs: Inputs,
 }
 
 /// A config read and validated at start-up, not yet running.
 pub struct Initial {
     pub config: Config,
-    digest: u64,
+    seen: Seen,
 }
 
 /// Reads and validates the config at start-up; an error here stops vantage.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Initial, ConfigErrors> {
     let text = config::read(path)?;
-    let config = config::parse(&text, &path.display().to_string(), options)?;
+    let (config, inputs) = config::parse_with_inputs(&text, &path.display().to_string(), options);
     Ok(Initial {
-        config,
-        digest: digest(&text),
+        config: config?,
+        seen: Seen {
+            text: digest(&text),
+            inputs,
+        },
     })
 }
 
@@ -153,13 +163,23 @@ impl<R: Runner> Reloader<R> {
     ) -> Self {
         let mut scheduler = Scheduler::new(runner, shared);
         scheduler.apply(&initial.config).await;
+        let running = initial.seen.inputs.clone();
+        let (watched, _) = tokio::sync::watch::channel(running.files.keys().cloned().collect());
         Reloader {
             path: path.to_path_buf(),
             options,
             scheduler,
             status,
-            seen: Some(initial.digest),
+            seen: Some(initial.seen),
+            running,
+            watched,
         }
+    }
+
+    /// Watches the config and the files it names, and sends a [`Trigger::File`] request to
+    /// `requests` when any of them changes.
+    pub fn watch(&self, requests: mpsc::Sender<Request>) -> notify::Result<()> {
+        watch::spawn(&self.path, self.watched.subscribe(), requests)
     }
 
     /// Reloads the config file. On error the running config is untouched; the error text names
@@ -168,7 +188,7 @@ impl<R: Runner> Reloader<R> {
         let file = self.path.display().to_string();
         let path = self.path.clone();
         let options = self.options.clone();
-        let unless = self.seen.filter(|_| trigger == Trigger::File);
+        let unless = self.seen.clone().filter(|_| trigger == Trigger::File);
         // Parsing thousands of targets takes a while: off the runtime's threads, so that runs
         // keep starting on time meanwhile.
         let read = tokio::task::spawn_blocking(move || read_unless(&path, &options, unless))
@@ -178,22 +198,36 @@ impl<R: Runner> Reloader<R> {
                     &file,
                     format!("reading the config failed: {e}"),
                 )]),
-                digest: None,
+                seen: None,
             });
         let parsed = match read {
             Read::Unchanged => {
-                debug!(file, "config file event, content unchanged: not reloading");
+                debug!(
+                    file,
+                    "config files unchanged (or the config is empty): not reloading"
+                );
                 return Ok(Reloaded::Unchanged);
             }
-            Read::Bad { errors, digest } => {
-                self.seen = digest;
+            Read::Bad { errors, seen } => {
+                self.seen = seen;
                 Err(errors)
             }
-            Read::Good { config, digest } => {
-                self.seen = Some(digest);
+            Read::Good { config, seen } => {
+                self.running = seen.inputs.clone();
+                self.seen = Some(seen);
                 Ok(config)
             }
         };
+        let mut files: BTreeSet<PathBuf> = self.running.files.keys().cloned().collect();
+        if let Some(seen) = &self.seen {
+            files.extend(seen.inputs.files.keys().cloned());
+        }
+        self.watched.send_if_modified(|watched| {
+            let files: Vec<PathBuf> = files.into_iter().collect();
+            let modified = *watched != files;
+            *watched = files;
+            modified
+        });
         let config = match parsed {
             Ok(config) => config,
             Err(errors) => {
@@ -240,39 +274,41 @@ pub fn log_elsewhere(config: &Config) {
 
 /// The outcome of reading the config file for a reload.
 enum Read {
-    /// The content has the digest it was asked to skip.
     Unchanged,
-    /// `digest` is `None` when the file could not be read.
+    /// `seen` is `None` when the file could not be read.
     Bad {
         errors: ConfigErrors,
-        digest: Option<u64>,
+        seen: Option<Seen>,
     },
     Good {
         config: Config,
-        digest: u64,
+        seen: Seen,
     },
 }
 
-/// Reads and validates the config, unless its content has the digest `unless`.
-fn read_unless(path: &Path, options: &LoadOptions, unless: Option<u64>) -> Read {
+/// Reads and validates the config, unless it and every file it names still have the content
+/// `unless` saw. With `unless` (a file event), an empty config is taken for one being written.
+fn read_unless(path: &Path, options: &LoadOptions, unless: Option<Seen>) -> Read {
     let text = match config::read(path) {
         Ok(text) => text,
-        Err(errors) => {
-            return Read::Bad {
-                errors,
-                digest: None,
-            };
-        }
+        Err(errors) => return Read::Bad { errors, seen: None },
     };
-    let digest = digest(&text);
-    if unless == Some(digest) {
+    let text_digest = digest(&text);
+    if let Some(seen) = unless
+        && (text.is_empty() || (seen.text == text_digest && seen.inputs.unchanged_on_disk()))
+    {
         return Read::Unchanged;
     }
-    match config::parse(&text, &path.display().to_string(), options) {
-        Ok(config) => Read::Good { config, digest },
+    let (config, inputs) = config::parse_with_inputs(&text, &path.display().to_string(), options);
+    let seen = Seen {
+        text: text_digest,
+        inputs,
+    };
+    match config {
+        Ok(config) => Read::Good { config, seen },
         Err(errors) => Read::Bad {
             errors,
-            digest: Some(digest),
+            seen: Some(seen),
         },
     }
 }
@@ -281,95 +317,4 @@ fn digest(text: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
     hasher.finish()
-}
-
-/// Watches the config file's folder and sends a [`Trigger::File`] request after each burst of
-/// changes, for as long as `requests` is open.
-///
-/// The folder, not the file: an editor that writes a new file and renames it over the old one,
-/// and a Kubernetes ConfigMap update (which renames a `..data` symlink), replace the file, and a
-/// watch on the file itself would see nothing and then go dead. If the config is a symlink into
-/// another folder, that folder is watched too, and followed when the link moves.
-pub fn watch(path: &Path, requests: mpsc::Sender<Request>) -> notify::Result<()> {
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) if relevant(event.kind) => {
-                let _ = events_tx.send(());
-            }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "watching the config folder"),
-        })?;
-    let folder = folder_of(path);
-    watcher.watch(&folder, RecursiveMode::NonRecursive)?;
-    let path = path.to_path_buf();
-    tokio::spawn(async move {
-        let mut linked = follow_link(&mut watcher, &path, &folder, None);
-        while events.recv().await.is_some() {
-            let settle_by = Instant::now() + SETTLE_LIMIT;
-            loop {
-                let quiet_until = (Instant::now() + QUIET).min(settle_by);
-                match timeout_at(quiet_until, events.recv()).await {
-                    Ok(Some(())) => {}
-                    Ok(None) => return,
-                    Err(_) => break,
-                }
-            }
-            linked = follow_link(&mut watcher, &path, &folder, linked);
-            let request = Request {
-                trigger: Trigger::File,
-                reply: None,
-            };
-            if requests.send(request).await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(())
-}
-
-/// Changes to a folder entry; opening and reading (vantage's own reads included) are not.
-fn relevant(kind: EventKind) -> bool {
-    match kind {
-        EventKind::Access(access) => access == AccessKind::Close(AccessMode::Write),
-        _ => true,
-    }
-}
-
-fn folder_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Keeps a watch on the folder the config's symlinks lead to, when that is not `folder`;
-/// returns the folder now watched that way.
-fn follow_link(
-    watcher: &mut RecommendedWatcher,
-    path: &Path,
-    folder: &Path,
-    linked: Option<PathBuf>,
-) -> Option<PathBuf> {
-    let real = std::fs::canonicalize(path)
-        .ok()
-        .map(|p| folder_of(&p))
-        .filter(|real| std::fs::canonicalize(folder).ok().as_ref() != Some(real));
-    if real == linked {
-        return linked;
-    }
-    if let Some(old) = &linked {
-        // The old folder may be gone already (a ConfigMap's previous `..2024_...` version).
-        let _ = watcher.unwatch(old);
-    }
-    match real {
-        Some(real) => match watcher.watch(&real, RecursiveMode::NonRecursive) {
-            Ok(()) => Some(real),
-            Err(e) => {
-                warn!(folder = %real.display(), error = %e, "cannot watch the folder the config links to");
-                None
-            }
-        },
-        None => None,
-    }
 }
