@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use vantage::cli::{self, Cli, Command, ProbeArgs, ProbeType};
 use vantage::config::{self, LoadOptions, Target};
@@ -137,13 +137,7 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
     )
     .await;
     state.ready.store(true, Ordering::Release);
-    if let Err(e) = reloader.watch(reloads) {
-        warn!(
-            config = %cli.config_file.display(),
-            error = %e,
-            "cannot watch the config for changes: reload with SIGHUP or POST /-/reload"
-        );
-    }
+    reloader.watch(reloads);
 
     let signal = loop {
         let request = tokio::select! {

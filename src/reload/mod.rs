@@ -117,19 +117,30 @@ pub struct Reloader<R: Runner> {
     options: LoadOptions,
     scheduler: Scheduler<R>,
     status: Arc<ReloadStatus>,
-    /// What the last read saw, good or bad; `None` after the file could not be read.
-    seen: Option<Seen>,
+    /// What the last read saw, good or bad.
+    seen: Seen,
     /// The files the running config names, which stay watched while a bad file waits.
     running: Inputs,
     /// The files to watch besides the config: those of the running config and of the last try.
     watched: tokio::sync::watch::Sender<Vec<PathBuf>>,
 }
 
-/// The content a load was built from: the config text and the files it names.
+/// The content a load was built from: the config text and the files it names; or the error
+/// that kept the config from being read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     text: u64,
     inputs: Inputs,
+}
+
+impl Seen {
+    /// A read that failed with `errors`: the same failure again is nothing new.
+    fn failed(errors: &ConfigErrors) -> Seen {
+        Seen {
+            text: digest(&format!("unreadable: {errors}")),
+            inputs: Inputs::default(),
+        }
+    }
 }
 
 /// A config read and validated at start-up, not yet running.
@@ -170,16 +181,16 @@ impl<R: Runner> Reloader<R> {
             options,
             scheduler,
             status,
-            seen: Some(initial.seen),
+            seen: initial.seen,
             running,
             watched,
         }
     }
 
     /// Watches the config and the files it names, and sends a [`Trigger::File`] request to
-    /// `requests` when any of them changes.
-    pub fn watch(&self, requests: mpsc::Sender<Request>) -> notify::Result<()> {
-        watch::spawn(&self.path, self.watched.subscribe(), requests)
+    /// `requests` when any of them changes, and every minute.
+    pub fn watch(&self, requests: mpsc::Sender<Request>) {
+        watch::spawn(&self.path, self.watched.subscribe(), requests);
     }
 
     /// Reloads the config file. On error the running config is untouched; the error text names
@@ -188,17 +199,18 @@ impl<R: Runner> Reloader<R> {
         let file = self.path.display().to_string();
         let path = self.path.clone();
         let options = self.options.clone();
-        let unless = self.seen.clone().filter(|_| trigger == Trigger::File);
+        let unless = (trigger == Trigger::File).then(|| self.seen.clone());
         // Parsing thousands of targets takes a while: off the runtime's threads, so that runs
         // keep starting on time meanwhile.
         let read = tokio::task::spawn_blocking(move || read_unless(&path, &options, unless))
             .await
-            .unwrap_or_else(|e| Read::Bad {
-                errors: ConfigErrors(vec![config::ConfigError::whole_file(
+            .unwrap_or_else(|e| {
+                let errors = ConfigErrors(vec![config::ConfigError::whole_file(
                     &file,
                     format!("reading the config failed: {e}"),
-                )]),
-                seen: None,
+                )]);
+                let seen = Seen::failed(&errors);
+                Read::Bad { errors, seen }
             });
         let parsed = match read {
             Read::Unchanged => {
@@ -214,14 +226,12 @@ impl<R: Runner> Reloader<R> {
             }
             Read::Good { config, seen } => {
                 self.running = seen.inputs.clone();
-                self.seen = Some(seen);
+                self.seen = seen;
                 Ok(config)
             }
         };
         let mut files: BTreeSet<PathBuf> = self.running.files.keys().cloned().collect();
-        if let Some(seen) = &self.seen {
-            files.extend(seen.inputs.files.keys().cloned());
-        }
+        files.extend(self.seen.inputs.files.keys().cloned());
         self.watched.send_if_modified(|watched| {
             let files: Vec<PathBuf> = files.into_iter().collect();
             let modified = *watched != files;
@@ -273,29 +283,30 @@ pub fn log_elsewhere(config: &Config) {
 }
 
 /// The outcome of reading the config file for a reload.
+#[derive(Debug)]
 enum Read {
     Unchanged,
-    /// `seen` is `None` when the file could not be read.
-    Bad {
-        errors: ConfigErrors,
-        seen: Option<Seen>,
-    },
-    Good {
-        config: Config,
-        seen: Seen,
-    },
+    Bad { errors: ConfigErrors, seen: Seen },
+    Good { config: Config, seen: Seen },
 }
 
-/// Reads and validates the config, unless it and every file it names still have the content
-/// `unless` saw. With `unless` (a file event), an empty config is taken for one being written.
+/// Reads and validates the config, unless (for a file event, `unless` being what the last read
+/// saw) nothing changed since: the same text and files, or the same failure to read. A file
+/// event that finds the config empty takes it for one being written and waits for the next.
 fn read_unless(path: &Path, options: &LoadOptions, unless: Option<Seen>) -> Read {
     let text = match config::read(path) {
         Ok(text) => text,
-        Err(errors) => return Read::Bad { errors, seen: None },
+        Err(errors) => {
+            let seen = Seen::failed(&errors);
+            if unless.as_ref() == Some(&seen) {
+                return Read::Unchanged;
+            }
+            return Read::Bad { errors, seen };
+        }
     };
     let text_digest = digest(&text);
-    if let Some(seen) = unless
-        && (text.is_empty() || (seen.text == text_digest && seen.inputs.unchanged_on_disk()))
+    if let Some(last) = unless
+        && (text.is_empty() || (last.text == text_digest && last.inputs.unchanged_on_disk()))
     {
         return Read::Unchanged;
     }
@@ -306,10 +317,7 @@ fn read_unless(path: &Path, options: &LoadOptions, unless: Option<Seen>) -> Read
     };
     match config {
         Ok(config) => Read::Good { config, seen },
-        Err(errors) => Read::Bad {
-            errors,
-            seen: Some(seen),
-        },
+        Err(errors) => Read::Bad { errors, seen },
     }
 }
 
@@ -317,4 +325,49 @@ fn digest(text: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unchanged(read: &Read) -> bool {
+        matches!(read, Read::Unchanged)
+    }
+
+    #[test]
+    fn file_events_skip_what_was_seen_and_explicit_reloads_never_do() {
+        let dir = std::env::temp_dir().join(format!("vantage-read-unless-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("exporter.yml");
+        let options = LoadOptions::default();
+        std::fs::write(&path, "targets: []\n").unwrap();
+        let Read::Good { seen, .. } = read_unless(&path, &options, None) else {
+            panic!("a good file")
+        };
+        assert!(unchanged(&read_unless(&path, &options, Some(seen.clone()))));
+        assert!(matches!(
+            read_unless(&path, &options, None),
+            Read::Good { .. }
+        ));
+
+        // A missing file is a failure once; the same failure again is nothing new.
+        std::fs::remove_file(&path).unwrap();
+        let Read::Bad { seen: missing, .. } = read_unless(&path, &options, Some(seen)) else {
+            panic!("a missing file")
+        };
+        assert!(unchanged(&read_unless(
+            &path,
+            &options,
+            Some(missing.clone())
+        )));
+        // An empty file, even right after a failure, is a file being written.
+        std::fs::write(&path, "").unwrap();
+        assert!(unchanged(&read_unless(&path, &options, Some(missing))));
+        assert!(
+            matches!(read_unless(&path, &options, None), Read::Good { .. }),
+            "an explicit reload applies an empty config"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

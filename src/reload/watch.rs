@@ -23,7 +23,7 @@ use std::time::Duration;
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
-use tokio::time::timeout;
+use tokio::time::{Instant, MissedTickBehavior, timeout_at};
 use tracing::warn;
 
 use super::{Request, Trigger};
@@ -32,6 +32,8 @@ use super::{Request, Trigger};
 const QUIET: Duration = Duration::from_millis(200);
 /// How long a writer may keep the file open without writing before it is read anyway.
 const WRITER_LIMIT: Duration = Duration::from_secs(10);
+/// A burst that never ends (an entry changing all the time) is read after this long anyway.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 /// How often the files are looked at without any event.
 const RECHECK: Duration = Duration::from_secs(60);
 /// Symlinks followed per path at most, as the kernel does (ELOOP).
@@ -51,15 +53,12 @@ enum Signal {
 }
 
 /// Starts watching `config` and the `files` it names (updated as reloads name new ones), and
-/// sends a [`Trigger::File`] request after each burst of changes, at start, and every
-/// [`RECHECK`], for as long as `requests` is open.
-pub fn spawn(
-    config: &Path,
-    mut files: watch::Receiver<Vec<PathBuf>>,
-    requests: mpsc::Sender<Request>,
-) -> notify::Result<()> {
+/// sends a [`Trigger::File`] request after each burst of changes, at start, after the set of
+/// files changes, and every [`RECHECK`], for as long as `requests` is open. Without inotify
+/// (its limits reached, say) only the periodic check runs, and the log says so.
+pub fn spawn(config: &Path, files: watch::Receiver<Vec<PathBuf>>, requests: mpsc::Sender<Request>) {
     let relevant: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
-    let (signals_tx, mut signals) = mpsc::unbounded_channel();
+    let (signals_tx, signals) = mpsc::unbounded_channel();
     let filter = Arc::clone(&relevant);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let signal = match event {
@@ -76,47 +75,68 @@ pub fn spawn(
         if let Some(signal) = signal {
             let _ = signals_tx.send(signal);
         }
-    })?;
-    let config = std::path::absolute(config)?;
-    let mut plan = Plan {
-        watcher,
-        watched: BTreeMap::new(),
-        relevant,
+    });
+    let plan = match watcher {
+        Ok(watcher) => Some(Plan {
+            watcher,
+            watched: BTreeMap::new(),
+            failing: HashSet::new(),
+            relevant,
+        }),
+        Err(e) => {
+            warn!(
+                config = %config.display(),
+                error = %e,
+                "cannot watch the config for changes: looking every minute; reload with SIGHUP or POST /-/reload for sooner"
+            );
+            None
+        }
     };
-    plan.update(&config, &files.borrow_and_update());
-    tokio::spawn(async move {
-        // A change made while vantage was starting, before this watch existed, is seen now.
+    let config = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
+    tokio::spawn(run(config, files, requests, plan, signals));
+}
+
+async fn run(
+    config: PathBuf,
+    mut files: watch::Receiver<Vec<PathBuf>>,
+    requests: mpsc::Sender<Request>,
+    mut plan: Option<Plan>,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+) {
+    let update = |plan: &mut Option<Plan>, files: &[PathBuf]| {
+        if let Some(plan) = plan {
+            plan.update(&config, files);
+        }
+    };
+    update(&mut plan, &files.borrow_and_update());
+    let mut recheck = tokio::time::interval_at(Instant::now() + RECHECK, RECHECK);
+    recheck.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // A change made while vantage was starting, before this watch existed, is seen now.
+    if !request(&requests).await {
+        return;
+    }
+    loop {
+        tokio::select! {
+            signal = signals.recv(), if plan.is_some() => {
+                let Some(signal) = signal else { return };
+                if !settle(signal, &mut signals).await {
+                    return;
+                }
+                update(&mut plan, &files.borrow());
+            }
+            changed = files.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // A newly named file may have changed before its watch existed.
+                update(&mut plan, &files.borrow_and_update());
+            }
+            _ = recheck.tick() => update(&mut plan, &files.borrow()),
+        }
         if !request(&requests).await {
             return;
         }
-        loop {
-            tokio::select! {
-                signal = signals.recv() => {
-                    let Some(signal) = signal else { return };
-                    if !settle(signal, &mut signals).await {
-                        return;
-                    }
-                    plan.update(&config, &files.borrow());
-                    if !request(&requests).await {
-                        return;
-                    }
-                }
-                changed = files.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    plan.update(&config, &files.borrow_and_update());
-                }
-                () = tokio::time::sleep(RECHECK) => {
-                    plan.update(&config, &files.borrow());
-                    if !request(&requests).await {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    Ok(())
+    }
 }
 
 /// Asks for a file check; false once vantage no longer takes requests.
@@ -131,9 +151,10 @@ async fn request(requests: &mpsc::Sender<Request>) -> bool {
 /// Waits for the burst that began with `first` to end; false if the watcher is gone.
 async fn settle(first: Signal, signals: &mut mpsc::UnboundedReceiver<Signal>) -> bool {
     let mut writing = first == Signal::Write;
+    let limit = Instant::now() + SETTLE_LIMIT;
     loop {
         let wait = if writing { WRITER_LIMIT } else { QUIET };
-        match timeout(wait, signals.recv()).await {
+        match timeout_at((Instant::now() + wait).min(limit), signals.recv()).await {
             Err(_) => return true,
             Ok(None) => return false,
             Ok(Some(Signal::Write)) => writing = true,
@@ -158,11 +179,16 @@ struct Plan {
     watcher: RecommendedWatcher,
     /// Each watched path with the identity (device, inode) it had when the watch was added.
     watched: BTreeMap<PathBuf, (u64, u64)>,
+    /// Paths that could not be watched, already logged.
+    failing: HashSet<PathBuf>,
     relevant: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Plan {
     /// Watches what `config` and `files` lead to now, and stops watching what they no longer do.
+    /// Every wanted path is watched again each time (a no-op for a live watch): notify drops a
+    /// watch by itself when its path is deleted or moved, and a path recreated at once may get
+    /// the same inode number back, so an unchanged identity does not prove a live watch.
     fn update(&mut self, config: &Path, files: &[PathBuf]) {
         let mut want = BTreeMap::new();
         let mut relevant = HashSet::new();
@@ -197,20 +223,23 @@ impl Plan {
             let _ = self.watcher.unwatch(&path);
             self.watched.remove(&path);
         }
+        // Before the new watches exist, so that their first events are not filtered out.
+        *self.relevant.lock().unwrap_or_else(PoisonError::into_inner) = relevant;
         for (path, id) in want {
-            if self.watched.contains_key(&path) {
-                continue;
-            }
             match self.watcher.watch(&path, RecursiveMode::NonRecursive) {
                 Ok(()) => {
+                    self.failing.remove(&path);
                     self.watched.insert(path, id);
                 }
                 Err(e) => {
-                    warn!(path = %path.display(), error = %e, "cannot watch for config changes")
+                    // Said once, not at every update: the periodic check still covers the path.
+                    self.watched.remove(&path);
+                    if self.failing.insert(path.clone()) {
+                        warn!(path = %path.display(), error = %e, "cannot watch for config changes");
+                    }
                 }
             }
         }
-        *self.relevant.lock().unwrap_or_else(PoisonError::into_inner) = relevant;
     }
 }
 

@@ -316,8 +316,11 @@ fn a_rotated_token_is_picked_up_by_the_watch_and_by_sighup_and_post() {
     });
     assert!(vantage.log().contains("changed=1"), "{}", vantage.log());
 
-    // While a writer holds the file the watch waits; SIGHUP does not.
+    // While a writer holds the file the watch waits (a run each second would have sent the new
+    // token by now); SIGHUP does not.
     let held = write_and_hold(&secret.join("..v2/token"), "Bearer three\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!sent("Bearer three"), "read while a writer held the file");
     vantage.signal("HUP");
     wait_for(Duration::from_secs(5), "the token after SIGHUP", || {
         sent("Bearer three")
@@ -454,12 +457,47 @@ fn a_bad_file_keeps_the_old_targets_probing_until_it_is_fixed() {
     });
     assert!(vantage.log().contains("cannot read the config file"));
     assert_eq!(probed(&scrape(vantage.addr)), ["a", "b"]);
+    // Created empty first (as `touch` or a slow writer does): taken for a file being written,
+    // not for a config without targets.
+    std::fs::File::create(&path).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let body = scrape(vantage.addr);
+    assert_eq!(probed(&body), ["a", "b"]);
+    assert_eq!(reloads(&body, "success"), 1.0);
+    let before_return = runs(&body).unwrap();
     std::fs::write(&path, fixed).unwrap();
     wait_for(Duration::from_secs(10), "the recovery", || {
         let body = scrape(vantage.addr);
         value(&body, "vantage_config_last_reload_successful", &[]) == Some(1.0)
             && reloads(&body, "success") == 2.0
     });
+    assert!(
+        runs(&scrape(vantage.addr)).unwrap() >= before_return,
+        "the targets ran on, unchanged, through the failures"
+    );
+}
+
+#[test]
+fn a_config_folder_deleted_and_made_again_stays_watched() {
+    let peer = quiet_peer();
+    let dir = TempDir::new("folder-again");
+    let folder = dir.0.join("cfg");
+    std::fs::create_dir(&folder).unwrap();
+    let path = folder.join("exporter.yml");
+    std::fs::write(&path, config(&tcp_target("a", peer, ""))).unwrap();
+    let vantage = Vantage::start(&path, &[]);
+    wait_for_targets(vantage.addr, &["a"]);
+    for (round, name) in ["b", "c"].iter().enumerate() {
+        // Deleted and made again at once: the new folder and file may get the old inode numbers.
+        std::fs::remove_dir_all(&folder).unwrap();
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(&path, config(&tcp_target(name, peer, ""))).unwrap();
+        wait_for_targets(vantage.addr, &[name]);
+        // And an edit afterwards is seen by the watch, not only by the check every minute.
+        let edited = format!("{name}{round}");
+        std::fs::write(&path, config(&tcp_target(&edited, peer, ""))).unwrap();
+        wait_for_targets(vantage.addr, &[edited.as_str()]);
+    }
 }
 
 #[test]
