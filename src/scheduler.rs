@@ -179,19 +179,16 @@ impl<R: Runner> Scheduler<R> {
                     changes.unchanged += 1;
                     running.push(Arc::clone(&task.target));
                     self.tasks.insert(target.name.clone(), task);
+                    continue;
                 }
                 Some(task) => {
                     changes.changed += 1;
                     to_stop.push(task.handle);
-                    running.push(Arc::clone(target));
-                    to_start.push(Arc::clone(target));
                 }
-                None => {
-                    changes.added += 1;
-                    running.push(Arc::clone(target));
-                    to_start.push(Arc::clone(target));
-                }
+                None => changes.added += 1,
             }
+            running.push(Arc::clone(target));
+            to_start.push(Arc::clone(target));
         }
         changes.removed = previous.len();
         to_stop.extend(previous.into_values().map(|task| task.handle));

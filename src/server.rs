@@ -188,14 +188,13 @@ async fn reload(state: &State) -> Response<Full<Bytes>> {
         trigger: Trigger::Api,
         reply: Some(reply),
     };
-    if state.reloads.send(request).await.is_err() {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "vantage is shutting down\n",
-        );
-    }
-    match result.await {
-        Ok(Ok(Reloaded::Applied(c))) => respond(
+    // Either side closed means the reload loop has ended: vantage is shutting down.
+    let result = match state.reloads.send(request).await {
+        Ok(()) => result.await.ok(),
+        Err(_) => None,
+    };
+    match result {
+        Some(Ok(Reloaded::Applied(c))) => respond(
             StatusCode::OK,
             "text/plain; charset=utf-8",
             format!(
@@ -203,13 +202,13 @@ async fn reload(state: &State) -> Response<Full<Bytes>> {
                 c.added, c.changed, c.removed, c.unchanged
             ),
         ),
-        Ok(Ok(Reloaded::Unchanged)) => text(StatusCode::OK, "config unchanged\n"),
-        Ok(Err(errors)) => respond(
+        Some(Ok(Reloaded::Unchanged)) => text(StatusCode::OK, "config unchanged\n"),
+        Some(Err(errors)) => respond(
             StatusCode::BAD_REQUEST,
             "text/plain; charset=utf-8",
             format!("config not reloaded; the previous config keeps running:\n{errors}\n"),
         ),
-        Err(_) => text(
+        None => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "vantage is shutting down\n",
         ),

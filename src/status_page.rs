@@ -111,7 +111,8 @@ mod tests {
     fn shows_state_reason_and_escapes_what_targets_send() {
         let yaml = "targets:\n  - {name: \"<b>db</b>\", type: tcp, host: 127.0.0.1, port: 5432}\n  - {name: web, type: tcp, host: 127.0.0.1, port: 80}\n";
         let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
-        let store = Store::new(&config.targets, "lab");
+        let store = Store::default();
+        store.apply(&config.targets, "lab");
         let failure = Failure::new(Reason::ExpectMismatch, "received \"<script>\"").at_step(1);
         store.record(
             "<b>db</b>",

@@ -46,12 +46,6 @@ impl Entry {
 }
 
 impl Store {
-    pub fn new(targets: &[Arc<Target>], location: &str) -> Self {
-        let store = Store::default();
-        store.apply(targets, location);
-        store
-    }
-
     /// Makes `targets` the stored set after a reload. A target passed as the very `Arc` it is
     /// stored with is unchanged and keeps everything, so none of its series has a gap or a
     /// reset. A changed target whose labels stay keeps its counters, but not its latest run,
@@ -139,7 +133,8 @@ mod tests {
     fn records_the_latest_run_and_counts_by_result_and_reason() {
         let yaml = "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n";
         let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
-        let store = Store::new(&config.targets, "");
+        let store = Store::default();
+        store.apply(&config.targets, "");
         assert_eq!(store.last_success("a"), None, "no run yet");
         store.record("a", run(Err(Failure::new(Reason::ConnectionRefused, "x"))));
         assert_eq!(store.last_success("a"), Some(false));
@@ -163,7 +158,8 @@ mod tests {
         let before = parse(
             "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n  - {name: b, type: tcp, host: 127.0.0.1, port: 2}\n  - {name: c, type: tcp, host: 127.0.0.1, port: 3}\n",
         );
-        let store = Store::new(&before.targets, "lab");
+        let store = Store::default();
+        store.apply(&before.targets, "lab");
         for name in ["a", "b", "c"] {
             store.record(name, run(Ok(())));
         }

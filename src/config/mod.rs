@@ -402,11 +402,11 @@ impl Inputs {
     pub fn unchanged_on_disk(&self) -> bool {
         self.files
             .iter()
-            .all(|(path, digest)| digest_read(&read_for_digest(path)) == *digest)
+            .all(|(path, digest)| digest_read(&read_bytes(path)) == *digest)
     }
 }
 
-fn read_for_digest(path: &Path) -> FileRead {
+fn read_bytes(path: &Path) -> FileRead {
     std::fs::read(path).map_err(|e| (e.kind(), e.to_string()))
 }
 
@@ -1701,9 +1701,23 @@ impl Builder<'_> {
         let read = self
             .files
             .entry(path.to_path_buf())
-            .or_insert_with(|| std::fs::read(path).map_err(|e| (e.kind(), e.to_string())));
+            .or_insert_with(|| read_bytes(path));
         read.clone()
             .map_err(|(kind, message)| std::io::Error::new(kind, message))
+    }
+
+    /// See [`Target::fingerprint`]. Serializing the parsed entry drops source positions (spans
+    /// serialize as their value) and covers every option, inline secrets included, without a
+    /// list that could fall behind the schema.
+    fn fingerprint(&self, inherited: u64, raw: &RawTarget) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        hasher.write_u64(inherited);
+        hash_serialized(&mut hasher, raw);
+        for path in &self.used {
+            path.hash(&mut hasher);
+            self.files.get(path).hash(&mut hasher);
+        }
+        hasher.finish()
     }
 
     /// The `assertions` list: `None` after reporting errors.
@@ -1987,22 +2001,6 @@ fn inherited_digest(raw: &RawConfig, location: &str) -> u64 {
     );
     hash_serialized(&mut hasher, &inherited);
     hasher.finish()
-}
-
-impl Builder<'_> {
-    /// See [`Target::fingerprint`]. Serializing the parsed entry drops source positions (spans
-    /// serialize as their value) and covers every option, inline secrets included, without a
-    /// list that could fall behind the schema.
-    fn fingerprint(&self, inherited: u64, raw: &RawTarget) -> u64 {
-        let mut hasher = DefaultHasher::new();
-        hasher.write_u64(inherited);
-        hash_serialized(&mut hasher, raw);
-        for path in &self.used {
-            path.hash(&mut hasher);
-            self.files.get(path).hash(&mut hasher);
-        }
-        hasher.finish()
-    }
 }
 
 fn hash_serialized(hasher: &mut DefaultHasher, value: &impl serde::Serialize) {

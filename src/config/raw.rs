@@ -19,7 +19,7 @@ use crate::tls::{TlsVersion, Trust};
 
 pub type S<T> = Spanned<T>;
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub location: Option<S<String>>,

@@ -151,15 +151,21 @@ pub struct Initial {
 
 /// Reads and validates the config at start-up; an error here stops vantage.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Initial, ConfigErrors> {
-    let text = config::read(path)?;
-    let (config, inputs) = config::parse_with_inputs(&text, &path.display().to_string(), options);
+    let (config, seen) = parse(path, options, &config::read(path)?);
     Ok(Initial {
         config: config?,
-        seen: Seen {
-            text: digest(&text),
-            inputs,
-        },
+        seen,
     })
+}
+
+/// Validates the config text read from `path`, noting what it was built from.
+fn parse(path: &Path, options: &LoadOptions, text: &str) -> (Result<Config, ConfigErrors>, Seen) {
+    let (config, inputs) = config::parse_with_inputs(text, &path.display().to_string(), options);
+    let seen = Seen {
+        text: digest(text),
+        inputs,
+    };
+    (config, seen)
 }
 
 impl<R: Runner> Reloader<R> {
@@ -304,17 +310,12 @@ fn read_unless(path: &Path, options: &LoadOptions, unless: Option<Seen>) -> Read
             return Read::Bad { errors, seen };
         }
     };
-    let text_digest = digest(&text);
     if let Some(last) = unless
-        && (text.is_empty() || (last.text == text_digest && last.inputs.unchanged_on_disk()))
+        && (text.is_empty() || (last.text == digest(&text) && last.inputs.unchanged_on_disk()))
     {
         return Read::Unchanged;
     }
-    let (config, inputs) = config::parse_with_inputs(&text, &path.display().to_string(), options);
-    let seen = Seen {
-        text: text_digest,
-        inputs,
-    };
+    let (config, seen) = parse(path, options, &text);
     match config {
         Ok(config) => Read::Good { config, seen },
         Err(errors) => Read::Bad { errors, seen },
