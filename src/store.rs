@@ -18,6 +18,9 @@ pub struct Entry {
     pub last: Option<Run>,
     pub successes: u64,
     pub failures: u64,
+    /// Failed runs since the last success, so alerts can wait for a number of runs whatever
+    /// the target's interval.
+    pub consecutive_failures: u64,
     pub failures_by_reason: BTreeMap<Reason, u64>,
 }
 
@@ -40,6 +43,7 @@ impl Entry {
             last: None,
             successes: 0,
             failures: 0,
+            consecutive_failures: 0,
             failures_by_reason: BTreeMap::new(),
         }
     }
@@ -62,6 +66,7 @@ impl Store {
                     Some(mut kept) if kept.target.labels == t.labels => {
                         kept.target = Arc::clone(t);
                         kept.last = None;
+                        kept.consecutive_failures = 0;
                         kept
                     }
                     _ => Entry::new(t),
@@ -93,9 +98,13 @@ impl Store {
             return;
         };
         match run.failure() {
-            None => entry.successes += 1,
+            None => {
+                entry.successes += 1;
+                entry.consecutive_failures = 0;
+            }
             Some(failure) => {
                 entry.failures += 1;
+                entry.consecutive_failures += 1;
                 *entry.failures_by_reason.entry(failure.reason).or_default() += 1;
             }
         }
@@ -136,17 +145,22 @@ mod tests {
         let store = Store::default();
         store.apply(&config.targets, "");
         assert_eq!(store.last_success("a"), None, "no run yet");
-        store.record("a", run(Err(Failure::new(Reason::ConnectionRefused, "x"))));
+        let streak = || store.read(|e| e["a"].consecutive_failures);
+        for n in 1..=2 {
+            store.record("a", run(Err(Failure::new(Reason::ConnectionRefused, "x"))));
+            assert_eq!(streak(), n);
+        }
         assert_eq!(store.last_success("a"), Some(false));
         store.record("a", run(Ok(())));
         assert_eq!(store.last_success("a"), Some(true));
+        assert_eq!(streak(), 0, "a success ends the streak");
         store.record("unknown", run(Ok(())));
         store.read(|entries| {
             let a = &entries["a"];
-            assert_eq!((a.successes, a.failures), (1, 1));
+            assert_eq!((a.successes, a.failures), (1, 2));
             assert_eq!(
                 a.failures_by_reason.get(&Reason::ConnectionRefused),
-                Some(&1)
+                Some(&2)
             );
             assert_eq!(entries.len(), 1, "runs of unknown targets are not stored");
         });
@@ -163,6 +177,7 @@ mod tests {
         for name in ["a", "b", "c"] {
             store.record(name, run(Ok(())));
         }
+        store.record("a", run(Err(Failure::new(Reason::Timeout, "x"))));
         // a: new timeout, same labels; b: new port, so a new `target` label; c: unchanged.
         let after = parse(
             "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1, timeout: 2s}\n  - {name: b, type: tcp, host: 127.0.0.1, port: 5}\n",
@@ -175,6 +190,11 @@ mod tests {
         store.read(|entries| {
             assert_eq!(entries.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
             assert_eq!(entries["a"].successes, 1, "same labels: counters carry on");
+            assert_eq!(entries["a"].failures, 1);
+            assert_eq!(
+                entries["a"].consecutive_failures, 0,
+                "the streak belongs to the old settings"
+            );
             assert!(
                 entries["a"].last.is_none(),
                 "old settings' results are gone"

@@ -60,6 +60,13 @@ impl Collector for ProbeCollector {
             gauge(
                 &mut encoder,
                 &entries,
+                "probe_consecutive_failures",
+                "Failed runs in a row up to the last one; 0 after a success",
+                |e| e.last.as_ref().map(|_| e.consecutive_failures as f64),
+            )?;
+            gauge(
+                &mut encoder,
+                &entries,
                 "probe_dns_lookup_duration_seconds",
                 "Name resolution in the last run; absent for IP literals",
                 |e| {

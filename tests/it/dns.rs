@@ -11,7 +11,7 @@ use vantage::probe::{Reason, Run};
 use crate::support::{TempDir, closed_port, run, thread_peer, tool_or_skip, wait_for};
 
 /// A dnsmasq this test started, killed by PID on drop.
-struct Dnsmasq {
+pub struct Dnsmasq {
     child: Child,
     port: u16,
     _dir: TempDir,
@@ -20,7 +20,7 @@ struct Dnsmasq {
 impl Dnsmasq {
     /// Serves the `vantage.test` zone from its command line, answering NXDOMAIN for other
     /// names under `test`. `extra` adds options.
-    fn start(extra: &[&str]) -> Dnsmasq {
+    pub fn start(extra: &[&str]) -> Dnsmasq {
         let port = closed_port();
         let dir = TempDir::new("dnsmasq");
         let child = Command::new("dnsmasq")
@@ -58,7 +58,7 @@ impl Dnsmasq {
         server
     }
 
-    fn server(&self) -> String {
+    pub fn server(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 }

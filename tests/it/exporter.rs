@@ -8,7 +8,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::support::{
-    TempDir, Vantage, closed_port, http_get, http_request, promtool_check, thread_peer, wait_for,
+    TempDir, Vantage, closed_port, http_get, http_request, promtool_check, sample, thread_peer,
+    wait_for,
 };
 
 /// Answers PING with +PONG and anything else with -ERR, like Redis.
@@ -95,6 +96,23 @@ fn metrics_in_both_formats_pass_promtool_and_carry_reasons() {
         "{body}"
     );
     assert!(body.contains("reason=\"connection_refused\"} 1"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "probe_consecutive_failures{{{}}} 0",
+            base("redis-ok", &peer_target)
+        )),
+        "{body}"
+    );
+    let streak = sample(body, "probe_consecutive_failures", "redis-wrong");
+    let failures = body
+        .lines()
+        .find(|l| l.starts_with("probe_runs_total{name=\"redis-wrong\"") && l.contains("failure"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap();
+    assert!(
+        streak >= 1.0 && streak == failures,
+        "every run of redis-wrong failed, so its streak is all its runs: streak {streak}, failures {failures}\n{body}"
+    );
     assert!(
         !body.contains("name=\"elsewhere\""),
         "targets of other locations are not probed"

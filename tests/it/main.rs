@@ -1,5 +1,6 @@
 //! Integration tests: one binary, real sockets on loopback, the real vantage executable.
 
+mod alerting;
 mod cli;
 mod dns;
 mod exporter;

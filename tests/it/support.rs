@@ -191,18 +191,23 @@ pub fn http_request(
     path: &str,
     accept: Option<&str>,
 ) -> Option<Response> {
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    exchange(
+        addr,
+        &format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"),
+    )
+}
+
+/// Sends `request` as it is and reads the answer until the server closes; `None` if nothing
+/// answers or the answer is not HTTP.
+pub fn exchange(addr: SocketAddr, request: &str) -> Option<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
-    )
-    .ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
     let raw = String::from_utf8(raw).ok()?;

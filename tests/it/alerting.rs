@@ -1,0 +1,698 @@
+//! The shipped alert rules, Prometheus and Alertmanager configs and Grafana dashboard, proven
+//! against the real stack from Debian: promtool and amtool check them, and an end-to-end run
+//! has Prometheus scrape vantage with the shipped rules and send to Alertmanager, which notifies
+//! a webhook and an SMTP server run by this test. Everything listens on 127.0.0.1.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::dns::Dnsmasq;
+use crate::pki::{Leaf, Pki, days};
+use crate::support::{
+    TempDir, Vantage, closed_port, exchange, read_request_head, root_or_skip, thread_peer,
+    tool_or_skip,
+};
+use crate::tls;
+
+fn shipped(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn read_shipped(path: &str) -> String {
+    std::fs::read_to_string(shipped(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Runs a checking tool; returns whether it succeeded and everything it printed.
+fn check(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(shipped("deploy/prometheus"))
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_rules_pass_their_unit_tests_and_every_config_checks() {
+    let test = "the_rules_pass_their_unit_tests_and_every_config_checks";
+    if !(tool_or_skip("promtool", test) && tool_or_skip("amtool", test)) {
+        return;
+    }
+    for (program, args) in [
+        ("promtool", &["check", "rules", "alerts.yml"][..]),
+        ("promtool", &["test", "rules", "alerts_test.yml"]),
+        ("promtool", &["check", "config", "prometheus.yml"]),
+        ("amtool", &["check-config", "alertmanager.yml"]),
+    ] {
+        let (ok, report) = check(program, args);
+        assert!(ok, "{program} {args:?} failed:\n{report}");
+        assert!(report.contains("SUCCESS"), "{program} {args:?}:\n{report}");
+    }
+}
+
+/// Every `expr` in the dashboard, in order.
+fn expressions(dashboard: &Value) -> Vec<String> {
+    fn walk(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(expr)) = map.get("expr") {
+                    found.push(expr.clone());
+                }
+                map.values().for_each(|v| walk(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(dashboard, &mut found);
+    found
+}
+
+fn dashboard() -> Value {
+    serde_json::from_str(&read_shipped("dashboards/vantage.json")).expect("valid JSON")
+}
+
+/// The dashboard's template variables and Grafana's own, as the end-to-end test fills them in:
+/// "All" for each variable, and a rate window of several 1 s scrapes.
+const SUBSTITUTIONS: [(&str, &str); 6] = [
+    ("$location", ".*"),
+    ("$target", ".*"),
+    ("$probe", ".*"),
+    ("$__rate_interval", "15s"),
+    ("$__range", "5m"),
+    ("$__interval", "1s"),
+];
+
+fn substitute(expr: &str) -> String {
+    SUBSTITUTIONS
+        .iter()
+        .fold(expr.to_string(), |e, (from, to)| e.replace(from, to))
+}
+
+#[test]
+fn the_dashboard_imports_as_it_is_into_any_grafana() {
+    let dashboard = dashboard();
+    let datasource = serde_json::json!({"type": "prometheus", "uid": "${datasource}"});
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variables, ["datasource", "location", "target", "probe"]);
+    assert_eq!(dashboard["templating"]["list"][0]["type"], "datasource");
+    assert_eq!(dashboard["templating"]["list"][0]["query"], "prometheus");
+    assert!(
+        dashboard.get("__inputs").is_none(),
+        "no import-time inputs: the datasource is a variable"
+    );
+
+    let panels = dashboard["panels"].as_array().unwrap();
+    let mut ids = BTreeSet::new();
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap();
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "{title}: id reused"
+        );
+        let grid = &panel["gridPos"];
+        let (x, w) = (grid["x"].as_u64().unwrap(), grid["w"].as_u64().unwrap());
+        assert!(x + w <= 24, "{title}: wider than the 24-column grid");
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert_eq!(panel["datasource"], datasource, "{title}");
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title}: no query");
+        for t in targets {
+            assert_eq!(t["datasource"], datasource, "{title}");
+        }
+    }
+
+    let exprs = expressions(&dashboard);
+    assert!(exprs.len() > 30, "{} expressions", exprs.len());
+    for expr in &exprs {
+        let rest = substitute(expr);
+        assert!(
+            !rest.contains('$'),
+            "{expr}: uses a variable the dashboard does not define"
+        );
+    }
+}
+
+/// A process this test started, killed by PID on drop. Its output goes to a file, which a
+/// chatty process cannot fill up the way it can a pipe.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(program: &str, args: &[String], dir: &TempDir) -> Daemon {
+        let log = dir.0.join(format!("{program}.log"));
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.0.join(format!("{program}.err"))).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        Daemon { child, log }
+    }
+
+    fn output(&self) -> String {
+        let err = self.log.with_extension("err");
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+            std::fs::read_to_string(err).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.0 exchange: Go servers answer it without chunked encoding, and close.
+fn http10(addr: SocketAddr, method: &str, path: &str) -> Option<(u16, String)> {
+    let request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+    exchange(addr, &request).map(|r| (r.status, r.body))
+}
+
+fn get_json(addr: SocketAddr, path: &str) -> Value {
+    let (status, body) = http10(addr, "GET", path).unwrap_or_else(|| panic!("GET {path}"));
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An instant query's result vector.
+fn query(prometheus: SocketAddr, expr: &str) -> Vec<Value> {
+    let answer = get_json(
+        prometheus,
+        &format!("/api/v1/query?query={}", percent_encode(expr)),
+    );
+    assert_eq!(answer["status"], "success", "{expr}: {answer}");
+    answer["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn wait_ready(addr: SocketAddr, daemon: &Daemon, what: &str) {
+    wait_until(
+        Duration::from_secs(60),
+        &format!("{what} to be ready"),
+        || http10(addr, "GET", "/-/ready").is_some_and(|(status, _)| status == 200),
+        || daemon.output(),
+    );
+}
+
+/// Polls `done` until it holds; after `limit`, fails with what `explain` says.
+fn wait_until(
+    limit: Duration,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+    explain: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}\n{}",
+            explain()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+type Inbox<T> = Arc<Mutex<Vec<T>>>;
+
+/// A loopback server whose `session` runs on its own thread for every connection and files
+/// what it receives into the returned inbox.
+fn sink<T: Send + 'static>(session: fn(TcpStream, &Inbox<T>)) -> (SocketAddr, Inbox<T>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let inbox: Inbox<T> = Arc::default();
+    let store = Arc::clone(&inbox);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || session(stream, &store));
+        }
+    });
+    (addr, inbox)
+}
+
+/// Alertmanager's webhook receiver: files every notification's JSON.
+fn webhook_session(mut stream: TcpStream, inbox: &Inbox<Value>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let Some(head) = read_request_head(&mut stream) else {
+        return;
+    };
+    let head = String::from_utf8_lossy(&head).to_string();
+    let (head, started) = head.split_once("\r\n\r\n").unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = started.as_bytes().to_vec();
+    let mut rest = vec![0; length.saturating_sub(body.len()).min(1 << 20)];
+    if stream.read_exact(&mut rest).is_err() {
+        return;
+    }
+    body.extend(rest);
+    if let Ok(json) = serde_json::from_slice(&body) {
+        inbox.lock().unwrap().push(json);
+    }
+    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+}
+
+/// One email as an SMTP server sees it.
+#[derive(Debug, Clone)]
+struct Mail {
+    to: Vec<String>,
+    data: String,
+}
+
+/// A plain SMTP server's session (no TLS, no AUTH) that accepts every message.
+fn smtp_session(stream: TcpStream, inbox: &Inbox<Mail>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream.take(1 << 20));
+    let mut reply = |text: &str| writer.write_all(format!("{text}\r\n").as_bytes()).is_ok();
+    reply("220 sink ESMTP");
+    let mut to = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let command = line.trim_end().to_ascii_uppercase();
+        let answered = if command.starts_with("EHLO") || command.starts_with("HELO") {
+            reply("250 sink")
+        } else if let Some(rcpt) = command.strip_prefix("RCPT TO:") {
+            to.push(rcpt.trim_matches(['<', '>', ' ']).to_ascii_lowercase());
+            reply("250 OK")
+        } else if command == "DATA" {
+            reply("354 go ahead");
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if line.trim_end() == "." {
+                    break;
+                }
+                data.push_str(&line);
+            }
+            inbox.lock().unwrap().push(Mail {
+                to: std::mem::take(&mut to),
+                data,
+            });
+            reply("250 queued")
+        } else if command == "QUIT" {
+            reply("221 bye");
+            return;
+        } else {
+            reply("250 OK")
+        };
+        if !answered {
+            return;
+        }
+    }
+}
+
+/// Whether a webhook notification carried `alertname` for target `name` in `status`
+/// (`firing` or `resolved`), with `severity` if given.
+fn notified(
+    inbox: &Inbox<Value>,
+    alertname: &str,
+    name: &str,
+    status: &str,
+    severity: Option<&str>,
+) -> bool {
+    inbox.lock().unwrap().iter().any(|n| {
+        n["alerts"].as_array().into_iter().flatten().any(|a| {
+            a["status"] == status
+                && a["labels"]["alertname"] == alertname
+                && a["labels"]["name"] == name
+                && severity.is_none_or(|s| a["labels"]["severity"] == s)
+        })
+    })
+}
+
+/// Replaces each `from` with `to`, failing if the shipped file no longer contains it.
+fn rewrite(text: &str, edits: &[(&str, &str)]) -> String {
+    edits.iter().fold(text.to_string(), |text, (from, to)| {
+        assert!(text.contains(from), "the shipped file lost {from:?}");
+        text.replace(from, to)
+    })
+}
+
+/// Answers every request with 200 and a short body.
+fn web_page(mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if read_request_head(&mut stream).is_some() {
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_alertmanager_resolve_on_recovery_and_every_dashboard_query_has_data() {
+    let test = "alerts_reach_alertmanager_resolve_on_recovery_and_every_dashboard_query_has_data";
+    let tools = ["prometheus", "prometheus-alertmanager", "dnsmasq"];
+    if !(tools.iter().all(|t| tool_or_skip(t, test)) && root_or_skip(test)) {
+        return;
+    }
+    let pki = Pki::new("alerting");
+    let healthy = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let expiring = pki
+        .root
+        .leaf(Leaf::server(&["vantage.test"]).valid(days(-60), days(3)));
+    let (healthy_port, _) = tls::Server::new(&healthy, &[]).start().await;
+    let (expiring_port, _) = tls::Server::new(&expiring, &[]).start().await;
+    tokio::task::spawn_blocking(move || end_to_end(&pki, healthy_port, expiring_port))
+        .await
+        .unwrap();
+}
+
+fn end_to_end(pki: &Pki, healthy_port: u16, expiring_port: u16) {
+    let dir = TempDir::new("alerting");
+    let dnsmasq = Dnsmasq::start(&[]);
+    let web_port = thread_peer(web_page);
+    let failing_port = closed_port();
+    let config = dir.write(
+        "exporter.yml",
+        &format!(
+            "location: e2e
+defaults: {{interval: 1s, timeout: 800ms}}
+targets:
+  - name: healthy-tls
+    type: tcp
+    host: 127.0.0.1
+    port: {healthy_port}
+{healthy_tls}  - name: expiring-tls
+    type: tcp
+    host: 127.0.0.1
+    port: {expiring_port}
+{expiring_tls}  - {{name: failing, type: tcp, host: 127.0.0.1, port: {failing_port}}}
+  - {{name: web, type: http, url: \"http://127.0.0.1:{web_port}/\"}}
+  - name: resolver
+    type: dns
+    host: www.vantage.test
+    dns: {{server: \"{dns}\", expect_addresses: [127.0.0.10]}}
+  - {{name: loopback, type: icmp, host: 127.0.0.1, icmp: {{count: 2}}}}
+",
+            healthy_tls = pki.yaml(""),
+            expiring_tls = pki.yaml(""),
+            dns = dnsmasq.server(),
+        ),
+    );
+    let vantage = Vantage::start(&config, &[]);
+    let healthy_names = ["healthy-tls", "web", "resolver", "loopback"];
+
+    let (webhook, notifications) = sink(webhook_session);
+    let (smtp, mails) = sink(smtp_session);
+    let alertmanager_addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
+    let prometheus_addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
+
+    // The shipped configs, pointed at this test's servers and made fast; nothing else changes.
+    let webhook_url = format!("http://{webhook}/vantage");
+    dir.write(
+        "alertmanager.yml",
+        &rewrite(
+            &read_shipped("deploy/prometheus/alertmanager.yml"),
+            &[
+                ("smtp.example.com:587", &smtp.to_string()),
+                ("smtp_require_tls: true", "smtp_require_tls: false"),
+                (
+                    "http://alert-receiver.example.com:5001/vantage",
+                    &webhook_url,
+                ),
+                ("group_wait: 30s", "group_wait: 1s"),
+                ("group_interval: 5m", "group_interval: 1s"),
+            ],
+        ),
+    );
+    dir.write(
+        "prometheus.yml",
+        &rewrite(
+            &read_shipped("deploy/prometheus/prometheus.yml"),
+            &[
+                ("scrape_interval: 15s", "scrape_interval: 1s"),
+                ("evaluation_interval: 15s", "evaluation_interval: 1s"),
+                ("localhost:9093", &alertmanager_addr.to_string()),
+                ("localhost:9875", &vantage.addr.to_string()),
+            ],
+        ),
+    );
+    dir.write("alerts.yml", &read_shipped("deploy/prometheus/alerts.yml"));
+    let path = |name: &str| dir.0.join(name).display().to_string();
+
+    let alertmanager = Daemon::start(
+        "prometheus-alertmanager",
+        &[
+            format!("--config.file={}", path("alertmanager.yml")),
+            format!("--storage.path={}", path("am-data")),
+            format!("--web.listen-address={alertmanager_addr}"),
+            // No cluster: nothing listens beyond the one loopback port.
+            "--cluster.listen-address=".to_string(),
+        ],
+        &dir,
+    );
+    let prometheus = Daemon::start(
+        "prometheus",
+        &[
+            format!("--config.file={}", path("prometheus.yml")),
+            format!("--storage.tsdb.path={}", path("prom-data")),
+            format!("--web.listen-address={prometheus_addr}"),
+        ],
+        &dir,
+    );
+    wait_ready(alertmanager_addr, &alertmanager, "alertmanager");
+    wait_ready(prometheus_addr, &prometheus, "prometheus");
+
+    let explain = || {
+        format!(
+            "prometheus alerts: {}\nwebhook: {:?}\nalertmanager log:\n{}\nvantage log:\n{}",
+            get_json(prometheus_addr, "/api/v1/alerts")["data"],
+            notifications.lock().unwrap(),
+            alertmanager.output(),
+            vantage.log()
+        )
+    };
+
+    // 3 failed runs of 1 s each, a scrape and an evaluation, Alertmanager's 1 s group wait.
+    wait_until(
+        Duration::from_secs(90),
+        "the down and expiring alerts at the webhook",
+        || {
+            notified(
+                &notifications,
+                "VantageTargetDownEverywhere",
+                "failing",
+                "firing",
+                Some("critical"),
+            ) && notified(
+                &notifications,
+                "VantageCertificateExpiring",
+                "expiring-tls",
+                "firing",
+                Some("critical"),
+            )
+        },
+        explain,
+    );
+
+    // Inhibited: the per-location warning under the page, and the 28-day warning under the
+    // 7-day critical. Alertmanager holds them, but notifies nobody.
+    assert!(
+        !notified(
+            &notifications,
+            "VantageTargetDown",
+            "failing",
+            "firing",
+            None
+        ),
+        "{}",
+        explain()
+    );
+    assert!(
+        !notified(
+            &notifications,
+            "VantageCertificateExpiring",
+            "expiring-tls",
+            "firing",
+            Some("warning")
+        ),
+        "{}",
+        explain()
+    );
+    let held = get_json(alertmanager_addr, "/api/v2/alerts");
+    let held = held.as_array().unwrap();
+    let down = held
+        .iter()
+        .find(|a| {
+            a["labels"]["alertname"] == "VantageTargetDown" && a["labels"]["name"] == "failing"
+        })
+        .unwrap_or_else(|| panic!("no VantageTargetDown in alertmanager: {held:?}"));
+    assert_eq!(down["status"]["state"], "suppressed", "{down}");
+    assert!(
+        !down["status"]["inhibitedBy"].as_array().unwrap().is_empty(),
+        "{down}"
+    );
+    let description = down["annotations"]["description"].as_str().unwrap();
+    assert!(
+        description.contains("from e2e; reason: connection_refused."),
+        "{description}"
+    );
+    for alert in held {
+        let name = alert["labels"]["name"].as_str().unwrap_or_default();
+        assert!(
+            !healthy_names.contains(&name),
+            "a healthy target alerted: {alert}"
+        );
+    }
+    assert!(
+        held.iter().all(|a| ["failing", "expiring-tls"]
+            .contains(&a["labels"]["name"].as_str().unwrap_or_default())),
+        "only the failing and expiring targets alert: {held:?}"
+    );
+
+    wait_until(
+        Duration::from_secs(60),
+        "the page by email to ops@example.com",
+        || {
+            mails.lock().unwrap().iter().any(|m| {
+                m.to == ["ops@example.com"]
+                    && m.data.contains("[FIRING:1] VantageTargetDownEverywhere")
+            })
+        },
+        || format!("mails: {:?}", mails.lock().unwrap()),
+    );
+
+    dashboard_queries_have_data(prometheus_addr);
+
+    // The failing target comes back: the page resolves by itself, on the webhook and by email.
+    let listener = TcpListener::bind(("127.0.0.1", failing_port)).unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = std::io::copy(&mut stream, &mut std::io::sink());
+        }
+    });
+    wait_until(
+        Duration::from_secs(60),
+        "the page to resolve at the webhook",
+        || {
+            notified(
+                &notifications,
+                "VantageTargetDownEverywhere",
+                "failing",
+                "resolved",
+                None,
+            )
+        },
+        explain,
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "the resolved email",
+        || {
+            mails
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|m| m.data.contains("[RESOLVED] VantageTargetDownEverywhere"))
+        },
+        || format!("mails: {:?}", mails.lock().unwrap()),
+    );
+    let still = get_json(prometheus_addr, "/api/v1/alerts");
+    let firing: Vec<&str> = still["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["labels"]["name"].as_str())
+        .collect();
+    assert!(
+        !firing.contains(&"failing") && firing.contains(&"expiring-tls"),
+        "after recovery only the certificate alerts remain: {still}"
+    );
+}
+
+/// Every dashboard expression, and every template variable's `label_values` query, returns
+/// data from the end-to-end Prometheus. Counters and rates need a few scrapes, so this polls.
+fn dashboard_queries_have_data(prometheus: SocketAddr) {
+    let dashboard = dashboard();
+    let mut pending: Vec<(String, Option<String>)> = expressions(&dashboard)
+        .iter()
+        .map(|e| (substitute(e), None))
+        .collect();
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        let Some(q) = variable["query"].as_str() else {
+            continue;
+        };
+        if let Some(args) = q
+            .strip_prefix("label_values(")
+            .and_then(|a| a.strip_suffix(')'))
+        {
+            let (selector, label) = args.rsplit_once(',').unwrap();
+            pending.push((substitute(selector), Some(label.trim().to_string())));
+        }
+    }
+    assert!(pending.len() > 30);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        pending.retain(|(expr, label)| {
+            let result = query(prometheus, expr);
+            let has_data = match label {
+                None => !result.is_empty(),
+                Some(label) => result.iter().any(|s| s["metric"][label].is_string()),
+            };
+            !has_data
+        });
+        if pending.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dashboard queries without data after 60 s: {pending:#?}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
