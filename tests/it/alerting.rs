@@ -62,7 +62,7 @@ fn the_rules_pass_their_unit_tests_and_every_config_checks() {
     }
 }
 
-/// Every `expr` in the dashboard, in order.
+/// Every `expr` in a dashboard or rule file, in order.
 fn expressions(dashboard: &Value) -> Vec<String> {
     fn walk(value: &Value, found: &mut Vec<String>) {
         match value {
@@ -79,6 +79,103 @@ fn expressions(dashboard: &Value) -> Vec<String> {
     let mut found = Vec::new();
     walk(dashboard, &mut found);
     found
+}
+
+/// The vector selectors of a PromQL expression: each metric name with its matchers, skipping
+/// functions, aggregations, keywords with their label lists, strings, ranges and numbers.
+fn selectors(expr: &str) -> Vec<String> {
+    // Words followed by a label list: `by (a, b)`, `on (a)`, `group_left ()`.
+    const LABEL_LISTS: [&str; 6] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    const OPERATORS: [&str; 16] = [
+        "and", "or", "unless", "bool", "offset", "sum", "min", "max", "avg", "count", "group",
+        "stddev", "stdvar", "topk", "bottomk", "quantile",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    // The index just past the string that opens at `i`.
+    let past_string = |mut i: usize| {
+        i += 1;
+        while i < chars.len() && chars[i] != '"' {
+            i += if chars[i] == '\\' { 2 } else { 1 };
+        }
+        i + 1
+    };
+    // The index just past the first `close` from `i` on, strings skipped.
+    let past = |mut i: usize, close: char| {
+        while i < chars.len() && chars[i] != close {
+            i = if chars[i] == '"' {
+                past_string(i)
+            } else {
+                i + 1
+            };
+        }
+        i + 1
+    };
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' {
+            i = past_string(i);
+        } else if c == '[' {
+            i = past(i, ']');
+        } else if c.is_ascii_digit() {
+            while i < chars.len() && (name_char(chars[i]) || chars[i] == '.') {
+                i += 1;
+            }
+        } else if name_char(c) {
+            let start = i;
+            while i < chars.len() && name_char(chars[i]) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut next = i;
+            while chars.get(next).is_some_and(|c| c.is_whitespace()) {
+                next += 1;
+            }
+            let opens = |c: char| chars.get(next) == Some(&c);
+            if LABEL_LISTS.contains(&word.as_str()) {
+                if opens('(') {
+                    i = past(next, ')');
+                }
+            } else if !OPERATORS.contains(&word.as_str()) && !opens('(') {
+                let end = if opens('{') { past(next, '}') } else { i };
+                found.push(chars[start..end].iter().collect());
+                i = end;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+#[test]
+fn selectors_are_found_in_rule_expressions() {
+    assert_eq!(
+        selectors(
+            r#"label_replace(last_over_time(probe_tls_chain_valid[1h]) == 0, "problem", "a b", "", "")
+              or avg_over_time(x:y:z[10m]) > on (slow_above) group_left () vantage:slow_above_seconds
+              and ignoring (reason, step) probe_failure_info{reason="dns_unexpected_answer", step!="}"} / 86400
+              unless absent(up{job="vantage"}) * 1e3 + count(a) - sum by (x) (b{c="d"})"#
+        ),
+        [
+            "probe_tls_chain_valid",
+            "x:y:z",
+            "vantage:slow_above_seconds",
+            r#"probe_failure_info{reason="dns_unexpected_answer", step!="}"}"#,
+            r#"up{job="vantage"}"#,
+            "a",
+            r#"b{c="d"}"#,
+        ]
+    );
 }
 
 fn dashboard() -> Value {
@@ -431,11 +528,15 @@ targets:
     host: 127.0.0.1
     port: {expiring_port}
 {expiring_tls}  - {{name: failing, type: tcp, host: 127.0.0.1, port: {failing_port}}}
-  - {{name: web, type: http, url: \"http://127.0.0.1:{web_port}/\"}}
+  - {{name: web, type: http, url: \"http://127.0.0.1:{web_port}/\", labels: {{slow_above: 10s}}}}
   - name: resolver
     type: dns
     host: www.vantage.test
     dns: {{server: \"{dns}\", expect_addresses: [127.0.0.10]}}
+  - name: wrong-dns
+    type: dns
+    host: www.vantage.test
+    dns: {{server: \"{dns}\", expect_addresses: [127.0.0.99]}}
   - {{name: loopback, type: icmp, host: 127.0.0.1, icmp: {{count: 2}}}}
 ",
             healthy_tls = pki.yaml(""),
@@ -444,7 +545,6 @@ targets:
         ),
     );
     let vantage = Vantage::start(&config, &[]);
-    let healthy_names = ["healthy-tls", "web", "resolver", "loopback"];
 
     let (webhook, notifications) = sink(webhook_session);
     let (smtp, mails) = sink(smtp_session);
@@ -509,8 +609,8 @@ targets:
 
     let explain = || {
         format!(
-            "prometheus alerts: {}\nwebhook: {:?}\nalertmanager log:\n{}\nvantage log:\n{}",
-            get_json(prometheus_addr, "/api/v1/alerts")["data"],
+            "prometheus alerts: {:?}\nwebhook: {:?}\nalertmanager log:\n{}\nvantage log:\n{}",
+            http10(prometheus_addr, "GET", "/api/v1/alerts").map(|(_, body)| body),
             notifications.lock().unwrap(),
             alertmanager.output(),
             vantage.log()
@@ -520,79 +620,84 @@ targets:
     // 3 failed runs of 1 s each, a scrape and an evaluation, Alertmanager's 1 s group wait.
     wait_until(
         Duration::from_secs(90),
-        "the down and expiring alerts at the webhook",
+        "the down, wrong answer and expiring pages at the webhook",
         || {
-            notified(
-                &notifications,
-                "VantageTargetDownEverywhere",
-                "failing",
-                "firing",
-                Some("critical"),
-            ) && notified(
-                &notifications,
-                "VantageCertificateExpiring",
-                "expiring-tls",
-                "firing",
-                Some("critical"),
-            )
+            [
+                ("VantageTargetDownEverywhere", "failing"),
+                ("VantageTargetDownEverywhere", "wrong-dns"),
+                ("VantageCertificateExpiring", "expiring-tls"),
+            ]
+            .iter()
+            .all(|(alert, name)| notified(&notifications, alert, name, "firing", Some("critical")))
         },
         explain,
     );
 
-    // Inhibited: the per-location warning under the page, and the 28-day warning under the
-    // 7-day critical. Alertmanager holds them, but notifies nobody.
-    assert!(
-        !notified(
-            &notifications,
-            "VantageTargetDown",
-            "failing",
-            "firing",
-            None
-        ),
-        "{}",
-        explain()
-    );
-    assert!(
-        !notified(
-            &notifications,
-            "VantageCertificateExpiring",
-            "expiring-tls",
-            "firing",
-            Some("warning")
-        ),
-        "{}",
-        explain()
-    );
+    // Held back by the inhibitions: Alertmanager has them, suppressed, and never sent the
+    // per-location warning under the page or the 28-day warning under the 7-day page.
     let held = get_json(alertmanager_addr, "/api/v2/alerts");
     let held = held.as_array().unwrap();
-    let down = held
-        .iter()
-        .find(|a| {
-            a["labels"]["alertname"] == "VantageTargetDown" && a["labels"]["name"] == "failing"
-        })
-        .unwrap_or_else(|| panic!("no VantageTargetDown in alertmanager: {held:?}"));
-    assert_eq!(down["status"]["state"], "suppressed", "{down}");
+    let find = |alertname: &str, name: &str, severity: &str| {
+        held.iter()
+            .find(|a| {
+                let labels = &a["labels"];
+                labels["alertname"] == alertname
+                    && labels["name"] == name
+                    && labels["severity"] == severity
+            })
+            .unwrap_or_else(|| panic!("no {severity} {alertname} for {name}: {held:#?}"))
+    };
+    for (alertname, name, severity) in [
+        ("VantageTargetDown", "failing", "warning"),
+        ("VantageTargetDown", "wrong-dns", "warning"),
+        ("VantageDnsUnexpectedAnswer", "wrong-dns", "critical"),
+        ("VantageCertificateExpiring", "expiring-tls", "warning"),
+    ] {
+        let alert = find(alertname, name, severity);
+        assert_eq!(alert["status"]["state"], "suppressed", "{alert}");
+        assert!(
+            !alert["status"]["inhibitedBy"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{alert}"
+        );
+    }
+    for (alertname, name, severity) in [
+        ("VantageTargetDown", "failing", "warning"),
+        ("VantageCertificateExpiring", "expiring-tls", "warning"),
+    ] {
+        assert!(
+            !notified(&notifications, alertname, name, "firing", Some(severity)),
+            "{}",
+            explain()
+        );
+    }
+    let description = |alertname: &str, name: &str, severity: &str| {
+        find(alertname, name, severity)["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let down = description("VantageTargetDown", "failing", "warning");
     assert!(
-        !down["status"]["inhibitedBy"].as_array().unwrap().is_empty(),
+        down.contains("from e2e; reason: connection_refused."),
         "{down}"
     );
-    let description = down["annotations"]["description"].as_str().unwrap();
+    let everywhere = description("VantageTargetDownEverywhere", "wrong-dns", "critical");
     assert!(
-        description.contains("from e2e; reason: connection_refused."),
-        "{description}"
+        everywhere.ends_with("Reasons: dns_unexpected_answer (locations: 1)."),
+        "{everywhere}"
     );
     for alert in held {
         let name = alert["labels"]["name"].as_str().unwrap_or_default();
         assert!(
-            !healthy_names.contains(&name),
-            "a healthy target alerted: {alert}"
+            ["failing", "wrong-dns", "expiring-tls"].contains(&name),
+            "only the failing, wrong and expiring targets alert: {alert}"
         );
     }
-    assert!(
-        held.iter().all(|a| ["failing", "expiring-tls"]
-            .contains(&a["labels"]["name"].as_str().unwrap_or_default())),
-        "only the failing and expiring targets alert: {held:?}"
-    );
+
+    rule_selectors_have_data(prometheus_addr);
 
     wait_until(
         Duration::from_secs(60),
@@ -655,11 +760,28 @@ targets:
     );
 }
 
+/// Every vector selector of the shipped rules returns data from the end-to-end Prometheus:
+/// no rule watches a metric or a label value that vantage does not export.
+fn rule_selectors_have_data(prometheus: SocketAddr) {
+    let rules: Value = serde_saphyr::from_str(&read_shipped("deploy/prometheus/alerts.yml"))
+        .expect("alerts.yml is YAML");
+    let found: BTreeSet<String> = expressions(&rules)
+        .iter()
+        .flat_map(|e| selectors(e))
+        .collect();
+    assert!(found.len() > 15, "{found:?}");
+    all_have_data(
+        prometheus,
+        found.into_iter().map(|s| (s, None)).collect(),
+        "rule selectors",
+    );
+}
+
 /// Every dashboard expression, and every template variable's `label_values` query, returns
-/// data from the end-to-end Prometheus. Counters and rates need a few scrapes, so this polls.
+/// data from the end-to-end Prometheus.
 fn dashboard_queries_have_data(prometheus: SocketAddr) {
     let dashboard = dashboard();
-    let mut pending: Vec<(String, Option<String>)> = expressions(&dashboard)
+    let mut queries: Vec<(String, Option<String>)> = expressions(&dashboard)
         .iter()
         .map(|e| (substitute(e), None))
         .collect();
@@ -672,10 +794,16 @@ fn dashboard_queries_have_data(prometheus: SocketAddr) {
             .and_then(|a| a.strip_suffix(')'))
         {
             let (selector, label) = args.rsplit_once(',').unwrap();
-            pending.push((substitute(selector), Some(label.trim().to_string())));
+            queries.push((substitute(selector), Some(label.trim().to_string())));
         }
     }
-    assert!(pending.len() > 30);
+    assert!(queries.len() > 30);
+    all_have_data(prometheus, queries, "dashboard queries");
+}
+
+/// Polls until each query returns a series (with `label`, if given): counters and rates need a
+/// few scrapes.
+fn all_have_data(prometheus: SocketAddr, mut pending: Vec<(String, Option<String>)>, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         pending.retain(|(expr, label)| {
@@ -691,7 +819,7 @@ fn dashboard_queries_have_data(prometheus: SocketAddr) {
         }
         assert!(
             Instant::now() < deadline,
-            "dashboard queries without data after 60 s: {pending:#?}"
+            "{what} without data after 60 s: {pending:#?}"
         );
         std::thread::sleep(Duration::from_secs(1));
     }
