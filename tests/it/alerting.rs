@@ -634,7 +634,8 @@ targets:
     );
 
     // Held back by the inhibitions: Alertmanager has them, suppressed, and never sent the
-    // per-location warning under the page or the 28-day warning under the 7-day page.
+    // per-location warning or the wrong-answer alert under the down page, or the 28-day
+    // warning under the 7-day page.
     let held = get_json(alertmanager_addr, "/api/v2/alerts");
     let held = held.as_array().unwrap();
     let find = |alertname: &str, name: &str, severity: &str| {
@@ -665,6 +666,7 @@ targets:
     }
     for (alertname, name, severity) in [
         ("VantageTargetDown", "failing", "warning"),
+        ("VantageDnsUnexpectedAnswer", "wrong-dns", "critical"),
         ("VantageCertificateExpiring", "expiring-tls", "warning"),
     ] {
         assert!(
