@@ -10,6 +10,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+use crate::probe::Phases;
 use crate::probe::dns::DnsFacts;
 use crate::probe::http::HttpFacts;
 use crate::probe::icmp::IcmpFacts;
@@ -34,7 +35,6 @@ impl Collector for ProbeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         self.store.read(|entries| {
             let entries: Vec<&Entry> = entries.values().collect();
-            let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
 
             gauge(
                 &mut encoder,
@@ -69,22 +69,14 @@ impl Collector for ProbeCollector {
                 &entries,
                 "probe_dns_lookup_duration_seconds",
                 "Name resolution in the last run; absent for IP literals",
-                |e| {
-                    e.last
-                        .as_ref()
-                        .and_then(|r| secs(r.outcome.trace.phases.dns))
-                },
+                |e| phase(e, |p| p.dns),
             )?;
             gauge(
                 &mut encoder,
                 &entries,
                 "probe_connect_duration_seconds",
                 "TCP connect (SYN to established) in the last run",
-                |e| {
-                    e.last
-                        .as_ref()
-                        .and_then(|r| secs(r.outcome.trace.phases.connect))
-                },
+                |e| phase(e, |p| p.connect),
             )?;
 
             info(
@@ -175,12 +167,7 @@ fn http(encoder: &mut DescriptorEncoder, entries: &[&Entry]) -> fmt::Result {
         entries,
         "probe_http_first_byte_duration_seconds",
         "From the request sent to the first byte of the answer, summed over redirects",
-        |e| {
-            e.last
-                .as_ref()
-                .and_then(|r| r.outcome.trace.phases.first_byte)
-                .map(|d| d.as_secs_f64())
-        },
+        |e| phase(e, |p| p.first_byte),
     )?;
     gauge(
         encoder,
@@ -258,6 +245,13 @@ fn http_facts(e: &Entry) -> Option<&HttpFacts> {
     e.last.as_ref()?.outcome.trace.http.as_ref()
 }
 
+/// A phase of the last run in seconds; `None` before the first run or when the phase did not
+/// happen (no lookup for an IP literal, no connect after a failed lookup).
+fn phase(e: &Entry, pick: fn(&Phases) -> Option<Duration>) -> Option<f64> {
+    let run = e.last.as_ref()?;
+    pick(&run.outcome.trace.phases).map(|d| d.as_secs_f64())
+}
+
 /// The TLS families: handshake, version, and the facts of every presented certificate.
 fn tls(encoder: &mut DescriptorEncoder, entries: &[&Entry]) -> fmt::Result {
     gauge(
@@ -265,12 +259,7 @@ fn tls(encoder: &mut DescriptorEncoder, entries: &[&Entry]) -> fmt::Result {
         entries,
         "probe_tls_handshake_duration_seconds",
         "TLS handshake in the last run, after connect",
-        |e| {
-            e.last
-                .as_ref()
-                .and_then(|r| r.outcome.trace.phases.tls)
-                .map(|d| d.as_secs_f64())
-        },
+        |e| phase(e, |p| p.tls),
     )?;
     info(
         encoder,

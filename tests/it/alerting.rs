@@ -200,7 +200,7 @@ fn substitute(expr: &str) -> String {
 }
 
 #[test]
-fn the_dashboard_imports_as_it_is_into_any_grafana() {
+fn the_dashboard_asks_only_for_a_prometheus_datasource_and_uses_only_its_variables() {
     let dashboard = dashboard();
     let datasource = serde_json::json!({"type": "prometheus", "uid": "${datasource}"});
     let variables: Vec<&str> = dashboard["templating"]["list"]
