@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::duration;
 use crate::logging::{LogFormat, LogLevel};
+use crate::probe::starttls::Dialect;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const REVISION: &str = env!("VANTAGE_REVISION");
@@ -79,6 +80,11 @@ pub struct ProbeArgs {
     /// Run the check of this target from the config file, with all of its settings
     #[arg(long)]
     pub name: Option<String>,
+
+    /// Upgrade HOST:PORT to TLS with this protocol's STARTTLS dialogue: smtp, imap, pop3, ftp,
+    /// postgres, ldap or xmpp
+    #[arg(long, value_name = "DIALECT", value_parser = Dialect::parse)]
+    pub starttls: Option<Dialect>,
 
     /// Deadline of the run (default: 5s, or the named target's timeout)
     #[arg(long, value_parser = duration::parse)]

@@ -195,6 +195,14 @@ fn probe_target(cli: &Cli, args: &ProbeArgs) -> Result<Target, String> {
     if args.kind.is_some() && args.name.is_some() {
         return Err("--type is for HOST:PORT; --name runs the target as configured".into());
     }
+    if args.starttls.is_some() {
+        if args.name.is_some() {
+            return Err("--starttls is for HOST:PORT; --name runs the target as configured".into());
+        }
+        if !matches!(kind, ProbeType::Tcp | ProbeType::Tls) {
+            return Err("--starttls upgrades a HOST:PORT connection: use it without --type".into());
+        }
+    }
     let mut target = match (&args.name, &args.target) {
         (Some(name), address) => {
             let config =
@@ -218,7 +226,13 @@ fn probe_target(cli: &Cli, args: &ProbeArgs) -> Result<Target, String> {
                 ProbeType::Http => Target::adhoc_http(address, timeout, &location)?,
                 ProbeType::Icmp => Target::adhoc_icmp(address, timeout, &location)?,
                 ProbeType::Dns => Target::adhoc_dns(address, timeout, &location)?,
-                tls => Target::adhoc_tcp(address, tls == ProbeType::Tls, timeout, &location)?,
+                tls => Target::adhoc_tcp(
+                    address,
+                    tls == ProbeType::Tls,
+                    args.starttls,
+                    timeout,
+                    &location,
+                )?,
             }
         }
         (None, None) => {

@@ -32,6 +32,7 @@ use crate::net::{self, Host, IpVersion};
 use crate::probe::dns::{DnsProbe, parse_rcode};
 use crate::probe::http::{self, Header, HttpProbe, Scheme, StatusCodes, Url};
 use crate::probe::icmp::IcmpProbe;
+use crate::probe::starttls::Dialect;
 use crate::probe::tcp::{Step, TcpProbe};
 use crate::probe::{Assertion, Probe, RunPolicy};
 use crate::tls::{ClientCertFiles, OptionKey, TlsClient, TlsOptions, TlsTarget};
@@ -120,11 +121,12 @@ impl Target {
     pub fn adhoc_tcp(
         address: &str,
         tls: bool,
+        starttls: Option<Dialect>,
         timeout: Duration,
         location: &str,
     ) -> Result<Target, String> {
         let (host, port) = parse_address(address)?;
-        let tls = if tls {
+        let tls = if tls || starttls.is_some() {
             let client = TlsClient::build(TlsOptions::default(), &mut |p| std::fs::read(p))
                 .map_err(|e| e.message)?;
             Some(Arc::new(client).target(&host)?)
@@ -139,6 +141,7 @@ impl Target {
             steps: Vec::new(),
             hold: Duration::ZERO,
             tls,
+            starttls,
         });
         Ok(Target::adhoc(probe, timeout, location))
     }
@@ -235,6 +238,7 @@ impl Target {
                     resolver: tcp.resolver,
                     steps: tcp.steps.clone(),
                     hold: tcp.hold,
+                    starttls: tcp.starttls,
                 })
             }
             Probe::Icmp(icmp) => Probe::Icmp(IcmpProbe {
@@ -954,6 +958,7 @@ impl Builder<'_> {
             (Some(tls), Some(host)) => self.tls(tls, host, &format!("{path}.tls")),
             _ => Some(None),
         };
+        let starttls = self.starttls(t, path);
         Some(TcpProbe {
             host: host?,
             port: port?,
@@ -962,7 +967,48 @@ impl Builder<'_> {
             steps: steps?,
             hold,
             tls: tls?,
+            starttls: starttls?,
         })
+    }
+
+    /// `tls.starttls`: only with TLS on, and without a dialogue of the user's, because the
+    /// dialect's own dialogue is the conversation (and ends it with QUIT or its like).
+    fn starttls(&mut self, t: &RawTarget, path: &str) -> Option<Option<Dialect>> {
+        let Some(tls) = &t.tls else {
+            return Some(None);
+        };
+        let Some(dialect) = &tls.value.starttls else {
+            return Some(None);
+        };
+        let key = format!("{path}.tls.starttls");
+        if tls.value.enabled == Some(false) {
+            self.error(
+                &dialect.referenced,
+                key,
+                "starttls upgrades the connection to TLS, which `enabled: false` turns off",
+            );
+            return None;
+        }
+        if let Some(tcp) = &t.tcp {
+            let raw = &tcp.value;
+            if raw.send.is_some()
+                || raw.expect.is_some()
+                || raw.steps.is_some()
+                || raw.hold.is_some()
+            {
+                self.error(
+                    &dialect.referenced,
+                    key,
+                    format!(
+                        "starttls runs the {} dialogue itself; it cannot be combined with \
+                         tcp.send, tcp.expect, tcp.steps or tcp.hold",
+                        dialect.value
+                    ),
+                );
+                return None;
+            }
+        }
+        Some(Some(dialect.value))
     }
 
     fn icmp(
@@ -1577,14 +1623,6 @@ impl Builder<'_> {
         let tls = &raw.value;
         if tls.enabled == Some(false) {
             return Some(None);
-        }
-        if let Some(starttls) = &tls.starttls {
-            self.error(
-                &starttls.referenced,
-                format!("{path}.starttls"),
-                "starttls is not supported yet",
-            );
-            return None;
         }
         let client_cert = match (&tls.cert_file, &tls.key_file) {
             (None, None) => None,

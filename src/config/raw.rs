@@ -15,6 +15,7 @@ use super::duration::ConfigDuration;
 use crate::dns::Transport;
 use crate::net::IpVersion;
 use crate::probe::http::StatusCodes;
+use crate::probe::starttls::Dialect;
 use crate::tls::{TlsVersion, Trust};
 
 pub type S<T> = Spanned<T>;
@@ -104,18 +105,6 @@ pub struct RawStep {
     pub expect: Option<S<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Starttls {
-    Smtp,
-    Imap,
-    Pop3,
-    Ftp,
-    Postgres,
-    Ldap,
-    Xmpp,
-}
-
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
@@ -129,7 +118,7 @@ pub struct RawTls {
     pub cert_file: Option<S<String>>,
     pub key_file: Option<S<String>>,
     pub alert_before_expiry: Option<S<ConfigDuration>>,
-    pub starttls: Option<S<Starttls>>,
+    pub starttls: Option<S<Dialect>>,
 }
 
 /// A header value given inline, or read from a file (for tokens that must not sit in the config).

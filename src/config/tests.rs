@@ -306,12 +306,39 @@ fn tls_options_are_checked_where_they_are_written() {
         "longer than 0s",
     );
     single(
-        &format!("{TCP}    tls:\n      starttls: smtp\n"),
-        7,
+        &format!("{TCP}    tls:\n      enabled: false\n      starttls: smtp\n"),
+        8,
         17,
         "targets[0].tls.starttls",
-        "not supported yet",
+        "`enabled: false` turns off",
     );
+    single(
+        &format!("{TCP}    tcp: {{send: \"x\"}}\n    tls: {{starttls: imap}}\n"),
+        7,
+        21,
+        "targets[0].tls.starttls",
+        "the imap dialogue itself; it cannot be combined with tcp.send",
+    );
+    single(
+        &format!("{TCP}    tls: {{starttls: smtps}}\n"),
+        6,
+        21,
+        "targets[0].tls.starttls",
+        "smtps",
+    );
+}
+
+#[test]
+fn starttls_turns_tls_on_with_its_dialect() {
+    let c = ok(&format!(
+        "{TCP}    tls: {{starttls: postgres, server_name: db.test}}\n"
+    ));
+    let Probe::Tcp(tcp) = &c.targets[0].probe else {
+        panic!("not tcp")
+    };
+    assert_eq!(tcp.starttls, Some(Dialect::Postgres));
+    let tls = tcp.tls.as_ref().expect("starttls needs the TLS client");
+    assert_eq!(format!("{:?}", tls.server_name), "DnsName(\"db.test\")");
 }
 
 #[test]
@@ -1031,8 +1058,8 @@ fn the_shipped_config_is_valid_and_probes_only_this_machine() {
 
 #[test]
 fn every_documented_table_parses_so_typos_fail_today() {
-    // A complete SPEC example: it must fail only on files that do not exist here and on
-    // starttls (not built yet), never because the parser does not know a documented key.
+    // A complete SPEC example: it must fail only on files that do not exist here, never
+    // because the parser does not know a documented key.
     let yaml = r#"
 targets:
   - name: a
@@ -1081,16 +1108,12 @@ targets:
     let errs = errors(yaml);
     let messages: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
     // The http target parses in full and fails only on its files, which do not exist here.
-    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert_eq!(errs.len(), 2, "{errs:#?}");
     assert!(
         messages[0].contains("cannot read /run/token"),
         "{messages:?}"
     );
     assert!(messages[1].contains("cannot read /ca.pem"), "{messages:?}");
-    assert!(
-        messages[2].contains("starttls is not supported yet"),
-        "{messages:?}"
-    );
 }
 
 #[test]

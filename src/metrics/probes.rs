@@ -78,6 +78,13 @@ impl Collector for ProbeCollector {
                 "TCP connect (SYN to established) in the last run",
                 |e| phase(e, |p| p.connect),
             )?;
+            gauge(
+                &mut encoder,
+                &entries,
+                "probe_starttls_duration_seconds",
+                "Plaintext STARTTLS negotiation in the last run, from connect to the go-ahead",
+                |e| phase(e, |p| p.starttls),
+            )?;
 
             info(
                 &mut encoder,
@@ -258,7 +265,7 @@ fn tls(encoder: &mut DescriptorEncoder, entries: &[&Entry]) -> fmt::Result {
         encoder,
         entries,
         "probe_tls_handshake_duration_seconds",
-        "TLS handshake in the last run, after connect",
+        "TLS handshake in the last run, after connect (and STARTTLS)",
         |e| phase(e, |p| p.tls),
     )?;
     info(

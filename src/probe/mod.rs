@@ -9,6 +9,7 @@ pub mod dns;
 pub mod http;
 pub mod icmp;
 pub mod report;
+pub mod starttls;
 pub mod tcp;
 
 use std::fmt;
@@ -91,6 +92,8 @@ pub enum Reason {
     TlsHandshakeFailed,
     /// The chain expires within `alert_before_expiry` or a `certificate_expiry` assertion.
     TlsCertExpiring,
+    /// The server did not offer STARTTLS, or refused it.
+    StarttlsUnsupported,
     ExpectMismatch,
     /// No echo request was answered.
     IcmpNoReply,
@@ -127,6 +130,7 @@ impl Reason {
             Reason::TlsAlert => "tls_alert",
             Reason::TlsHandshakeFailed => "tls_handshake_failed",
             Reason::TlsCertExpiring => "tls_cert_expiring",
+            Reason::StarttlsUnsupported => "starttls_unsupported",
             Reason::ExpectMismatch => "expect_mismatch",
             Reason::DnsUnexpectedAnswer => "dns_unexpected_answer",
             Reason::IcmpNoReply => "icmp_no_reply",
@@ -196,6 +200,8 @@ impl fmt::Display for Failure {
 pub struct Phases {
     pub dns: Option<Duration>,
     pub connect: Option<Duration>,
+    /// The plaintext STARTTLS negotiation, from the connection being up to the go-ahead.
+    pub starttls: Option<Duration>,
     /// A completed TLS handshake.
     pub tls: Option<Duration>,
     /// HTTP: from the request sent to the first byte of the answer.
@@ -213,6 +219,7 @@ impl Phases {
         Phases {
             dns: add(self.dns, other.dns),
             connect: add(self.connect, other.connect),
+            starttls: add(self.starttls, other.starttls),
             tls: add(self.tls, other.tls),
             first_byte: add(self.first_byte, other.first_byte),
         }
@@ -222,10 +229,26 @@ impl Phases {
 /// Something that happened in an attempt, for the human report and debug logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Sent { step: usize, bytes: usize },
-    Matched { step: usize, bytes: usize },
-    Held { peer_closed: bool },
-    Closed { how: Close, discarded: usize },
+    Sent {
+        step: usize,
+        bytes: usize,
+    },
+    Matched {
+        step: usize,
+        bytes: usize,
+    },
+    Held {
+        peer_closed: bool,
+    },
+    /// A line (or for binary protocols, a message) of a STARTTLS dialogue, quoted.
+    Said {
+        client: bool,
+        text: String,
+    },
+    Closed {
+        how: Close,
+        discarded: usize,
+    },
 }
 
 /// How the gentle close ended.

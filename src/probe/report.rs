@@ -35,6 +35,12 @@ pub fn render(target: &Target, run: &Run) -> String {
     let steps: &[Step] = match &target.probe {
         Probe::Tcp(tcp) => {
             connection(&mut line, &tcp.host, trace.address, &trace.phases);
+            if let (Some(dialect), Some(took)) = (tcp.starttls, trace.phases.starttls) {
+                line(
+                    "starttls",
+                    format!("{dialect} go-ahead {} after connect", timing(took)),
+                );
+            }
             if let Some(facts) = &trace.tls {
                 tls(&mut line, facts, trace.phases.tls, run.finished_at);
             }
@@ -223,6 +229,10 @@ fn event(line: &mut impl FnMut(&str, String), event: &Timed<Event>, steps: &[Ste
             line("hold", format!("the peer closed during the hold, at {at}"))
         }
         Event::Held { peer_closed: false } => line("hold", format!("held until {at}")),
+        Event::Said { client, text } => line(
+            if *client { "client" } else { "server" },
+            format!("{text} at {at}"),
+        ),
         Event::Closed { how, discarded } => {
             let sent = if tls_up {
                 "close_notify and FIN"

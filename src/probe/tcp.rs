@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::client::TlsStream;
 
+use super::starttls::{self, Dialect};
 use super::{Close, Event, Failure, Outcome, Reason, Trace};
 use crate::dns;
 use crate::net::{self, Host, IpVersion};
@@ -47,6 +48,8 @@ pub struct TcpProbe {
     /// How long to keep the connection open after the dialogue, before closing.
     pub hold: Duration,
     pub tls: Option<TlsTarget>,
+    /// `tls.starttls`: upgrade to TLS with this protocol's dialogue (the config requires `tls`).
+    pub starttls: Option<Dialect>,
 }
 
 /// One step of a dialogue. `tcp.send`/`tcp.expect` are shorthand for `[send, expect]`.
@@ -81,18 +84,22 @@ impl TcpProbe {
         let Some(tls) = &self.tls else {
             return self.converse_and_close(stream, deadline, trace).await;
         };
-        let stream = secure(tls, stream, deadline, trace).await?;
-        self.converse_and_close(stream, deadline, trace)
-            .await
-            .and_then(|()| {
-                trace
-                    .tls
-                    .as_ref()
-                    .map_or(Ok(()), |facts| tls.expiry_alert(facts, SystemTime::now()))
-            })
+        let result = match self.starttls {
+            Some(dialect) => starttls::run(dialect, tls, stream, deadline, trace).await,
+            None => {
+                let stream = secure(tls, stream, deadline, trace).await?;
+                self.converse_and_close(stream, deadline, trace).await
+            }
+        };
+        result.and_then(|()| {
+            trace
+                .tls
+                .as_ref()
+                .map_or(Ok(()), |facts| tls.expiry_alert(facts, SystemTime::now()))
+        })
     }
 
-    async fn converse_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn converse_and_close<S: Closable>(
         &self,
         mut stream: S,
         deadline: Instant,
@@ -305,7 +312,10 @@ impl Scan {
 
 /// A read where a TLS peer that closes without close_notify counts as closed (see
 /// `tls::closed_without_close_notify`).
-async fn read<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) async fn read<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut [u8],
+) -> io::Result<usize> {
     match stream.read(buf).await {
         Err(e) if crate::tls::closed_without_close_notify(&e) => Ok(0),
         other => other,
@@ -348,9 +358,33 @@ async fn hold<S: AsyncRead + Unpin>(stream: &mut S, until: Instant) -> Result<bo
     }
 }
 
+/// A stream the gentle close can end.
+pub trait Closable: AsyncRead + AsyncWrite + Unpin {
+    /// For TLS, the TCP stream beneath, which the close may drain directly (see [`close`]).
+    fn tls_over(&mut self) -> Option<&mut TcpStream>;
+}
+
+impl Closable for TcpStream {
+    fn tls_over(&mut self) -> Option<&mut TcpStream> {
+        None
+    }
+}
+
+impl Closable for Box<TlsStream<TcpStream>> {
+    fn tls_over(&mut self) -> Option<&mut TcpStream> {
+        Some(self.get_mut().0)
+    }
+}
+
+/// Whether bytes start like a TLS record: content type change_cipher_spec to application_data,
+/// then major version 3.
+fn looks_like_a_record(head: &[u8]) -> bool {
+    matches!(head, [0x14..=0x17] | [0x14..=0x17, 0x03, ..])
+}
+
 /// Sends FIN and waits (briefly, within the deadline) for the peer's, discarding what arrives,
 /// so the socket is dropped with nothing unread and the kernel has no reason to send RST.
-pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn close<S: Closable>(
     mut stream: S,
     deadline: Instant,
     trace: &mut Trace,
@@ -371,6 +405,7 @@ pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut scratch = [0u8; 4096];
     let mut discarded = 0;
+    let mut raw = false;
     let how = loop {
         if discarded >= CLOSE_DRAIN_LIMIT {
             break Close::DrainLimit;
@@ -379,7 +414,7 @@ pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(
         if Instant::now() >= grace_end {
             break Close::GraceOver;
         }
-        match timeout_at(grace_end, read(&mut stream, &mut scratch)).await {
+        match timeout_at(grace_end, drain(&mut stream, &mut raw, &mut scratch)).await {
             Err(_) => break Close::GraceOver,
             Ok(Ok(0)) => break Close::PeerClosed,
             Ok(Ok(n)) => discarded += n,
@@ -388,6 +423,30 @@ pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(
     };
     trace.record(Event::Closed { how, discarded });
     Ok(())
+}
+
+/// One read of the close's drain. Through TLS while TLS records arrive, so that an alert the
+/// server sends after our close_notify (a missing client certificate, under TLS 1.3) fails the
+/// run. From the first byte that is no record on (`raw` then stays set), straight from the TCP
+/// stream: a peer may answer close_notify with plaintext (exim does, to a client that leaves
+/// without QUIT), which rustls would take for a broken record and answer with an alert after
+/// its close_notify, which its debug builds assert never happens.
+async fn drain<S: Closable>(
+    stream: &mut S,
+    raw: &mut bool,
+    scratch: &mut [u8],
+) -> io::Result<usize> {
+    if let Some(tcp) = stream.tls_over() {
+        if !*raw {
+            let mut head = [0u8; 2];
+            let seen = tcp.peek(&mut head).await?;
+            *raw = !looks_like_a_record(&head[..seen]);
+        }
+        if *raw {
+            return tcp.read(scratch).await;
+        }
+    }
+    read(stream, scratch).await
 }
 
 #[cfg(test)]
@@ -423,6 +482,21 @@ mod tests {
             }
             Poll::Ready(Ok(()))
         }
+    }
+
+    impl Closable for AlwaysReady {
+        fn tls_over(&mut self) -> Option<&mut TcpStream> {
+            None
+        }
+    }
+
+    #[test]
+    fn tls_records_are_told_from_plaintext() {
+        assert!(looks_like_a_record(&[0x15, 0x03]));
+        assert!(looks_like_a_record(&[0x17]));
+        assert!(!looks_like_a_record(b"42"));
+        assert!(!looks_like_a_record(&[0x15, 0x34]));
+        assert!(!looks_like_a_record(&[]));
     }
 
     impl AsyncWrite for AlwaysReady {

@@ -12,6 +12,8 @@ mod interop;
 mod netns;
 mod pki;
 mod reload;
+mod servers;
+mod starttls;
 mod support;
 mod tcp;
 mod tls;

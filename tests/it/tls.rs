@@ -12,7 +12,7 @@ use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use vantage::probe::{Reason, Run};
+use vantage::probe::{Close, Event, Reason, Run};
 use vantage::tls::{TlsFacts, TlsVersion};
 
 use crate::pki::{Ca, Issued, Leaf, Pki, days};
@@ -41,6 +41,9 @@ pub struct Server {
     pub client_ca: Option<CertificateDer<'static>>,
     /// After the handshake, never read again (and so never take the client's data).
     pub stall: bool,
+    /// Answer the client's close_notify with plaintext, as exim does to a client that leaves
+    /// without QUIT.
+    pub plaintext_after_close: bool,
 }
 
 impl Server {
@@ -53,6 +56,7 @@ impl Server {
             tls12_only: false,
             client_ca: None,
             stall: false,
+            plaintext_after_close: false,
         }
     }
 
@@ -84,7 +88,7 @@ impl Server {
         };
         let config = builder.with_single_cert(self.chain, self.key).unwrap();
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let stall = self.stall;
+        let behaviour = (self.stall, self.plaintext_after_close);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Seen::default());
@@ -96,7 +100,7 @@ impl Server {
                 let seen = Arc::clone(&counters);
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    serve(acceptor, tcp, &seen, stall).await;
+                    serve(acceptor, tcp, &seen, behaviour).await;
                     seen.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
@@ -105,7 +109,12 @@ impl Server {
     }
 }
 
-async fn serve(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, seen: &Seen, stall: bool) {
+async fn serve(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    seen: &Seen,
+    (stall, plaintext_after_close): (bool, bool),
+) {
     let limit = Duration::from_secs(10);
     let Ok(Ok(mut tls)) = tokio::time::timeout(limit, acceptor.accept(tcp)).await else {
         return;
@@ -124,6 +133,14 @@ async fn serve(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, seen: &Seen, s
     loop {
         match tokio::time::timeout(limit, tls.read(&mut buf)).await {
             // close_notify: answer it, then see whether a reset follows the client's FIN.
+            Ok(Ok(0)) if plaintext_after_close => {
+                let _ = tls
+                    .get_mut()
+                    .0
+                    .write_all(b"421 4.3.2 closing in plaintext\r\n")
+                    .await;
+                return;
+            }
             Ok(Ok(0)) => {
                 let _ = tls.shutdown().await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -223,6 +240,38 @@ async fn every_run_of_a_target_is_a_full_handshake_that_sees_the_chain() {
     }
     assert_eq!(seen.handshakes.load(Ordering::SeqCst), 3);
     assert_eq!(seen.resumed.load(Ordering::SeqCst), 0);
+}
+
+// Regression: the close drained the peer's last bytes through rustls, which took plaintext
+// after our close_notify for a broken record and raised a second fatal alert (a debug assertion
+// in rustls: a panic in a test build). From the first byte that is no TLS record on, the close
+// now drains the TCP stream beneath.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_in_answer_to_close_notify_is_drained_not_parsed() {
+    let pki = Pki::new("tls");
+    let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
+    let mut server = Server::new(&leaf, &[]);
+    server.plaintext_after_close = true;
+    let (port, seen) = server.start().await;
+    let t = target(
+        port,
+        &pki.yaml("    tcp: {send: \"PING\\r\\n\", expect: PONG}\n"),
+    );
+    for _ in 0..3 {
+        let run = run(&t).await;
+        assert!(run.success(), "{:?}", run.failure());
+        let closed = run.outcome.trace.events.iter().any(|e| {
+            matches!(
+                e.what,
+                Event::Closed {
+                    how: Close::PeerClosed,
+                    discarded,
+                } if discarded > 0
+            )
+        });
+        assert!(closed, "{:?}", run.outcome.trace.events);
+    }
+    assert_eq!(seen.handshakes.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

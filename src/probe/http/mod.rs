@@ -25,10 +25,9 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout_at};
 
-use super::tcp::{CLOSE_GRACE, close, secure};
+use super::tcp::{CLOSE_GRACE, Closable, close, secure};
 use super::{Failure, Outcome, Phases, Reason, Trace};
 use crate::dns;
 use crate::net::{self, IpVersion};
@@ -378,7 +377,7 @@ impl HttpProbe {
         trace: &mut Trace,
     ) -> Result<Answer, Failure>
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Closable + Send + 'static,
     {
         let message = match self.message(request, h2) {
             Ok(message) => message,

@@ -1,0 +1,965 @@
+//! STARTTLS: the plaintext dialogue that turns a mail, file, database, directory or chat
+//! connection into TLS, one function per dialect, and the polite goodbye inside TLS afterwards.
+//!
+//! Every read is bounded by the run's deadline and by [`PLAINTEXT_LIMIT`] bytes, and every reply
+//! code is checked. A server that does not offer STARTTLS fails the run with
+//! `starttls_unsupported`, after we ended its plaintext session as the protocol asks (QUIT,
+//! LOGOUT, Unbind, a closed stream), so that it logs a normal client.
+//!
+//! The go-ahead must be the last thing the server sent before the handshake. Bytes after it
+//! would be read as if they had come over TLS (the command injection of CVE-2011-0411 and
+//! CVE-2021-23222), so they fail the run instead.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use rustls::pki_types::ServerName;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+
+use super::tcp::{self, read};
+use super::{Event, Failure, Reason, Trace};
+use crate::tls::TlsTarget;
+
+/// The most the server may send us in one dialogue (before or after TLS) while we wait for
+/// its answers. A server that floods is failed after this much.
+pub const PLAINTEXT_LIMIT: usize = 64 * 1024;
+
+/// The most lines one SMTP or FTP reply may have (an EHLO answer has a dozen).
+const REPLY_LINES: usize = 200;
+
+/// How many characters of a line the run's events quote.
+const QUOTE_LIMIT: usize = 120;
+
+/// The protocol whose STARTTLS command upgrades the connection (`tls.starttls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Smtp,
+    Imap,
+    Pop3,
+    Ftp,
+    Postgres,
+    Ldap,
+    Xmpp,
+}
+
+impl Dialect {
+    pub const ALL: [Dialect; 7] = [
+        Dialect::Smtp,
+        Dialect::Imap,
+        Dialect::Pop3,
+        Dialect::Ftp,
+        Dialect::Postgres,
+        Dialect::Ldap,
+        Dialect::Xmpp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Smtp => "smtp",
+            Dialect::Imap => "imap",
+            Dialect::Pop3 => "pop3",
+            Dialect::Ftp => "ftp",
+            Dialect::Postgres => "postgres",
+            Dialect::Ldap => "ldap",
+            Dialect::Xmpp => "xmpp",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Dialect, String> {
+        Dialect::ALL
+            .into_iter()
+            .find(|d| d.as_str() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Dialect::ALL.iter().map(|d| d.as_str()).collect();
+                format!(
+                    "unknown STARTTLS dialect {text:?}; one of: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Negotiates TLS over a connected `stream`, runs the handshake with the verdict of the TLS
+/// probe, says goodbye inside TLS and closes (close_notify, FIN). The `starttls` phase times the
+/// plaintext part, from the connection being up (so a slow greeting counts) to the go-ahead.
+pub async fn run(
+    dialect: Dialect,
+    tls: &TlsTarget,
+    mut stream: TcpStream,
+    deadline: Instant,
+    trace: &mut Trace,
+) -> Result<(), Failure> {
+    let names = Names::of(&stream, &tls.server_name);
+    let started = Instant::now();
+    let mut wire = Wire::new(&mut stream, deadline, trace);
+    let negotiated = match negotiate(dialect, &mut wire, &names).await {
+        Ok(()) => wire.nothing_pending(),
+        Err(failure) => Err(failure),
+    };
+    if let Err(failure) = negotiated {
+        // The negotiation's failure is the story, whatever the close meets.
+        let _ = tcp::close(stream, deadline, trace).await;
+        return Err(failure);
+    }
+    trace.phases.starttls = Some(started.elapsed());
+    let stream = tcp::secure(tls, stream, deadline, trace).await?;
+    let mut wire = Wire::new(stream, deadline, trace);
+    let farewell = farewell(dialect, &mut wire, &names).await;
+    let stream = wire.stream;
+    if farewell.is_ok() {
+        trace.answered = Some(trace.elapsed());
+    }
+    // Once the server has said goodbye it may close first, and then answer our close_notify
+    // with a reset (vsftpd does). The session ended as the protocol asks, so what the close
+    // meets is no failure; its event still tells the report.
+    let _ = tcp::close(stream, deadline, trace).await;
+    farewell
+}
+
+/// The names the dialogues announce: ours for SMTP's EHLO, the server's for XMPP's stream.
+struct Names {
+    /// An address literal of our end of the connection, always a valid EHLO argument (RFC 5321
+    /// 4.1.3), where a host name could be one the server rejects.
+    client: String,
+    /// The XMPP domain: the TLS server name (`tls.server_name`, else the host).
+    domain: String,
+}
+
+impl Names {
+    fn of(stream: &TcpStream, server_name: &ServerName<'_>) -> Names {
+        let client = match stream.local_addr().map(|a| a.ip()) {
+            Ok(IpAddr::V4(ip)) => format!("[{ip}]"),
+            Ok(IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
+            Err(_) => "[127.0.0.1]".to_string(),
+        };
+        let domain = match server_name {
+            ServerName::DnsName(name) => name.as_ref().to_string(),
+            ServerName::IpAddress(ip) => IpAddr::from(*ip).to_string(),
+            other => format!("{other:?}"),
+        };
+        Names { client, domain }
+    }
+}
+
+async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
+    dialect: Dialect,
+    wire: &mut Wire<'_, S>,
+    names: &Names,
+) -> Result<(), Failure> {
+    match dialect {
+        Dialect::Smtp => smtp(wire, names).await,
+        Dialect::Imap => imap(wire).await,
+        Dialect::Pop3 => pop3(wire).await,
+        Dialect::Ftp => ftp(wire).await,
+        Dialect::Postgres => postgres(wire).await,
+        Dialect::Ldap => ldap(wire).await,
+        Dialect::Xmpp => xmpp(wire, names).await,
+    }
+}
+
+/// Inside TLS: what the dialect does to show the session works, then its goodbye.
+async fn farewell<S: AsyncRead + AsyncWrite + Unpin>(
+    dialect: Dialect,
+    wire: &mut Wire<'_, S>,
+    names: &Names,
+) -> Result<(), Failure> {
+    match dialect {
+        Dialect::Smtp => {
+            wire.send(format!("EHLO {}\r\n", names.client)).await?;
+            wire.reply("the EHLO answer inside TLS")
+                .await?
+                .expect(250, "EHLO inside TLS")?;
+            wire.send("QUIT\r\n").await?;
+            wire.reply("the QUIT answer").await?.expect(221, "QUIT")
+        }
+        Dialect::Imap => {
+            wire.send("v2 LOGOUT\r\n").await?;
+            let done = wire.tagged("v2", "the LOGOUT answer").await?;
+            imap_ok(&done, "LOGOUT")
+        }
+        Dialect::Pop3 => {
+            wire.send("QUIT\r\n").await?;
+            let answer = wire.line("the QUIT answer").await?;
+            pop3_ok(&answer, "QUIT")
+        }
+        Dialect::Ftp => {
+            wire.send("QUIT\r\n").await?;
+            wire.reply("the QUIT answer").await?.expect(221, "QUIT")
+        }
+        // PostgreSQL logs nothing for a client that leaves before its startup packet; anything
+        // else would be a login attempt.
+        Dialect::Postgres => Ok(()),
+        Dialect::Ldap => wire.send(ldap::UNBIND).await,
+        Dialect::Xmpp => {
+            wire.send(xmpp::open(&names.domain)).await?;
+            let features = wire.xmpp_features("the stream features inside TLS").await?;
+            xmpp::no_error(&features)?;
+            wire.xmpp_close().await
+        }
+    }
+}
+
+/// SMTP (RFC 3207): greeting, EHLO, STARTTLS; after TLS, EHLO again and QUIT.
+async fn smtp<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<'_, S>,
+    names: &Names,
+) -> Result<(), Failure> {
+    wire.reply("the greeting")
+        .await?
+        .expect(220, "the greeting")?;
+    wire.send(format!("EHLO {}\r\n", names.client)).await?;
+    let ehlo = wire.reply("the EHLO answer").await?;
+    if let Err(failure) = ehlo.expect(250, "EHLO") {
+        return wire.goodbye("QUIT\r\n", failure).await;
+    }
+    let offered = ehlo.lines.iter().skip(1).any(|l| {
+        l.split_whitespace()
+            .next()
+            .is_some_and(|word| word.eq_ignore_ascii_case("STARTTLS"))
+    });
+    if !offered {
+        let failure = unsupported("the EHLO answer does not offer STARTTLS");
+        return wire.goodbye("QUIT\r\n", failure).await;
+    }
+    upgrade_or_quit(wire, "STARTTLS", 220).await
+}
+
+/// SMTP's STARTTLS and FTP's AUTH TLS: the command, then its go-ahead `code`, or a refusal
+/// after which the session ends with QUIT.
+async fn upgrade_or_quit<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<'_, S>,
+    command: &str,
+    code: u16,
+) -> Result<(), Failure> {
+    wire.send(format!("{command}\r\n")).await?;
+    let go = wire.reply(&format!("the {command} answer")).await?;
+    if go.code == code {
+        return Ok(());
+    }
+    let failure = unsupported(format!("{command} was answered {}", go.quote()));
+    wire.goodbye("QUIT\r\n", failure).await
+}
+
+/// IMAP (RFC 3501 6.2.1): greeting, STARTTLS; after TLS, LOGOUT.
+async fn imap<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<'_, S>) -> Result<(), Failure> {
+    let greeting = wire.line("the greeting").await?;
+    let status = greeting.split_whitespace().nth(1).unwrap_or_default();
+    if !greeting.starts_with("* ") || !status.eq_ignore_ascii_case("OK") {
+        if status.eq_ignore_ascii_case("PREAUTH") {
+            // STARTTLS is only valid before authentication.
+            let failure = unsupported(format!(
+                "the server authenticated us at once, where STARTTLS is not allowed: {}",
+                quote(&greeting)
+            ));
+            return wire.goodbye("v1 LOGOUT\r\n", failure).await;
+        }
+        return Err(mismatch(format!(
+            "the greeting is not \"* OK\": {}",
+            quote(&greeting)
+        )));
+    }
+    wire.send("v1 STARTTLS\r\n").await?;
+    let go = wire.tagged("v1", "the STARTTLS answer").await?;
+    if let Err(refused) = imap_ok(&go, "STARTTLS") {
+        let failure = unsupported(refused.detail);
+        return wire.goodbye("v1 LOGOUT\r\n", failure).await;
+    }
+    Ok(())
+}
+
+fn imap_ok(tagged: &str, command: &str) -> Result<(), Failure> {
+    let status = tagged.split_whitespace().nth(1).unwrap_or_default();
+    if status.eq_ignore_ascii_case("OK") {
+        Ok(())
+    } else {
+        Err(mismatch(format!(
+            "{command} was answered {}",
+            quote(tagged)
+        )))
+    }
+}
+
+/// POP3 (RFC 2595 4): greeting, STLS; after TLS, QUIT.
+async fn pop3<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<'_, S>) -> Result<(), Failure> {
+    let greeting = wire.line("the greeting").await?;
+    pop3_ok(&greeting, "the greeting")?;
+    wire.send("STLS\r\n").await?;
+    let go = wire.line("the STLS answer").await?;
+    if let Err(refused) = pop3_ok(&go, "STLS") {
+        let failure = unsupported(refused.detail);
+        return wire.goodbye("QUIT\r\n", failure).await;
+    }
+    Ok(())
+}
+
+fn pop3_ok(line: &str, what: &str) -> Result<(), Failure> {
+    if line.starts_with("+OK") {
+        Ok(())
+    } else {
+        Err(mismatch(format!("{what} was answered {}", quote(line))))
+    }
+}
+
+/// FTP (RFC 4217): greeting, AUTH TLS; after TLS, QUIT.
+async fn ftp<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<'_, S>) -> Result<(), Failure> {
+    wire.reply("the greeting")
+        .await?
+        .expect(220, "the greeting")?;
+    upgrade_or_quit(wire, "AUTH TLS", 234).await
+}
+
+/// PostgreSQL: SSLRequest, answered by one byte, 'S' to go ahead or 'N' when TLS is off.
+async fn postgres<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<'_, S>,
+) -> Result<(), Failure> {
+    /// Length 8, then the SSLRequest code 1234.5679.
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    wire.send(SSL_REQUEST).await?;
+    let answer = wire.take(1, "the SSLRequest answer").await?;
+    match answer[0] {
+        b'S' => Ok(()),
+        b'N' => Err(unsupported(
+            "the server answered the SSLRequest with N: TLS is off",
+        )),
+        other => Err(mismatch(format!(
+            "the SSLRequest was answered with byte {other:#04x}, not S or N"
+        ))),
+    }
+}
+
+/// LDAP (RFC 4511 4.14): the StartTLS extended operation; after TLS, an UnbindRequest.
+async fn ldap<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<'_, S>) -> Result<(), Failure> {
+    wire.send(ldap::START_TLS).await?;
+    let message = wire.ldap_message().await?;
+    let response = ldap::parse_extended_response(&message).map_err(mismatch)?;
+    wire.heard(response.to_string());
+    if response.message_id == 0 {
+        // A notice of disconnection: the server is closing the session.
+        return Err(mismatch(format!("the server disconnected: {response}")));
+    }
+    if response.message_id != ldap::START_TLS_ID {
+        return Err(mismatch(format!(
+            "the answer to StartTLS has message ID {}",
+            response.message_id
+        )));
+    }
+    if response.result_code != 0 {
+        let failure = unsupported(format!("StartTLS was answered {response}"));
+        return wire.goodbye(ldap::UNBIND, failure).await;
+    }
+    Ok(())
+}
+
+/// XMPP (RFC 6120 5.4): stream header, features offering starttls, starttls, proceed; after
+/// TLS, a new stream whose features show the session works, then the stream's close.
+async fn xmpp<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<'_, S>,
+    names: &Names,
+) -> Result<(), Failure> {
+    wire.send(xmpp::open(&names.domain)).await?;
+    let features = wire.xmpp_features("the stream features").await?;
+    xmpp::no_error(&features)?;
+    if !features.contains(xmpp::TLS_NAMESPACE) {
+        // Best effort: the refusal is the story, whatever the stream's close meets.
+        let _ = wire.xmpp_close().await;
+        return Err(unsupported("the stream features do not offer starttls"));
+    }
+    wire.send(xmpp::STARTTLS).await?;
+    let answer = wire
+        .until(&xmpp::ANSWER_ENDS, "the answer to starttls")
+        .await?;
+    if answer.contains("<proceed") {
+        Ok(())
+    } else if answer.contains("<failure") {
+        Err(unsupported(format!(
+            "starttls was answered {}",
+            quote(&answer)
+        )))
+    } else {
+        xmpp::no_error(&answer)?;
+        Err(mismatch(format!(
+            "starttls was answered neither proceed nor failure: {}",
+            quote(&answer)
+        )))
+    }
+}
+
+mod xmpp {
+    use super::{Failure, mismatch, quote};
+
+    pub const TLS_NAMESPACE: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+    pub const STARTTLS: &str = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+    pub const CLOSE: &str = "</stream:stream>";
+    /// Where the features end: closed, empty, or replaced by a stream error or the stream's end.
+    pub const FEATURES_END: [&str; 4] = [
+        "</stream:features>",
+        "<stream:features/>",
+        "</stream:error>",
+        CLOSE,
+    ];
+    /// Where the answer to starttls ends (`<proceed .../>`, `<failure .../>`) or what ends
+    /// the stream instead.
+    pub const ANSWER_ENDS: [&str; 5] = ["/>", "</proceed>", "</failure>", "</stream:error>", CLOSE];
+
+    pub fn open(domain: &str) -> String {
+        format!(
+            "<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' \
+             xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+        )
+    }
+
+    /// A stream error (an unknown domain, say) as a failure that names its condition.
+    pub fn no_error(received: &str) -> Result<(), Failure> {
+        match received.find("<stream:error") {
+            None => Ok(()),
+            Some(at) => Err(mismatch(format!(
+                "the server ended the stream with an error: {}",
+                quote(&received[at..])
+            ))),
+        }
+    }
+}
+
+mod ldap {
+    use std::fmt;
+
+    pub const START_TLS_ID: u32 = 1;
+
+    /// LDAPMessage { messageID 1, ExtendedRequest { requestName 1.3.6.1.4.1.1466.20037 } }.
+    pub const START_TLS: &[u8] = b"\x30\x1d\x02\x01\x01\x77\x18\x80\x161.3.6.1.4.1.1466.20037";
+
+    /// LDAPMessage { messageID 2, UnbindRequest }.
+    pub const UNBIND: &[u8] = b"\x30\x05\x02\x01\x02\x42\x00";
+
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct ExtendedResponse {
+        pub message_id: u32,
+        pub result_code: u32,
+        pub diagnostic: String,
+    }
+
+    impl fmt::Display for ExtendedResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "resultCode {}", self.result_code)?;
+            if let Some(name) = result_name(self.result_code) {
+                write!(f, " ({name})")?;
+            }
+            if !self.diagnostic.is_empty() {
+                write!(f, ": {:?}", self.diagnostic)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// The names of the result codes a StartTLS answer is likely to carry (RFC 4511 4.1.9).
+    fn result_name(code: u32) -> Option<&'static str> {
+        Some(match code {
+            0 => "success",
+            1 => "operationsError",
+            2 => "protocolError",
+            12 => "unavailableCriticalExtension",
+            13 => "confidentialityRequired",
+            51 => "busy",
+            52 => "unavailable",
+            53 => "unwillingToPerform",
+            80 => "other",
+            _ => return None,
+        })
+    }
+
+    /// One BER element: its tag, its content, and what follows it. Definite lengths only, as
+    /// LDAP requires (RFC 4511 5.1).
+    pub fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (length, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let count = usize::from(first & 0x7f);
+            if count == 0 || count > 4 || rest.len() < count {
+                return None;
+            }
+            let (bytes, rest) = rest.split_at(count);
+            let length = bytes.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b));
+            (length, rest)
+        };
+        (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
+    }
+
+    fn unsigned(content: &[u8]) -> Option<u32> {
+        if content.is_empty() || content.len() > 4 {
+            return None;
+        }
+        Some(content.iter().fold(0u32, |n, &b| (n << 8) | u32::from(b)))
+    }
+
+    /// The content of an LDAPMessage (after its SEQUENCE header) holding an ExtendedResponse.
+    pub fn parse_extended_response(message: &[u8]) -> Result<ExtendedResponse, String> {
+        let malformed = |what: &str| format!("the answer to StartTLS is not LDAP: {what}");
+        let (tag, id, rest) = element(message).ok_or_else(|| malformed("no message ID"))?;
+        let message_id = match (tag, unsigned(id)) {
+            (0x02, Some(id)) => id,
+            _ => return Err(malformed("no message ID")),
+        };
+        let (tag, op, _) = element(rest).ok_or_else(|| malformed("no operation"))?;
+        if tag != 0x78 {
+            return Err(malformed(&format!(
+                "operation tag {tag:#04x}, not an ExtendedResponse"
+            )));
+        }
+        let (tag, code, op) = element(op).ok_or_else(|| malformed("no result code"))?;
+        let result_code = match (tag, unsigned(code)) {
+            (0x0a, Some(code)) => code,
+            _ => return Err(malformed("no result code")),
+        };
+        let (_, _matched_dn, op) = element(op).ok_or_else(|| malformed("no matched DN"))?;
+        let (_, diagnostic, _) = element(op).ok_or_else(|| malformed("no diagnostic message"))?;
+        Ok(ExtendedResponse {
+            message_id,
+            result_code,
+            diagnostic: String::from_utf8_lossy(diagnostic).into_owned(),
+        })
+    }
+}
+
+/// An SMTP or FTP reply: its code and the text of each line.
+#[derive(Debug, PartialEq, Eq)]
+struct Reply {
+    code: u16,
+    lines: Vec<String>,
+}
+
+impl Reply {
+    fn expect(&self, code: u16, what: &str) -> Result<(), Failure> {
+        if self.code == code {
+            Ok(())
+        } else {
+            Err(mismatch(format!("{what} was answered {}", self.quote())))
+        }
+    }
+
+    fn quote(&self) -> String {
+        let first = self.lines.first().map(String::as_str).unwrap_or_default();
+        quote(&format!("{} {first}", self.code))
+    }
+}
+
+/// The three-digit code that starts an SMTP or FTP reply line, and whether more lines follow.
+fn reply_code(line: &str) -> Option<(u16, bool)> {
+    let digits = line.get(..3)?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let more = match line.as_bytes().get(3) {
+        None | Some(b' ') => false,
+        Some(b'-') => true,
+        Some(_) => return None,
+    };
+    Some((digits.parse().ok()?, more))
+}
+
+/// One side of a plaintext (or, for the farewell, TLS) dialogue: bounded reads of lines,
+/// replies and elements, and every line said recorded in the run's events.
+struct Wire<'t, S> {
+    stream: S,
+    /// Received and not yet consumed.
+    pending: Vec<u8>,
+    /// How much of `pending` is known to hold no line end (searches resume there, so a server
+    /// that trickles bytes costs linear time).
+    searched: usize,
+    received: usize,
+    deadline: Instant,
+    trace: &'t mut Trace,
+}
+
+impl<'t, S: AsyncRead + AsyncWrite + Unpin> Wire<'t, S> {
+    fn new(stream: S, deadline: Instant, trace: &'t mut Trace) -> Self {
+        Wire {
+            stream,
+            pending: Vec::new(),
+            searched: 0,
+            received: 0,
+            deadline,
+            trace,
+        }
+    }
+
+    async fn send(&mut self, bytes: impl AsRef<[u8]>) -> Result<(), Failure> {
+        let bytes = bytes.as_ref();
+        match timeout_at(self.deadline, self.stream.write_all(bytes)).await {
+            Err(_) => {
+                return Err(Failure::new(
+                    Reason::Timeout,
+                    "the server did not take our command before the deadline",
+                ));
+            }
+            Ok(Err(e)) => return Err(Failure::io(&e, "sending")),
+            Ok(Ok(())) => {}
+        }
+        self.trace.record(Event::Said {
+            client: true,
+            text: said(bytes),
+        });
+        Ok(())
+    }
+
+    /// Ends the plaintext session politely after a refusal: sends the dialect's goodbye (its
+    /// answer is drained by the close) and returns the refusal.
+    async fn goodbye(&mut self, bytes: impl AsRef<[u8]>, failure: Failure) -> Result<(), Failure> {
+        // Best effort: the refusal is the story, whatever sending the goodbye meets.
+        let _ = self.send(bytes).await;
+        Err(failure)
+    }
+
+    fn heard(&mut self, text: String) {
+        self.trace.record(Event::Said {
+            client: false,
+            text,
+        });
+    }
+
+    /// Reads more into `pending`. `waiting_for` names what we wait for, for the failure.
+    async fn fill(&mut self, waiting_for: &str) -> Result<(), Failure> {
+        if self.received >= PLAINTEXT_LIMIT {
+            return Err(mismatch(format!(
+                "the server sent {PLAINTEXT_LIMIT} bytes without {waiting_for}"
+            )));
+        }
+        let mut chunk = [0u8; 4096];
+        let room = chunk.len().min(PLAINTEXT_LIMIT - self.received);
+        match timeout_at(self.deadline, read(&mut self.stream, &mut chunk[..room])).await {
+            Err(_) => Err(Failure::new(
+                Reason::Timeout,
+                format!("{waiting_for} did not come before the deadline"),
+            )),
+            Ok(Err(e)) => Err(Failure::io(&e, &format!("waiting for {waiting_for}"))),
+            Ok(Ok(0)) => Err(mismatch(format!(
+                "the server closed the connection before {waiting_for}"
+            ))),
+            Ok(Ok(n)) => {
+                self.pending.extend_from_slice(&chunk[..n]);
+                self.received += n;
+                Ok(())
+            }
+        }
+    }
+
+    /// The next line, without its line end, recorded in the run's events.
+    async fn line(&mut self, waiting_for: &str) -> Result<String, Failure> {
+        let line = self.unrecorded_line(waiting_for).await?;
+        self.heard(said(line.as_bytes()));
+        Ok(line)
+    }
+
+    async fn unrecorded_line(&mut self, waiting_for: &str) -> Result<String, Failure> {
+        loop {
+            if let Some(at) = self.pending[self.searched..]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
+                let end = self.searched + at;
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                self.searched = 0;
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string();
+                return Ok(text);
+            }
+            self.searched = self.pending.len();
+            self.fill(waiting_for).await?;
+        }
+    }
+
+    /// An SMTP or FTP reply, single or multi-line. FTP's continuation lines may lack the code
+    /// (RFC 959 4.2); the reply ends at the line that starts with the code and a space. The
+    /// run's events keep its first line and how many followed.
+    async fn reply(&mut self, waiting_for: &str) -> Result<Reply, Failure> {
+        let first = self.unrecorded_line(waiting_for).await?;
+        let reply = self.rest_of_reply(&first, waiting_for).await;
+        let more = match &reply {
+            Ok(reply) if reply.lines.len() > 1 => {
+                format!(" and {} more lines", reply.lines.len() - 1)
+            }
+            _ => String::new(),
+        };
+        self.heard(format!("{}{more}", said(first.as_bytes())));
+        reply
+    }
+
+    async fn rest_of_reply(&mut self, first: &str, waiting_for: &str) -> Result<Reply, Failure> {
+        let Some((code, mut more)) = reply_code(first) else {
+            return Err(mismatch(format!(
+                "{waiting_for} is not a reply: {}",
+                quote(first)
+            )));
+        };
+        let text = |line: &str| line.get(4..).unwrap_or_default().to_string();
+        let mut lines = vec![text(first)];
+        while more {
+            if lines.len() >= REPLY_LINES {
+                return Err(mismatch(format!(
+                    "{waiting_for} has more than {REPLY_LINES} lines"
+                )));
+            }
+            let line = self.unrecorded_line(waiting_for).await?;
+            match reply_code(&line) {
+                Some((c, continues)) if c == code => {
+                    more = continues;
+                    lines.push(text(&line));
+                }
+                _ => lines.push(line),
+            }
+        }
+        Ok(Reply { code, lines })
+    }
+
+    /// IMAP: skips untagged lines up to the one tagged `tag`, which it returns.
+    async fn tagged(&mut self, tag: &str, waiting_for: &str) -> Result<String, Failure> {
+        loop {
+            let line = self.line(waiting_for).await?;
+            if line
+                .strip_prefix(tag)
+                .is_some_and(|rest| rest.starts_with(' '))
+            {
+                return Ok(line);
+            }
+        }
+    }
+
+    async fn take(&mut self, count: usize, waiting_for: &str) -> Result<Vec<u8>, Failure> {
+        while self.pending.len() < count {
+            self.fill(waiting_for).await?;
+        }
+        Ok(self.pending.drain(..count).collect())
+    }
+
+    /// Reads up to and through the first of `ends`, and returns that text.
+    async fn until(&mut self, ends: &[&str], waiting_for: &str) -> Result<String, Failure> {
+        let longest = ends.iter().map(|e| e.len()).max().unwrap_or(0);
+        loop {
+            // Resume a little before the end of the last search, for an end split across reads.
+            let from = self.searched.saturating_sub(longest);
+            let found = ends
+                .iter()
+                .filter_map(|end| {
+                    let at = self.pending[from..]
+                        .windows(end.len())
+                        .position(|w| w == end.as_bytes())?;
+                    Some(from + at + end.len())
+                })
+                .min();
+            if let Some(through) = found {
+                let taken: Vec<u8> = self.pending.drain(..through).collect();
+                self.searched = 0;
+                let text = String::from_utf8_lossy(&taken).into_owned();
+                self.heard(said(text.as_bytes()));
+                return Ok(text);
+            }
+            self.searched = self.pending.len();
+            self.fill(waiting_for).await?;
+        }
+    }
+
+    async fn xmpp_features(&mut self, waiting_for: &str) -> Result<String, Failure> {
+        self.until(&xmpp::FEATURES_END, waiting_for).await
+    }
+
+    /// Closes the stream and waits for the server to close its own (RFC 6120 4.4): closing the
+    /// connection at once races the server, which may then log a lost connection.
+    async fn xmpp_close(&mut self) -> Result<(), Failure> {
+        self.send(xmpp::CLOSE).await?;
+        self.until(&[xmpp::CLOSE], "the server's end of the stream")
+            .await
+            .map(drop)
+    }
+
+    /// One LDAPMessage: its content, after the SEQUENCE header.
+    async fn ldap_message(&mut self) -> Result<Vec<u8>, Failure> {
+        const WAITING_FOR: &str = "the answer to StartTLS";
+        let head = self.take(2, WAITING_FOR).await?;
+        if head[0] != 0x30 {
+            return Err(mismatch(format!(
+                "the answer to StartTLS is not LDAP: it starts with byte {:#04x}",
+                head[0]
+            )));
+        }
+        let length = if head[1] < 0x80 {
+            usize::from(head[1])
+        } else {
+            let count = usize::from(head[1] & 0x7f);
+            if count == 0 || count > 3 {
+                return Err(mismatch(
+                    "the answer to StartTLS is not LDAP: a bad length".to_string(),
+                ));
+            }
+            let bytes = self.take(count, WAITING_FOR).await?;
+            bytes.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b))
+        };
+        if length > PLAINTEXT_LIMIT {
+            return Err(mismatch(format!(
+                "the answer to StartTLS claims {length} bytes, more than {PLAINTEXT_LIMIT}"
+            )));
+        }
+        self.take(length, WAITING_FOR).await
+    }
+
+    /// After the go-ahead: fails if the server sent anything more, which the TLS layer would
+    /// otherwise take as the start of the handshake.
+    fn nothing_pending(&self) -> Result<(), Failure> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        Err(mismatch(format!(
+            "the server sent {} bytes after its go-ahead, before the TLS handshake: {}",
+            self.pending.len(),
+            quote(&String::from_utf8_lossy(&self.pending))
+        )))
+    }
+}
+
+fn unsupported(detail: impl Into<String>) -> Failure {
+    Failure::new(Reason::StarttlsUnsupported, detail)
+}
+
+fn mismatch(detail: impl Into<String>) -> Failure {
+    Failure::new(Reason::ExpectMismatch, detail)
+}
+
+/// A line as quoted in failures: escaped and cut to [`QUOTE_LIMIT`] characters.
+fn quote(text: &str) -> String {
+    let escaped: String = text.escape_debug().collect();
+    match escaped.char_indices().nth(QUOTE_LIMIT) {
+        Some((cut, _)) => format!("\"{}\"...", &escaped[..cut]),
+        None => format!("\"{escaped}\""),
+    }
+}
+
+/// What a side said, as the run's events keep it: binary (PostgreSQL, LDAP) as a byte count,
+/// text without its line end, escaped and cut.
+fn said(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t')) =>
+        {
+            quote(text.trim_end_matches(['\r', '\n']))
+        }
+        _ => format!("{} bytes", bytes.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialects_parse_from_their_names_only() {
+        for dialect in Dialect::ALL {
+            assert_eq!(Dialect::parse(dialect.as_str()), Ok(dialect));
+        }
+        let error = Dialect::parse("smtps").unwrap_err();
+        assert!(
+            error.contains("smtp, imap, pop3, ftp, postgres, ldap, xmpp"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn reply_codes_mark_continuation() {
+        assert_eq!(reply_code("250-mail.example.com"), Some((250, true)));
+        assert_eq!(reply_code("250 STARTTLS"), Some((250, false)));
+        assert_eq!(reply_code("221"), Some((221, false)));
+        assert_eq!(reply_code("25O oops"), None);
+        assert_eq!(reply_code("250_x"), None);
+        assert_eq!(reply_code("* OK"), None);
+    }
+
+    #[test]
+    fn the_start_tls_request_is_well_formed_ber() {
+        let (tag, message, rest) = ldap::element(ldap::START_TLS).unwrap();
+        assert_eq!((tag, rest.len()), (0x30, 0));
+        let (tag, id, op) = ldap::element(message).unwrap();
+        assert_eq!((tag, id), (0x02, &[1u8][..]));
+        let (tag, request, rest) = ldap::element(op).unwrap();
+        assert_eq!((tag, rest.len()), (0x77, 0));
+        let (tag, name, rest) = ldap::element(request).unwrap();
+        assert_eq!(
+            (tag, name, rest.len()),
+            (0x80, &b"1.3.6.1.4.1.1466.20037"[..], 0)
+        );
+    }
+
+    #[test]
+    fn extended_responses_parse_with_short_and_long_lengths() {
+        // messageID 1, ExtendedResponse { resultCode 52, matchedDN "", diagnosticMessage }.
+        let diagnostic = b"Could not initialize TLS";
+        let mut op = vec![0x0a, 0x01, 52, 0x04, 0x00, 0x04, diagnostic.len() as u8];
+        op.extend_from_slice(diagnostic);
+        let mut message = vec![0x02, 0x01, 0x01, 0x78, op.len() as u8];
+        message.extend_from_slice(&op);
+        let response = ldap::parse_extended_response(&message).unwrap();
+        assert_eq!(
+            response.to_string(),
+            "resultCode 52 (unavailable): \"Could not initialize TLS\""
+        );
+        assert_eq!(response.message_id, 1);
+
+        let mut long = vec![0x02, 0x01, 0x01, 0x78, 0x81, op.len() as u8];
+        long.extend_from_slice(&op);
+        assert_eq!(ldap::parse_extended_response(&long), Ok(response));
+    }
+
+    #[test]
+    fn slapd_answers_as_captured_parse() {
+        // Captured from slapd 2.5: StartTLS accepted, and refused by a server without TLS.
+        let accepted = b"\x30\x0c\x02\x01\x01\x78\x07\x0a\x01\x00\x04\x00\x04\x00";
+        let mut refused = b"\x30\x2a\x02\x01\x01\x78\x25\x0a\x01\x02\x04\x00\x04\x1e".to_vec();
+        refused.extend_from_slice(b"unsupported extended operation");
+        let content = |message: &[u8]| ldap::element(message).unwrap().1.to_vec();
+        let ok = ldap::parse_extended_response(&content(accepted)).unwrap();
+        assert_eq!((ok.message_id, ok.result_code), (1, 0));
+        let no = ldap::parse_extended_response(&content(&refused)).unwrap();
+        assert_eq!(
+            no.to_string(),
+            "resultCode 2 (protocolError): \"unsupported extended operation\""
+        );
+    }
+
+    #[test]
+    fn malformed_ldap_answers_are_errors_not_panics() {
+        let cases: [&[u8]; 6] = [
+            b"",
+            b"\x02",
+            b"\x02\x01",
+            b"\x02\x01\x01\x61\x03\x0a\x01\x00",
+            b"\x02\x01\x01\x78\x84\xff\xff\xff\xff",
+            b"\x02\x01\x01\x78\x03\x0a\x01\x00",
+        ];
+        for case in cases {
+            assert!(
+                ldap::parse_extended_response(case).is_err(),
+                "{case:02x?} parsed"
+            );
+        }
+    }
+
+    #[test]
+    fn quotes_are_escaped_and_cut() {
+        assert_eq!(quote("220 ok\t"), "\"220 ok\\t\"");
+        let long = "x".repeat(QUOTE_LIMIT + 5);
+        assert_eq!(quote(&long), format!("\"{}\"...", "x".repeat(QUOTE_LIMIT)));
+        assert_eq!(said(b"\x00\x00\x00\x08\x04\xd2\x16\x2f"), "8 bytes");
+        assert_eq!(said(b"EHLO [127.0.0.1]\r\n"), "\"EHLO [127.0.0.1]\"");
+    }
+}

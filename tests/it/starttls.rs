@@ -1,0 +1,594 @@
+//! STARTTLS against the real servers of each dialect (see `servers`): the certificate facts of
+//! the upgraded connection, a polite end that leaves the server holding nothing after repeated
+//! runs, and `starttls_unsupported` from the same server with TLS turned off.
+
+use vantage::config::Target;
+use vantage::probe::report;
+use vantage::probe::{Event, Reason, Run};
+
+use crate::servers::{self, Chain, Daemon, Tls};
+use crate::support::{self, tool_or_skip};
+
+/// Runs per variant: enough that a connection left behind per run would show.
+const RUNS: usize = 5;
+
+struct Case {
+    dialect: &'static str,
+    /// The server's executable, to skip (or, in CI, fail) when it is not installed.
+    executable: &'static str,
+    start: fn(Tls) -> Daemon,
+    /// Which of the server's ports speaks this dialect.
+    port: usize,
+    /// What our goodbye says, in the run's events (the command, or for binary protocols its
+    /// size), inside TLS and, after a refusal, in plaintext; `None` where the dialect has none.
+    goodbye: Option<&'static str>,
+    refused_goodbye: Option<&'static str>,
+    /// What the server logs once per session that ended politely.
+    polite: &'static str,
+    /// What the server would log about a client that misbehaved.
+    complaints: &'static [&'static str],
+}
+
+fn said_by_us(run: &Run, needle: &str) -> bool {
+    run.outcome
+        .trace
+        .events
+        .iter()
+        .any(|e| matches!(&e.what, Event::Said { client: true, text } if text.contains(needle)))
+}
+
+fn show(target: &Target, run: &Run, daemon: &Daemon) -> String {
+    format!(
+        "{}\n--- {} log ---\n{}",
+        report::render(target, run),
+        daemon.name,
+        daemon.log()
+    )
+}
+
+async fn prove(case: Case, test: &str) {
+    if !tool_or_skip(case.executable, test) {
+        return;
+    }
+    let chain = Chain::new(case.dialect);
+    let daemon = (case.start)(Some(&chain));
+    let starttls = format!("      starttls: {}\n", case.dialect);
+    let target = support::target(daemon.ports[case.port], &chain.pki.yaml(&starttls));
+    for _ in 0..RUNS {
+        let run = support::run(&target).await;
+        let shown = show(&target, &run, &daemon);
+        assert!(run.success(), "{shown}");
+        let trace = &run.outcome.trace;
+        assert!(trace.phases.starttls.is_some(), "{shown}");
+        assert!(trace.phases.tls.is_some(), "{shown}");
+        let facts = trace.tls.as_ref().expect("TLS facts");
+        assert_eq!(facts.chain.len(), 2, "leaf and intermediate: {shown}");
+        assert_eq!(facts.chain[0].sha256, chain.leaf_sha256, "{shown}");
+        assert!(
+            facts.chain[1].subject.contains(&chain.intermediate),
+            "{shown}"
+        );
+        let verification = facts.verification.as_ref().unwrap();
+        assert_eq!(verification.chain, Ok(()), "{shown}");
+        assert_eq!(verification.hostname, Ok(()), "{shown}");
+        assert_eq!(facts.earliest_expiry(), Some((0, chain.leaf_not_after)));
+        if let Some(goodbye) = case.goodbye {
+            assert!(said_by_us(&run, goodbye), "{shown}");
+        }
+    }
+    daemon.assert_holds_nothing();
+    daemon.wait_for_log(case.polite, RUNS);
+    let log = daemon.log();
+    for complaint in case.complaints {
+        assert!(!log.contains(complaint), "{complaint:?} in:\n{log}");
+    }
+    drop(daemon);
+
+    let plain = (case.start)(None);
+    let target = support::target(plain.ports[case.port], &chain.pki.yaml(&starttls));
+    for _ in 0..RUNS {
+        let run = support::run(&target).await;
+        let shown = show(&target, &run, &plain);
+        let failure = run
+            .failure()
+            .unwrap_or_else(|| panic!("succeeded: {shown}"));
+        assert_eq!(failure.reason, Reason::StarttlsUnsupported, "{shown}");
+        assert!(run.outcome.trace.tls.is_none(), "{shown}");
+        assert!(run.outcome.trace.phases.starttls.is_none(), "{shown}");
+        if let Some(goodbye) = case.refused_goodbye {
+            assert!(said_by_us(&run, goodbye), "{shown}");
+        }
+    }
+    plain.assert_holds_nothing();
+    let log = plain.log();
+    for complaint in case.complaints {
+        assert!(!log.contains(complaint), "{complaint:?} in:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn imap_on_dovecot() {
+    prove(
+        Case {
+            dialect: "imap",
+            executable: "/usr/sbin/dovecot",
+            start: servers::dovecot,
+            port: 0,
+            goodbye: Some("v2 LOGOUT"),
+            refused_goodbye: Some("v1 LOGOUT"),
+            polite: "imap-login: Info: Disconnected: Aborted login by logging out",
+            complaints: &["Error", "Connection closed", "Disconnected: Disconnected"],
+        },
+        "imap_on_dovecot",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pop3_on_dovecot() {
+    prove(
+        Case {
+            dialect: "pop3",
+            executable: "/usr/sbin/dovecot",
+            start: servers::dovecot,
+            port: 1,
+            goodbye: Some("QUIT"),
+            refused_goodbye: Some("QUIT"),
+            polite: "pop3-login: Info: Disconnected: Aborted login by logging out",
+            complaints: &["Error", "Connection closed", "Disconnected: Disconnected"],
+        },
+        "pop3_on_dovecot",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ftp_on_vsftpd() {
+    prove(
+        Case {
+            dialect: "ftp",
+            executable: "/usr/sbin/vsftpd",
+            start: servers::vsftpd,
+            port: 0,
+            goodbye: Some("QUIT"),
+            refused_goodbye: Some("QUIT"),
+            polite: "FTP response: Client \"127.0.0.1\", \"221 Goodbye.\"",
+            complaints: &["OOPS", "without SSL shutdown"],
+        },
+        "ftp_on_vsftpd",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ldap_on_slapd() {
+    prove(
+        Case {
+            dialect: "ldap",
+            executable: "/usr/sbin/slapd",
+            start: servers::slapd,
+            port: 0,
+            goodbye: Some("7 bytes"),
+            refused_goodbye: Some("7 bytes"),
+            polite: "UNBIND",
+            complaints: &["connection lost", "TLS negotiation failure", "can't accept"],
+        },
+        "ldap_on_slapd",
+    )
+    .await;
+}
+
+// Hostile peers: not a dialect's server, but what a broken or malicious one may do. Each must
+// fail its run with a clear reason, within the deadline, and never panic.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::pki::Pki;
+
+/// Reads what the client sends until a line ends (or it stops), so a reply follows a command.
+fn read_line(stream: &mut TcpStream) {
+    let mut byte = [0u8; 1];
+    while stream.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {}
+}
+
+async fn hostile(serve: fn(TcpStream), dialect: &str) -> Run {
+    let pki = Pki::new("hostile-starttls");
+    let port = support::thread_peer(serve);
+    let extra = format!(
+        "    timeout: 2s\n{}",
+        pki.yaml(&format!("      starttls: {dialect}\n"))
+    );
+    let target = support::target(port, &extra);
+    let started = Instant::now();
+    let run = support::run(&target).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the run outlived its deadline"
+    );
+    run
+}
+
+fn failed(run: &Run) -> (Reason, String) {
+    let failure = run.failure().expect("a hostile peer cannot pass");
+    (failure.reason, failure.detail.clone())
+}
+
+#[tokio::test]
+async fn a_go_ahead_followed_by_more_bytes_is_refused_before_the_handshake() {
+    let run = hostile(
+        |mut s| {
+            let _ = s.write_all(b"220 mx\r\n");
+            read_line(&mut s);
+            let _ = s.write_all(b"250-mx\r\n250 STARTTLS\r\n");
+            read_line(&mut s);
+            // The injection of CVE-2011-0411: a reply the client would read as if from TLS.
+            let _ = s.write_all(b"220 go ahead\r\n250 injected\r\n");
+            std::thread::sleep(Duration::from_secs(3));
+        },
+        "smtp",
+    )
+    .await;
+    let (reason, detail) = failed(&run);
+    assert_eq!(reason, Reason::ExpectMismatch, "{detail}");
+    assert!(detail.contains("14 bytes after its go-ahead"), "{detail}");
+    assert!(run.outcome.trace.tls.is_none(), "no handshake was tried");
+}
+
+#[tokio::test]
+async fn a_greeting_that_never_ends_is_cut_at_the_plaintext_limit() {
+    let run = hostile(
+        |mut s| {
+            let line = b"220-flood flood flood flood flood flood flood flood flood flood\r\n";
+            // Far past the limit, bounded so that the peer ends even if the client never stops.
+            for _ in 0..100_000 {
+                if s.write_all(line).is_err() {
+                    break;
+                }
+            }
+        },
+        "smtp",
+    )
+    .await;
+    let (reason, detail) = failed(&run);
+    assert_eq!(reason, Reason::ExpectMismatch, "{detail}");
+    assert!(
+        detail.contains("the greeting has more than 200 lines"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn a_line_without_an_end_is_cut_at_the_plaintext_limit() {
+    let run = hostile(
+        |mut s| {
+            let chunk = [b'x'; 4096];
+            for _ in 0..1_000 {
+                if s.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        },
+        "imap",
+    )
+    .await;
+    let (reason, detail) = failed(&run);
+    assert_eq!(reason, Reason::ExpectMismatch, "{detail}");
+    assert!(
+        detail.contains("65536 bytes without the greeting"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out() {
+    let run = hostile(
+        |s| {
+            std::thread::sleep(Duration::from_secs(4));
+            drop(s);
+        },
+        "pop3",
+    )
+    .await;
+    let (reason, detail) = failed(&run);
+    assert_eq!(reason, Reason::Timeout, "{detail}");
+    assert!(
+        detail.contains("the greeting did not come before the deadline"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_instead_of_an_ldap_answer_is_a_mismatch() {
+    let run = hostile(
+        |mut s| {
+            let mut request = [0u8; 31];
+            let _ = s.read_exact(&mut request);
+            // A SEQUENCE that claims 16 MiB, then nothing.
+            let _ = s.write_all(b"\x30\x84\x01\x00\x00\x00");
+            std::thread::sleep(Duration::from_secs(3));
+        },
+        "ldap",
+    )
+    .await;
+    let (reason, detail) = failed(&run);
+    assert_eq!(reason, Reason::ExpectMismatch, "{detail}");
+    assert!(detail.contains("bad length"), "{detail}");
+}
+
+#[tokio::test]
+async fn an_unexpected_byte_to_the_ssl_request_is_a_mismatch() {
+    let run = hostile(
+        |mut s| {
+            let mut request = [0u8; 8];
+            let _ = s.read_exact(&mut request);
+            let _ = s.write_all(b"E");
+            std::thread::sleep(Duration::from_secs(3));
+        },
+        "postgres",
+    )
+    .await;
+    let (reason, detail) = failed(&run);
+    assert_eq!(reason, Reason::ExpectMismatch, "{detail}");
+    assert!(detail.contains("byte 0x45"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_server_that_hangs_up_mid_dialogue_is_a_mismatch_naming_the_step() {
+    let run = hostile(
+        |mut s| {
+            let _ = s.write_all(b"220 ftp\r\n");
+            read_line(&mut s);
+        },
+        "ftp",
+    )
+    .await;
+    let (reason, detail) = failed(&run);
+    assert_eq!(reason, Reason::ExpectMismatch, "{detail}");
+    assert!(
+        detail.contains("closed the connection before the AUTH TLS answer"),
+        "{detail}"
+    );
+}
+
+// Through the binary: `vantage probe --starttls` and the exporter's series.
+
+use std::process::Command;
+
+use crate::support::{TempDir, promtool_check, sample, scrape_when_ready, vantage_bin};
+
+#[test]
+fn probe_with_starttls_reports_the_dialogue_and_the_certificate_even_when_it_fails() {
+    if !tool_or_skip(
+        "/usr/sbin/slapd",
+        "probe_with_starttls_reports_the_dialogue",
+    ) {
+        return;
+    }
+    let chain = Chain::new("cli-ldap");
+    let daemon = servers::slapd(Some(&chain));
+    let address = format!("127.0.0.1:{}", daemon.ports[0]);
+    // Trusting only the Mozilla roots, the test chain fails verification after the upgrade.
+    let out = Command::new(vantage_bin())
+        .args(["probe", &address, "--starttls=ldap"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    for needle in [
+        "starttls  ldap go-ahead",
+        "client    31 bytes at",
+        "server    resultCode 0 (success) at",
+        "CN=vantage.test",
+        "FAILURE tls_unknown_issuer",
+    ] {
+        assert!(report.contains(needle), "{needle:?} in:\n{report}");
+    }
+
+    let wrong = Command::new(vantage_bin())
+        .args(["probe", &address, "--starttls=smtp", "--timeout=2s"])
+        .output()
+        .unwrap();
+    // The wrong dialect: slapd waits for a request while we wait for a greeting.
+    let report = String::from_utf8_lossy(&wrong.stdout);
+    assert_eq!(wrong.status.code(), Some(1), "{report}");
+    assert!(report.contains("FAILURE timeout"), "{report}");
+    assert!(
+        report.contains("the greeting did not come before the deadline"),
+        "{report}"
+    );
+
+    let bad = Command::new(vantage_bin())
+        .args(["probe", &address, "--starttls=smtps"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("one of: smtp, imap, pop3, ftp, postgres, ldap, xmpp")
+    );
+    drop(daemon);
+    daemon_is_gone(&address);
+}
+
+fn daemon_is_gone(address: &str) {
+    assert!(
+        std::net::TcpStream::connect(address).is_err(),
+        "the server was stopped"
+    );
+}
+
+#[tokio::test]
+async fn the_exporter_serves_starttls_timings_certificates_and_refusals() {
+    if !tool_or_skip("/usr/sbin/slapd", "the_exporter_serves_starttls_timings") {
+        return;
+    }
+    let chain = Chain::new("exporter-ldap");
+    let offering = servers::slapd(Some(&chain));
+    let refusing = servers::slapd(None);
+    let dir = TempDir::new("starttls-exporter");
+    let tls = chain.pki.flow(", starttls: ldap");
+    let config = dir.write(
+        "exporter.yml",
+        &format!(
+            "targets:\n  - name: directory\n    type: tcp\n    host: 127.0.0.1\n    port: {}\n    interval: 2s\n    timeout: 1s\n{tls}\
+             \x20 - name: plain-directory\n    type: tcp\n    host: 127.0.0.1\n    port: {}\n    interval: 2s\n    timeout: 1s\n{tls}",
+            offering.ports[0], refusing.ports[0]
+        ),
+    );
+    let body = tokio::task::spawn_blocking(move || scrape_when_ready(&config, "probe_success", 2))
+        .await
+        .unwrap();
+    promtool_check(&body);
+    assert_eq!(sample(&body, "probe_success", "directory"), 1.0);
+    let negotiation = sample(&body, "probe_starttls_duration_seconds", "directory");
+    assert!(negotiation > 0.0 && negotiation < 1.0, "{negotiation}");
+    assert!(sample(&body, "probe_tls_handshake_duration_seconds", "directory") > 0.0);
+    let left = sample(&body, "probe_tls_cert_expires_in_seconds", "directory");
+    let expected = (chain.leaf_not_after - unix_now()) as f64;
+    assert!((left - expected).abs() < 120.0, "{left} vs {expected}");
+    assert_eq!(sample(&body, "probe_success", "plain-directory"), 0.0);
+    assert!(
+        body.contains("probe_failure_info{name=\"plain-directory\"")
+            && body.lines().any(
+                |l| l.starts_with("probe_failure_info{name=\"plain-directory\"")
+                    && l.contains("reason=\"starttls_unsupported\"")
+            ),
+        "{body}"
+    );
+    assert!(
+        !body.contains("probe_starttls_duration_seconds{name=\"plain-directory\""),
+        "a refused negotiation has no duration: {body}"
+    );
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn postgres_on_postgresql() {
+    prove(
+        Case {
+            dialect: "postgres",
+            executable: "/usr/lib/postgresql/15/bin/postgres",
+            start: servers::postgres,
+            port: 0,
+            // PostgreSQL has no goodbye before a startup packet: close_notify and FIN are it.
+            goodbye: None,
+            refused_goodbye: None,
+            polite: "connection received: host=127.0.0.1",
+            complaints: &[
+                "could not accept SSL connection",
+                "incomplete startup packet",
+                "FATAL",
+                "ERROR",
+            ],
+        },
+        "postgres_on_postgresql",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn smtp_on_exim() {
+    prove(
+        Case {
+            dialect: "smtp",
+            executable: "/usr/sbin/exim4",
+            start: servers::exim,
+            port: 0,
+            goodbye: Some("QUIT"),
+            refused_goodbye: Some("QUIT"),
+            polite: "closed by QUIT",
+            complaints: &[
+                "TLS error",
+                " lost",
+                "dropped",
+                "rejected",
+                "synchronization error",
+            ],
+        },
+        "smtp_on_exim",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn xmpp_on_prosody() {
+    prove(
+        Case {
+            dialect: "xmpp",
+            executable: "/usr/bin/prosody",
+            start: servers::prosody,
+            port: 0,
+            goodbye: Some("</stream:stream>"),
+            refused_goodbye: Some("</stream:stream>"),
+            // Prosody closes the connection itself after answering our end of the stream
+            // ("connection closed"); "closed" alone means the client dropped it first.
+            polite: "\tClient disconnected: connection closed",
+            complaints: &["\twarn\t", "\terror\t", "Unhandled", "disconnected: closed"],
+        },
+        "xmpp_on_prosody",
+    )
+    .await;
+}
+
+// A send/expect dialogue against a real server: Redis' PING.
+
+/// `connected_clients` from Redis' `INFO clients`, asked over a connection of our own (which
+/// is itself one of them).
+fn redis_clients(port: u16) -> u32 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(b"INFO clients\r\nQUIT\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .unwrap_or_else(|| panic!("no connected_clients in {answer:?}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn redis_ping_pong_leaves_no_client_behind() {
+    if !tool_or_skip("/usr/bin/redis-server", "redis_ping_pong") {
+        return;
+    }
+    let redis = servers::redis();
+    let port = redis.ports[0];
+    let target = support::target(
+        port,
+        "    tcp: {send: \"PING\\r\\n\", expect: \"^\\\\+PONG\\r\\n\"}\n",
+    );
+    const PINGS: usize = 20;
+    for _ in 0..PINGS {
+        let run = support::run(&target).await;
+        assert!(run.success(), "{}", show(&target, &run, &redis));
+    }
+    redis.assert_holds_nothing();
+    assert_eq!(redis_clients(port), 1, "only the client asking");
+    // Logged when the client closes first, with FIN: every probe did.
+    redis.wait_for_log("Client closed connection", PINGS);
+
+    let wrong = support::target(
+        port,
+        "    tcp: {send: \"PING\\r\\n\", expect: \"^\\\\+PANG\"}\n    timeout: 1s\n",
+    );
+    let run = support::run(&wrong).await;
+    assert_eq!(
+        run.failure().map(|f| f.reason),
+        Some(Reason::ExpectMismatch),
+        "{}",
+        show(&wrong, &run, &redis)
+    );
+}
