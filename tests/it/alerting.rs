@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::dns::Dnsmasq;
 use crate::pki::{Leaf, Pki, days};
+use crate::servers::{self, Chain};
 use crate::support::{
     TempDir, Vantage, closed_port, exchange, read_request_head, root_or_skip, thread_peer,
     tool_or_skip,
@@ -492,7 +493,12 @@ fn web_page(mut stream: TcpStream) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_reach_alertmanager_resolve_on_recovery_and_every_dashboard_query_has_data() {
     let test = "alerts_reach_alertmanager_resolve_on_recovery_and_every_dashboard_query_has_data";
-    let tools = ["prometheus", "prometheus-alertmanager", "dnsmasq"];
+    let tools = [
+        "prometheus",
+        "prometheus-alertmanager",
+        "dnsmasq",
+        "/usr/sbin/slapd",
+    ];
     if !(tools.iter().all(|t| tool_or_skip(t, test)) && root_or_skip(test)) {
         return;
     }
@@ -511,6 +517,9 @@ async fn alerts_reach_alertmanager_resolve_on_recovery_and_every_dashboard_query
 fn end_to_end(pki: &Pki, healthy_port: u16, expiring_port: u16) {
     let dir = TempDir::new("alerting");
     let dnsmasq = Dnsmasq::start(&[]);
+    // A STARTTLS target, so that the dashboard's STARTTLS phase has data too.
+    let chain = Chain::new("alerting-ldap");
+    let slapd = servers::slapd(Some(&chain));
     let web_port = thread_peer(web_page);
     let failing_port = closed_port();
     let config = dir.write(
@@ -538,7 +547,13 @@ targets:
     host: www.vantage.test
     dns: {{server: \"{dns}\", expect_addresses: [127.0.0.99]}}
   - {{name: loopback, type: icmp, host: 127.0.0.1, icmp: {{count: 2}}}}
-",
+  - name: directory
+    type: tcp
+    host: 127.0.0.1
+    port: {ldap_port}
+{ldap_tls}",
+            ldap_port = slapd.ports[0],
+            ldap_tls = chain.pki.yaml("      starttls: ldap\n"),
             healthy_tls = pki.yaml(""),
             expiring_tls = pki.yaml(""),
             dns = dnsmasq.server(),
