@@ -200,7 +200,7 @@ fn probe_target(cli: &Cli, args: &ProbeArgs) -> Result<Target, String> {
             return Err("--starttls is for HOST:PORT; --name runs the target as configured".into());
         }
         if !matches!(kind, ProbeType::Tcp | ProbeType::Tls) {
-            return Err("--starttls upgrades a HOST:PORT connection: use it without --type".into());
+            return Err("--starttls takes HOST:PORT (with no --type, or tcp or tls)".into());
         }
     }
     let mut target = match (&args.name, &args.target) {

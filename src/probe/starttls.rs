@@ -25,7 +25,7 @@ use crate::tls::TlsTarget;
 
 /// The most the server may send us in one dialogue (before or after TLS) while we wait for
 /// its answers. A server that floods is failed after this much.
-pub const PLAINTEXT_LIMIT: usize = 64 * 1024;
+const PLAINTEXT_LIMIT: usize = 64 * 1024;
 
 /// The most lines one SMTP or FTP reply may have (an EHLO answer has a dozen).
 const REPLY_LINES: usize = 200;
@@ -112,18 +112,51 @@ pub async fn run(
         return Err(failure);
     }
     trace.phases.starttls = Some(started.elapsed());
-    let stream = tcp::secure(tls, stream, deadline, trace).await?;
+    let (stream, verdict) = tcp::handshake(tls, stream, deadline, trace).await?;
     let mut wire = Wire::new(stream, deadline, trace);
-    let farewell = farewell(dialect, &mut wire, &names).await;
+    let result = match verdict {
+        Ok(()) => {
+            let farewell = farewell(dialect, &mut wire, &names).await;
+            if farewell.is_ok() {
+                wire.trace.answered = Some(wire.trace.elapsed());
+            }
+            farewell
+        }
+        Err(failure) => {
+            // Best effort: the verdict is the story, whatever the goodbye meets.
+            let _ = leave_untrusted(dialect, &mut wire, &names).await;
+            Err(failure)
+        }
+    };
     let stream = wire.stream;
-    if farewell.is_ok() {
-        trace.answered = Some(trace.elapsed());
+    match (result, tcp::close(stream, deadline, trace).await) {
+        // A server that has said goodbye may close first, and then answer our close_notify with
+        // a reset (vsftpd does): the session ended as the protocol asks. Any other failure of
+        // the close counts: an alert there is a TLS 1.3 server refusing our client certificate.
+        (Ok(()), Err(closing)) if closing.reason == Reason::ConnectionReset => Ok(()),
+        (result, closed) => result.and(closed),
     }
-    // Once the server has said goodbye it may close first, and then answer our close_notify
-    // with a reset (vsftpd does). The session ended as the protocol asks, so what the close
-    // meets is no failure; its event still tells the report.
-    let _ = tcp::close(stream, deadline, trace).await;
-    farewell
+}
+
+/// Ends a session inside TLS with a server whose certificate failed the verdict. It gets only
+/// the protocol's goodbye, which carries nothing of ours (XMPP's needs a stream, whose header
+/// names only the domain already sent), so that it logs a client that left, not one it lost.
+async fn leave_untrusted<S: AsyncRead + AsyncWrite + Unpin>(
+    dialect: Dialect,
+    wire: &mut Wire<'_, S>,
+    names: &Names,
+) -> Result<(), Failure> {
+    match dialect {
+        Dialect::Smtp | Dialect::Pop3 | Dialect::Ftp => wire.send("QUIT\r\n").await,
+        Dialect::Imap => wire.send("v2 LOGOUT\r\n").await,
+        Dialect::Ldap => wire.send(ldap::UNBIND).await,
+        Dialect::Postgres => Ok(()),
+        Dialect::Xmpp => {
+            wire.send(xmpp::open(&names.domain)).await?;
+            wire.xmpp_features("the stream features inside TLS").await?;
+            wire.xmpp_close().await
+        }
+    }
 }
 
 /// The names the dialogues announce: ours for SMTP's EHLO, the server's for XMPP's stream.
@@ -144,7 +177,11 @@ impl Names {
         };
         let domain = match server_name {
             ServerName::DnsName(name) => name.as_ref().to_string(),
-            ServerName::IpAddress(ip) => IpAddr::from(*ip).to_string(),
+            ServerName::IpAddress(ip) => match IpAddr::from(*ip) {
+                IpAddr::V4(ip) => ip.to_string(),
+                // An IPv6 domainpart is bracketed (RFC 7622 3.2).
+                IpAddr::V6(ip) => format!("[{ip}]"),
+            },
             other => format!("{other:?}"),
         };
         Names { client, domain }
@@ -199,7 +236,12 @@ async fn farewell<S: AsyncRead + AsyncWrite + Unpin>(
         // PostgreSQL logs nothing for a client that leaves before its startup packet; anything
         // else would be a login attempt.
         Dialect::Postgres => Ok(()),
-        Dialect::Ldap => wire.send(ldap::UNBIND).await,
+        // Any answer to WhoAmI shows the session works; under TLS 1.3 a server that refuses our
+        // client certificate does so only after the handshake, and this is where that shows.
+        Dialect::Ldap => {
+            wire.ldap_extended(ldap::WHO_AM_I, 2, "WhoAmI").await?;
+            wire.send(ldap::UNBIND_AFTER_WHO_AM_I).await
+        }
         Dialect::Xmpp => {
             wire.send(xmpp::open(&names.domain)).await?;
             let features = wire.xmpp_features("the stream features inside TLS").await?;
@@ -214,9 +256,15 @@ async fn smtp<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut Wire<'_, S>,
     names: &Names,
 ) -> Result<(), Failure> {
-    wire.reply("the greeting")
-        .await?
-        .expect(220, "the greeting")?;
+    let greeting = wire.reply("the greeting").await?;
+    if let Err(failure) = greeting.expect(220, "the greeting") {
+        // A server that refuses us (554) still waits for QUIT (RFC 5321 3.1); one that is
+        // closing (421) does not.
+        if greeting.code == 421 {
+            return Err(failure);
+        }
+        return wire.goodbye("QUIT\r\n", failure).await;
+    }
     wire.send(format!("EHLO {}\r\n", names.client)).await?;
     let ehlo = wire.reply("the EHLO answer").await?;
     if let Err(failure) = ehlo.expect(250, "EHLO") {
@@ -272,7 +320,7 @@ async fn imap<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<'_, S>) -> Resu
     let go = wire.tagged("v1", "the STARTTLS answer").await?;
     if let Err(refused) = imap_ok(&go, "STARTTLS") {
         let failure = unsupported(refused.detail);
-        return wire.goodbye("v1 LOGOUT\r\n", failure).await;
+        return wire.goodbye("v2 LOGOUT\r\n", failure).await;
     }
     Ok(())
 }
@@ -303,7 +351,7 @@ async fn pop3<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<'_, S>) -> Resu
 }
 
 fn pop3_ok(line: &str, what: &str) -> Result<(), Failure> {
-    if line.starts_with("+OK") {
+    if line == "+OK" || line.starts_with("+OK ") {
         Ok(())
     } else {
         Err(mismatch(format!("{what} was answered {}", quote(line))))
@@ -312,9 +360,13 @@ fn pop3_ok(line: &str, what: &str) -> Result<(), Failure> {
 
 /// FTP (RFC 4217): greeting, AUTH TLS; after TLS, QUIT.
 async fn ftp<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<'_, S>) -> Result<(), Failure> {
-    wire.reply("the greeting")
-        .await?
-        .expect(220, "the greeting")?;
+    let mut greeting = wire.reply("the greeting").await?;
+    // "120 ready in nnn minutes" may come first (RFC 959 4.2); the byte and time bounds of the
+    // dialogue bound how many.
+    while (100..200).contains(&greeting.code) {
+        greeting = wire.reply("the greeting").await?;
+    }
+    greeting.expect(220, "the greeting")?;
     upgrade_or_quit(wire, "AUTH TLS", 234).await
 }
 
@@ -337,22 +389,10 @@ async fn postgres<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// LDAP (RFC 4511 4.14): the StartTLS extended operation; after TLS, an UnbindRequest.
+/// LDAP (RFC 4511 4.14): the StartTLS extended operation; after TLS, a WhoAmI (RFC 4532) to
+/// see the session work, then an UnbindRequest.
 async fn ldap<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<'_, S>) -> Result<(), Failure> {
-    wire.send(ldap::START_TLS).await?;
-    let message = wire.ldap_message().await?;
-    let response = ldap::parse_extended_response(&message).map_err(mismatch)?;
-    wire.heard(response.to_string());
-    if response.message_id == 0 {
-        // A notice of disconnection: the server is closing the session.
-        return Err(mismatch(format!("the server disconnected: {response}")));
-    }
-    if response.message_id != ldap::START_TLS_ID {
-        return Err(mismatch(format!(
-            "the answer to StartTLS has message ID {}",
-            response.message_id
-        )));
-    }
+    let response = wire.ldap_extended(ldap::START_TLS, 1, "StartTLS").await?;
     if response.result_code != 0 {
         let failure = unsupported(format!("StartTLS was answered {response}"));
         return wire.goodbye(ldap::UNBIND, failure).await;
@@ -379,19 +419,20 @@ async fn xmpp<S: AsyncRead + AsyncWrite + Unpin>(
         .until(&xmpp::ANSWER_ENDS, "the answer to starttls")
         .await?;
     if answer.contains("<proceed") {
-        Ok(())
-    } else if answer.contains("<failure") {
-        Err(unsupported(format!(
-            "starttls was answered {}",
-            quote(&answer)
-        )))
-    } else {
-        xmpp::no_error(&answer)?;
-        Err(mismatch(format!(
-            "starttls was answered neither proceed nor failure: {}",
-            quote(&answer)
-        )))
+        return Ok(());
     }
+    let failure = if answer.contains("<failure") {
+        unsupported(format!("starttls was answered {}", quote(&answer)))
+    } else {
+        xmpp::no_error(&answer).err().unwrap_or_else(|| {
+            mismatch(format!(
+                "starttls was answered neither proceed nor failure: {}",
+                quote(&answer)
+            ))
+        })
+    };
+    // The server closes its stream after a failure or an error; we close ours (RFC 6120 4.4).
+    wire.goodbye(xmpp::CLOSE, failure).await
 }
 
 mod xmpp {
@@ -401,9 +442,10 @@ mod xmpp {
     pub const STARTTLS: &str = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
     pub const CLOSE: &str = "</stream:stream>";
     /// Where the features end: closed, empty, or replaced by a stream error or the stream's end.
-    pub const FEATURES_END: [&str; 4] = [
+    pub const FEATURES_END: [&str; 5] = [
         "</stream:features>",
         "<stream:features/>",
+        "<stream:features />",
         "</stream:error>",
         CLOSE,
     ];
@@ -433,13 +475,17 @@ mod xmpp {
 mod ldap {
     use std::fmt;
 
-    pub const START_TLS_ID: u32 = 1;
-
     /// LDAPMessage { messageID 1, ExtendedRequest { requestName 1.3.6.1.4.1.1466.20037 } }.
     pub const START_TLS: &[u8] = b"\x30\x1d\x02\x01\x01\x77\x18\x80\x161.3.6.1.4.1.1466.20037";
 
     /// LDAPMessage { messageID 2, UnbindRequest }.
     pub const UNBIND: &[u8] = b"\x30\x05\x02\x01\x02\x42\x00";
+
+    /// LDAPMessage { messageID 2, ExtendedRequest { requestName 1.3.6.1.4.1.4203.1.11.3 } }.
+    pub const WHO_AM_I: &[u8] = b"\x30\x1e\x02\x01\x02\x77\x19\x80\x171.3.6.1.4.1.4203.1.11.3";
+
+    /// LDAPMessage { messageID 3, UnbindRequest }.
+    pub const UNBIND_AFTER_WHO_AM_I: &[u8] = b"\x30\x05\x02\x01\x03\x42\x00";
 
     #[derive(Debug, PartialEq, Eq)]
     pub struct ExtendedResponse {
@@ -505,7 +551,7 @@ mod ldap {
 
     /// The content of an LDAPMessage (after its SEQUENCE header) holding an ExtendedResponse.
     pub fn parse_extended_response(message: &[u8]) -> Result<ExtendedResponse, String> {
-        let malformed = |what: &str| format!("the answer to StartTLS is not LDAP: {what}");
+        let malformed = |what: &str| what.to_string();
         let (tag, id, rest) = element(message).ok_or_else(|| malformed("no message ID"))?;
         let message_id = match (tag, unsigned(id)) {
             (0x02, Some(id)) => id,
@@ -522,8 +568,14 @@ mod ldap {
             (0x0a, Some(code)) => code,
             _ => return Err(malformed("no result code")),
         };
-        let (_, _matched_dn, op) = element(op).ok_or_else(|| malformed("no matched DN"))?;
-        let (_, diagnostic, _) = element(op).ok_or_else(|| malformed("no diagnostic message"))?;
+        let (tag, _matched_dn, op) = element(op).ok_or_else(|| malformed("no matched DN"))?;
+        if tag != 0x04 {
+            return Err(malformed("no matched DN"));
+        }
+        let (tag, diagnostic, _) = element(op).ok_or_else(|| malformed("no diagnostic message"))?;
+        if tag != 0x04 {
+            return Err(malformed("no diagnostic message"));
+        }
         Ok(ExtendedResponse {
             message_id,
             result_code,
@@ -724,15 +776,23 @@ impl<'t, S: AsyncRead + AsyncWrite + Unpin> Wire<'t, S> {
     }
 
     /// IMAP: skips untagged lines up to the one tagged `tag`, which it returns.
+    /// The run's events keep the tagged line and how many untagged ones came before it.
     async fn tagged(&mut self, tag: &str, waiting_for: &str) -> Result<String, Failure> {
+        let mut untagged = 0;
         loop {
-            let line = self.line(waiting_for).await?;
+            let line = self.unrecorded_line(waiting_for).await?;
             if line
                 .strip_prefix(tag)
                 .is_some_and(|rest| rest.starts_with(' '))
             {
+                let before = match untagged {
+                    0 => String::new(),
+                    n => format!(" after {n} untagged lines"),
+                };
+                self.heard(format!("{}{before}", said(line.as_bytes())));
                 return Ok(line);
             }
+            untagged += 1;
         }
     }
 
@@ -783,34 +843,58 @@ impl<'t, S: AsyncRead + AsyncWrite + Unpin> Wire<'t, S> {
             .map(drop)
     }
 
+    /// Sends an extended `request` with message ID `id` and reads its answer.
+    async fn ldap_extended(
+        &mut self,
+        request: &[u8],
+        id: u32,
+        operation: &str,
+    ) -> Result<ldap::ExtendedResponse, Failure> {
+        self.send(request).await?;
+        let waiting_for = format!("the answer to {operation}");
+        let message = self.ldap_message(&waiting_for).await?;
+        let response = ldap::parse_extended_response(&message)
+            .map_err(|e| mismatch(format!("{waiting_for} is not LDAP: {e}")))?;
+        self.heard(response.to_string());
+        if response.message_id == 0 {
+            // A notice of disconnection: the server is closing the session.
+            return Err(mismatch(format!("the server disconnected: {response}")));
+        }
+        if response.message_id != id {
+            return Err(mismatch(format!(
+                "{waiting_for} has message ID {}",
+                response.message_id
+            )));
+        }
+        Ok(response)
+    }
+
     /// One LDAPMessage: its content, after the SEQUENCE header.
-    async fn ldap_message(&mut self) -> Result<Vec<u8>, Failure> {
-        const WAITING_FOR: &str = "the answer to StartTLS";
-        let head = self.take(2, WAITING_FOR).await?;
+    async fn ldap_message(&mut self, waiting_for: &str) -> Result<Vec<u8>, Failure> {
+        let head = self.take(2, waiting_for).await?;
         if head[0] != 0x30 {
             return Err(mismatch(format!(
-                "the answer to StartTLS is not LDAP: it starts with byte {:#04x}",
+                "{waiting_for} is not LDAP: it starts with byte {:#04x}",
                 head[0]
             )));
         }
         let length = if head[1] < 0x80 {
-            usize::from(head[1])
+            u64::from(head[1])
         } else {
             let count = usize::from(head[1] & 0x7f);
-            if count == 0 || count > 3 {
-                return Err(mismatch(
-                    "the answer to StartTLS is not LDAP: a bad length".to_string(),
-                ));
+            // Active Directory always writes lengths in four bytes.
+            if count == 0 || count > 4 {
+                return Err(mismatch(format!("{waiting_for} is not LDAP: a bad length")));
             }
-            let bytes = self.take(count, WAITING_FOR).await?;
-            bytes.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b))
+            let bytes = self.take(count, waiting_for).await?;
+            bytes.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b))
         };
-        if length > PLAINTEXT_LIMIT {
-            return Err(mismatch(format!(
-                "the answer to StartTLS claims {length} bytes, more than {PLAINTEXT_LIMIT}"
-            )));
+        match usize::try_from(length) {
+            Ok(length) if length <= PLAINTEXT_LIMIT => self.take(length, waiting_for).await,
+            _ => Err(mismatch(format!(
+                "{waiting_for} claims {length} bytes, more than {PLAINTEXT_LIMIT}"
+            ))),
         }
-        self.take(length, WAITING_FOR).await
     }
 
     /// After the go-ahead: fails if the server sent anything more, which the TLS layer would
@@ -837,11 +921,11 @@ fn mismatch(detail: impl Into<String>) -> Failure {
 
 /// A line as quoted in failures: escaped and cut to [`QUOTE_LIMIT`] characters.
 fn quote(text: &str) -> String {
-    let escaped: String = text.escape_debug().collect();
-    match escaped.char_indices().nth(QUOTE_LIMIT) {
-        Some((cut, _)) => format!("\"{}\"...", &escaped[..cut]),
-        None => format!("\"{escaped}\""),
-    }
+    let (kept, more) = match text.char_indices().nth(QUOTE_LIMIT) {
+        Some((cut, _)) => (&text[..cut], "..."),
+        None => (text, ""),
+    };
+    format!("\"{}\"{more}", kept.escape_debug())
 }
 
 /// What a side said, as the run's events keep it: binary (PostgreSQL, LDAP) as a byte count,
@@ -862,6 +946,144 @@ fn said(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+
+    /// Runs a negotiation against a peer that has queued `server_says` in full; returns the
+    /// result (with the check for bytes after the go-ahead) and all the client sent.
+    async fn negotiation(dialect: Dialect, server_says: &[u8]) -> (Result<(), Failure>, Vec<u8>) {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        server.write_all(server_says).await.unwrap();
+        let names = Names {
+            client: "[127.0.0.1]".to_string(),
+            domain: "example.com".to_string(),
+        };
+        let mut trace = Trace::start();
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut wire = Wire::new(&mut client, deadline, &mut trace);
+        let result = match negotiate(dialect, &mut wire, &names).await {
+            Ok(()) => wire.nothing_pending(),
+            Err(failure) => Err(failure),
+        };
+        drop(client);
+        let mut sent = Vec::new();
+        server.read_to_end(&mut sent).await.unwrap();
+        (result, sent)
+    }
+
+    fn text(sent: &[u8]) -> String {
+        String::from_utf8_lossy(sent).into_owned()
+    }
+
+    fn reason(result: &Result<(), Failure>) -> Option<Reason> {
+        result.as_ref().err().map(|f| f.reason)
+    }
+
+    #[tokio::test]
+    async fn smtp_refused_at_the_greeting_still_gets_quit_unless_the_server_is_closing() {
+        let (result, sent) = negotiation(Dialect::Smtp, b"554 no service\r\n").await;
+        assert_eq!(reason(&result), Some(Reason::ExpectMismatch));
+        assert_eq!(text(&sent), "QUIT\r\n");
+        let (result, sent) = negotiation(Dialect::Smtp, b"421 closing\r\n").await;
+        assert_eq!(reason(&result), Some(Reason::ExpectMismatch));
+        assert_eq!(text(&sent), "");
+    }
+
+    #[tokio::test]
+    async fn smtp_reads_the_starttls_keyword_only_from_extension_lines() {
+        // The first line of the EHLO answer is the server's name, not an extension.
+        let script = b"220 mx\r\n250-STARTTLS.example.com\r\n250 SIZE 1\r\n";
+        let (result, sent) = negotiation(Dialect::Smtp, script).await;
+        assert_eq!(reason(&result), Some(Reason::StarttlsUnsupported));
+        assert_eq!(text(&sent), "EHLO [127.0.0.1]\r\nQUIT\r\n");
+        let script = b"220 mx\r\n250-mx\r\n250 starttls\r\n220 go\r\n";
+        let (result, sent) = negotiation(Dialect::Smtp, script).await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(text(&sent), "EHLO [127.0.0.1]\r\nSTARTTLS\r\n");
+    }
+
+    #[tokio::test]
+    async fn ftp_waits_past_preliminary_replies_and_reads_lines_without_codes() {
+        let script =
+            b"120 ready soon\r\n220-Welcome\r\n this line has no code\r\n220 ready\r\n234 go\r\n";
+        let (result, sent) = negotiation(Dialect::Ftp, script).await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(text(&sent), "AUTH TLS\r\n");
+    }
+
+    #[tokio::test]
+    async fn imap_skips_untagged_lines_and_logs_out_with_a_new_tag_after_a_refusal() {
+        let script = b"* OK hello\r\n* CAPABILITY IMAP4rev1\r\nv1 NO not now\r\n";
+        let (result, sent) = negotiation(Dialect::Imap, script).await;
+        assert_eq!(reason(&result), Some(Reason::StarttlsUnsupported));
+        assert_eq!(text(&sent), "v1 STARTTLS\r\nv2 LOGOUT\r\n");
+        let (result, sent) = negotiation(Dialect::Imap, b"* BYE busy\r\n").await;
+        assert_eq!(reason(&result), Some(Reason::ExpectMismatch));
+        assert_eq!(
+            text(&sent),
+            "",
+            "nothing is said to a server that said goodbye"
+        );
+    }
+
+    #[tokio::test]
+    async fn bytes_with_the_go_ahead_are_refused() {
+        let (result, _) = negotiation(Dialect::Imap, b"* OK\r\nv1 OK go\r\nv9 OK forged\r\n").await;
+        let failure = result.unwrap_err();
+        assert_eq!(failure.reason, Reason::ExpectMismatch);
+        assert!(
+            failure.detail.contains("14 bytes after its go-ahead"),
+            "{}",
+            failure.detail
+        );
+        let (result, _) = negotiation(Dialect::Postgres, b"SE").await;
+        assert!(
+            result
+                .unwrap_err()
+                .detail
+                .contains("1 bytes after its go-ahead")
+        );
+    }
+
+    #[tokio::test]
+    async fn xmpp_closes_its_stream_after_a_failure_and_knows_empty_features() {
+        let header = "<?xml version='1.0'?><stream:stream from='example.com' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+        let offer = "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>";
+        let failure = "<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>";
+        let (result, sent) = negotiation(
+            Dialect::Xmpp,
+            format!("{header}{offer}{failure}").as_bytes(),
+        )
+        .await;
+        assert_eq!(reason(&result), Some(Reason::StarttlsUnsupported));
+        let sent = text(&sent);
+        assert!(sent.contains("to='example.com'"), "{sent}");
+        assert!(
+            sent.ends_with(&format!("{}{}", xmpp::STARTTLS, xmpp::CLOSE)),
+            "{sent}"
+        );
+
+        let empty = format!("{header}<stream:features />{}", xmpp::CLOSE);
+        let (result, sent) = negotiation(Dialect::Xmpp, empty.as_bytes()).await;
+        assert_eq!(
+            reason(&result),
+            Some(Reason::StarttlsUnsupported),
+            "not a timeout"
+        );
+        let sent = text(&sent);
+        assert!(sent.ends_with(xmpp::CLOSE), "{sent}");
+    }
+
+    #[tokio::test]
+    async fn ldap_takes_active_directory_four_byte_lengths() {
+        // Active Directory's answer (as testssl.sh records it): every length in four bytes, and
+        // a responseName after the diagnostic message.
+        let mut answer = b"\x30\x84\x00\x00\x00\x28\x02\x01\x01\x78\x84\x00\x00\x00\x1f\x0a\x01\x00\x04\x00\x04\x00\x8a\x16".to_vec();
+        answer.extend_from_slice(b"1.3.6.1.4.1.1466.20037");
+        let (result, sent) = negotiation(Dialect::Ldap, &answer).await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(sent, ldap::START_TLS);
+    }
 
     #[test]
     fn dialects_parse_from_their_names_only() {
@@ -897,6 +1119,21 @@ mod tests {
         assert_eq!(
             (tag, name, rest.len()),
             (0x80, &b"1.3.6.1.4.1.1466.20037"[..], 0)
+        );
+    }
+
+    #[test]
+    fn the_who_am_i_request_is_well_formed_ber() {
+        let (tag, message, rest) = ldap::element(ldap::WHO_AM_I).unwrap();
+        assert_eq!((tag, rest.len()), (0x30, 0));
+        let (tag, id, op) = ldap::element(message).unwrap();
+        assert_eq!((tag, id), (0x02, &[2u8][..]));
+        let (tag, request, _) = ldap::element(op).unwrap();
+        assert_eq!(tag, 0x77);
+        let (tag, name, rest) = ldap::element(request).unwrap();
+        assert_eq!(
+            (tag, name, rest.len()),
+            (0x80, &b"1.3.6.1.4.1.4203.1.11.3"[..], 0)
         );
     }
 

@@ -211,6 +211,11 @@ pub type Tls<'a> = Option<&'a Chain>;
 
 /// OpenLDAP's slapd with no database: StartTLS, Bind, WhoAmI and Unbind need none.
 pub fn slapd(tls: Tls) -> Daemon {
+    slapd_demanding(tls, None)
+}
+
+/// slapd that, with `client_ca`, demands a client certificate issued by that CA.
+pub fn slapd_demanding(tls: Tls, client_ca: Option<&std::path::Path>) -> Daemon {
     let dir = TempDir::new("slapd");
     let port = closed_port();
     let mut conf = format!(
@@ -225,6 +230,12 @@ pub fn slapd(tls: Tls) -> Daemon {
             cert.display(),
             key.display()
         ));
+        if let Some(ca) = client_ca {
+            conf.push_str(&format!(
+                "TLSCACertificateFile {}\nTLSVerifyClient demand\n",
+                ca.display()
+            ));
+        }
     }
     let conf = dir.write("slapd.conf", &conf);
     let mut command = Command::new("/usr/sbin/slapd");
@@ -242,7 +253,13 @@ pub fn slapd(tls: Tls) -> Daemon {
 /// process dies, so it has one that refuses everyone.
 pub fn dovecot(tls: Tls) -> Daemon {
     let dir = TempDir::new("dovecot");
-    let (imap, pop3) = (closed_port(), closed_port());
+    // Two released ports in a row can be the same one.
+    let (imap, pop3) = loop {
+        let ports = (closed_port(), closed_port());
+        if ports.0 != ports.1 {
+            break ports;
+        }
+    };
     let ssl = match tls {
         Some(chain) => {
             let (cert, key) = chain.install(&dir);
@@ -323,6 +340,11 @@ fn user(name: &str) -> (u32, u32) {
 /// PostgreSQL 15 on a cluster made for the test. It refuses to run as root, so initdb and the
 /// server run as `postgres`, which also must own the folder and the key (mode 0600).
 pub fn postgres(tls: Tls) -> Daemon {
+    postgres_checking(tls, None)
+}
+
+/// PostgreSQL that, with `client_ca`, verifies the client certificates it is shown against it.
+pub fn postgres_checking(tls: Tls, client_ca: Option<&std::path::Path>) -> Daemon {
     const BIN: &str = "/usr/lib/postgresql/15/bin";
     let dir = TempDir::new("postgres");
     let port = closed_port();
@@ -355,8 +377,11 @@ pub fn postgres(tls: Tls) -> Daemon {
         Some(chain) => {
             let (cert, key) = chain.install(&dir);
             std::os::unix::fs::chown(&key, Some(uid), Some(gid)).unwrap();
+            let ca = client_ca.map_or(String::new(), |ca| {
+                format!("ssl_ca_file = '{}'\n", ca.display())
+            });
             format!(
-                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n{ca}",
                 cert.display(),
                 key.display()
             )

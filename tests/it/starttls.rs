@@ -2,12 +2,20 @@
 //! the upgraded connection, a polite end that leaves the server holding nothing after repeated
 //! runs, and `starttls_unsupported` from the same server with TLS turned off.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
 use vantage::config::Target;
 use vantage::probe::report;
 use vantage::probe::{Event, Reason, Run};
 
+use crate::pki::{Leaf, Pki};
 use crate::servers::{self, Chain, Daemon, Tls};
-use crate::support::{self, tool_or_skip};
+use crate::support::{
+    self, TempDir, promtool_check, sample, scrape_when_ready, tool_or_skip, vantage_bin,
+};
 
 /// Runs per variant: enough that a connection left behind per run would show.
 const RUNS: usize = 5;
@@ -23,8 +31,12 @@ struct Case {
     /// size), inside TLS and, after a refusal, in plaintext; `None` where the dialect has none.
     goodbye: Option<&'static str>,
     refused_goodbye: Option<&'static str>,
-    /// What the server logs once per session that ended politely.
+    /// What our goodbye to a server whose certificate failed the verdict says.
+    untrusted_goodbye: Option<&'static str>,
+    /// What the server logs once per session that ended politely, and once per refusal that
+    /// ended politely.
     polite: &'static str,
+    refused_polite: &'static str,
     /// What the server would log about a client that misbehaved.
     complaints: &'static [&'static str],
 }
@@ -76,8 +88,37 @@ async fn prove(case: Case, test: &str) {
             assert!(said_by_us(&run, goodbye), "{shown}");
         }
     }
+
+    // Trusting only the Mozilla roots, the chain fails the verdict: the server still gets the
+    // protocol's goodbye inside TLS, and nothing else.
+    let untrusted = support::target(
+        daemon.ports[case.port],
+        &format!(
+            "    tls: {{starttls: {}, server_name: vantage.test}}\n",
+            case.dialect
+        ),
+    );
+    for _ in 0..RUNS {
+        let run = support::run(&untrusted).await;
+        let shown = show(&untrusted, &run, &daemon);
+        let failure = run
+            .failure()
+            .unwrap_or_else(|| panic!("succeeded: {shown}"));
+        assert_eq!(failure.reason, Reason::TlsUnknownIssuer, "{shown}");
+        assert!(
+            run.outcome
+                .trace
+                .tls
+                .as_ref()
+                .is_some_and(|f| f.chain.len() == 2),
+            "{shown}"
+        );
+        if let Some(goodbye) = case.untrusted_goodbye {
+            assert!(said_by_us(&run, goodbye), "{shown}");
+        }
+    }
     daemon.assert_holds_nothing();
-    daemon.wait_for_log(case.polite, RUNS);
+    daemon.wait_for_log(case.polite, 2 * RUNS);
     let log = daemon.log();
     for complaint in case.complaints {
         assert!(!log.contains(complaint), "{complaint:?} in:\n{log}");
@@ -100,6 +141,7 @@ async fn prove(case: Case, test: &str) {
         }
     }
     plain.assert_holds_nothing();
+    plain.wait_for_log(case.refused_polite, RUNS);
     let log = plain.log();
     for complaint in case.complaints {
         assert!(!log.contains(complaint), "{complaint:?} in:\n{log}");
@@ -115,8 +157,10 @@ async fn imap_on_dovecot() {
             start: servers::dovecot,
             port: 0,
             goodbye: Some("v2 LOGOUT"),
-            refused_goodbye: Some("v1 LOGOUT"),
+            refused_goodbye: Some("v2 LOGOUT"),
+            untrusted_goodbye: Some("v2 LOGOUT"),
             polite: "imap-login: Info: Disconnected: Aborted login by logging out",
+            refused_polite: "imap-login: Info: Disconnected: Aborted login by logging out",
             complaints: &["Error", "Connection closed", "Disconnected: Disconnected"],
         },
         "imap_on_dovecot",
@@ -134,7 +178,9 @@ async fn pop3_on_dovecot() {
             port: 1,
             goodbye: Some("QUIT"),
             refused_goodbye: Some("QUIT"),
+            untrusted_goodbye: Some("QUIT"),
             polite: "pop3-login: Info: Disconnected: Aborted login by logging out",
+            refused_polite: "pop3-login: Info: Disconnected: Aborted login by logging out",
             complaints: &["Error", "Connection closed", "Disconnected: Disconnected"],
         },
         "pop3_on_dovecot",
@@ -152,7 +198,9 @@ async fn ftp_on_vsftpd() {
             port: 0,
             goodbye: Some("QUIT"),
             refused_goodbye: Some("QUIT"),
+            untrusted_goodbye: Some("QUIT"),
             polite: "FTP response: Client \"127.0.0.1\", \"221 Goodbye.\"",
+            refused_polite: "FTP response: Client \"127.0.0.1\", \"221 Goodbye.\"",
             complaints: &["OOPS", "without SSL shutdown"],
         },
         "ftp_on_vsftpd",
@@ -170,7 +218,9 @@ async fn ldap_on_slapd() {
             port: 0,
             goodbye: Some("7 bytes"),
             refused_goodbye: Some("7 bytes"),
+            untrusted_goodbye: Some("7 bytes"),
             polite: "UNBIND",
+            refused_polite: "UNBIND",
             complaints: &["connection lost", "TLS negotiation failure", "can't accept"],
         },
         "ldap_on_slapd",
@@ -180,12 +230,6 @@ async fn ldap_on_slapd() {
 
 // Hostile peers: not a dialect's server, but what a broken or malicious one may do. Each must
 // fail its run with a clear reason, within the deadline, and never panic.
-
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
-
-use crate::pki::Pki;
 
 /// Reads what the client sends until a line ends (or it stops), so a reply follows a command.
 fn read_line(stream: &mut TcpStream) {
@@ -237,7 +281,7 @@ async fn a_go_ahead_followed_by_more_bytes_is_refused_before_the_handshake() {
 }
 
 #[tokio::test]
-async fn a_greeting_that_never_ends_is_cut_at_the_plaintext_limit() {
+async fn a_reply_of_endless_lines_is_cut_at_200_lines() {
     let run = hostile(
         |mut s| {
             let line = b"220-flood flood flood flood flood flood flood flood flood flood\r\n";
@@ -300,12 +344,13 @@ async fn a_silent_server_times_out() {
 }
 
 #[tokio::test]
-async fn garbage_instead_of_an_ldap_answer_is_a_mismatch() {
+async fn an_ldap_answer_claiming_16_mib_is_refused_unread() {
     let run = hostile(
         |mut s| {
             let mut request = [0u8; 31];
             let _ = s.read_exact(&mut request);
-            // A SEQUENCE that claims 16 MiB, then nothing.
+            // A SEQUENCE that claims 16 MiB (in four length bytes, as Active Directory writes
+            // them), then nothing.
             let _ = s.write_all(b"\x30\x84\x01\x00\x00\x00");
             std::thread::sleep(Duration::from_secs(3));
         },
@@ -314,7 +359,10 @@ async fn garbage_instead_of_an_ldap_answer_is_a_mismatch() {
     .await;
     let (reason, detail) = failed(&run);
     assert_eq!(reason, Reason::ExpectMismatch, "{detail}");
-    assert!(detail.contains("bad length"), "{detail}");
+    assert!(
+        detail.contains("claims 16777216 bytes, more than 65536"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
@@ -353,10 +401,6 @@ async fn a_server_that_hangs_up_mid_dialogue_is_a_mismatch_naming_the_step() {
 }
 
 // Through the binary: `vantage probe --starttls` and the exporter's series.
-
-use std::process::Command;
-
-use crate::support::{TempDir, promtool_check, sample, scrape_when_ready, vantage_bin};
 
 #[test]
 fn probe_with_starttls_reports_the_dialogue_and_the_certificate_even_when_it_fails() {
@@ -481,7 +525,11 @@ async fn postgres_on_postgresql() {
             // PostgreSQL has no goodbye before a startup packet: close_notify and FIN are it.
             goodbye: None,
             refused_goodbye: None,
+            untrusted_goodbye: None,
             polite: "connection received: host=127.0.0.1",
+            // Refused with N, a client that closes before its startup packet is not logged
+            // beyond its arrival.
+            refused_polite: "connection received: host=127.0.0.1",
             complaints: &[
                 "could not accept SSL connection",
                 "incomplete startup packet",
@@ -504,7 +552,9 @@ async fn smtp_on_exim() {
             port: 0,
             goodbye: Some("QUIT"),
             refused_goodbye: Some("QUIT"),
+            untrusted_goodbye: Some("QUIT"),
             polite: "closed by QUIT",
+            refused_polite: "closed by QUIT",
             complaints: &[
                 "TLS error",
                 " lost",
@@ -528,9 +578,11 @@ async fn xmpp_on_prosody() {
             port: 0,
             goodbye: Some("</stream:stream>"),
             refused_goodbye: Some("</stream:stream>"),
+            untrusted_goodbye: Some("</stream:stream>"),
             // Prosody closes the connection itself after answering our end of the stream
             // ("connection closed"); "closed" alone means the client dropped it first.
             polite: "\tClient disconnected: connection closed",
+            refused_polite: "\tClient disconnected: connection closed",
             complaints: &["\twarn\t", "\terror\t", "Unhandled", "disconnected: closed"],
         },
         "xmpp_on_prosody",
@@ -590,5 +642,87 @@ async fn redis_ping_pong_leaves_no_client_behind() {
         Some(Reason::ExpectMismatch),
         "{}",
         show(&wrong, &run, &redis)
+    );
+}
+
+#[tokio::test]
+async fn a_client_certificate_refused_after_the_handshake_fails_the_run() {
+    // Under TLS 1.3 the server judges our certificate after the handshake, so its refusal
+    // comes after our side is done: it must fail the run, not vanish in the close. slapd (with
+    // GnuTLS) drops the connection without an alert; the WhoAmI after the handshake sees that.
+    if !tool_or_skip(
+        "/usr/sbin/slapd",
+        "a_client_certificate_refused_after_the_handshake",
+    ) {
+        return;
+    }
+    let chain = Chain::new("client-ldap");
+    let root = chain.pki.dir.0.join("root.pem");
+    let daemon = servers::slapd_demanding(Some(&chain), Some(&root));
+    let port = daemon.ports[0];
+    let without = support::target(port, &chain.pki.yaml("      starttls: ldap\n"));
+    let run = support::run(&without).await;
+    let shown = show(&without, &run, &daemon);
+    let failure = run
+        .failure()
+        .unwrap_or_else(|| panic!("succeeded: {shown}"));
+    assert_eq!(failure.reason, Reason::ExpectMismatch, "{shown}");
+    assert!(
+        failure
+            .detail
+            .contains("closed the connection before the answer to WhoAmI"),
+        "{shown}"
+    );
+    daemon.wait_for_log("Certificate is required", 1);
+
+    let client = chain
+        .pki
+        .root
+        .leaf(Leaf::server(&["vantage probe"]).client());
+    let (cert, key) = client.write(&chain.pki.dir, "client");
+    let with = support::target(
+        port,
+        &chain.pki.yaml(&format!(
+            "      starttls: ldap\n      cert_file: {cert}\n      key_file: {key}\n"
+        )),
+    );
+    let run = support::run(&with).await;
+    assert!(run.success(), "{}", show(&with, &run, &daemon));
+    daemon.assert_holds_nothing();
+}
+
+#[tokio::test]
+async fn an_alert_that_arrives_during_the_close_fails_the_run() {
+    // PostgreSQL says nothing after the handshake, so a TLS 1.3 server's verdict on our client
+    // certificate (OpenSSL sends an alert) arrives while we close: it must fail the run.
+    if !tool_or_skip(
+        "/usr/lib/postgresql/15/bin/postgres",
+        "an_alert_that_arrives_during_the_close",
+    ) {
+        return;
+    }
+    let chain = Chain::new("client-postgres");
+    let root = chain.pki.dir.0.join("root.pem");
+    let daemon = servers::postgres_checking(Some(&chain), Some(&root));
+    let stranger = crate::pki::Ca::root("a CA the server does not know");
+    let client = stranger.leaf(Leaf::server(&["vantage probe"]).client());
+    let (cert, key) = client.write(&chain.pki.dir, "stranger");
+    let target = support::target(
+        daemon.ports[0],
+        &chain.pki.yaml(&format!(
+            "      starttls: postgres\n      cert_file: {cert}\n      key_file: {key}\n"
+        )),
+    );
+    let run = support::run(&target).await;
+    let shown = show(&target, &run, &daemon);
+    let failure = run
+        .failure()
+        .unwrap_or_else(|| panic!("succeeded: {shown}"));
+    assert_eq!(failure.reason, Reason::TlsAlert, "{shown}");
+    assert!(
+        failure
+            .detail
+            .contains("the server sent the TLS alert unknown_c_a"),
+        "{shown}"
     );
 }
