@@ -133,7 +133,12 @@ pub async fn run(
         // A server that has said goodbye may close first, and then answer our close_notify with
         // a reset (vsftpd does): the session ended as the protocol asks. Any other failure of
         // the close counts: an alert there is a TLS 1.3 server refusing our client certificate.
-        (Ok(()), Err(closing)) if closing.reason == Reason::ConnectionReset => Ok(()),
+        // PostgreSQL has no goodbye, so it has no reason to reset either.
+        (Ok(()), Err(closing))
+            if closing.reason == Reason::ConnectionReset && dialect != Dialect::Postgres =>
+        {
+            Ok(())
+        }
         (result, closed) => result.and(closed),
     }
 }
@@ -245,7 +250,9 @@ async fn farewell<S: AsyncRead + AsyncWrite + Unpin>(
         Dialect::Xmpp => {
             wire.send(xmpp::open(&names.domain)).await?;
             let features = wire.xmpp_features("the stream features inside TLS").await?;
-            xmpp::no_error(&features)?;
+            if let Err(failure) = xmpp::no_error(&features) {
+                return wire.goodbye(xmpp::CLOSE, failure).await;
+            }
             wire.xmpp_close().await
         }
     }
@@ -408,7 +415,9 @@ async fn xmpp<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), Failure> {
     wire.send(xmpp::open(&names.domain)).await?;
     let features = wire.xmpp_features("the stream features").await?;
-    xmpp::no_error(&features)?;
+    if let Err(failure) = xmpp::no_error(&features) {
+        return wire.goodbye(xmpp::CLOSE, failure).await;
+    }
     if !features.contains(xmpp::TLS_NAMESPACE) {
         // Best effort: the refusal is the story, whatever the stream's close meets.
         let _ = wire.xmpp_close().await;
@@ -834,13 +843,18 @@ impl<'t, S: AsyncRead + AsyncWrite + Unpin> Wire<'t, S> {
         self.until(&xmpp::FEATURES_END, waiting_for).await
     }
 
-    /// Closes the stream and waits for the server to close its own (RFC 6120 4.4): closing the
-    /// connection at once races the server, which may then log a lost connection.
+    /// Closes the stream and waits, as long as the close would, for the server to close its own
+    /// (RFC 6120 4.4): closing the connection at once races the server, which may then log a
+    /// lost connection. A server that keeps its stream open is left to the close.
     async fn xmpp_close(&mut self) -> Result<(), Failure> {
         self.send(xmpp::CLOSE).await?;
-        self.until(&[xmpp::CLOSE], "the server's end of the stream")
-            .await
-            .map(drop)
+        let deadline = self.deadline;
+        self.deadline = deadline.min(Instant::now() + tcp::CLOSE_GRACE);
+        let _ = self
+            .until(&[xmpp::CLOSE], "the server's end of the stream")
+            .await;
+        self.deadline = deadline;
+        Ok(())
     }
 
     /// Sends an extended `request` with message ID `id` and reads its answer.
@@ -992,7 +1006,7 @@ mod tests {
     #[tokio::test]
     async fn smtp_reads_the_starttls_keyword_only_from_extension_lines() {
         // The first line of the EHLO answer is the server's name, not an extension.
-        let script = b"220 mx\r\n250-STARTTLS.example.com\r\n250 SIZE 1\r\n";
+        let script = b"220 mx\r\n250-STARTTLS greets [127.0.0.1]\r\n250 SIZE 1\r\n";
         let (result, sent) = negotiation(Dialect::Smtp, script).await;
         assert_eq!(reason(&result), Some(Reason::StarttlsUnsupported));
         assert_eq!(text(&sent), "EHLO [127.0.0.1]\r\nQUIT\r\n");
@@ -1063,7 +1077,7 @@ mod tests {
             "{sent}"
         );
 
-        let empty = format!("{header}<stream:features />{}", xmpp::CLOSE);
+        let empty = format!("{header}<stream:features />");
         let (result, sent) = negotiation(Dialect::Xmpp, empty.as_bytes()).await;
         assert_eq!(
             reason(&result),

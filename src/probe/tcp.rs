@@ -7,7 +7,8 @@
 //! shut down our side (FIN), read and discard until the peer closes too, then drop.
 //!
 //! With `tls`, the dialogue runs inside TLS and the close starts with close_notify. A server
-//! whose certificate fails verification gets the handshake finished and closed, and nothing else.
+//! whose certificate fails verification gets the handshake finished and closed, and nothing else
+//! (STARTTLS adds the protocol's goodbye, see `starttls`).
 
 use std::io;
 use std::time::{Duration, SystemTime};
@@ -420,6 +421,7 @@ pub async fn close<S: Closable>(
     let mut scratch = [0u8; 4096];
     let mut discarded = 0;
     let mut raw = false;
+    let mut tls_closed = false;
     let how = loop {
         if discarded >= CLOSE_DRAIN_LIMIT {
             break Close::DrainLimit;
@@ -432,9 +434,15 @@ pub async fn close<S: Closable>(
             Err(_) => break Close::GraceOver,
             // The server's close_notify ends TLS, not TCP: drain on to its FIN, so that nothing
             // it sends after close_notify meets a closed socket (and a reset).
-            Ok(Ok(0)) if !raw && stream.tls_over().is_some() => raw = true,
+            Ok(Ok(0)) if !raw && stream.tls_over().is_some() => {
+                raw = true;
+                tls_closed = true;
+            }
             Ok(Ok(0)) => break Close::PeerClosed,
             Ok(Ok(n)) => discarded += n,
+            // After the server's close_notify, a reset instead of its FIN still ends a session
+            // that both sides closed.
+            Ok(Err(_)) if tls_closed => break Close::PeerClosed,
             Ok(Err(e)) => return Err(Failure::io(&e, "closing")),
         }
     };
@@ -449,8 +457,8 @@ pub async fn close<S: Closable>(
 /// close_notify with plaintext (Debian's exim did in our tests, to a client that left without
 /// QUIT), which rustls would take for a broken record and answer with an alert after its own
 /// close_notify, which its debug builds assert never happens. The check sees only where a read
-/// starts, so a record and plaintext in one segment still reach rustls: harmless in release
-/// builds, where that assertion is compiled out.
+/// starts, so a record and plaintext in one read still reach rustls: the run then fails with
+/// the broken record (and a debug build trips that assertion).
 async fn drain<S: Closable>(
     stream: &mut S,
     raw: &mut bool,

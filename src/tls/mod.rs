@@ -670,11 +670,14 @@ fn alert_name(alert: AlertDescription) -> String {
     let Some(name) = alert.as_str() else {
         return format!("{}", u8::from(alert));
     };
+    // A capital starts a word unless it follows another (UnknownCA is unknown_ca).
     let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
+    let mut previous_upper = true;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && !previous_upper {
             out.push('_');
         }
+        previous_upper = c.is_ascii_uppercase();
         out.push(c.to_ascii_lowercase());
     }
     out
@@ -709,6 +712,7 @@ mod tests {
 
     #[test]
     fn alert_names_are_the_rfc_spelling() {
+        assert_eq!(alert_name(AlertDescription::UnknownCA), "unknown_ca");
         assert_eq!(
             alert_name(AlertDescription::CertificateRequired),
             "certificate_required"
