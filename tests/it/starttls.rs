@@ -353,6 +353,34 @@ async fn a_silent_server_times_out() {
 }
 
 #[tokio::test]
+async fn a_greeting_after_the_dialogue_gave_up_still_meets_our_close() {
+    // The dialogue stops a tenth of the timeout early (0.5 s of 5 s): a greeting at 4.75 s is
+    // drained by the close, and the server sees our FIN, not a reset.
+    let pki = Pki::new("late-greeting");
+    let port = support::thread_peer(|mut s| {
+        std::thread::sleep(Duration::from_millis(4750));
+        let _ = s.write_all(b"220 late\r\n");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+    let extra = format!("    timeout: 5s\n{}", pki.yaml("      starttls: smtp\n"));
+    let target = support::target(port, &extra);
+    let run = support::run(&target).await;
+    let (reason, detail) = failed(&run);
+    assert_eq!(reason, Reason::Timeout, "{detail}");
+    let closed = run.outcome.trace.events.iter().any(|e| {
+        matches!(
+            e.what,
+            Event::Closed {
+                how: vantage::probe::Close::PeerClosed,
+                discarded: 10,
+            }
+        )
+    });
+    assert!(closed, "{:?}", run.outcome.trace.events);
+}
+
+#[tokio::test]
 async fn an_ldap_answer_claiming_16_mib_is_refused_unread() {
     let run = hostile(
         |mut s| {
