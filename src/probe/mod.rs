@@ -185,6 +185,17 @@ impl Failure {
     }
 }
 
+/// How many bytes failures and reports quote of what a peer sent.
+pub const QUOTE_LIMIT: usize = 120;
+
+/// Bytes as failures and reports quote them: in double quotes, escaped, cut after
+/// [`QUOTE_LIMIT`] bytes with "..." after.
+pub fn quote(bytes: &[u8]) -> String {
+    let kept = String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTE_LIMIT)]);
+    let more = if bytes.len() > QUOTE_LIMIT { "..." } else { "" };
+    format!("\"{}\"{more}", kept.escape_debug())
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.reason)?;

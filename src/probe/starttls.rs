@@ -15,12 +15,12 @@ use std::net::IpAddr;
 
 use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::tcp::{self, read};
-use super::{Event, Failure, Reason, Trace};
+use super::{Event, Failure, Reason, Trace, quote};
 use crate::tls::TlsTarget;
 
 /// The most the server may send us in one dialogue (before or after TLS) while we wait for
@@ -29,9 +29,6 @@ const PLAINTEXT_LIMIT: usize = 64 * 1024;
 
 /// The most lines one SMTP or FTP reply may have (an EHLO answer has a dozen).
 const REPLY_LINES: usize = 200;
-
-/// How many characters of a line the run's events quote.
-const QUOTE_LIMIT: usize = 120;
 
 /// The protocol whose STARTTLS command upgrades the connection (`tls.starttls`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -318,13 +315,13 @@ async fn imap<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<'_, S>) -> Resu
             // STARTTLS is only valid before authentication.
             let failure = unsupported(format!(
                 "the server authenticated us at once, where STARTTLS is not allowed: {}",
-                quote(&greeting)
+                quote(greeting.as_bytes())
             ));
             return wire.goodbye("v1 LOGOUT\r\n", failure).await;
         }
         return Err(mismatch(format!(
             "the greeting is not \"* OK\": {}",
-            quote(&greeting)
+            quote(greeting.as_bytes())
         )));
     }
     wire.send("v1 STARTTLS\r\n").await?;
@@ -343,7 +340,7 @@ fn imap_ok(tagged: &str, command: &str) -> Result<(), Failure> {
     } else {
         Err(mismatch(format!(
             "{command} was answered {}",
-            quote(tagged)
+            quote(tagged.as_bytes())
         )))
     }
 }
@@ -365,7 +362,10 @@ fn pop3_ok(line: &str, what: &str) -> Result<(), Failure> {
     if line == "+OK" || line.starts_with("+OK ") {
         Ok(())
     } else {
-        Err(mismatch(format!("{what} was answered {}", quote(line))))
+        Err(mismatch(format!(
+            "{what} was answered {}",
+            quote(line.as_bytes())
+        )))
     }
 }
 
@@ -435,12 +435,15 @@ async fn xmpp<S: AsyncRead + AsyncWrite + Unpin>(
         return Ok(());
     }
     let failure = if answer.contains("<failure") {
-        unsupported(format!("starttls was answered {}", quote(&answer)))
+        unsupported(format!(
+            "starttls was answered {}",
+            quote(answer.as_bytes())
+        ))
     } else {
         xmpp::no_error(&answer).err().unwrap_or_else(|| {
             mismatch(format!(
                 "starttls was answered neither proceed nor failure: {}",
-                quote(&answer)
+                quote(answer.as_bytes())
             ))
         })
     };
@@ -479,7 +482,7 @@ mod xmpp {
             None => Ok(()),
             Some(at) => Err(mismatch(format!(
                 "the server ended the stream with an error: {}",
-                quote(&received[at..])
+                quote(&received.as_bytes()[at..])
             ))),
         }
     }
@@ -563,37 +566,33 @@ mod ldap {
     }
 
     /// The content of an LDAPMessage (after its SEQUENCE header) holding an ExtendedResponse.
-    pub fn parse_extended_response(message: &[u8]) -> Result<ExtendedResponse, String> {
-        let malformed = |what: &str| what.to_string();
-        let (tag, id, rest) = element(message).ok_or_else(|| malformed("no message ID"))?;
+    /// On error, what is missing or wrong.
+    pub fn parse_extended_response(message: &[u8]) -> Result<ExtendedResponse, &'static str> {
+        let (tag, id, rest) = element(message).ok_or("no message ID")?;
         let message_id = match (tag, unsigned(id)) {
             (0x02, Some(id)) => id,
-            _ => return Err(malformed("no message ID")),
+            _ => return Err("no message ID"),
         };
-        let (tag, op, _) = element(rest).ok_or_else(|| malformed("no operation"))?;
+        let (tag, op, _) = element(rest).ok_or("no operation")?;
         if tag != 0x78 {
-            return Err(malformed(&format!(
-                "operation tag {tag:#04x}, not an ExtendedResponse"
-            )));
+            return Err("the operation is not an ExtendedResponse");
         }
-        let (tag, code, op) = element(op).ok_or_else(|| malformed("no result code"))?;
+        let (tag, code, op) = element(op).ok_or("no result code")?;
         let result_code = match (tag, unsigned(code)) {
             (0x0a, Some(code)) => code,
-            _ => return Err(malformed("no result code")),
+            _ => return Err("no result code"),
         };
-        let (tag, _matched_dn, op) = element(op).ok_or_else(|| malformed("no matched DN"))?;
-        if tag != 0x04 {
-            return Err(malformed("no matched DN"));
+        match element(op) {
+            Some((0x04, _matched_dn, op)) => match element(op) {
+                Some((0x04, diagnostic, _)) => Ok(ExtendedResponse {
+                    message_id,
+                    result_code,
+                    diagnostic: String::from_utf8_lossy(diagnostic).into_owned(),
+                }),
+                _ => Err("no diagnostic message"),
+            },
+            _ => Err("no matched DN"),
         }
-        let (tag, diagnostic, _) = element(op).ok_or_else(|| malformed("no diagnostic message"))?;
-        if tag != 0x04 {
-            return Err(malformed("no diagnostic message"));
-        }
-        Ok(ExtendedResponse {
-            message_id,
-            result_code,
-            diagnostic: String::from_utf8_lossy(diagnostic).into_owned(),
-        })
     }
 }
 
@@ -615,7 +614,7 @@ impl Reply {
 
     fn quote(&self) -> String {
         let first = self.lines.first().map(String::as_str).unwrap_or_default();
-        quote(&format!("{} {first}", self.code))
+        quote(format!("{} {first}", self.code).as_bytes())
     }
 }
 
@@ -661,16 +660,7 @@ impl<'t, S: AsyncRead + AsyncWrite + Unpin> Wire<'t, S> {
 
     async fn send(&mut self, bytes: impl AsRef<[u8]>) -> Result<(), Failure> {
         let bytes = bytes.as_ref();
-        match timeout_at(self.deadline, self.stream.write_all(bytes)).await {
-            Err(_) => {
-                return Err(Failure::new(
-                    Reason::Timeout,
-                    "the server did not take our command before the deadline",
-                ));
-            }
-            Ok(Err(e)) => return Err(Failure::io(&e, "sending")),
-            Ok(Ok(())) => {}
-        }
+        tcp::send(&mut self.stream, bytes, self.deadline).await?;
         self.trace.record(Event::Said {
             client: true,
             text: said(bytes),
@@ -765,7 +755,7 @@ impl<'t, S: AsyncRead + AsyncWrite + Unpin> Wire<'t, S> {
         let Some((code, mut more)) = reply_code(first) else {
             return Err(mismatch(format!(
                 "{waiting_for} is not a reply: {}",
-                quote(first)
+                quote(first.as_bytes())
             )));
         };
         let text = |line: &str| line.get(4..).unwrap_or_default().to_string();
@@ -924,7 +914,7 @@ impl<'t, S: AsyncRead + AsyncWrite + Unpin> Wire<'t, S> {
         Err(mismatch(format!(
             "the server sent {} bytes after its go-ahead, before the TLS handshake: {}",
             self.pending.len(),
-            quote(&String::from_utf8_lossy(&self.pending))
+            quote(&self.pending)
         )))
     }
 }
@@ -937,15 +927,6 @@ fn mismatch(detail: impl Into<String>) -> Failure {
     Failure::new(Reason::ExpectMismatch, detail)
 }
 
-/// A line as quoted in failures: escaped and cut to [`QUOTE_LIMIT`] characters.
-fn quote(text: &str) -> String {
-    let (kept, more) = match text.char_indices().nth(QUOTE_LIMIT) {
-        Some((cut, _)) => (&text[..cut], "..."),
-        None => (text, ""),
-    };
-    format!("\"{}\"{more}", kept.escape_debug())
-}
-
 /// What a side said, as the run's events keep it: binary (PostgreSQL, LDAP) as a byte count,
 /// text without its line end, escaped and cut.
 fn said(bytes: &[u8]) -> String {
@@ -955,7 +936,7 @@ fn said(bytes: &[u8]) -> String {
                 .chars()
                 .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t')) =>
         {
-            quote(text.trim_end_matches(['\r', '\n']))
+            quote(text.trim_end_matches(['\r', '\n']).as_bytes())
         }
         _ => format!("{} bytes", bytes.len()),
     }
@@ -965,7 +946,7 @@ fn said(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Runs a negotiation against a peer that has queued `server_says` in full; returns the
     /// result (with the check for bytes after the go-ahead) and all the client sent.
@@ -1209,11 +1190,16 @@ mod tests {
         }
     }
 
+    use crate::probe::QUOTE_LIMIT;
+
     #[test]
     fn quotes_are_escaped_and_cut() {
-        assert_eq!(quote("220 ok\t"), "\"220 ok\\t\"");
+        assert_eq!(quote(b"220 ok\t"), "\"220 ok\\t\"");
         let long = "x".repeat(QUOTE_LIMIT + 5);
-        assert_eq!(quote(&long), format!("\"{}\"...", "x".repeat(QUOTE_LIMIT)));
+        assert_eq!(
+            quote(long.as_bytes()),
+            format!("\"{}\"...", "x".repeat(QUOTE_LIMIT))
+        );
         assert_eq!(said(b"\x00\x00\x00\x08\x04\xd2\x16\x2f"), "8 bytes");
         assert_eq!(said(b"EHLO [127.0.0.1]\r\n"), "\"EHLO [127.0.0.1]\"");
     }

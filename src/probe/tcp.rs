@@ -20,7 +20,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_rustls::client::TlsStream;
 
 use super::starttls::{self, Dialect};
-use super::{Close, Event, Failure, Outcome, Reason, Trace};
+use super::{Close, Event, Failure, Outcome, Reason, Trace, quote};
 use crate::dns;
 use crate::net::{self, Host, IpVersion};
 use crate::tls::{Handshake, TlsTarget};
@@ -34,9 +34,6 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The most the close reads and discards while waiting for the peer's FIN.
 const CLOSE_DRAIN_LIMIT: usize = 64 * 1024;
-
-/// How many received bytes a mismatch report quotes.
-const QUOTE_LIMIT: usize = 120;
 
 #[derive(Debug, Clone)]
 pub struct TcpProbe {
@@ -197,7 +194,7 @@ pub async fn handshake(
     }
 }
 
-async fn send<S: AsyncWrite + Unpin>(
+pub(super) async fn send<S: AsyncWrite + Unpin>(
     stream: &mut S,
     bytes: &[u8],
     deadline: Instant,
@@ -338,19 +335,12 @@ pub(super) async fn read<S: AsyncRead + Unpin>(
 }
 
 fn mismatch(what: String, received: &[u8]) -> Failure {
-    let quoted: String = String::from_utf8_lossy(&received[..received.len().min(QUOTE_LIMIT)])
-        .escape_debug()
-        .collect();
-    let more = if received.len() > QUOTE_LIMIT {
-        "..."
-    } else {
-        ""
-    };
     Failure::new(
         Reason::ExpectMismatch,
         format!(
-            "{what}; received {} bytes: \"{quoted}\"{more}",
-            received.len()
+            "{what}; received {} bytes: {}",
+            received.len(),
+            quote(received)
         ),
     )
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, timeout_at};
 
 use super::tcp::{CLOSE_GRACE, Closable, close, secure};
-use super::{Failure, Outcome, Phases, Reason, Trace};
+use super::{Failure, Outcome, Phases, Reason, Trace, quote};
 use crate::dns;
 use crate::net::{self, IpVersion};
 use crate::tls::{TlsClient, TlsTarget};
@@ -36,9 +36,6 @@ pub use url::{Scheme, Url};
 
 /// Redirects followed at most, as browsers and blackbox_exporter do.
 pub const MAX_REDIRECTS: usize = 10;
-
-/// How many body bytes a mismatch report quotes.
-const QUOTE_LIMIT: usize = 120;
 
 pub const USER_AGENT_VALUE: &str = concat!("vantage/", env!("CARGO_PKG_VERSION"));
 
@@ -623,14 +620,7 @@ fn hyper_failure(err: &hyper::Error, doing: &str) -> Failure {
 }
 
 fn body_mismatch(what: String, body: &[u8]) -> Failure {
-    let quoted: String = String::from_utf8_lossy(&body[..body.len().min(QUOTE_LIMIT)])
-        .escape_debug()
-        .collect();
-    let more = if body.len() > QUOTE_LIMIT { "..." } else { "" };
-    Failure::new(
-        Reason::HttpBodyMismatch,
-        format!("{what}: \"{quoted}\"{more}"),
-    )
+    Failure::new(Reason::HttpBodyMismatch, format!("{what}: {}", quote(body)))
 }
 
 #[cfg(test)]
