@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::duration;
 use crate::logging::{LogFormat, LogLevel};
 use crate::probe::starttls::Dialect;
+use crate::shard::Shard;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const REVISION: &str = env!("VANTAGE_REVISION");
@@ -45,6 +46,32 @@ pub struct Cli {
     )]
     pub location: Option<String>,
 
+    /// Probe only this shard's targets, picked by a stable hash of each target's name: INDEX/COUNT,
+    /// counting from 0 (one config, COUNT replicas)
+    #[arg(
+        long = "shard",
+        value_name = "INDEX/COUNT",
+        value_parser = Shard::parse,
+        conflicts_with = "shard_from_hostname",
+        global = true
+    )]
+    pub shard: Option<Shard>,
+
+    /// Take the shard index from the ordinal that ends the hostname, as a StatefulSet pod's does
+    /// (vantage-2 is shard 2); needs --shard.count
+    #[arg(long = "shard.from-hostname", requires = "shard_count", global = true)]
+    pub shard_from_hostname: bool,
+
+    /// The number of shards, with --shard.from-hostname
+    #[arg(
+        long = "shard.count",
+        value_name = "COUNT",
+        value_parser = clap::value_parser!(u32).range(1..),
+        requires = "shard_from_hostname",
+        global = true
+    )]
+    pub shard_count: Option<u32>,
+
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
     pub log_level: LogLevel,
 
@@ -53,6 +80,19 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// This instance's shard, from `--shard` or from the hostname and `--shard.count`.
+    pub fn shard(&self) -> Result<Shard, String> {
+        match (self.shard, self.shard_count) {
+            (Some(shard), _) => Ok(shard),
+            (None, Some(count)) if self.shard_from_hostname => {
+                Shard::from_hostname(&Shard::hostname()?, count)
+            }
+            _ => Ok(Shard::WHOLE),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

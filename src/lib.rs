@@ -17,6 +17,7 @@ pub mod probe;
 pub mod reload;
 pub mod scheduler;
 pub mod server;
+pub mod shard;
 pub mod status_page;
 pub mod store;
 pub mod tls;

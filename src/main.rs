@@ -17,6 +17,7 @@ use vantage::metrics::{Build, Metrics, Telemetry};
 use vantage::probe::{self, report};
 use vantage::reload::{self, ReloadStatus, Reloader, Request, Trigger};
 use vantage::scheduler::{Limiter, Probes, Shared};
+use vantage::shard::Shard;
 use vantage::store::Store;
 use vantage::{logging, server};
 
@@ -43,15 +44,28 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("starting the tokio runtime")
 }
 
-fn options(cli: &Cli, every_location: bool) -> LoadOptions {
-    LoadOptions {
+/// How to load the config: for `vantage probe --name`, every target of every location and shard.
+fn options(cli: &Cli, every_location: bool) -> Result<LoadOptions, String> {
+    Ok(LoadOptions {
         location: cli.location.clone(),
         every_location,
-    }
+        shard: if every_location {
+            Shard::WHOLE
+        } else {
+            cli.shard()?
+        },
+    })
 }
 
 fn check_config(path: &Path, cli: &Cli) -> ExitCode {
-    match config::load(path, &options(cli, false)) {
+    let options = match options(cli, false) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("vantage check-config: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match config::load(path, &options) {
         Ok(config) => {
             println!("{}: OK", path.display());
             print!("{}", config.summary());
@@ -77,7 +91,13 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let options = options(cli, false);
+    let options = match options(cli, false) {
+        Ok(options) => options,
+        Err(e) => {
+            error!(error = %e, "cannot tell this instance's shard");
+            return ExitCode::FAILURE;
+        }
+    };
     let initial = match reload::load(&cli.config_file, &options) {
         Ok(initial) => initial,
         Err(errors) => {
@@ -105,6 +125,7 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         version: cli::VERSION,
         revision: cli::REVISION,
         started,
+        shard: options.shard,
     };
     let (reloads, mut requests) = mpsc::channel::<Request>(16);
     let state = Arc::new(server::State {
@@ -122,6 +143,7 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         config = %cli.config_file.display(),
         location = %initial.config.location,
         targets = initial.config.targets.len(),
+        shard = %options.shard,
         version = cli::VERSION,
         revision = cli::REVISION,
         "vantage started"
@@ -206,7 +228,7 @@ fn probe_target(cli: &Cli, args: &ProbeArgs) -> Result<Target, String> {
     let mut target = match (&args.name, &args.target) {
         (Some(name), address) => {
             let config =
-                config::load(&cli.config_file, &options(cli, true)).map_err(|e| e.to_string())?;
+                config::load(&cli.config_file, &options(cli, true)?).map_err(|e| e.to_string())?;
             let named = config
                 .targets
                 .iter()

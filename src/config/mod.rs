@@ -35,6 +35,7 @@ use crate::probe::icmp::IcmpProbe;
 use crate::probe::starttls::Dialect;
 use crate::probe::tcp::{Step, TcpProbe};
 use crate::probe::{Assertion, Probe, RunPolicy};
+use crate::shard::Shard;
 use crate::tls::{ClientCertFiles, OptionKey, TlsClient, TlsOptions, TlsTarget};
 use duration::ConfigDuration;
 use hickory_proto::op::ResponseCode;
@@ -95,6 +96,10 @@ pub struct Config {
     pub targets: Vec<Arc<Target>>,
     /// Names of targets whose `locations` do not include this instance's.
     pub elsewhere: Vec<String>,
+    /// The shard this instance is (`--shard`), and how many of this location's targets the
+    /// other shards probe.
+    pub shard: Shard,
+    pub other_shards: usize,
 }
 
 /// One configured check.
@@ -335,8 +340,10 @@ fn parse_address(text: &str) -> Result<(Host, u16), String> {
 pub struct LoadOptions {
     /// Overrides the file's `location` (`--location`, `VANTAGE_LOCATION`).
     pub location: Option<String>,
-    /// Keep targets meant for other locations too (`vantage probe --name`).
+    /// Keep targets meant for other locations and other shards too (`vantage probe --name`).
     pub every_location: bool,
+    /// Keep only this shard's targets (`--shard`).
+    pub shard: Shard,
 }
 
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
@@ -431,7 +438,17 @@ impl Config {
         };
         let _ = writeln!(out, "location: {location}");
         let _ = writeln!(out, "max_concurrent_probes: {}", self.max_concurrent_probes);
-        let _ = writeln!(out, "targets: {}", self.targets.len());
+        if self.shard.is_whole() {
+            let _ = writeln!(out, "targets: {}", self.targets.len());
+        } else {
+            let _ = writeln!(
+                out,
+                "targets: {} in shard {}, {} in the other shards",
+                self.targets.len(),
+                self.shard,
+                self.other_shards
+            );
+        }
         for t in &self.targets {
             let _ = write!(
                 out,
@@ -649,6 +666,7 @@ impl Builder<'_> {
         let mut first_use: HashMap<&str, Location> = HashMap::new();
         let mut targets = Vec::new();
         let mut elsewhere = Vec::new();
+        let mut other_shards = 0;
         for (i, t) in raw.targets.iter().enumerate() {
             let path = format!("targets[{i}]");
             let name = &t.value.name;
@@ -676,10 +694,14 @@ impl Builder<'_> {
                 &location,
             ) {
                 target.fingerprint = self.fingerprint(inherited, &t.value);
-                if runs_here || options.every_location {
+                if options.every_location {
+                    targets.push(Arc::new(target));
+                } else if !runs_here {
+                    elsewhere.push(target.name);
+                } else if options.shard.owns(&target.name) {
                     targets.push(Arc::new(target));
                 } else {
-                    elsewhere.push(target.name);
+                    other_shards += 1;
                 }
             }
         }
@@ -690,6 +712,12 @@ impl Builder<'_> {
                 max_concurrent_probes,
                 targets,
                 elsewhere,
+                shard: if options.every_location {
+                    Shard::WHOLE
+                } else {
+                    options.shard
+                },
+                other_shards,
             })
         } else {
             self.errors.sort_by_key(|e| (e.line, e.column));

@@ -888,6 +888,7 @@ fn locations_filter_targets_against_this_instance() {
     let dc = LoadOptions {
         location: Some("dc".into()),
         every_location: false,
+        shard: Shard::WHOLE,
     };
     let c = parse(&yaml, "t.yml", &dc).unwrap();
     assert_eq!(c.location, "dc", "--location overrides the file");
@@ -896,8 +897,82 @@ fn locations_filter_targets_against_this_instance() {
     let all = LoadOptions {
         location: None,
         every_location: true,
+        shard: Shard::WHOLE,
     };
     assert_eq!(parse(&yaml, "t.yml", &all).unwrap().targets.len(), 2);
+}
+
+#[test]
+fn each_shard_keeps_its_own_targets_and_adding_targets_moves_none() {
+    let config = |n: usize| {
+        let mut yaml = String::from("location: dc\ntargets:\n");
+        for i in 0..n {
+            yaml.push_str(&format!(
+                "  - {{name: t{i}, type: tcp, host: h, port: 1}}\n"
+            ));
+        }
+        yaml.push_str(
+            "  - {name: office-only, type: tcp, host: h, port: 1, locations: [office]}\n",
+        );
+        yaml
+    };
+    let names = |yaml: &str, shard: Shard| {
+        let options = LoadOptions {
+            shard,
+            ..LoadOptions::default()
+        };
+        let c = parse(yaml, "t.yml", &options).unwrap();
+        assert_eq!(
+            c.elsewhere,
+            ["office-only"],
+            "the location filter comes first"
+        );
+        assert_eq!(c.shard, shard);
+        let names: Vec<String> = c.targets.iter().map(|t| t.name.clone()).collect();
+        (names, c.other_shards)
+    };
+    let shards: Vec<Shard> = (0..3).map(|i| Shard::new(i, 3).unwrap()).collect();
+    let small = config(60);
+    let before: Vec<Vec<String>> = shards.iter().map(|&s| names(&small, s).0).collect();
+    let mut all: Vec<String> = before.concat();
+    all.sort();
+    let mut expected: Vec<String> = (0..60).map(|i| format!("t{i}")).collect();
+    expected.sort();
+    assert_eq!(all, expected, "every target in exactly one shard");
+    for (shard, kept) in shards.iter().zip(&before) {
+        assert!(!kept.is_empty(), "shard {shard} has no targets of 60");
+        assert_eq!(names(&small, *shard).1, 60 - kept.len());
+    }
+
+    let big = config(200);
+    for (shard, kept) in shards.iter().zip(&before) {
+        let (now, _) = names(&big, *shard);
+        for name in kept {
+            assert!(
+                now.contains(name),
+                "{name} left shard {shard} when targets were added"
+            );
+        }
+    }
+    assert!(ok(&big).summary().contains("targets: 200\n"));
+    let c = parse(
+        &small,
+        "t.yml",
+        &LoadOptions {
+            shard: shards[1],
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        c.summary().contains(&format!(
+            "targets: {} in shard 1/3, {} in the other shards\n",
+            before[1].len(),
+            60 - before[1].len()
+        )),
+        "{}",
+        c.summary()
+    );
 }
 
 #[test]
@@ -1160,6 +1235,7 @@ fn fingerprints(yaml: &str, file: &str, location: Option<&str>) -> BTreeMap<Stri
     let options = LoadOptions {
         location: location.map(str::to_string),
         every_location: false,
+        shard: Shard::WHOLE,
     };
     parse(yaml, file, &options)
         .unwrap_or_else(|e| panic!("{e}"))

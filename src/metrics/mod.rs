@@ -22,6 +22,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::reload::ReloadStatus;
 use crate::scheduler::{Limiter, Shared};
+use crate::shard::Shard;
 use crate::store::Store;
 
 /// The exposition format of one scrape.
@@ -99,6 +100,7 @@ pub struct Build {
     pub version: &'static str,
     pub revision: &'static str,
     pub started: SystemTime,
+    pub shard: Shard,
 }
 
 pub struct Metrics {
@@ -166,6 +168,16 @@ impl Collector for SelfCollector {
         info.encode_info(&[
             ("version", self.build.version),
             ("revision", self.build.revision),
+        ])?;
+        let mut shard = encoder.encode_descriptor(
+            "vantage_shard",
+            "This instance's shard of the targets (index counts from 0); 0 of 1 when not sharded",
+            None,
+            MetricType::Info,
+        )?;
+        shard.encode_info(&[
+            ("index", self.build.shard.index().to_string()),
+            ("count", self.build.shard.count().to_string()),
         ])?;
 
         let reloads = self.reloads.get();

@@ -2,6 +2,7 @@
 
 mod alerting;
 mod cli;
+mod container;
 mod dns;
 mod exporter;
 mod gentle;
@@ -9,10 +10,12 @@ mod hostile;
 mod http;
 mod icmp;
 mod interop;
+mod kubernetes;
 mod netns;
 mod pki;
 mod reload;
 mod servers;
+mod shard;
 mod starttls;
 mod support;
 mod tcp;

@@ -106,14 +106,38 @@ pub struct Vantage {
 
 impl Vantage {
     pub fn start(config: &Path, extra_args: &[&str]) -> Vantage {
-        let port = closed_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log =
-            std::env::temp_dir().join(format!("vantage-log-{}-{port}.txt", std::process::id()));
-        let child = Command::new(vantage_bin())
+        Vantage::start_via(&[], config, extra_args)
+    }
+
+    /// [`Vantage::start`] through `wrapper`, a command that ends by exec'ing its arguments (so
+    /// the child's PID is still vantage's), such as `unshare --uts` to give it a hostname.
+    pub fn start_via(wrapper: &[&str], config: &Path, extra_args: &[&str]) -> Vantage {
+        let addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
+        let (program, wrapper_args) = match wrapper.split_first() {
+            Some((program, args)) => (*program, args),
+            None => (vantage_bin(), &[][..]),
+        };
+        let mut command = Command::new(program);
+        command.args(wrapper_args);
+        if !wrapper.is_empty() {
+            command.arg(vantage_bin());
+        }
+        command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address={addr}"))
-            .args(extra_args)
+            .args(extra_args);
+        Vantage::spawn(command, addr)
+    }
+
+    /// Starts `command`, a vantage (perhaps behind an exec'ing wrapper) told to listen on
+    /// `addr`, and waits until it is ready.
+    pub fn spawn(mut command: Command, addr: SocketAddr) -> Vantage {
+        let log = std::env::temp_dir().join(format!(
+            "vantage-log-{}-{}.txt",
+            std::process::id(),
+            addr.port()
+        ));
+        let child = command
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -374,4 +398,23 @@ pub fn sample(body: &str, name: &str, target: &str) -> f64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// A loopback peer that accepts and waits for the prober to close.
+pub fn quiet_peer() -> u16 {
+    thread_peer(|mut stream| {
+        let _ = stream.read(&mut [0u8; 16]);
+    })
+}
+
+/// The target names with a `probe_success` series in a scrape of `vantage`.
+pub fn probed(vantage: &Vantage) -> BTreeSet<String> {
+    let body = http_get(vantage.addr, "/metrics", None)
+        .map(|r| r.body)
+        .unwrap_or_default();
+    body.lines()
+        .filter_map(|l| l.strip_prefix("probe_success{name=\""))
+        .filter_map(|l| l.split('"').next())
+        .map(str::to_string)
+        .collect()
 }

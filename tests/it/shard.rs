@@ -1,0 +1,183 @@
+//! Sharding with real processes: replicas of one config split its targets, every target is
+//! probed by exactly one of them, and adding targets moves none. The StatefulSet case takes the
+//! index from a hostname set in a UTS namespace of the test's own.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::{
+    TempDir, Vantage, http_get, probed, quiet_peer, root_or_skip, vantage_bin, wait_for,
+};
+
+fn config(dir: &TempDir, port: u16, targets: usize) -> std::path::PathBuf {
+    let mut yaml =
+        String::from("location: lab\ndefaults: {interval: 1s, timeout: 500ms}\ntargets:\n");
+    for i in 0..targets {
+        yaml.push_str(&format!(
+            "  - {{name: svc-{i}, type: tcp, host: 127.0.0.1, port: {port}}}\n"
+        ));
+    }
+    dir.write("exporter.yml", &yaml)
+}
+
+/// Waits until the replicas together probe `targets` targets, and returns each one's names.
+fn split(replicas: &[Vantage], targets: usize) -> Vec<BTreeSet<String>> {
+    let mut sets = Vec::new();
+    wait_for(Duration::from_secs(20), "every target to be probed", || {
+        sets = replicas.iter().map(probed).collect();
+        sets.iter().map(BTreeSet::len).sum::<usize>() >= targets
+    });
+    sets
+}
+
+#[test]
+fn replicas_probe_every_target_exactly_once_and_keep_theirs_when_targets_are_added() {
+    let dir = TempDir::new("shard");
+    let port = quiet_peer();
+    let path = config(&dir, port, 24);
+    let replicas: Vec<Vantage> = (0..3)
+        .map(|i| Vantage::start(&path, &[&format!("--shard={i}/3")]))
+        .collect();
+
+    let before = split(&replicas, 24);
+    let all: Vec<&String> = before.iter().flatten().collect();
+    let unique: BTreeSet<&String> = all.iter().copied().collect();
+    assert_eq!(all.len(), 24, "a target probed twice: {before:?}");
+    assert_eq!(unique.len(), 24);
+    for (i, (replica, names)) in replicas.iter().zip(&before).enumerate() {
+        assert!(!names.is_empty(), "shard {i} got none of 24 targets");
+        let body = http_get(replica.addr, "/metrics", None).unwrap().body;
+        assert!(
+            body.contains(&format!(
+                "vantage_shard_info{{index=\"{i}\",count=\"3\"}} 1"
+            )),
+            "{body}"
+        );
+        assert!(
+            body.contains(&format!("vantage_targets{{probe=\"tcp\"}} {}", names.len())),
+            "{body}"
+        );
+    }
+
+    config(&dir, port, 60);
+    for replica in &replicas {
+        replica.signal("HUP");
+    }
+    let after = split(&replicas, 60);
+    assert_eq!(after.iter().map(BTreeSet::len).sum::<usize>(), 60);
+    for (i, (old, new)) in before.iter().zip(&after).enumerate() {
+        assert!(
+            old.is_subset(new),
+            "shard {i} lost targets: {old:?} then {new:?}"
+        );
+    }
+    let union: BTreeSet<&String> = after.iter().flatten().collect();
+    assert_eq!(union.len(), 60);
+}
+
+#[test]
+fn an_unsharded_instance_is_shard_0_of_1() {
+    let dir = TempDir::new("shard-whole");
+    let vantage = Vantage::start(&config(&dir, quiet_peer(), 1), &[]);
+    let body = http_get(vantage.addr, "/metrics", None).unwrap().body;
+    assert!(
+        body.contains("vantage_shard_info{index=\"0\",count=\"1\"} 1"),
+        "{body}"
+    );
+}
+
+/// `unshare --uts` with this hostname, then exec of the arguments after it.
+fn with_hostname(hostname: &str) -> Vec<String> {
+    ["unshare", "--uts", "sh", "-c"]
+        .into_iter()
+        .map(str::to_string)
+        .chain([format!(
+            "echo {hostname} > /proc/sys/kernel/hostname && exec \"$0\" \"$@\""
+        )])
+        .collect()
+}
+
+#[test]
+fn a_statefulset_pod_takes_its_shard_from_its_hostname() {
+    if !root_or_skip("a_statefulset_pod_takes_its_shard_from_its_hostname") {
+        return;
+    }
+    let dir = TempDir::new("shard-hostname");
+    let path = config(&dir, quiet_peer(), 12);
+    let flags = ["--shard.from-hostname", "--shard.count=3"];
+
+    let wrapper = with_hostname("vantage-eu-2");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let vantage = Vantage::start_via(&wrapper, &path, &flags);
+    let body = http_get(vantage.addr, "/metrics", None).unwrap().body;
+    assert!(
+        body.contains("vantage_shard_info{index=\"2\",count=\"3\"} 1"),
+        "{body}"
+    );
+    let expected: BTreeSet<String> = (0..12)
+        .map(|i| format!("svc-{i}"))
+        .filter(|n| vantage::shard::shard_of(n, 3) == 2)
+        .collect();
+    let mut seen = BTreeSet::new();
+    wait_for(Duration::from_secs(15), "shard 2's targets", || {
+        seen = probed(&vantage);
+        seen.len() >= expected.len()
+    });
+    assert_eq!(seen, expected);
+
+    // Scaled beyond the count: the pod must fail to start, not probe nothing or everything.
+    let out = Command::new(wrapper[0])
+        .args(&with_hostname("vantage-eu-3")[1..])
+        .arg(vantage_bin())
+        .arg(format!("--config.file={}", path.display()))
+        .args(["check-config"])
+        .args(flags)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("hostname \"vantage-eu-3\": shard index 3 is out of range for 3 shards")
+            && stderr.contains("scaled beyond --shard.count"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shard_flags_are_checked() {
+    let run = |args: &[&str]| Command::new(vantage_bin()).args(args).output().unwrap();
+    for (args, says) in [
+        (
+            &["--shard=3/3", "check-config"][..],
+            "out of range for 3 shards",
+        ),
+        (&["--shard=1", "check-config"][..], "not INDEX/COUNT"),
+        (
+            &["--shard.from-hostname", "check-config"][..],
+            "--shard.count",
+        ),
+        (
+            &["--shard.count=3", "check-config"][..],
+            "--shard.from-hostname",
+        ),
+        (
+            &[
+                "--shard=0/3",
+                "--shard.from-hostname",
+                "--shard.count=3",
+                "check-config",
+            ][..],
+            "cannot be used with",
+        ),
+        (
+            &["--shard.from-hostname", "--shard.count=0", "check-config"][..],
+            "0 is not in 1..",
+        ),
+    ] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
