@@ -16,6 +16,9 @@ pub const REVISION: &str = env!("VANTAGE_REVISION");
 #[derive(Debug, Parser)]
 #[command(
     name = "vantage",
+    // A flag given twice takes the last value, so extra arguments (the Helm chart's extraArgs)
+    // can override the ones a wrapper always passes.
+    args_override_self = true,
     version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("VANTAGE_REVISION"), ")"),
     about = "Availability prober and Prometheus exporter"
 )]
@@ -52,14 +55,13 @@ pub struct Cli {
         long = "shard",
         value_name = "INDEX/COUNT",
         value_parser = Shard::parse,
-        conflicts_with = "shard_from_hostname",
         global = true
     )]
     pub shard: Option<Shard>,
 
     /// Take the shard index from the ordinal that ends the hostname, as a StatefulSet pod's does
     /// (vantage-2 is shard 2); needs --shard.count
-    #[arg(long = "shard.from-hostname", requires = "shard_count", global = true)]
+    #[arg(long = "shard.from-hostname", global = true)]
     pub shard_from_hostname: bool,
 
     /// The number of shards, with --shard.from-hostname
@@ -67,7 +69,6 @@ pub struct Cli {
         long = "shard.count",
         value_name = "COUNT",
         value_parser = clap::value_parser!(u32).range(1..),
-        requires = "shard_from_hostname",
         global = true
     )]
     pub shard_count: Option<u32>,
@@ -83,14 +84,32 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The shard flags' combination. Checked here rather than by clap's `requires` and
+    /// `conflicts_with`, which judge global flags separately on each side of the subcommand.
+    pub fn check_shard_flags(&self) -> Result<(), &'static str> {
+        match (
+            self.shard.is_some(),
+            self.shard_from_hostname,
+            self.shard_count.is_some(),
+        ) {
+            (false, false, false) | (true, false, false) | (false, true, true) => Ok(()),
+            (true, _, _) => Err(
+                "--shard=INDEX/COUNT cannot be used with --shard.from-hostname or --shard.count",
+            ),
+            (false, true, false) => Err("--shard.from-hostname needs --shard.count=COUNT"),
+            (false, false, true) => Err(
+                "--shard.count goes with --shard.from-hostname (--shard=INDEX/COUNT carries its own count)",
+            ),
+        }
+    }
+
     /// This instance's shard, from `--shard` or from the hostname and `--shard.count`.
     pub fn shard(&self) -> Result<Shard, String> {
+        self.check_shard_flags()?;
         match (self.shard, self.shard_count) {
             (Some(shard), _) => Ok(shard),
-            (None, Some(count)) if self.shard_from_hostname => {
-                Shard::from_hostname(&Shard::hostname()?, count)
-            }
-            _ => Ok(Shard::WHOLE),
+            (None, Some(count)) => Shard::from_hostname(&Shard::hostname()?, count),
+            (None, None) => Ok(Shard::WHOLE),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
@@ -27,6 +27,11 @@ const CANNOT_RUN: u8 = 2;
 fn main() -> ExitCode {
     let started = SystemTime::now();
     let cli = Cli::parse();
+    if let Err(e) = cli.check_shard_flags() {
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, e)
+            .exit();
+    }
     logging::init(cli.log_level, cli.log_format);
     match &cli.command {
         None => runtime().block_on(run_exporter(&cli, started)),

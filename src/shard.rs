@@ -107,8 +107,9 @@ impl fmt::Display for Shard {
     }
 }
 
-/// The shard, of `count`, that probes the target named `name`.
-pub fn shard_of(name: &str, count: u32) -> u32 {
+/// The shard, of `count` (at least 1, as [`Shard::new`] ensures), that probes the target named
+/// `name`.
+fn shard_of(name: &str, count: u32) -> u32 {
     jump(mix(fnv1a(name.as_bytes())), count)
 }
 

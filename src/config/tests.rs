@@ -903,12 +903,12 @@ fn locations_filter_targets_against_this_instance() {
 }
 
 #[test]
-fn each_shard_keeps_its_own_targets_and_adding_targets_moves_none() {
-    let config = |n: usize| {
+fn each_shard_keeps_its_own_targets_and_adding_or_removing_targets_moves_none() {
+    let config = |names: &[String]| {
         let mut yaml = String::from("location: dc\ntargets:\n");
-        for i in 0..n {
+        for name in names {
             yaml.push_str(&format!(
-                "  - {{name: t{i}, type: tcp, host: h, port: 1}}\n"
+                "  - {{name: {name}, type: tcp, host: h, port: 1}}\n"
             ));
         }
         yaml.push_str(
@@ -932,7 +932,8 @@ fn each_shard_keeps_its_own_targets_and_adding_targets_moves_none() {
         (names, c.other_shards)
     };
     let shards: Vec<Shard> = (0..3).map(|i| Shard::new(i, 3).unwrap()).collect();
-    let small = config(60);
+    let first: Vec<String> = (0..60).map(|i| format!("t{i}")).collect();
+    let small = config(&first);
     let before: Vec<Vec<String>> = shards.iter().map(|&s| names(&small, s).0).collect();
     let mut all: Vec<String> = before.concat();
     all.sort();
@@ -944,17 +945,28 @@ fn each_shard_keeps_its_own_targets_and_adding_targets_moves_none() {
         assert_eq!(names(&small, *shard).1, 60 - kept.len());
     }
 
-    let big = config(200);
+    // Positions change everywhere: 150 new targets before, between and after the old ones,
+    // the first 20 old ones gone, the rest in reverse order.
+    let mut second: Vec<String> = (0..50).map(|i| format!("new-{i}")).collect();
+    for (i, old) in first[20..].iter().rev().enumerate() {
+        second.push(old.clone());
+        if i % 2 == 0 {
+            second.push(format!("mid-{i}"));
+        }
+    }
+    second.extend((0..80).map(|i| format!("late-{i}")));
+    let big = config(&second);
     for (shard, kept) in shards.iter().zip(&before) {
         let (now, _) = names(&big, *shard);
-        for name in kept {
+        for name in kept.iter().filter(|n| second.contains(n)) {
             assert!(
                 now.contains(name),
-                "{name} left shard {shard} when targets were added"
+                "{name} left shard {shard} when others came, went and moved"
             );
         }
     }
-    assert!(ok(&big).summary().contains("targets: 200\n"));
+    assert_eq!(second.len(), 190);
+    assert!(ok(&big).summary().contains("targets: 190\n"));
     let c = parse(
         &small,
         "t.yml",

@@ -101,6 +101,23 @@ fn check_config_uses_the_config_flag_and_location_from_the_environment() {
 }
 
 #[test]
+fn a_flag_given_twice_takes_its_last_value() {
+    // What lets the Helm chart's extraArgs override the flags it always passes.
+    let dir = TempDir::new("twice");
+    let path = dir.write("x.yml", "location: a\ntargets: []\n");
+    let out = vantage(&[
+        "--config.file=missing.yml",
+        "--location=first",
+        "check-config",
+        &format!("--config.file={}", path.display()),
+        "--location=last",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("location: last"), "{text}");
+}
+
+#[test]
 fn check_config_of_a_missing_file_fails_clearly() {
     let out = vantage(&["check-config", "/nonexistent/exporter.yml"]);
     assert_eq!(out.status.code(), Some(1));

@@ -62,16 +62,21 @@ fn the_release_binary_needs_only_what_the_runtime_base_ships() {
         "the build stage is Debian 12 like the base: {}",
         stages[0]
     );
-    let os = std::fs::read_to_string("/etc/os-release").unwrap();
-    assert!(
-        os.contains("VERSION_ID=\"12\""),
-        "this check maps libraries to Debian 12's packages, so it must run on Debian 12:\n{os}"
-    );
-
+    let required = std::env::var("VANTAGE_TEST_REQUIRE_ALL").as_deref() == Ok("1");
+    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    if !os.contains("ID=debian") || !os.contains("VERSION_ID=\"12\"") {
+        // The libraries are mapped to this machine's packages, which must be the base's release.
+        assert!(
+            !required,
+            "this check needs Debian 12, like the base:\n{os}"
+        );
+        eprintln!("SKIPPED: not Debian 12, the base's release");
+        return;
+    }
     let binary = Path::new(ROOT).join("target/release/vantage");
     if !binary.exists() {
         assert!(
-            std::env::var("VANTAGE_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+            !required,
             "no release binary: .ci/run builds it (cargo build --release --locked) before the tests"
         );
         eprintln!("SKIPPED: no target/release/vantage; run cargo build --release first");

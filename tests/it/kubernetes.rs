@@ -190,6 +190,21 @@ fn the_chart_lints_strictly_with_every_values_file() {
             "{out}"
         );
     }
+    // The longest release name Helm takes, sharded: the StatefulSet's name leaves room for the
+    // controller-revision-hash label (name, "-", up to 10 characters), and every name fits 63.
+    let longest = "a".repeat(53);
+    let out = run(
+        "helm",
+        &["template", &longest, CHART, "--set", "shards=3"],
+        None,
+    );
+    for doc in documents(&out) {
+        let name = doc["metadata"]["name"].as_str().unwrap();
+        assert!(name.len() <= 63, "{name}");
+        if doc["kind"] == "StatefulSet" {
+            assert!(name.len() <= 52, "{name}");
+        }
+    }
     // The values schema refuses a typo instead of ignoring it.
     let typo = Command::new("helm")
         .args(["template", RELEASE, CHART, "--set", "shard=3"])
@@ -631,16 +646,19 @@ fn the_rendered_pod_runs_answers_its_probes_and_labels_its_location() {
 }
 
 #[test]
-fn the_rendered_statefulset_splits_the_targets_over_its_pods() {
-    if !tools_or_skip("the_rendered_statefulset_splits_the_targets_over_its_pods")
-        || !root_or_skip("the_rendered_statefulset_splits_the_targets_over_its_pods")
+fn the_full_values_statefulset_runs_and_splits_the_targets_over_its_pods() {
+    if !tools_or_skip("the_full_values_statefulset_runs_and_splits_the_targets_over_its_pods")
+        || !root_or_skip("the_full_values_statefulset_runs_and_splits_the_targets_over_its_pods")
     {
         return;
     }
     let port = quiet_peer();
+    // Every switch on (extraArgs repeating a flag the chart passes among them), with targets on
+    // loopback instead of the cluster's.
+    let full = Path::new(CHART).join("ci/full-values.yaml");
     let docs = documents(&template(&[
-        "--set",
-        "shards=3",
+        "-f",
+        full.to_str().unwrap(),
         "--set-json",
         &format!("config={}", local_config(port, 30)),
     ]));
@@ -692,5 +710,11 @@ fn the_rendered_statefulset_splits_the_targets_over_its_pods() {
             "{body}"
         );
         assert!(!shares[ordinal].is_empty(), "pod {ordinal} probes nothing");
+        assert!(body.contains("location=\"eu-west-1\"} 1"), "{body}");
+        assert!(
+            pod.log().contains("level=debug"),
+            "extraArgs' --log.level=debug overrides the chart's --log.level=info:\n{}",
+            pod.log()
+        );
     }
 }

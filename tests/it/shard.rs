@@ -6,16 +6,23 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
+use vantage::shard::Shard;
+
 use crate::support::{
     TempDir, Vantage, http_get, probed, quiet_peer, root_or_skip, vantage_bin, wait_for,
 };
 
 fn config(dir: &TempDir, port: u16, targets: usize) -> std::path::PathBuf {
+    let names: Vec<String> = (0..targets).map(|i| format!("svc-{i}")).collect();
+    config_of(dir, port, &names)
+}
+
+fn config_of(dir: &TempDir, port: u16, names: &[String]) -> std::path::PathBuf {
     let mut yaml =
         String::from("location: lab\ndefaults: {interval: 1s, timeout: 500ms}\ntargets:\n");
-    for i in 0..targets {
+    for name in names {
         yaml.push_str(&format!(
-            "  - {{name: svc-{i}, type: tcp, host: 127.0.0.1, port: {port}}}\n"
+            "  - {{name: {name}, type: tcp, host: 127.0.0.1, port: {port}}}\n"
         ));
     }
     dir.write("exporter.yml", &yaml)
@@ -32,7 +39,7 @@ fn split(replicas: &[Vantage], targets: usize) -> Vec<BTreeSet<String>> {
 }
 
 #[test]
-fn replicas_probe_every_target_exactly_once_and_keep_theirs_when_targets_are_added() {
+fn replicas_probe_every_target_exactly_once_and_keep_theirs_when_targets_come_and_go() {
     let dir = TempDir::new("shard");
     let port = quiet_peer();
     let path = config(&dir, port, 24);
@@ -60,20 +67,32 @@ fn replicas_probe_every_target_exactly_once_and_keep_theirs_when_targets_are_add
         );
     }
 
-    config(&dir, port, 60);
+    // New targets in front of and between the old ones, four old ones removed, the rest in
+    // reverse order: a target's shard must not depend on its place in the file.
+    let mut names: Vec<String> = (0..19).map(|i| format!("new-{i}")).collect();
+    for i in (4..24).rev() {
+        names.push(format!("svc-{i}"));
+        names.push(format!("between-{i}"));
+    }
+    config_of(&dir, port, &names);
     for replica in &replicas {
         replica.signal("HUP");
     }
-    let after = split(&replicas, 60);
-    assert_eq!(after.iter().map(BTreeSet::len).sum::<usize>(), 60);
+    let after = split(&replicas, names.len());
+    assert_eq!(after.iter().map(BTreeSet::len).sum::<usize>(), names.len());
     for (i, (old, new)) in before.iter().zip(&after).enumerate() {
+        let kept: BTreeSet<&String> = old.iter().filter(|n| names.contains(n)).collect();
         assert!(
-            old.is_subset(new),
+            kept.iter().all(|n| new.contains(*n)),
             "shard {i} lost targets: {old:?} then {new:?}"
+        );
+        assert!(
+            !new.contains("svc-0"),
+            "a removed target is still probed by shard {i}"
         );
     }
     let union: BTreeSet<&String> = after.iter().flatten().collect();
-    assert_eq!(union.len(), 60);
+    assert_eq!(union.len(), names.len());
 }
 
 #[test]
@@ -117,7 +136,7 @@ fn a_statefulset_pod_takes_its_shard_from_its_hostname() {
     );
     let expected: BTreeSet<String> = (0..12)
         .map(|i| format!("svc-{i}"))
-        .filter(|n| vantage::shard::shard_of(n, 3) == 2)
+        .filter(|n| Shard::new(2, 3).unwrap().owns(n))
         .collect();
     let mut seen = BTreeSet::new();
     wait_for(Duration::from_secs(15), "shard 2's targets", || {
@@ -145,7 +164,7 @@ fn a_statefulset_pod_takes_its_shard_from_its_hostname() {
 }
 
 #[test]
-fn shard_flags_are_checked() {
+fn shard_flags_are_checked_wherever_they_stand() {
     let run = |args: &[&str]| Command::new(vantage_bin()).args(args).output().unwrap();
     for (args, says) in [
         (
@@ -155,11 +174,11 @@ fn shard_flags_are_checked() {
         (&["--shard=1", "check-config"][..], "not INDEX/COUNT"),
         (
             &["--shard.from-hostname", "check-config"][..],
-            "--shard.count",
+            "needs --shard.count",
         ),
         (
-            &["--shard.count=3", "check-config"][..],
-            "--shard.from-hostname",
+            &["check-config", "--shard.count=3"][..],
+            "goes with --shard.from-hostname",
         ),
         (
             &[
@@ -167,6 +186,16 @@ fn shard_flags_are_checked() {
                 "--shard.from-hostname",
                 "--shard.count=3",
                 "check-config",
+            ][..],
+            "cannot be used with",
+        ),
+        // Global flags on both sides of the subcommand are judged together.
+        (
+            &[
+                "--shard=0/3",
+                "check-config",
+                "--shard.from-hostname",
+                "--shard.count=3",
             ][..],
             "cannot be used with",
         ),
@@ -179,5 +208,30 @@ fn shard_flags_are_checked() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    // A valid split: the flags are accepted, and the hostname is what is judged.
+    let dir = TempDir::new("shard-split");
+    let path = config(&dir, quiet_peer(), 3);
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let out = run(&[
+        "--shard.from-hostname",
+        "check-config",
+        "--shard.count=3",
+        path.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ordinal = hostname
+        .trim()
+        .rsplit_once('-')
+        .and_then(|(_, o)| o.parse::<u32>().ok());
+    match ordinal {
+        Some(i) if i < 3 => assert_eq!(out.status.code(), Some(0), "{stderr}"),
+        _ => {
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains(&format!("hostname {:?}", hostname.trim())),
+                "{stderr}"
+            );
+        }
     }
 }

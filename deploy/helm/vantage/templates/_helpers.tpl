@@ -1,9 +1,13 @@
-{{/* The release's object names: "vantage" for a release called vantage, else release-vantage. */}}
+{{/*
+The release's object names: "vantage" for a release called vantage, else RELEASE-vantage.
+At most 52 characters: a StatefulSet's pods carry the label controller-revision-hash, its name
+and a hash of up to 11 characters, which must fit in 63; and "-shards" must fit after it.
+*/}}
 {{- define "vantage.fullname" -}}
 {{- if contains .Chart.Name .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 52 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
