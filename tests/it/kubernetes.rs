@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::netns::Netns;
 use crate::pki::Ca;
 use crate::support::{
     TempDir, Vantage, closed_port, http_get, probed, quiet_peer, root_or_skip, tool_or_skip,
-    vantage_bin, wait_for,
+    vantage_as_host, vantage_bin, wait_for,
 };
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/vantage");
@@ -512,30 +513,14 @@ fn ping_as_the_pod(mode: &str) -> (bool, String) {
             .iter()
             .map(|c| format!(",+{}", c.to_lowercase()))
             .collect();
-    let namespace = format!("vtk{}{}", std::process::id(), mode.to_lowercase());
-    let ip = |args: &[&str]| {
-        let status = Command::new("ip").args(args).status().unwrap();
-        assert!(status.success(), "ip {args:?}");
-    };
-    ip(&["netns", "add", &namespace]);
-    struct Remove(String);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-        }
-    }
-    let _remove = Remove(namespace.clone());
-    ip(&["netns", "exec", &namespace, "ip", "link", "set", "lo", "up"]);
-    ip(&[
-        "netns",
-        "exec",
-        &namespace,
+    let namespace = Netns::new();
+    namespace.exec(&[
         "sh",
         "-c",
         &format!("echo '{range}' > /proc/sys/net/ipv4/ping_group_range"),
     ]);
     let out = Command::new("ip")
-        .args(["netns", "exec", &namespace, "setpriv"])
+        .args(["netns", "exec", &namespace.0, "setpriv"])
         .arg(format!("--reuid={}", context["runAsUser"]))
         .arg(format!("--regid={}", context["runAsGroup"]))
         .args(["--clear-groups", "--inh-caps=-all"])
@@ -677,14 +662,7 @@ fn the_full_values_statefulset_runs_and_splits_the_targets_over_its_pods() {
     let pods: Vec<Vantage> = (0..3)
         .map(|ordinal| {
             let (args, addr) = local_command(&dir.0, set);
-            let mut command = Command::new("unshare");
-            command.args([
-                "--uts",
-                "sh",
-                "-c",
-                &format!("echo {name}-{ordinal} > /proc/sys/kernel/hostname && exec \"$0\" \"$@\""),
-                vantage_bin(),
-            ]);
+            let mut command = vantage_as_host(&format!("{name}-{ordinal}"));
             command.args(&args);
             Vantage::spawn(command, addr)
         })

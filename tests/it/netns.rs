@@ -23,10 +23,10 @@ fn ip(args: &[&str]) {
 }
 
 /// A network namespace with loopback up, deleted on drop.
-struct Netns(String);
+pub struct Netns(pub String);
 
 impl Netns {
-    fn new() -> Netns {
+    pub fn new() -> Netns {
         let name = format!(
             "vt{}n{}",
             std::process::id(),
@@ -38,7 +38,8 @@ impl Netns {
         ns
     }
 
-    fn exec(&self, command: &[&str]) {
+    /// Runs `command` inside, asserting success.
+    pub fn exec(&self, command: &[&str]) {
         let mut args = vec!["netns", "exec", &self.0];
         args.extend_from_slice(command);
         ip(&args);

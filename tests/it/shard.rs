@@ -9,7 +9,8 @@ use std::time::Duration;
 use vantage::shard::Shard;
 
 use crate::support::{
-    TempDir, Vantage, http_get, probed, quiet_peer, root_or_skip, vantage_bin, wait_for,
+    TempDir, Vantage, http_get, probed, quiet_peer, root_or_skip, vantage_as_host, vantage_bin,
+    wait_for,
 };
 
 fn config(dir: &TempDir, port: u16, targets: usize) -> std::path::PathBuf {
@@ -106,17 +107,6 @@ fn an_unsharded_instance_is_shard_0_of_1() {
     );
 }
 
-/// `unshare --uts` with this hostname, then exec of the arguments after it.
-fn with_hostname(hostname: &str) -> Vec<String> {
-    ["unshare", "--uts", "sh", "-c"]
-        .into_iter()
-        .map(str::to_string)
-        .chain([format!(
-            "echo {hostname} > /proc/sys/kernel/hostname && exec \"$0\" \"$@\""
-        )])
-        .collect()
-}
-
 #[test]
 fn a_statefulset_pod_takes_its_shard_from_its_hostname() {
     if !root_or_skip("a_statefulset_pod_takes_its_shard_from_its_hostname") {
@@ -126,9 +116,7 @@ fn a_statefulset_pod_takes_its_shard_from_its_hostname() {
     let path = config(&dir, quiet_peer(), 12);
     let flags = ["--shard.from-hostname", "--shard.count=3"];
 
-    let wrapper = with_hostname("vantage-eu-2");
-    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    let vantage = Vantage::start_via(&wrapper, &path, &flags);
+    let vantage = Vantage::start_as(vantage_as_host("vantage-eu-2"), &path, &flags);
     let body = http_get(vantage.addr, "/metrics", None).unwrap().body;
     assert!(
         body.contains("vantage_shard_info{index=\"2\",count=\"3\"} 1"),
@@ -146,9 +134,7 @@ fn a_statefulset_pod_takes_its_shard_from_its_hostname() {
     assert_eq!(seen, expected);
 
     // Scaled beyond the count: the pod must fail to start, not probe nothing or everything.
-    let out = Command::new(wrapper[0])
-        .args(&with_hostname("vantage-eu-3")[1..])
-        .arg(vantage_bin())
+    let out = vantage_as_host("vantage-eu-3")
         .arg(format!("--config.file={}", path.display()))
         .args(["check-config"])
         .args(flags)

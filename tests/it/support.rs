@@ -96,6 +96,21 @@ pub fn vantage_bin() -> &'static str {
     env!("CARGO_BIN_EXE_vantage")
 }
 
+/// A command that runs vantage (arguments to follow) with `hostname` as its hostname, as a
+/// StatefulSet pod's is: a UTS namespace of its own (root only). It execs, so the child's PID
+/// is vantage's.
+pub fn vantage_as_host(hostname: &str) -> Command {
+    let mut command = Command::new("unshare");
+    command.args([
+        "--uts",
+        "sh",
+        "-c",
+        &format!("echo {hostname} > /proc/sys/kernel/hostname && exec \"$0\" \"$@\""),
+        vantage_bin(),
+    ]);
+    command
+}
+
 /// A vantage process this test started; killed by PID on drop if still running. Its log goes
 /// to a file rather than a pipe, which a chatty run could fill and so block vantage.
 pub struct Vantage {
@@ -106,22 +121,12 @@ pub struct Vantage {
 
 impl Vantage {
     pub fn start(config: &Path, extra_args: &[&str]) -> Vantage {
-        Vantage::start_via(&[], config, extra_args)
+        Vantage::start_as(Command::new(vantage_bin()), config, extra_args)
     }
 
-    /// [`Vantage::start`] through `wrapper`, a command that ends by exec'ing its arguments (so
-    /// the child's PID is still vantage's), such as `unshare --uts` to give it a hostname.
-    pub fn start_via(wrapper: &[&str], config: &Path, extra_args: &[&str]) -> Vantage {
+    /// [`Vantage::start`] with `command`, which runs vantage (see [`vantage_as_host`]).
+    pub fn start_as(mut command: Command, config: &Path, extra_args: &[&str]) -> Vantage {
         let addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
-        let (program, wrapper_args) = match wrapper.split_first() {
-            Some((program, args)) => (*program, args),
-            None => (vantage_bin(), &[][..]),
-        };
-        let mut command = Command::new(program);
-        command.args(wrapper_args);
-        if !wrapper.is_empty() {
-            command.arg(vantage_bin());
-        }
         command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address={addr}"))
