@@ -202,7 +202,10 @@ fn writes_in_place_and_by_rename_are_applied_and_unchanged_content_is_not() {
     let text = config(&tcp_target("c", peer, ""));
     std::fs::write(&path, &text).unwrap();
     wait_for_targets(vantage.addr, &["c"]);
-    assert_eq!(reloads(&scrape(vantage.addr), "success"), 2.0);
+    // Counted once the new targets are running, which a busy machine may let a scrape see first.
+    wait_for(Duration::from_secs(5), "two reloads counted", || {
+        reloads(&scrape(vantage.addr), "success") == 2.0
+    });
 
     // The same content again is looked at, and not reloaded.
     std::fs::write(&path, &text).unwrap();
@@ -239,6 +242,11 @@ fn a_file_written_slowly_in_place_is_read_once_it_is_complete() {
     drop(file);
     let all: Vec<&str> = names.iter().map(String::as_str).collect();
     wait_for_targets(vantage.addr, &all);
+    // The reload starts the new targets before it logs, so on a busy machine their series can
+    // be scraped before the line is written.
+    wait_for(Duration::from_secs(5), "the reload's log line", || {
+        vantage.log().contains("config reloaded")
+    });
     let log = vantage.log();
     assert_eq!(
         log.matches("config reloaded").count(),
