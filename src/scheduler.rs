@@ -301,7 +301,9 @@ async fn run_target<R: Runner>(
         shared.telemetry.schedule_delay.observe(delay.as_secs_f64());
         let run = {
             let _in_flight = InFlight::enter(&shared.telemetry.in_flight);
-            runner.run(&target).await
+            // Boxed: a probe's state (hyper, rustls) is kilobytes, and inline it would make
+            // every target's task that size while it sleeps between runs.
+            Box::pin(runner.run(&target)).await
         };
         drop(permit);
 

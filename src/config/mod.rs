@@ -360,6 +360,19 @@ pub fn read(path: &Path) -> Result<String, ConfigErrors> {
     })
 }
 
+/// The parser's limits. Its defaults (250,000 nodes, 1,000,000 events) stop at about 25,000
+/// targets; these admit a million short ones, while the alias and anchor limits that stop
+/// expansion bombs stay as they are.
+fn parse_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 16_000_000;
+    budget.max_events = 32_000_000;
+    budget.max_total_scalar_bytes = 256 * 1024 * 1024;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 /// Parses and validates config text; `file` names it in errors.
 pub fn parse(text: &str, file: &str, options: &LoadOptions) -> Result<Config, ConfigErrors> {
     parse_with_inputs(text, file, options).0
@@ -373,13 +386,14 @@ pub fn parse_with_inputs(
     options: &LoadOptions,
 ) -> (Result<Config, ConfigErrors>, Inputs) {
     let mut path = String::new();
-    let raw: Result<RawConfig, _> = serde_saphyr::with_deserializer_from_str(text, |de| {
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            path = e.path().to_string();
-            e.into_inner()
+    let raw: Result<RawConfig, _> =
+        serde_saphyr::with_deserializer_from_str_with_options(text, parse_options(), |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                path = e.path().to_string();
+                e.into_inner()
+            })
         })
-    })
-    .map_err(|e| ConfigErrors(vec![ConfigError::from_parse(file, &e, &path)]));
+        .map_err(|e| ConfigErrors(vec![ConfigError::from_parse(file, &e, &path)]));
     let raw = match raw {
         Ok(raw) => raw,
         Err(errors) => return (Err(errors), Inputs::default()),
@@ -1523,7 +1537,7 @@ impl Builder<'_> {
             client_cert: None,
             ..options.clone()
         };
-        let own = self.tls_target(options, t.tls.as_ref(), at, &url.host, &tpath)?;
+        let own = self.tls_target(options, t.tls.as_deref(), at, &url.host, &tpath)?;
         if own.client.options.client_cert.is_none() {
             let shared = Arc::clone(&own.client);
             return Some((own, shared));

@@ -81,11 +81,11 @@ pub struct RawTarget {
     pub ip_version: Option<S<IpVersion>>,
     pub labels: Option<S<BTreeMap<String, String>>>,
     pub locations: Option<S<Vec<String>>>,
-    pub tcp: Option<S<RawTcp>>,
-    pub tls: Option<S<RawTls>>,
-    pub http: Option<S<RawHttp>>,
-    pub icmp: Option<S<RawIcmp>>,
-    pub dns: Option<S<RawDns>>,
+    pub tcp: Option<Box<S<RawTcp>>>,
+    pub tls: Option<Box<S<RawTls>>>,
+    pub http: Option<Box<S<RawHttp>>>,
+    pub icmp: Option<Box<S<RawIcmp>>>,
+    pub dns: Option<Box<S<RawDns>>>,
     pub assertions: Option<S<Vec<RawAssertion>>>,
 }
 

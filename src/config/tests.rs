@@ -1307,3 +1307,19 @@ fn fingerprints_see_the_content_of_the_files_a_target_reads() {
     );
     assert_eq!(after["z"], before["z"]);
 }
+
+#[test]
+fn a_config_of_30000_targets_is_within_the_parsers_limits() {
+    // serde-saphyr's default budget (250,000 nodes) refused this at target 27,776.
+    let mut yaml = String::from("targets:\n");
+    for i in 0..30_000 {
+        let _ = writeln!(
+            yaml,
+            "  - {{name: t{i}, type: tcp, host: 127.0.0.{}, port: 80}}",
+            1 + i % 254
+        );
+    }
+    let config = ok(&yaml);
+    assert_eq!(config.targets.len(), 30_000);
+    assert_eq!(config.targets[29_999].name, "t29999");
+}
