@@ -152,6 +152,17 @@ impl Kind {
         }
     }
 
+    /// The chart's label.
+    fn short(self) -> &'static str {
+        match self {
+            Kind::Tcp => "TCP",
+            Kind::TlsRsa => "TLS RSA",
+            Kind::TlsEcdsa => "TLS ECDSA",
+            Kind::Https => "HTTPS",
+            Kind::Icmp => "ICMP",
+        }
+    }
+
     fn key(self) -> &'static str {
         match self {
             Kind::Tcp => "tcp",
@@ -263,7 +274,7 @@ async fn cpu(setup: &Setup, args: &Args, results: &mut Results) -> Result<(), St
     let blackbox_addr = blackbox.1;
     let mut rows: Vec<CpuRow> = KINDS
         .iter()
-        .map(|k| CpuRow::new(k.key(), k.label()))
+        .map(|k| CpuRow::new(k.key(), k.label(), k.short()))
         .collect();
     // Rounds interleave the exporters, so that a busy spell on this shared machine lands on
     // both; the tables give each one's median.

@@ -41,6 +41,7 @@ impl Load {
 pub struct CpuRow {
     pub key: &'static str,
     pub label: &'static str,
+    pub short: &'static str,
     pub vantage: Vec<Load>,
     pub blackbox: Vec<Load>,
     /// The rustls handshake floor, for the TLS rows.
@@ -55,10 +56,11 @@ fn median(loads: &[Load]) -> Option<Load> {
 }
 
 impl CpuRow {
-    pub fn new(key: &'static str, label: &'static str) -> CpuRow {
+    pub fn new(key: &'static str, label: &'static str, short: &'static str) -> CpuRow {
         CpuRow {
             key,
             label,
+            short,
             vantage: Vec::new(),
             blackbox: Vec::new(),
             floor: Vec::new(),
@@ -286,14 +288,13 @@ fn markdown(machine: &serde_json::Value, results: &Results) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "Measured {} on {} ({} cores, {} GiB), Linux {}: {} ({}), {}, {}; CPU: the median of {} rounds of {} s per load.\n",
+        "Measured {} on {} ({} cores, {} GiB), Linux {}: {}, {}, {}; CPU: the median of {} rounds of {} s per load.\n",
         s("date"),
         s("cpu"),
         machine["cores"],
         machine["memory_gib"],
         s("kernel"),
         s("vantage"),
-        s("vantage_revision"),
         s("blackbox_exporter"),
         s("nginx"),
         results.rounds,
@@ -321,10 +322,12 @@ fn markdown(machine: &serde_json::Value, results: &Results) -> String {
             ours.per_thousand() / theirs.per_thousand()
         );
     }
-    md.push_str(
-        "\n| Configured targets | Peak RSS | /metrics time (median of 5) | /metrics size |\n",
-    );
-    md.push_str("|---:|---:|---:|---:|\n");
+    if !results.scale.is_empty() {
+        md.push_str(
+            "\n| Configured targets | Peak RSS | /metrics time (median of 5) | /metrics size |\n",
+        );
+        md.push_str("|---:|---:|---:|---:|\n");
+    }
     for row in &results.scale {
         let _ = writeln!(
             md,
@@ -351,13 +354,13 @@ fn markdown(machine: &serde_json::Value, results: &Results) -> String {
 
 /// `cpu.png`: CPU-seconds per 1000 probes, vantage beside blackbox_exporter (and the floor).
 fn chart(out: &Path, results: &Results) -> Result<(), String> {
-    let mut data = String::from("probe vantage blackbox_exporter rustls_floor\n");
+    let mut data = String::from("# probe vantage blackbox_exporter rustls_floor\n");
     for r in &results.cpu {
         let (ours, theirs, floor) = r.medians();
         let _ = writeln!(
             data,
             "\"{}\" {} {} {}",
-            r.label,
+            r.short,
             ours.per_thousand(),
             theirs.per_thousand(),
             floor.map_or("NaN".to_string(), |f| f.per_thousand().to_string())
