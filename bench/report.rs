@@ -134,7 +134,7 @@ pub struct DelayResult {
 impl DelayResult {
     pub fn summary(&self) -> String {
         format!(
-            "{:.0} runs/s, p50 {:.2} ms (bucket <= {} ms), p99 {:.2} ms (bucket <= {} ms)",
+            "at {:.0} runs/s: p50 {:.2} ms (bucket ≤ {} ms), p99 {:.2} ms (bucket ≤ {} ms)",
             self.runs_per_second,
             ms(self.p50.estimate),
             ms(self.p50.at_most),
@@ -339,15 +339,7 @@ fn markdown(machine: &serde_json::Value, results: &Results) -> String {
         );
     }
     if let Some(d) = &results.delay {
-        let _ = writeln!(
-            md,
-            "\nSchedule delay at {:.0} runs/s: p50 {:.2} ms (bucket ≤ {} ms), p99 {:.2} ms (bucket ≤ {} ms).",
-            d.runs_per_second,
-            ms(d.p50.estimate),
-            ms(d.p50.at_most),
-            ms(d.p99.estimate),
-            ms(d.p99.at_most)
-        );
+        let _ = writeln!(md, "\nSchedule delay {}.", d.summary());
     }
     md
 }
