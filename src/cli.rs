@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::duration;
+use crate::duration;
 use crate::logging::{LogFormat, LogLevel};
-use crate::probe::starttls::Dialect;
+use crate::probe::tcp::starttls::Dialect;
 use crate::shard::Shard;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -9,12 +9,14 @@
 
 pub mod cli;
 pub mod config;
-pub mod dns;
+pub mod duration;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod outcome;
 pub mod probe;
 pub mod reload;
+pub mod report;
 pub mod scheduler;
 pub mod server;
 pub mod shard;

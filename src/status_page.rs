@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::probe::report::timing;
+use crate::duration::timing;
 use crate::store::Store;
 
 pub fn render(store: &Store) -> String {
@@ -50,7 +50,7 @@ pub fn render(store: &Store) -> String {
             let cert = entry
                 .last
                 .as_ref()
-                .and_then(|run| run.outcome.trace.tls.as_ref()?.expires_in(run.finished_at))
+                .and_then(|run| run.outcome.facts.tls()?.expires_in(run.finished_at))
                 .map(|left| format!("{:.1} days", left as f64 / 86_400.0))
                 .unwrap_or_default();
             let _ = writeln!(

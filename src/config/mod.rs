@@ -4,7 +4,6 @@
 //! Validation collects every mistake it can find rather than stopping at the first, and each
 //! names file, line, column and key path.
 
-pub mod duration;
 mod error;
 mod raw;
 
@@ -27,17 +26,17 @@ use raw::{
     RawIcmp, RawTarget, RawTcp, RawTls, S,
 };
 
-use crate::dns;
+use crate::duration::{self, ConfigDuration};
+use crate::net::dns;
 use crate::net::{self, Host, IpVersion};
 use crate::probe::dns::{DnsProbe, parse_rcode};
 use crate::probe::http::{self, Header, HttpProbe, Scheme, StatusCodes, Url};
 use crate::probe::icmp::IcmpProbe;
-use crate::probe::starttls::Dialect;
+use crate::probe::tcp::starttls::Dialect;
 use crate::probe::tcp::{Step, TcpProbe};
 use crate::probe::{Assertion, Probe, RunPolicy};
 use crate::shard::Shard;
 use crate::tls::{ClientCertFiles, OptionKey, TlsClient, TlsOptions, TlsTarget};
-use duration::ConfigDuration;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
 

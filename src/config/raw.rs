@@ -11,11 +11,11 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use super::duration::ConfigDuration;
-use crate::dns::Transport;
+use crate::duration::ConfigDuration;
 use crate::net::IpVersion;
+use crate::net::dns::Transport;
 use crate::probe::http::StatusCodes;
-use crate::probe::starttls::Dialect;
+use crate::probe::tcp::starttls::Dialect;
 use crate::tls::{TlsVersion, Trust};
 
 pub type S<T> = Spanned<T>;

@@ -200,7 +200,7 @@ fn dns(encoder: &mut DescriptorEncoder, entries: &[&Entry]) -> fmt::Result {
         "probe_dns_rcode",
         "The response code of the last dns run (NOERROR, NXDOMAIN, SERVFAIL, ...)",
         |e| match dns_facts(e) {
-            Some(f) => vec![vec![("rcode", crate::dns::rcode_name(f.rcode))]],
+            Some(f) => vec![vec![("rcode", crate::net::dns::rcode_name(f.rcode))]],
             None => Vec::new(),
         },
     )
@@ -232,24 +232,23 @@ fn icmp(encoder: &mut DescriptorEncoder, entries: &[&Entry]) -> fmt::Result {
             e.last
                 .as_ref()?
                 .outcome
-                .trace
-                .icmp
-                .as_ref()
+                .facts
+                .icmp()
                 .map(IcmpFacts::loss_ratio)
         },
     )
 }
 
 fn icmp_facts(e: &Entry) -> Option<&IcmpFacts> {
-    e.last.as_ref()?.outcome.trace.icmp.as_ref()
+    e.last.as_ref()?.outcome.facts.icmp()
 }
 
 fn dns_facts(e: &Entry) -> Option<&DnsFacts> {
-    e.last.as_ref()?.outcome.trace.dns.as_ref()
+    e.last.as_ref()?.outcome.facts.dns()
 }
 
 fn http_facts(e: &Entry) -> Option<&HttpFacts> {
-    e.last.as_ref()?.outcome.trace.http.as_ref()
+    e.last.as_ref()?.outcome.facts.http()
 }
 
 /// A phase of the last run in seconds; `None` before the first run or when the phase did not
@@ -381,7 +380,7 @@ fn bounded(text: &str) -> String {
 }
 
 fn facts(entry: &Entry) -> Option<&TlsFacts> {
-    entry.last.as_ref()?.outcome.trace.tls.as_ref()
+    entry.last.as_ref()?.outcome.facts.tls()
 }
 
 /// One gauge family: a series for every entry that has a value.

@@ -4,10 +4,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::report::timing;
-use super::{Failure, Outcome, Reason};
-use crate::config::duration;
-use crate::tls::{TlsVersion, expiry_check};
+use crate::duration::{self, timing};
+use crate::outcome::{Failure, Judged, Outcome, Reason, Trace};
+use crate::tls::{TlsFacts, TlsVersion, expiry_check};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assertion {
@@ -28,13 +27,6 @@ pub enum Assertion {
     },
 }
 
-/// An assertion's verdict in one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Judged {
-    pub assertion: &'static str,
-    pub held: bool,
-}
-
 impl Assertion {
     /// The `assertion` label, which is also its `type` in the config.
     pub fn name(&self) -> &'static str {
@@ -47,8 +39,13 @@ impl Assertion {
     }
 
     /// `None` when the attempt did not get far enough to judge (no certificate arrived, say).
-    fn judge(&self, outcome: &Outcome, now: SystemTime) -> Option<Result<(), Failure>> {
-        let trace = &outcome.trace;
+    fn judge(
+        &self,
+        result: &Result<(), Failure>,
+        trace: &Trace,
+        tls: Option<&TlsFacts>,
+        now: SystemTime,
+    ) -> Option<Result<(), Failure>> {
         match self {
             Assertion::Connection { succeeds: true } => Some(match trace.phases.connect {
                 Some(_) => Ok(()),
@@ -67,7 +64,7 @@ impl Assertion {
                 }
                 // Only the network's answer counts; a name that did not resolve or a failure on
                 // our side (out of file descriptors, say) tested nothing.
-                let blocked = outcome.result.as_ref().err().is_some_and(|f| {
+                let blocked = result.as_ref().err().is_some_and(|f| {
                     matches!(
                         f.reason,
                         Reason::ConnectionRefused
@@ -80,7 +77,7 @@ impl Assertion {
                 blocked.then_some(Ok(()))
             }
             Assertion::ResponseTime { less_than } => {
-                outcome.result.as_ref().ok()?;
+                result.as_ref().ok()?;
                 let answered = trace.answered?;
                 Some(if answered < *less_than {
                     Ok(())
@@ -96,7 +93,7 @@ impl Assertion {
                 })
             }
             Assertion::CertificateExpiry { greater_than } => {
-                let facts = trace.tls.as_ref().filter(|f| !f.chain.is_empty())?;
+                let facts = tls.filter(|f| !f.chain.is_empty())?;
                 Some(expiry_check(
                     facts,
                     now,
@@ -105,7 +102,7 @@ impl Assertion {
                 ))
             }
             Assertion::TlsVersion { one_of } => {
-                let version = trace.tls.as_ref()?.version?;
+                let version = tls?.version?;
                 Some(if one_of.contains(&version) {
                     Ok(())
                 } else {
@@ -125,10 +122,17 @@ impl Assertion {
 
 /// Judges `outcome` by every assertion and records the verdicts in it. A run that failed keeps
 /// its own, more specific reason, except that a connection expected to fail may fail.
-pub fn judge(assertions: &[Assertion], outcome: &mut Outcome, now: SystemTime) {
+/// `tls` picks the attempt's TLS facts out of its probe type's facts.
+pub fn judge<F>(
+    assertions: &[Assertion],
+    outcome: &mut Outcome<F>,
+    tls: fn(&F) -> Option<&TlsFacts>,
+    now: SystemTime,
+) {
+    let tls = tls(&outcome.facts);
     let mut first_failure = None;
     for assertion in assertions {
-        let Some(verdict) = assertion.judge(outcome, now) else {
+        let Some(verdict) = assertion.judge(&outcome.result, &outcome.trace, tls, now) else {
             continue;
         };
         outcome.assertions.push(Judged {
@@ -157,9 +161,8 @@ pub fn judge(assertions: &[Assertion], outcome: &mut Outcome, now: SystemTime) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::Trace;
 
-    fn connected(answered_ms: u64) -> Outcome {
+    fn connected(answered_ms: u64) -> Outcome<()> {
         let mut trace = Trace::start();
         trace.address = Some("127.0.0.1:1".parse().unwrap());
         trace.phases.connect = Some(Duration::from_millis(1));
@@ -167,7 +170,7 @@ mod tests {
         Outcome::new(Ok(()), trace)
     }
 
-    fn refused() -> Outcome {
+    fn refused() -> Outcome<()> {
         let mut trace = Trace::start();
         trace.address = Some("127.0.0.1:1".parse().unwrap());
         Outcome::new(
@@ -182,7 +185,7 @@ mod tests {
         let assertions = [Assertion::ResponseTime {
             less_than: Duration::from_millis(500),
         }];
-        judge(&assertions, &mut outcome, SystemTime::now());
+        judge(&assertions, &mut outcome, |_| None, SystemTime::now());
         assert_eq!(outcome.result.unwrap_err().reason, Reason::AssertionFailed);
         assert_eq!(
             outcome.assertions,
@@ -197,10 +200,10 @@ mod tests {
     fn an_expected_refusal_is_a_success_and_a_connection_is_a_failure() {
         let firewall = [Assertion::Connection { succeeds: false }];
         let mut blocked = refused();
-        judge(&firewall, &mut blocked, SystemTime::now());
+        judge(&firewall, &mut blocked, |_| None, SystemTime::now());
         assert!(blocked.result.is_ok());
         let mut open = connected(1);
-        judge(&firewall, &mut open, SystemTime::now());
+        judge(&firewall, &mut open, |_| None, SystemTime::now());
         assert_eq!(open.result.unwrap_err().reason, Reason::AssertionFailed);
     }
 
@@ -211,6 +214,7 @@ mod tests {
         judge(
             &[Assertion::Connection { succeeds: false }],
             &mut outcome,
+            |_| None,
             SystemTime::now(),
         );
         assert_eq!(outcome.result.unwrap_err().reason, Reason::IoError);
@@ -229,7 +233,7 @@ mod tests {
             },
         ];
         let mut outcome = refused();
-        judge(&assertions, &mut outcome, SystemTime::now());
+        judge(&assertions, &mut outcome, |_| None, SystemTime::now());
         assert_eq!(
             outcome.result.unwrap_err().reason,
             Reason::ConnectionRefused

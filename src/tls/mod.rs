@@ -22,12 +22,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, CertificateError, ClientConfig, PeerIncompatible, RootCertStore};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::net::Host;
-use crate::probe::{Failure, Reason, Trace};
+use crate::net::close::Closable;
+use crate::outcome::{Failure, Reason, Trace};
 use cert::CertFacts;
 use dangerous::{AcceptAnyCertificateAndRecord, Refuse};
 
@@ -254,12 +256,13 @@ pub enum Handshake<S> {
 }
 
 impl TlsTarget {
-    /// Runs the handshake, recording its duration and the TLS facts in `trace`.
+    /// Runs the handshake, recording its duration in `trace` and what it revealed in `seen`.
     pub async fn handshake<S>(
         &self,
         stream: S,
         deadline: Instant,
         trace: &mut Trace,
+        seen: &mut Option<TlsFacts>,
     ) -> Handshake<S>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -346,7 +349,7 @@ impl TlsTarget {
                 Handshake::Done(Box::new(tls))
             }
         };
-        trace.tls = Some(facts);
+        *seen = Some(facts);
         outcome
     }
 
@@ -445,7 +448,7 @@ pub fn expiry_check(
             format!(
                 "certificate {index} ({subject}) expires in {}, inside {setting} {}",
                 days(left),
-                crate::config::duration::format(within)
+                crate::duration::format(within)
             ),
         ));
     }
@@ -575,12 +578,24 @@ fn read_certificates(
     Ok(certs)
 }
 
-/// Whether a read error is a TLS peer closing TCP without close_notify. Many servers do, and
-/// a probe treats it as an ordinary end of stream: bytes matched against a pattern or an HTTP
-/// body that ends with the connection cannot be exploited by truncation, and HTTP framing
-/// (Content-Length, chunks) still catches an answer cut short.
-pub fn closed_without_close_notify(err: &std::io::Error) -> bool {
-    err.kind() == std::io::ErrorKind::UnexpectedEof
+/// A socket or TLS error as a failure: a rustls error inside it by its type (an alert, a
+/// certificate problem), anything else by kind; `doing` says what the probe was doing.
+pub fn failure(err: &std::io::Error, doing: &str) -> Failure {
+    match rustls_error(err) {
+        Some(tls) => Failure::new(reason(tls), format!("{doing}: {}", describe(tls))),
+        None => crate::net::failure(err, doing),
+    }
+}
+
+/// A TLS stream closes with close_notify first, and its errors can carry alerts.
+impl Closable for Box<TlsStream<TcpStream>> {
+    fn tls_over(&mut self) -> Option<&mut TcpStream> {
+        Some(self.get_mut().0)
+    }
+
+    fn failure(err: &std::io::Error, doing: &str) -> Failure {
+        failure(err, doing)
+    }
 }
 
 /// The rustls error inside an I/O error from tokio-rustls, if that is what it is.
@@ -703,7 +718,7 @@ fn handshake_failure(err: &std::io::Error) -> Failure {
             "the peer closed the connection during the TLS handshake (is it TLS on this port?)",
         );
     }
-    Failure::io(err, "TLS handshake")
+    failure(err, "TLS handshake")
 }
 
 #[cfg(test)]

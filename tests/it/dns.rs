@@ -90,18 +90,12 @@ fn reason(run: &Run) -> Option<Reason> {
 }
 
 fn rcode(run: &Run) -> Option<String> {
-    let facts = run.outcome.trace.dns.as_ref()?;
-    Some(vantage::dns::rcode_name(facts.rcode))
+    let facts = run.outcome.facts.dns()?;
+    Some(vantage::net::dns::rcode_name(facts.rcode))
 }
 
 fn answers(run: &Run) -> Vec<String> {
-    run.outcome
-        .trace
-        .dns
-        .as_ref()
-        .expect("an answer")
-        .answers
-        .clone()
+    run.outcome.facts.dns().expect("an answer").answers.clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +126,7 @@ async fn records_of_every_common_type_are_asked_and_judged() {
         )
         .await;
         assert!(aaaa.success(), "{transport}: {:?}", aaaa.failure());
-        let facts = aaaa.outcome.trace.dns.as_ref().unwrap();
+        let facts = aaaa.outcome.facts.dns().unwrap();
         assert_eq!(facts.transport.to_string(), transport);
     }
 

@@ -270,7 +270,7 @@ async fn get(url: &str, extra: &str) -> Run {
 }
 
 fn http(run: &Run) -> &HttpFacts {
-    run.outcome.trace.http.as_ref().expect("HTTP facts")
+    run.outcome.facts.http().expect("HTTP facts")
 }
 
 fn reason(run: &Run) -> Option<Reason> {
@@ -559,7 +559,7 @@ async fn https_with_an_expired_certificate_reports_facts_and_sends_no_request() 
     let url = format!("https://127.0.0.1:{port}/ok");
     let run = get(&url, &pki.flow("")).await;
     assert_eq!(reason(&run), Some(Reason::TlsCertExpired));
-    let facts = run.outcome.trace.tls.as_ref().expect("TLS facts");
+    let facts = run.outcome.facts.tls().expect("TLS facts");
     assert_eq!(facts.chain.len(), 1);
     assert_eq!(facts.chain[0].subject, "CN=vantage.test");
     assert!(facts.expires_in(std::time::SystemTime::now()).unwrap() < 0);
@@ -589,7 +589,7 @@ async fn https_negotiates_http2_only_when_asked() {
     let h1 = get(&url, &pki.flow("")).await;
     assert!(h1.success(), "{:?}", h1.failure());
     assert_eq!(http(&h1).version(), Some(Version::HTTP_11));
-    let tls = h1.outcome.trace.tls.as_ref().unwrap();
+    let tls = h1.outcome.facts.tls().unwrap();
     assert_eq!(tls.alpn.as_deref(), Some("http/1.1"));
 
     let h2 = get(
@@ -600,7 +600,7 @@ async fn https_negotiates_http2_only_when_asked() {
     assert!(h2.success(), "{:?}", h2.failure());
     assert_eq!(http(&h2).version(), Some(Version::HTTP_2));
     assert_eq!(http(&h2).redirects(), 1);
-    let tls = h2.outcome.trace.tls.as_ref().unwrap();
+    let tls = h2.outcome.facts.tls().unwrap();
     assert_eq!(tls.alpn.as_deref(), Some("h2"));
     assert!(h2.outcome.trace.phases.first_byte.is_some());
 
@@ -649,7 +649,7 @@ async fn an_https_redirect_to_another_host_verifies_that_host_by_its_own_name() 
     .await;
     assert!(run.success(), "{:?}", run.failure());
     assert_eq!(other_log.requests().len(), 1);
-    let facts = run.outcome.trace.tls.as_ref().unwrap();
+    let facts = run.outcome.facts.tls().unwrap();
     assert_eq!(
         facts.server_name, None,
         "the IP host is verified by IP, sends no SNI"

@@ -25,7 +25,7 @@ async fn loopback_answers_every_echo_over_ipv4_and_ipv6() {
     for host in ["127.0.0.1", "::1"] {
         let run = run(&icmp_target(host, "count: 4, payload_size: 100")).await;
         assert!(run.success(), "{host}: {:?}", run.failure());
-        let facts = run.outcome.trace.icmp.as_ref().unwrap();
+        let facts = run.outcome.facts.icmp().unwrap();
         assert_eq!((facts.sent, facts.rtts.len()), (4, 4), "{host}");
         assert_eq!(facts.loss_ratio(), 0.0);
         let [min, avg, max, _] = facts.stats().unwrap();
@@ -47,7 +47,7 @@ async fn concurrent_runs_to_one_host_keep_their_own_replies() {
     while let Some(run) = runs.join_next().await {
         let run = run.unwrap();
         assert!(run.success(), "{:?}", run.failure());
-        let facts = run.outcome.trace.icmp.as_ref().unwrap();
+        let facts = run.outcome.facts.icmp().unwrap();
         assert_eq!(
             facts.rtts.len(),
             5,

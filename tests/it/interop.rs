@@ -70,7 +70,7 @@ async fn openssl_s_server_valid_expired_and_chain_cases() {
     let server = SServer::start(&cert, &key, Some(&chain));
     let result = run(&target(server.port, &yaml)).await;
     assert!(result.success(), "{:?}", result.failure());
-    let facts = result.outcome.trace.tls.as_ref().unwrap();
+    let facts = result.outcome.facts.tls().unwrap();
     assert_eq!(facts.version, Some(TlsVersion::Tls13));
     assert_eq!(facts.chain.len(), 2);
     assert_eq!(facts.chain[1].subject, "CN=interop intermediate");
@@ -91,7 +91,7 @@ async fn openssl_s_server_valid_expired_and_chain_cases() {
         result.failure().map(|f| f.reason),
         Some(Reason::TlsCertExpired)
     );
-    let facts = result.outcome.trace.tls.as_ref().unwrap();
+    let facts = result.outcome.facts.tls().unwrap();
     assert_eq!(facts.chain.len(), 2, "the chain is reported anyway");
 }
 
@@ -201,7 +201,7 @@ async fn nginx_answers_http_and_https_probes_and_is_left_nothing() {
     }
     let moved = run(&web_target(&format!("http://127.0.0.1:{plain}/old"), "")).await;
     assert!(moved.success(), "{:?}", moved.failure());
-    let facts = moved.outcome.trace.http.as_ref().unwrap();
+    let facts = moved.outcome.facts.http().unwrap();
     assert_eq!((facts.redirects(), facts.status()), (1, Some(200)));
     let down = run(&web_target(&format!("http://127.0.0.1:{plain}/down"), "")).await;
     assert_eq!(down.failure().map(|f| f.reason), Some(Reason::HttpStatus));
@@ -212,9 +212,9 @@ async fn nginx_answers_http_and_https_probes_and_is_left_nothing() {
     );
     let result = run(&h2).await;
     assert!(result.success(), "{:?}", result.failure());
-    let facts = result.outcome.trace.http.as_ref().unwrap();
+    let facts = result.outcome.facts.http().unwrap();
     assert_eq!(facts.version(), Some(http::Version::HTTP_2));
-    let tls_facts = result.outcome.trace.tls.as_ref().unwrap();
+    let tls_facts = result.outcome.facts.tls().unwrap();
     assert_eq!(tls_facts.chain[0].subject, "CN=vantage.test");
     assert_eq!(tls_facts.version, Some(TlsVersion::Tls13));
 

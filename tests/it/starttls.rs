@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vantage::config::Target;
-use vantage::probe::report;
 use vantage::probe::{Event, Reason, Run};
+use vantage::report;
 
 use crate::pki::{Leaf, Pki};
 use crate::servers::{self, Chain, Daemon, Tls};
@@ -75,7 +75,7 @@ async fn prove(case: Case, test: &str) {
         let trace = &run.outcome.trace;
         assert!(trace.phases.starttls.is_some(), "{shown}");
         assert!(trace.phases.tls.is_some(), "{shown}");
-        let facts = trace.tls.as_ref().expect("TLS facts");
+        let facts = run.outcome.facts.tls().expect("TLS facts");
         assert_eq!(facts.chain.len(), 2, "leaf and intermediate: {shown}");
         assert_eq!(facts.chain[0].sha256, chain.leaf_sha256, "{shown}");
         assert!(
@@ -108,11 +108,7 @@ async fn prove(case: Case, test: &str) {
             .unwrap_or_else(|| panic!("succeeded: {shown}"));
         assert_eq!(failure.reason, Reason::TlsUnknownIssuer, "{shown}");
         assert!(
-            run.outcome
-                .trace
-                .tls
-                .as_ref()
-                .is_some_and(|f| f.chain.len() == 2),
+            run.outcome.facts.tls().is_some_and(|f| f.chain.len() == 2),
             "{shown}"
         );
         if let Some(goodbye) = case.untrusted_goodbye {
@@ -139,7 +135,7 @@ async fn prove(case: Case, test: &str) {
             .failure()
             .unwrap_or_else(|| panic!("succeeded: {shown}"));
         assert_eq!(failure.reason, Reason::StarttlsUnsupported, "{shown}");
-        assert!(run.outcome.trace.tls.is_none(), "{shown}");
+        assert!(run.outcome.facts.tls().is_none(), "{shown}");
         assert!(run.outcome.trace.phases.starttls.is_none(), "{shown}");
         if let Some(goodbye) = case.refused_goodbye {
             assert!(said_by_us(&run, goodbye), "{shown}");
@@ -286,7 +282,7 @@ async fn a_go_ahead_followed_by_more_bytes_is_refused_before_the_handshake() {
     let (reason, detail) = failed(&run);
     assert_eq!(reason, Reason::ExpectMismatch, "{detail}");
     assert!(detail.contains("14 bytes after its go-ahead"), "{detail}");
-    assert!(run.outcome.trace.tls.is_none(), "no handshake was tried");
+    assert!(run.outcome.facts.tls().is_none(), "no handshake was tried");
 }
 
 #[tokio::test]

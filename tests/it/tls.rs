@@ -165,7 +165,7 @@ async fn probe(port: u16, yaml: &str) -> Run {
 }
 
 fn facts(run: &Run) -> &TlsFacts {
-    run.outcome.trace.tls.as_ref().expect("TLS facts")
+    run.outcome.facts.tls().expect("TLS facts")
 }
 
 fn reason(run: &Run) -> Option<Reason> {

@@ -144,7 +144,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Lent<S> {
             let before = buf.filled().len();
             let poll = match stream.poll_read(cx, buf) {
                 // A body that ends with the connection has ended, close_notify or not.
-                Poll::Ready(Err(e)) if crate::tls::closed_without_close_notify(&e) => {
+                Poll::Ready(Err(e)) if crate::net::close::closed_without_close_notify(&e) => {
                     Poll::Ready(Ok(()))
                 }
                 other => other,

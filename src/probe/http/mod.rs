@@ -27,11 +27,11 @@ use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, timeout_at};
 
-use super::tcp::{CLOSE_GRACE, Closable, close, secure};
-use super::{Failure, Outcome, Phases, Reason, Trace, quote};
-use crate::dns;
-use crate::net::{self, IpVersion};
-use crate::tls::{TlsClient, TlsTarget};
+use super::tcp::secure;
+use crate::net::close::{CLOSE_GRACE, Closable, close};
+use crate::net::{self, IpVersion, dns};
+use crate::outcome::{Failure, Outcome, Phases, Reason, Trace, quote};
+use crate::tls::{TlsClient, TlsFacts, TlsTarget};
 pub use url::{Scheme, Url};
 
 /// Redirects followed at most, as browsers and blackbox_exporter do.
@@ -151,6 +151,8 @@ impl<'de> Deserialize<'de> for StatusCodes {
 #[derive(Debug, Clone, Default)]
 pub struct HttpFacts {
     pub hops: Vec<Hop>,
+    /// What the last https hop's TLS handshake revealed.
+    pub tls: Option<TlsFacts>,
 }
 
 impl HttpFacts {
@@ -212,7 +214,7 @@ struct Answer {
 }
 
 impl HttpProbe {
-    pub async fn attempt(&self, deadline: Instant) -> Outcome {
+    pub async fn attempt(&self, deadline: Instant) -> Outcome<HttpFacts> {
         let mut trace = Trace::start();
         let mut facts = HttpFacts::default();
         let result = self.follow(deadline, &mut trace, &mut facts).await;
@@ -220,8 +222,7 @@ impl HttpProbe {
             .hops
             .iter()
             .fold(Phases::default(), |sum, hop| sum.plus(&hop.phases));
-        trace.http = Some(facts);
-        Outcome::new(result, trace)
+        Outcome::with_facts(result, trace, facts)
     }
 
     /// Requests the URL, and each redirect's target in turn, then judges the last answer.
@@ -243,7 +244,7 @@ impl HttpProbe {
             trace.address = None;
             trace.answered = None;
             let first_event = trace.events.len();
-            let answer = self.hop(&request, deadline, trace).await;
+            let answer = self.hop(&request, deadline, trace, &mut facts.tls).await;
             facts.hops.push(Hop {
                 method: request.method.clone(),
                 url: request.url.clone(),
@@ -265,7 +266,7 @@ impl HttpProbe {
             })?;
             let location = match &answer.location {
                 Some(location) if self.follow_redirects && is_redirect(answer.status) => location,
-                _ => return self.judge(&answer, trace),
+                _ => return self.judge(&answer, facts.tls.as_ref()),
             };
             if facts.hops.len() > MAX_REDIRECTS {
                 return Err(Failure::new(
@@ -286,7 +287,7 @@ impl HttpProbe {
         }
     }
 
-    fn judge(&self, answer: &Answer, trace: &Trace) -> Result<(), Failure> {
+    fn judge(&self, answer: &Answer, tls: Option<&TlsFacts>) -> Result<(), Failure> {
         if !self
             .valid_status_codes
             .iter()
@@ -323,7 +324,7 @@ impl HttpProbe {
                 &answer.kept[found.start()..],
             ));
         }
-        match &trace.tls {
+        match tls {
             Some(facts) => self.tls.expiry_alert(facts, SystemTime::now()),
             None => Ok(()),
         }
@@ -335,6 +336,7 @@ impl HttpProbe {
         request: &Request,
         deadline: Instant,
         trace: &mut Trace,
+        seen: &mut Option<TlsFacts>,
     ) -> Result<Answer, Failure> {
         let url = &request.url;
         let stream = net::open(
@@ -359,7 +361,7 @@ impl HttpProbe {
                 .map_err(|e| Failure::new(Reason::TlsHandshakeFailed, e))?;
             &elsewhere
         };
-        let stream = secure(tls, stream, deadline, trace).await?;
+        let stream = secure(tls, stream, deadline, trace, seen).await?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         self.exchange(stream, request, h2, deadline, trace).await
     }
@@ -604,7 +606,7 @@ fn hyper_failure(err: &hyper::Error, doing: &str) -> Failure {
     let mut words = err.to_string();
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return Failure::io(io, doing);
+            return crate::tls::failure(io, doing);
         }
         words = format!("{words}: {cause}");
         source = cause.source();

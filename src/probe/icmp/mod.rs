@@ -14,9 +14,8 @@ use surge_ping::{Client, Config, ICMP, IcmpPacket, PingIdentifier, PingSequence,
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
-use super::{Failure, Outcome, Reason, Trace};
-use crate::dns;
-use crate::net::{self, Host, IpVersion};
+use crate::net::{self, Host, IpVersion, dns};
+use crate::outcome::{Failure, Outcome, Reason, Trace};
 
 /// The longest pause between two echoes of a run.
 const MAX_SPACING: Duration = Duration::from_secs(1);
@@ -64,13 +63,20 @@ impl IcmpFacts {
 static SEQUENCE: AtomicU16 = AtomicU16::new(0);
 
 impl IcmpProbe {
-    pub async fn attempt(&self, deadline: Instant) -> Outcome {
+    /// The facts are the echoes, once the host was found and a socket opened.
+    pub async fn attempt(&self, deadline: Instant) -> Outcome<Option<IcmpFacts>> {
         let mut trace = Trace::start();
-        let result = self.echo(deadline, &mut trace).await;
-        Outcome::new(result, trace)
+        let mut facts = None;
+        let result = self.echo(deadline, &mut trace, &mut facts).await;
+        Outcome::with_facts(result, trace, facts)
     }
 
-    async fn echo(&self, deadline: Instant, trace: &mut Trace) -> Result<(), Failure> {
+    async fn echo(
+        &self,
+        deadline: Instant,
+        trace: &mut Trace,
+        seen: &mut Option<IcmpFacts>,
+    ) -> Result<(), Failure> {
         let ip = net::locate(
             &self.host,
             0,
@@ -124,7 +130,7 @@ impl IcmpProbe {
                 }
                 Err(SurgeError::Timeout { .. }) => {}
                 Err(SurgeError::IOError(e)) => {
-                    error = Some(Failure::io(&e, "sending an echo request"))
+                    error = Some(net::failure(&e, "sending an echo request"))
                 }
                 Err(other) => error = Some(Failure::new(Reason::IoError, format!("echo: {other}"))),
             }
@@ -136,7 +142,7 @@ impl IcmpProbe {
         trace.answered = Some(trace.elapsed());
         let loss = facts.loss_ratio();
         let received = facts.rtts.len();
-        trace.icmp = Some(facts);
+        *seen = Some(facts);
         if received == 0 {
             return Err(error.unwrap_or_else(|| {
                 Failure::new(
@@ -186,7 +192,7 @@ fn client(ip: IpAddr) -> Result<Client, Failure> {
     let kind = if ip.is_ipv4() { ICMP::V4 } else { ICMP::V6 };
     Client::new(&Config::builder().kind(kind).build()).map_err(|e| {
         if e.kind() != std::io::ErrorKind::PermissionDenied {
-            return Failure::io(&e, "opening an ICMP socket");
+            return net::failure(&e, "opening an ICMP socket");
         }
         if !WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!(

@@ -19,9 +19,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
-use super::tcp::{self, read};
-use super::{Event, Failure, Reason, Trace, quote};
-use crate::tls::TlsTarget;
+use super::handshake;
+use crate::net::close::{CLOSE_GRACE, close, read};
+use crate::outcome::{Event, Failure, Reason, Trace, quote};
+use crate::tls::{TlsFacts, TlsTarget};
 
 /// The most the server may send us in one dialogue (before or after TLS) while we wait for
 /// its answers. A server that floods is failed after this much.
@@ -95,12 +96,13 @@ pub async fn run(
     mut stream: TcpStream,
     deadline: Instant,
     trace: &mut Trace,
+    seen: &mut Option<TlsFacts>,
 ) -> Result<(), Failure> {
     let names = Names::of(&stream, &tls.server_name);
     let started = Instant::now();
     // The dialogue stops short of the deadline by a tenth of the time left (at most the close's
     // grace), so that a server answering late (a greet-pause) meets our close, not a reset.
-    let reserve = (deadline.saturating_duration_since(started) / 10).min(tcp::CLOSE_GRACE);
+    let reserve = (deadline.saturating_duration_since(started) / 10).min(CLOSE_GRACE);
     let talk_until = deadline - reserve;
     let mut wire = Wire::new(&mut stream, talk_until, trace);
     let negotiated = match negotiate(dialect, &mut wire, &names).await {
@@ -109,11 +111,11 @@ pub async fn run(
     };
     if let Err(failure) = negotiated {
         // The negotiation's failure is the story, whatever the close meets.
-        let _ = tcp::close(stream, deadline, trace).await;
+        let _ = close(stream, deadline, trace).await;
         return Err(failure);
     }
     trace.phases.starttls = Some(started.elapsed());
-    let (stream, verdict) = tcp::handshake(tls, stream, talk_until, trace).await?;
+    let (stream, verdict) = handshake(tls, stream, talk_until, trace, seen).await?;
     let mut wire = Wire::new(stream, talk_until, trace);
     let result = match verdict {
         Ok(()) => {
@@ -130,7 +132,7 @@ pub async fn run(
         }
     };
     let stream = wire.stream;
-    match (result, tcp::close(stream, deadline, trace).await) {
+    match (result, close(stream, deadline, trace).await) {
         // A server that has said goodbye may close first, and then answer our close_notify with
         // a reset (vsftpd does): the session ended as the protocol asks. Any other failure of
         // the close counts: an alert there is a TLS 1.3 server refusing our client certificate.
@@ -660,7 +662,7 @@ impl<'t, S: AsyncRead + AsyncWrite + Unpin> Wire<'t, S> {
 
     async fn send(&mut self, bytes: impl AsRef<[u8]>) -> Result<(), Failure> {
         let bytes = bytes.as_ref();
-        tcp::send(&mut self.stream, bytes, self.deadline).await?;
+        super::send(&mut self.stream, bytes, self.deadline).await?;
         self.trace.record(Event::Said {
             client: true,
             text: said(bytes),
@@ -697,7 +699,10 @@ impl<'t, S: AsyncRead + AsyncWrite + Unpin> Wire<'t, S> {
                 Reason::Timeout,
                 format!("{waiting_for} did not come before the deadline"),
             )),
-            Ok(Err(e)) => Err(Failure::io(&e, &format!("waiting for {waiting_for}"))),
+            Ok(Err(e)) => Err(crate::tls::failure(
+                &e,
+                &format!("waiting for {waiting_for}"),
+            )),
             Ok(Ok(0)) => Err(mismatch(format!(
                 "the server closed the connection before {waiting_for}"
             ))),
@@ -843,7 +848,7 @@ impl<'t, S: AsyncRead + AsyncWrite + Unpin> Wire<'t, S> {
     async fn xmpp_close(&mut self) -> Result<(), Failure> {
         self.send(xmpp::CLOSE).await?;
         let deadline = self.deadline;
-        self.deadline = deadline.min(Instant::now() + tcp::CLOSE_GRACE);
+        self.deadline = deadline.min(Instant::now() + CLOSE_GRACE);
         let _ = self
             .until(&[xmpp::CLOSE], "the server's end of the stream")
             .await;
@@ -1190,7 +1195,7 @@ mod tests {
         }
     }
 
-    use crate::probe::QUOTE_LIMIT;
+    use crate::outcome::QUOTE_LIMIT;
 
     #[test]
     fn quotes_are_escaped_and_cut() {

@@ -6,11 +6,13 @@ use std::time::{Duration, SystemTime};
 
 use std::fmt;
 
-use super::http::HttpFacts;
-use super::tcp::Step;
-use super::{Close, Event, Failure, Phases, Probe, Run, Timed, Trace};
 use crate::config::Target;
+use crate::duration::timing;
 use crate::net::Host;
+use crate::outcome::{Close, Event, Failure, Phases, Timed, Trace};
+use crate::probe::http::HttpFacts;
+use crate::probe::tcp::Step;
+use crate::probe::{Probe, Run};
 use crate::tls::cert::CertFacts;
 use crate::tls::{TlsFacts, unix_seconds};
 
@@ -41,7 +43,7 @@ pub fn render(target: &Target, run: &Run) -> String {
                     format!("{dialect} go-ahead {} after connect", timing(took)),
                 );
             }
-            if let Some(facts) = &trace.tls {
+            if let Some(facts) = run.outcome.facts.tls() {
                 tls(&mut line, facts, trace.phases.tls, run.finished_at);
             }
             let tls_up = trace.phases.tls.is_some();
@@ -53,7 +55,7 @@ pub fn render(target: &Target, run: &Run) -> String {
         Probe::Icmp(icmp) => {
             let ip = trace.address.map(|a| a.ip());
             connection(&mut line, &icmp.host, ip, &trace.phases);
-            if let Some(facts) = &trace.icmp {
+            if let Some(facts) = run.outcome.facts.icmp() {
                 let received = facts.rtts.len();
                 line(
                     "echoes",
@@ -82,7 +84,7 @@ pub fn render(target: &Target, run: &Run) -> String {
         }
         Probe::Dns(dns) => {
             line("question", format!("{} {}", dns.name, dns.record_type));
-            if let Some(facts) = &trace.dns {
+            if let Some(facts) = run.outcome.facts.dns() {
                 line(
                     "server",
                     format!("{} over {}", facts.server, facts.transport),
@@ -92,7 +94,7 @@ pub fn render(target: &Target, run: &Run) -> String {
                     "answer",
                     format!(
                         "{}, {} records, in {took}",
-                        crate::dns::rcode_name(facts.rcode),
+                        crate::net::dns::rcode_name(facts.rcode),
                         facts.answers.len()
                     ),
                 );
@@ -111,10 +113,10 @@ pub fn render(target: &Target, run: &Run) -> String {
             &[]
         }
         Probe::Http(_) => {
-            if let Some(http) = &trace.http {
+            if let Some(http) = run.outcome.facts.http() {
                 hops(&mut line, http, trace);
             }
-            if let Some(facts) = &trace.tls {
+            if let Some(facts) = run.outcome.facts.tls() {
                 tls(&mut line, facts, None, run.finished_at);
             }
             &[]
@@ -353,18 +355,6 @@ fn regex_of(steps: &[Step], index: usize) -> String {
     match steps.get(index) {
         Some(Step::Expect(regex)) => format!("/{regex}/"),
         _ => String::new(),
-    }
-}
-
-/// Milliseconds with precision that suits the magnitude: `0.213 ms`, `12.4 ms`, `1.503 s`.
-pub fn timing(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.3} ms")
-    } else if ms < 1000.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{:.3} s", d.as_secs_f64())
     }
 }
 

@@ -1,4 +1,5 @@
-//! Durations as the config file writes them: whole numbers with a unit (`500ms`, `30s`, `1m30s`).
+//! Durations as the config file writes them: whole numbers with a unit (`500ms`, `30s`,
+//! `1m30s`); and measured ones as reports print them.
 //!
 //! A bare number is refused with a hint: `timeout: 5` could mean seconds or milliseconds, and a
 //! monitor that guesses wrong is silently useless.
@@ -120,6 +121,18 @@ impl<'de> Deserialize<'de> for ConfigDuration {
         }
 
         deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+/// Milliseconds with precision that suits the magnitude: `0.213 ms`, `12.4 ms`, `1.503 s`.
+pub fn timing(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.3} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.3} s", d.as_secs_f64())
     }
 }
 

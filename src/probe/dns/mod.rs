@@ -10,9 +10,9 @@ use hickory_proto::rr::{Name, RecordType};
 use regex::Regex;
 use tokio::time::Instant;
 
-use super::{Failure, Outcome, Reason, Trace};
-use crate::dns::{self, Reply, Server, Transport};
 use crate::net::IpVersion;
+use crate::net::dns::{self, Reply, Server, Transport};
+use crate::outcome::{Failure, Outcome, Reason, Trace};
 
 #[derive(Debug, Clone)]
 pub struct DnsProbe {
@@ -45,13 +45,20 @@ pub struct DnsFacts {
 }
 
 impl DnsProbe {
-    pub async fn attempt(&self, deadline: Instant) -> Outcome {
+    /// The facts are the answer, when one came.
+    pub async fn attempt(&self, deadline: Instant) -> Outcome<Option<DnsFacts>> {
         let mut trace = Trace::start();
-        let result = self.ask(deadline, &mut trace).await;
-        Outcome::new(result, trace)
+        let mut facts = None;
+        let result = self.ask(deadline, &mut trace, &mut facts).await;
+        Outcome::with_facts(result, trace, facts)
     }
 
-    async fn ask(&self, deadline: Instant, trace: &mut Trace) -> Result<(), Failure> {
+    async fn ask(
+        &self,
+        deadline: Instant,
+        trace: &mut Trace,
+        seen: &mut Option<DnsFacts>,
+    ) -> Result<(), Failure> {
         let addr = match self.server {
             Some(addr) => addr,
             None => dns::system_server(self.ip_version)
@@ -67,7 +74,7 @@ impl DnsProbe {
         trace.answered = Some(trace.elapsed());
         let answers = reply.answer_lines();
         let verdict = self.judge(&reply, &answers);
-        trace.dns = Some(DnsFacts {
+        *seen = Some(DnsFacts {
             server: addr,
             transport: reply.transport,
             rcode: reply.rcode(),

@@ -15,8 +15,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout_at};
 
-use crate::net::IpVersion;
-use crate::probe::{Failure, Reason, Trace};
+use super::addr::IpVersion;
+use super::close::close;
+use super::socket::{connect, failure};
+use crate::outcome::{Failure, Reason, Trace};
 
 /// CNAMEs followed within one answer; a longer chain (or a loop) stops there.
 const MAX_CNAME_HOPS: usize = 8;
@@ -219,7 +221,7 @@ async fn udp(
     };
     let socket = UdpSocket::bind(local)
         .await
-        .map_err(|e| Failure::io(&e, "opening a UDP socket"))?;
+        .map_err(|e| failure(&e, "opening a UDP socket"))?;
     // Connected: the kernel drops datagrams from anyone else, and reports a closed port.
     socket
         .connect(server)
@@ -258,7 +260,7 @@ async fn tcp(
     deadline: Instant,
     trace: &mut Trace,
 ) -> Result<(Message, Duration), Failure> {
-    let (mut stream, _) = crate::net::connect(server, deadline).await.map_err(|f| {
+    let (mut stream, _) = connect(server, deadline).await.map_err(|f| {
         Failure::new(
             Reason::DnsError,
             format!("no DNS server over TCP: {}", f.detail),
@@ -277,7 +279,7 @@ async fn tcp(
     };
     let answer = timeout_at(deadline, exchange).await;
     let took = started.elapsed();
-    let _ = crate::probe::tcp::close(stream, deadline, trace).await;
+    let _ = close(stream, deadline, trace).await;
     let answer = match answer {
         Err(_) => return Err(silent(server)),
         Ok(Err(e)) => return Err(unanswered(server, &e)),

@@ -10,30 +10,25 @@
 //! whose certificate fails verification gets the handshake finished and closed, and nothing else
 //! (STARTTLS adds the protocol's goodbye, see `starttls`).
 
-use std::io;
+pub mod starttls;
+
 use std::time::{Duration, SystemTime};
 
 use regex::bytes::Regex;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::client::TlsStream;
 
-use super::starttls::{self, Dialect};
-use super::{Close, Event, Failure, Outcome, Reason, Trace, quote};
-use crate::dns;
-use crate::net::{self, Host, IpVersion};
-use crate::tls::{Handshake, TlsTarget};
+use crate::net::close::{Closable, close, read};
+use crate::net::{self, Host, IpVersion, dns};
+use crate::outcome::{Event, Failure, Outcome, Reason, Trace, quote};
+use crate::tls::{Handshake, TlsFacts, TlsTarget};
+use starttls::Dialect;
 
 /// The most an `expect` step buffers while looking for its match. A peer that floods is failed
 /// after this much, instead of growing our memory.
 pub const EXPECT_WINDOW: usize = 64 * 1024;
-
-/// How long the close waits for the peer's FIN after sending ours.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// The most the close reads and discards while waiting for the peer's FIN.
-const CLOSE_DRAIN_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct TcpProbe {
@@ -58,17 +53,28 @@ pub enum Step {
     Expect(Regex),
 }
 
+/// What a TCP attempt observed beyond the trace.
+#[derive(Debug, Clone, Default)]
+pub struct TcpFacts {
+    /// What the TLS handshake revealed, for targets with TLS that got that far.
+    pub tls: Option<TlsFacts>,
+}
+
 impl TcpProbe {
-    pub async fn attempt(&self, deadline: Instant) -> Outcome {
+    pub async fn attempt(&self, deadline: Instant) -> Outcome<TcpFacts> {
         let mut trace = Trace::start();
-        let result = self.connect_and_converse(deadline, &mut trace).await;
-        Outcome::new(result, trace)
+        let mut facts = TcpFacts::default();
+        let result = self
+            .connect_and_converse(deadline, &mut trace, &mut facts.tls)
+            .await;
+        Outcome::with_facts(result, trace, facts)
     }
 
     async fn connect_and_converse(
         &self,
         deadline: Instant,
         trace: &mut Trace,
+        seen: &mut Option<TlsFacts>,
     ) -> Result<(), Failure> {
         let stream = net::open(
             &self.host,
@@ -83,16 +89,14 @@ impl TcpProbe {
             return self.converse_and_close(stream, deadline, trace).await;
         };
         let result = match self.starttls {
-            Some(dialect) => starttls::run(dialect, tls, stream, deadline, trace).await,
+            Some(dialect) => starttls::run(dialect, tls, stream, deadline, trace, seen).await,
             None => {
-                let stream = secure(tls, stream, deadline, trace).await?;
+                let stream = secure(tls, stream, deadline, trace, seen).await?;
                 self.converse_and_close(stream, deadline, trace).await
             }
         };
         result.and_then(|()| {
-            trace
-                .tls
-                .as_ref()
+            seen.as_ref()
                 .map_or(Ok(()), |facts| tls.expiry_alert(facts, SystemTime::now()))
         })
     }
@@ -158,8 +162,9 @@ pub async fn secure(
     stream: TcpStream,
     deadline: Instant,
     trace: &mut Trace,
+    seen: &mut Option<TlsFacts>,
 ) -> Result<Box<TlsStream<TcpStream>>, Failure> {
-    let (stream, verdict) = handshake(tls, stream, deadline, trace).await?;
+    let (stream, verdict) = handshake(tls, stream, deadline, trace, seen).await?;
     if let Err(failure) = verdict {
         let _ = close(stream, deadline, trace).await;
         return Err(failure);
@@ -175,13 +180,11 @@ pub async fn handshake(
     stream: TcpStream,
     deadline: Instant,
     trace: &mut Trace,
+    seen: &mut Option<TlsFacts>,
 ) -> Result<(Box<TlsStream<TcpStream>>, Result<(), Failure>), Failure> {
-    match tls.handshake(stream, deadline, trace).await {
+    match tls.handshake(stream, deadline, trace, seen).await {
         Handshake::Done(stream) => {
-            let verdict = trace
-                .tls
-                .as_ref()
-                .map_or(Ok(()), |facts| tls.verdict(facts));
+            let verdict = seen.as_ref().map_or(Ok(()), |facts| tls.verdict(facts));
             Ok((stream, verdict))
         }
         Handshake::Failed { failure, stream } => {
@@ -194,7 +197,7 @@ pub async fn handshake(
     }
 }
 
-pub(super) async fn send<S: AsyncWrite + Unpin>(
+pub async fn send<S: AsyncWrite + Unpin>(
     stream: &mut S,
     bytes: &[u8],
     deadline: Instant,
@@ -204,7 +207,7 @@ pub(super) async fn send<S: AsyncWrite + Unpin>(
             Reason::Timeout,
             "the peer did not take our data before the deadline",
         )),
-        Ok(Err(e)) => Err(Failure::io(&e, "sending")),
+        Ok(Err(e)) => Err(crate::tls::failure(&e, "sending")),
         Ok(Ok(())) => Ok(()),
     }
 }
@@ -264,7 +267,7 @@ async fn expect<S: AsyncRead + Unpin>(
         match timeout_at(wait_until, read(stream, &mut chunk[..room])).await {
             // The peer paused (or the deadline came): scan what is pending on the next pass.
             Err(_) => scan.force(),
-            Ok(Err(e)) => return Err(Failure::io(&e, "receiving")),
+            Ok(Err(e)) => return Err(crate::tls::failure(&e, "receiving")),
             Ok(Ok(0)) => {
                 if let Some(consumed) = scan.run(regex, window) {
                     return Ok(consumed);
@@ -322,18 +325,6 @@ impl Scan {
     }
 }
 
-/// A read where a TLS peer that closes without close_notify counts as closed (see
-/// `tls::closed_without_close_notify`).
-pub(super) async fn read<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut [u8],
-) -> io::Result<usize> {
-    match stream.read(buf).await {
-        Err(e) if crate::tls::closed_without_close_notify(&e) => Ok(0),
-        other => other,
-    }
-}
-
 fn mismatch(what: String, received: &[u8]) -> Failure {
     Failure::new(
         Reason::ExpectMismatch,
@@ -358,118 +349,15 @@ async fn hold<S: AsyncRead + Unpin>(stream: &mut S, until: Instant) -> Result<bo
             Err(_) => return Ok(false),
             Ok(Ok(0)) => return Ok(true),
             Ok(Ok(_)) => continue,
-            Ok(Err(e)) => return Err(Failure::io(&e, "holding the connection")),
+            Ok(Err(e)) => return Err(crate::tls::failure(&e, "holding the connection")),
         }
     }
-}
-
-/// A stream the gentle close can end.
-pub trait Closable: AsyncRead + AsyncWrite + Unpin {
-    /// For TLS, the TCP stream beneath, which the close may drain directly (see [`close`]).
-    fn tls_over(&mut self) -> Option<&mut TcpStream>;
-}
-
-impl Closable for TcpStream {
-    fn tls_over(&mut self) -> Option<&mut TcpStream> {
-        None
-    }
-}
-
-impl Closable for Box<TlsStream<TcpStream>> {
-    fn tls_over(&mut self) -> Option<&mut TcpStream> {
-        Some(self.get_mut().0)
-    }
-}
-
-/// Whether bytes start like a TLS record: content type change_cipher_spec to application_data,
-/// then major version 3.
-fn looks_like_a_record(head: &[u8]) -> bool {
-    matches!(head, [0x14..=0x17] | [0x14..=0x17, 0x03, ..])
-}
-
-/// Sends FIN and waits (briefly, within the deadline) for the peer's, discarding what arrives,
-/// so the socket is dropped with nothing unread and the kernel has no reason to send RST.
-pub async fn close<S: Closable>(
-    mut stream: S,
-    deadline: Instant,
-    trace: &mut Trace,
-) -> Result<(), Failure> {
-    let grace_end = deadline.min(Instant::now() + CLOSE_GRACE);
-    // Bounded too: with TLS, shutdown first writes close_notify (and anything rustls still
-    // buffers), which waits forever on a peer that stopped reading.
-    match timeout_at(grace_end, stream.shutdown()).await {
-        Err(_) => {
-            trace.record(Event::Closed {
-                how: Close::GraceOver,
-                discarded: 0,
-            });
-            return Ok(());
-        }
-        Ok(Err(e)) => return Err(Failure::io(&e, "closing")),
-        Ok(Ok(())) => {}
-    }
-    let mut scratch = [0u8; 4096];
-    let mut discarded = 0;
-    let mut raw = false;
-    let mut tls_closed = false;
-    let how = loop {
-        if discarded >= CLOSE_DRAIN_LIMIT {
-            break Close::DrainLimit;
-        }
-        // Explicit, as in `expect`: a peer that keeps sending would starve the read's timer.
-        if Instant::now() >= grace_end {
-            break Close::GraceOver;
-        }
-        match timeout_at(grace_end, drain(&mut stream, &mut raw, &mut scratch)).await {
-            Err(_) => break Close::GraceOver,
-            // The server's close_notify ends TLS, not TCP: drain on to its FIN, so that nothing
-            // it sends after close_notify meets a closed socket (and a reset).
-            Ok(Ok(0)) if !raw && stream.tls_over().is_some() => {
-                raw = true;
-                tls_closed = true;
-            }
-            Ok(Ok(0)) => break Close::PeerClosed,
-            Ok(Ok(n)) => discarded += n,
-            // After the server's close_notify, a reset instead of its FIN still ends a session
-            // that both sides closed.
-            Ok(Err(_)) if tls_closed => break Close::PeerClosed,
-            Ok(Err(e)) => return Err(Failure::io(&e, "closing")),
-        }
-    };
-    trace.record(Event::Closed { how, discarded });
-    Ok(())
-}
-
-/// One read of the close's drain. Through TLS while what arrives starts like TLS records, so
-/// that an alert the server sends after our close_notify (a refused client certificate, under
-/// TLS 1.3) fails the run. From the first byte that is no record on, and after the server's
-/// close_notify (`raw` then stays set), straight from the TCP stream: a peer may answer
-/// close_notify with plaintext (Debian's exim did in our tests, to a client that left without
-/// QUIT), which rustls would take for a broken record and answer with an alert after its own
-/// close_notify, which its debug builds assert never happens. The check sees only where a read
-/// starts, so a record and plaintext in one read still reach rustls: the run then fails with
-/// the broken record (and a debug build trips that assertion).
-async fn drain<S: Closable>(
-    stream: &mut S,
-    raw: &mut bool,
-    scratch: &mut [u8],
-) -> io::Result<usize> {
-    if let Some(tcp) = stream.tls_over() {
-        if !*raw {
-            let mut head = [0u8; 2];
-            let seen = tcp.peek(&mut head).await?;
-            *raw = !looks_like_a_record(&head[..seen]);
-        }
-        if *raw {
-            return tcp.read(scratch).await;
-        }
-    }
-    read(stream, scratch).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Close;
     use std::pin::Pin;
     use std::task::{Context, Poll};
     use tokio::io::ReadBuf;
@@ -506,15 +394,6 @@ mod tests {
         fn tls_over(&mut self) -> Option<&mut TcpStream> {
             None
         }
-    }
-
-    #[test]
-    fn tls_records_are_told_from_plaintext() {
-        assert!(looks_like_a_record(&[0x15, 0x03]));
-        assert!(looks_like_a_record(&[0x17]));
-        assert!(!looks_like_a_record(b"42"));
-        assert!(!looks_like_a_record(&[0x15, 0x34]));
-        assert!(!looks_like_a_record(&[]));
     }
 
     impl AsyncWrite for AlwaysReady {

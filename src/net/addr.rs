@@ -1,0 +1,221 @@
+//! Addresses as targets write them: a host (name or IP literal), the IP version to use, and a
+//! DNS server's address.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+
+/// Where a target lives: an address, or a name to resolve on every run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl Host {
+    /// Accepts a DNS name or an IP literal; IPv6 literals may be bracketed.
+    pub fn parse(text: &str) -> Result<Host, String> {
+        let unbracketed = text
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .unwrap_or(text);
+        if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+            return Ok(Host::Ip(ip));
+        }
+        if text.is_empty() {
+            return Err("host is empty".to_string());
+        }
+        if text.contains("://") {
+            return Err(format!(
+                "host {text:?} looks like a URL: give only the name, and the port in `port`"
+            ));
+        }
+        if let Some((name, port)) = text.rsplit_once(':')
+            && port.parse::<u16>().is_ok()
+        {
+            return Err(format!(
+                "host {text:?} includes a port: write `host: {name}` and `port: {port}`"
+            ));
+        }
+        let valid_label = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        let name = text.strip_suffix('.').unwrap_or(text);
+        if name.len() > 253 || !name.split('.').all(valid_label) {
+            return Err(format!(
+                "host {text:?} is neither an IP address nor a DNS name"
+            ));
+        }
+        // The resolver reads `010.0.0.1` as octal (8.0.0.1) and `127.1` as 127.0.0.1, so the
+        // target label would name one address while another is probed. No real name ends in
+        // an all-numeric label.
+        let last = name.rsplit('.').next().unwrap_or(name);
+        if last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x") {
+            return Err(format!(
+                "host {text:?} looks like an IPv4 address but is not one in the usual form \
+                 (four decimal numbers without leading zeros, such as 10.0.0.8)"
+            ));
+        }
+        Ok(Host::Name(text.to_string()))
+    }
+
+    /// `host:port`, with IPv6 literals bracketed: the `target` label of tcp probes.
+    pub fn with_port(&self, port: u16) -> String {
+        match self {
+            Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+            Host::Ip(ip) => format!("{ip}:{port}"),
+            Host::Name(name) => format!("{name}:{port}"),
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(ip) => ip.fmt(f),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Which address family a target is probed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub enum IpVersion {
+    /// IPv4 when the name has an IPv4 address, IPv6 otherwise.
+    #[default]
+    Auto,
+    V4,
+    V6,
+}
+
+impl IpVersion {
+    pub fn accepts(self, ip: IpAddr) -> bool {
+        match self {
+            IpVersion::Auto => true,
+            IpVersion::V4 => ip.is_ipv4(),
+            IpVersion::V6 => ip.is_ipv6(),
+        }
+    }
+}
+
+impl fmt::Display for IpVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IpVersion::Auto => "auto",
+            IpVersion::V4 => "4",
+            IpVersion::V6 => "6",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for IpVersion {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IpVersionVisitor;
+
+        impl Visitor<'_> for IpVersionVisitor {
+            type Value = IpVersion;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("auto, 4 or 6")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<IpVersion, E> {
+                match text {
+                    "auto" => Ok(IpVersion::Auto),
+                    "4" => Ok(IpVersion::V4),
+                    "6" => Ok(IpVersion::V6),
+                    other => Err(E::custom(format!(
+                        "ip_version {other:?} is not one of auto, 4, 6"
+                    ))),
+                }
+            }
+
+            fn visit_u64<E: de::Error>(self, number: u64) -> Result<IpVersion, E> {
+                self.visit_str(&number.to_string())
+            }
+
+            fn visit_i64<E: de::Error>(self, number: i64) -> Result<IpVersion, E> {
+                self.visit_str(&number.to_string())
+            }
+        }
+
+        deserializer.deserialize_any(IpVersionVisitor)
+    }
+}
+
+/// A DNS server as configured: an IP address, with `:port` when it is not 53 (IPv6 in
+/// brackets). Not a name: resolving the resolver would need a resolver.
+pub fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    let addr = text.parse::<SocketAddr>().map_err(|_| {
+        format!("{text:?} is not an IP address with an optional port, such as 10.0.0.53 or [2001:db8::53]:5353")
+    })?;
+    if addr.port() == 0 {
+        return Err(format!("{text:?}: the port must be from 1 to 65535"));
+    }
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_accepts_names_and_literals() {
+        assert_eq!(
+            Host::parse("127.0.0.1"),
+            Ok(Host::Ip("127.0.0.1".parse().unwrap()))
+        );
+        assert_eq!(Host::parse("::1"), Ok(Host::Ip("::1".parse().unwrap())));
+        assert_eq!(Host::parse("[::1]"), Ok(Host::Ip("::1".parse().unwrap())));
+        assert_eq!(
+            Host::parse("db-1.internal.example.com."),
+            Ok(Host::Name("db-1.internal.example.com.".into()))
+        );
+        assert_eq!(Host::parse("_sip._tcp.example.com").map(|_| ()), Ok(()));
+    }
+
+    #[test]
+    fn host_refuses_ports_urls_and_garbage_with_a_hint() {
+        assert!(
+            Host::parse("example.com:443")
+                .unwrap_err()
+                .contains("port: 443")
+        );
+        assert!(
+            Host::parse("https://example.com")
+                .unwrap_err()
+                .contains("URL")
+        );
+        for bad in [
+            "",
+            "exa mple.com",
+            "a..b",
+            "ex/ample",
+            "010.0.0.1",
+            "127.1",
+            "10.0.0.010",
+            "0x7f.1",
+        ] {
+            assert!(Host::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn target_label_brackets_ipv6() {
+        assert_eq!(Host::parse("::1").unwrap().with_port(80), "[::1]:80");
+        assert_eq!(
+            Host::parse("10.0.0.1").unwrap().with_port(80),
+            "10.0.0.1:80"
+        );
+        assert_eq!(Host::parse("redis").unwrap().with_port(6379), "redis:6379");
+    }
+}

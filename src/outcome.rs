@@ -1,0 +1,455 @@
+//! Outcomes: what an attempt observed and how it ended (phase timings, a transcript, a typed
+//! failure with one of the stable reasons), and the run that retries attempts under one
+//! deadline.
+//!
+//! This is the leaf of the crate: it imports nothing of ours, so that sockets, TLS, every probe
+//! type and every output can speak of outcomes without depending on each other.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::{Instant, sleep, timeout_at};
+
+/// Defines [`Reason`] and its strings from one list, so that [`Reason::ALL`] and `as_str`
+/// cannot miss a variant.
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident => $text:literal,)*) => {
+        /// Why a run failed. The strings are a stable contract: alerts and dashboards match on
+        /// them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Reason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order (the order of the README's table).
+            pub const ALL: &[Reason] = &[$(Reason::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    DnsError => "dns_error",
+    ConnectionRefused => "connection_refused",
+    ConnectionTimeout => "connection_timeout",
+    ConnectionReset => "connection_reset",
+    NetworkUnreachable => "network_unreachable",
+    HostUnreachable => "host_unreachable",
+    /// The run's deadline passed after the connection was up (a silent peer, a slow dialogue).
+    Timeout => "timeout",
+    /// The server accepted TCP but did not finish the TLS handshake in time.
+    TlsHandshakeTimeout => "tls_handshake_timeout",
+    TlsCertExpired => "tls_cert_expired",
+    TlsCertNotYetValid => "tls_cert_not_yet_valid",
+    TlsHostnameMismatch => "tls_hostname_mismatch",
+    /// The chain does not lead to a trusted root: self-signed, unknown CA, missing intermediate.
+    TlsUnknownIssuer => "tls_unknown_issuer",
+    /// A certificate problem that is none of the above: wrong key usage, bad encoding, an
+    /// unsupported signature algorithm.
+    TlsCertInvalid => "tls_cert_invalid",
+    /// No protocol version both sides accept.
+    TlsProtocolVersion => "tls_protocol_version",
+    /// The server ended the handshake with an alert (for example: a client certificate is
+    /// required).
+    TlsAlert => "tls_alert",
+    /// The handshake failed otherwise, for example because the peer does not speak TLS.
+    TlsHandshakeFailed => "tls_handshake_failed",
+    /// The chain expires within `alert_before_expiry` or a `certificate_expiry` assertion.
+    TlsCertExpiring => "tls_cert_expiring",
+    /// The server did not offer STARTTLS, or refused it.
+    StarttlsUnsupported => "starttls_unsupported",
+    ExpectMismatch => "expect_mismatch",
+    /// No echo request was answered.
+    IcmpNoReply => "icmp_no_reply",
+    /// More echoes were lost than `max_loss_ratio` allows.
+    IcmpPacketLoss => "icmp_packet_loss",
+    /// A DNS answer with a valid response code but not the records expected.
+    DnsUnexpectedAnswer => "dns_unexpected_answer",
+    /// The last answer's status is not a valid one (redirect loops end here too).
+    HttpStatus => "http_status",
+    /// `body_regex` did not match, or `body_not_regex` did.
+    HttpBodyMismatch => "http_body_mismatch",
+    AssertionFailed => "assertion_failed",
+    PermissionDenied => "permission_denied",
+    IoError => "io_error",
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed attempt: the stable reason for labels, and the human detail for logs and reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    /// Index of the dialogue step that failed, when the failure happened in one.
+    pub step: Option<usize>,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            step: None,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn at_step(mut self, step: usize) -> Self {
+        self.step = Some(step);
+        self
+    }
+}
+
+/// How many bytes failures and reports quote of what a peer sent.
+pub const QUOTE_LIMIT: usize = 120;
+
+/// Bytes as failures and reports quote them: in double quotes, escaped, cut after
+/// [`QUOTE_LIMIT`] bytes with "..." after.
+pub fn quote(bytes: &[u8]) -> String {
+    let kept = String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTE_LIMIT)]);
+    let more = if bytes.len() > QUOTE_LIMIT { "..." } else { "" };
+    format!("\"{}\"{more}", kept.escape_debug())
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.reason)?;
+        if let Some(step) = self.step {
+            write!(f, " at step {step}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+/// How long each phase of an attempt took; `None` when the phase did not happen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    pub dns: Option<Duration>,
+    pub connect: Option<Duration>,
+    /// The plaintext STARTTLS negotiation, from the connection being up to the go-ahead.
+    pub starttls: Option<Duration>,
+    /// A completed TLS handshake.
+    pub tls: Option<Duration>,
+    /// HTTP: from the request sent to the first byte of the answer.
+    pub first_byte: Option<Duration>,
+}
+
+impl Phases {
+    /// Both phase sets added up, phase by phase: the phases of a run that took several
+    /// connections (HTTP redirects). A phase is absent only when it is absent in both.
+    pub fn plus(&self, other: &Phases) -> Phases {
+        let add = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        Phases {
+            dns: add(self.dns, other.dns),
+            connect: add(self.connect, other.connect),
+            starttls: add(self.starttls, other.starttls),
+            tls: add(self.tls, other.tls),
+            first_byte: add(self.first_byte, other.first_byte),
+        }
+    }
+}
+
+/// Something that happened in an attempt, for the human report and debug logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Sent {
+        step: usize,
+        bytes: usize,
+    },
+    Matched {
+        step: usize,
+        bytes: usize,
+    },
+    Held {
+        peer_closed: bool,
+    },
+    /// A line (or for binary protocols, a message) of a STARTTLS dialogue, quoted.
+    Said {
+        client: bool,
+        text: String,
+    },
+    Closed {
+        how: Close,
+        discarded: usize,
+    },
+}
+
+/// How the gentle close ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The peer answered our FIN with its own: a clean close.
+    PeerClosed,
+    /// The peer had not closed when the grace period (or the deadline) ran out; our FIN stands.
+    GraceOver,
+    /// The peer kept sending past the drain limit; dropping the socket then resets it.
+    DrainLimit,
+}
+
+/// An event and when it happened, measured from the start of the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timed<T> {
+    pub at: Duration,
+    pub what: T,
+}
+
+/// What every attempt observes, whether it succeeded or not; what only one probe type observes
+/// (a TLS chain, HTTP hops, DNS records, echoes) is that type's facts, beside the trace.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    started: Instant,
+    pub phases: Phases,
+    pub address: Option<SocketAddr>,
+    pub events: Vec<Timed<Event>>,
+    /// When the check itself was done (connected, handshaken, dialogue answered), before the
+    /// polite close: the response time that `response_time` assertions judge.
+    pub answered: Option<Duration>,
+}
+
+impl Trace {
+    pub fn start() -> Self {
+        Trace {
+            started: Instant::now(),
+            phases: Phases::default(),
+            address: None,
+            events: Vec::new(),
+            answered: None,
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn record(&mut self, what: Event) {
+        self.events.push(Timed {
+            at: self.started.elapsed(),
+            what,
+        });
+    }
+}
+
+/// One attempt's result and everything it observed: the common trace, and `F`, the facts of
+/// its probe type.
+#[derive(Debug, Clone)]
+pub struct Outcome<F> {
+    pub result: Result<(), Failure>,
+    pub trace: Trace,
+    pub facts: F,
+    /// The configured assertions this attempt could judge, in config order.
+    pub assertions: Vec<Judged>,
+}
+
+impl<F> Outcome<F> {
+    pub fn with_facts(result: Result<(), Failure>, trace: Trace, facts: F) -> Self {
+        Outcome {
+            result,
+            trace,
+            facts,
+            assertions: Vec::new(),
+        }
+    }
+
+    /// The same outcome with its facts turned into `G`: how a probe type's outcome becomes
+    /// the registry's.
+    pub fn map_facts<G>(self, f: impl FnOnce(F) -> G) -> Outcome<G> {
+        Outcome {
+            result: self.result,
+            trace: self.trace,
+            facts: f(self.facts),
+            assertions: self.assertions,
+        }
+    }
+}
+
+impl<F: Default> Outcome<F> {
+    /// An outcome that observed no facts of its type.
+    pub fn new(result: Result<(), Failure>, trace: Trace) -> Self {
+        Outcome::with_facts(result, trace, F::default())
+    }
+}
+
+/// An assertion's verdict in one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judged {
+    pub assertion: &'static str,
+    pub held: bool,
+}
+
+/// How a run is bounded and retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunPolicy {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub retry_delay: Duration,
+}
+
+/// A completed run: the last attempt's outcome, and how much it took to get there.
+#[derive(Debug, Clone)]
+pub struct Run<F> {
+    pub outcome: Outcome<F>,
+    pub attempts: u32,
+    pub duration: Duration,
+    pub finished_at: SystemTime,
+}
+
+impl<F> Run<F> {
+    pub fn success(&self) -> bool {
+        self.outcome.result.is_ok()
+    }
+
+    pub fn failure(&self) -> Option<&Failure> {
+        self.outcome.result.as_ref().err()
+    }
+}
+
+/// Attempts until one succeeds, the retries are used up, or the next retry would start after the
+/// run's deadline. Every attempt shares that one deadline, so a run never outlasts `timeout`.
+pub async fn run_attempts<A, Fut, F>(policy: &RunPolicy, mut attempt: A) -> Run<F>
+where
+    A: FnMut(Instant) -> Fut,
+    Fut: Future<Output = Outcome<F>>,
+    F: Default,
+{
+    let started = Instant::now();
+    let deadline = started + policy.timeout;
+    let mut attempts = 0;
+    let outcome = loop {
+        attempts += 1;
+        // Probes honour the deadline themselves and keep their trace; this is the backstop.
+        let outcome = timeout_at(deadline, attempt(deadline))
+            .await
+            .unwrap_or_else(|_| {
+                Outcome::new(
+                    Err(Failure::new(
+                        Reason::Timeout,
+                        "the attempt did not finish before the deadline",
+                    )),
+                    Trace::start(),
+                )
+            });
+        let retry_fits = Instant::now() + policy.retry_delay < deadline;
+        if outcome.result.is_ok() || attempts > policy.retries || !retry_fits {
+            break outcome;
+        }
+        sleep(policy.retry_delay).await;
+    };
+    Run {
+        outcome,
+        attempts,
+        duration: started.elapsed(),
+        finished_at: SystemTime::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn policy(timeout: u64, retries: u32, retry_delay: u64) -> RunPolicy {
+        RunPolicy {
+            timeout: Duration::from_secs(timeout),
+            retries,
+            retry_delay: Duration::from_secs(retry_delay),
+        }
+    }
+
+    fn outcome(result: Result<(), Failure>) -> Outcome<()> {
+        Outcome::new(result, Trace::start())
+    }
+
+    fn refused() -> Result<(), Failure> {
+        Err(Failure::new(Reason::ConnectionRefused, "refused"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn success_on_first_attempt_uses_one() {
+        let run = run_attempts(&policy(10, 2, 1), |_| async { outcome(Ok(())) }).await;
+        assert!(run.success());
+        assert_eq!(run.attempts, 1);
+        assert_eq!(run.duration, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_after_retry_delay_until_success() {
+        let calls = Cell::new(0);
+        let run = run_attempts(&policy(10, 3, 1), |_| {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move { outcome(if n < 3 { refused() } else { Ok(()) }) }
+        })
+        .await;
+        assert!(run.success());
+        assert_eq!(run.attempts, 3);
+        assert_eq!(run.duration, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_when_retries_are_used_up_and_keeps_the_last_reason() {
+        let run = run_attempts(&policy(10, 2, 1), |_| async { outcome(refused()) }).await;
+        assert_eq!(run.attempts, 3);
+        assert_eq!(run.failure().unwrap().reason, Reason::ConnectionRefused);
+        assert_eq!(run.duration, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_attempt_ends_at_the_deadline() {
+        let run = run_attempts(&policy(5, 3, 1), |_| std::future::pending::<Outcome<()>>()).await;
+        assert_eq!(run.attempts, 1, "no time is left for a retry");
+        assert_eq!(run.failure().unwrap().reason, Reason::Timeout);
+        assert_eq!(run.duration, Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_starts_at_or_after_the_deadline() {
+        // The attempt fails after 2s and the retry delay is 1s: a retry would start exactly at
+        // the 3s deadline, so the run ends with the real reason instead of a truncated retry.
+        let run = run_attempts(&policy(3, 5, 1), |_| async {
+            sleep(Duration::from_secs(2)).await;
+            outcome(refused())
+        })
+        .await;
+        assert_eq!(run.attempts, 1);
+        assert_eq!(run.failure().unwrap().reason, Reason::ConnectionRefused);
+        assert_eq!(run.duration, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_attempt_gets_the_same_run_deadline() {
+        let start = Instant::now();
+        let seen = std::cell::RefCell::new(Vec::new());
+        run_attempts(&policy(10, 2, 1), |deadline| {
+            seen.borrow_mut().push(deadline);
+            async { outcome(refused()) }
+        })
+        .await;
+        assert_eq!(*seen.borrow(), vec![start + Duration::from_secs(10); 3]);
+    }
+
+    #[test]
+    fn every_reason_is_listed_once_with_its_own_string() {
+        let strings: std::collections::BTreeSet<&str> =
+            Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(strings.len(), Reason::ALL.len());
+        assert!(
+            strings
+                .iter()
+                .all(|s| s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        );
+    }
+}
