@@ -13,10 +13,11 @@ use tracing::{error, info};
 
 use vantage::cli::{self, Cli, Command, ProbeArgs, ProbeType};
 use vantage::config::{self, LoadOptions, Target};
-use vantage::metrics::{Build, Metrics, Telemetry};
+use vantage::metrics::{Build, Metrics};
 use vantage::probe;
 use vantage::reload::{self, ReloadStatus, Reloader, Request, Trigger};
 use vantage::report;
+use vantage::scheduler::Telemetry;
 use vantage::scheduler::{Limiter, Probes, Shared};
 use vantage::shard::Shard;
 use vantage::store::Store;

@@ -1,4 +1,6 @@
-//! The config file as written: serde structs that mirror `exporter.yml` for every target type.
+//! The config file as written: serde structs that mirror `exporter.yml`. The per-type tables
+//! (`tcp`, `tls`, `http`, `dns`, `icmp`) are defined beside their builders, in the probe
+//! types' folders and in `tls`.
 //!
 //! Unknown keys are errors everywhere (a typo must not silently disable a check), and values
 //! that validation may need to point at carry their line and column (`Spanned`). `type` is a
@@ -6,19 +8,19 @@
 //! enums lose the locations.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use serde_saphyr::Spanned;
 
+use crate::build::S;
 use crate::duration::ConfigDuration;
 use crate::net::IpVersion;
-use crate::net::dns::Transport;
-use crate::probe::http::StatusCodes;
-use crate::probe::tcp::starttls::Dialect;
-use crate::tls::{TlsVersion, Trust};
-
-pub type S<T> = Spanned<T>;
+use crate::probe::Kind;
+use crate::probe::dns::config::RawDns;
+use crate::probe::http::config::RawHttp;
+use crate::probe::icmp::config::RawIcmp;
+use crate::probe::tcp::config::RawTcp;
+use crate::tls::TlsVersion;
+use crate::tls::config::RawTls;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,26 +46,6 @@ pub struct RawDefaults {
     pub ip_version: Option<S<IpVersion>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Icmp,
-    Tcp,
-    Http,
-    Dns,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Icmp => "icmp",
-            Kind::Tcp => "tcp",
-            Kind::Http => "http",
-            Kind::Dns => "dns",
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
@@ -87,103 +69,6 @@ pub struct RawTarget {
     pub icmp: Option<Box<S<RawIcmp>>>,
     pub dns: Option<Box<S<RawDns>>>,
     pub assertions: Option<S<Vec<RawAssertion>>>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTcp {
-    pub send: Option<S<String>>,
-    pub expect: Option<S<String>>,
-    pub hold: Option<S<ConfigDuration>>,
-    pub steps: Option<S<Vec<S<RawStep>>>>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawStep {
-    pub send: Option<S<String>>,
-    pub expect: Option<S<String>>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTls {
-    pub enabled: Option<bool>,
-    pub verify: Option<bool>,
-    pub server_name: Option<S<String>>,
-    pub skip_hostname_verify: Option<bool>,
-    pub min_version: Option<S<TlsVersion>>,
-    pub ca_file: Option<S<String>>,
-    pub trust: Option<S<Trust>>,
-    pub cert_file: Option<S<String>>,
-    pub key_file: Option<S<String>>,
-    pub alert_before_expiry: Option<S<ConfigDuration>>,
-    pub starttls: Option<S<Dialect>>,
-}
-
-/// A header value given inline, or read from a file (for tokens that must not sit in the config).
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum RawHeaderValue {
-    Value(String),
-    File(RawFileRef),
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFileRef {
-    pub file: String,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHttp {
-    pub method: Option<S<String>>,
-    pub headers: Option<S<BTreeMap<String, S<RawHeaderValue>>>>,
-    pub body: Option<S<String>>,
-    /// Codes (`200`) or inclusive ranges (`"200-299"`).
-    pub valid_status_codes: Option<S<Vec<S<StatusCodes>>>>,
-    pub body_regex: Option<S<String>>,
-    pub body_not_regex: Option<S<String>>,
-    /// Bytes (`1048576`) or with a binary unit (`"1MiB"`).
-    pub body_size_limit: Option<S<ByteSize>>,
-    pub follow_redirects: Option<bool>,
-    pub http2: Option<S<bool>>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawIcmp {
-    pub count: Option<S<i64>>,
-    pub max_loss_ratio: Option<S<f64>>,
-    pub payload_size: Option<S<i64>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum RecordType {
-    A,
-    Aaaa,
-    Cname,
-    Mx,
-    Txt,
-    Ns,
-    Soa,
-    Ptr,
-    Srv,
-    Caa,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDns {
-    /// `host:port` of the server to ask; on tcp and http targets, the resolver to use.
-    pub server: Option<S<String>>,
-    pub record_type: Option<S<RecordType>>,
-    pub transport: Option<S<Transport>>,
-    pub expect_addresses: Option<S<Vec<IpAddr>>>,
-    pub expect_regex: Option<S<String>>,
-    pub valid_rcodes: Option<S<Vec<String>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -216,75 +101,4 @@ pub struct RawAssertion {
     pub greater_than: Option<S<ConfigDuration>>,
     #[serde(rename = "in")]
     pub one_of: Option<S<Vec<TlsVersion>>>,
-}
-
-/// A size in bytes: a bare number of bytes, or a number with B, KiB, MiB or GiB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ByteSize(pub u64);
-
-impl ByteSize {
-    fn parse(text: &str) -> Result<ByteSize, String> {
-        let text = text.trim();
-        let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-        let invalid = || format!("invalid size {text:?}: write bytes, or use B, KiB, MiB or GiB");
-        let number: u64 = text[..digits].parse().map_err(|_| invalid())?;
-        let scale = match text[digits..].trim() {
-            "" | "B" => 1,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            _ => return Err(invalid()),
-        };
-        number
-            .checked_mul(scale)
-            .map(ByteSize)
-            .ok_or_else(|| format!("size {text:?} is too large"))
-    }
-}
-
-impl From<RecordType> for hickory_proto::rr::RecordType {
-    fn from(r: RecordType) -> Self {
-        use hickory_proto::rr::RecordType as T;
-        match r {
-            RecordType::A => T::A,
-            RecordType::Aaaa => T::AAAA,
-            RecordType::Cname => T::CNAME,
-            RecordType::Mx => T::MX,
-            RecordType::Txt => T::TXT,
-            RecordType::Ns => T::NS,
-            RecordType::Soa => T::SOA,
-            RecordType::Ptr => T::PTR,
-            RecordType::Srv => T::SRV,
-            RecordType::Caa => T::CAA,
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Bytes(u64),
-            Text(String),
-        }
-        match Written::deserialize(deserializer)? {
-            Written::Bytes(bytes) => Ok(ByteSize(bytes)),
-            Written::Text(text) => ByteSize::parse(&text).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn byte_sizes_accept_binary_units() {
-        assert_eq!(ByteSize::parse("1MiB"), Ok(ByteSize(1 << 20)));
-        assert_eq!(ByteSize::parse("512 KiB"), Ok(ByteSize(512 << 10)));
-        assert_eq!(ByteSize::parse("100"), Ok(ByteSize(100)));
-        assert!(ByteSize::parse("1MB").is_err());
-        assert!(ByteSize::parse("lots").is_err());
-    }
 }

@@ -1,6 +1,17 @@
 //! Every validation rule, with the line, column and key path its error must name.
 
+use std::fmt::Write as _;
+
+use ::http::Method;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
 use super::*;
+use crate::net::Host;
+use crate::net::{IpVersion, dns};
+use crate::probe::http::StatusCodes;
+use crate::probe::tcp::Step;
+use crate::probe::tcp::starttls::Dialect;
 
 fn ok(yaml: &str) -> Config {
     parse(yaml, "t.yml", &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))

@@ -15,24 +15,105 @@ pub mod tcp;
 
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::build::{Common, Context, S};
 use crate::outcome::{self, run_attempts};
 pub use crate::outcome::{
     Close, Event, Failure, Judged, Phases, QUOTE_LIMIT, Reason, RunPolicy, Timed, Trace, quote,
 };
 use crate::tls::TlsFacts;
+use crate::tls::config::RawTls;
 pub use assertion::Assertion;
 use dns::DnsFacts;
+use dns::config::RawDns;
 use http::HttpFacts;
+use http::config::RawHttp;
 use icmp::IcmpFacts;
+use icmp::config::RawIcmp;
 use tcp::TcpFacts;
+use tcp::config::RawTcp;
 
 /// An attempt's outcome, with the facts of whichever type ran.
 pub type Outcome = outcome::Outcome<Facts>;
 
 /// A run's result, with the facts of whichever type ran.
 pub type Run = outcome::Run<Facts>;
+
+/// A target's `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Icmp,
+    Tcp,
+    Http,
+    Dns,
+}
+
+/// The keys and tables of a target that only some types take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Host,
+    Port,
+    Url,
+    Tls,
+    Tcp,
+    Http,
+    Icmp,
+}
+
+/// A target's per-type tables, as written, for its type's builder.
+#[derive(Default)]
+pub struct Sections<'r> {
+    pub tcp: Option<&'r S<RawTcp>>,
+    pub tls: Option<&'r S<RawTls>>,
+    pub http: Option<&'r S<RawHttp>>,
+    pub dns: Option<&'r S<RawDns>>,
+    pub icmp: Option<&'r S<RawIcmp>>,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Icmp => "icmp",
+            Kind::Tcp => "tcp",
+            Kind::Http => "http",
+            Kind::Dns => "dns",
+        }
+    }
+
+    /// Whether targets of this type may write `key`; the others are errors where written.
+    pub fn accepts(self, key: Key) -> bool {
+        use Key::*;
+        match self {
+            Kind::Tcp => matches!(key, Host | Port | Tls | Tcp),
+            Kind::Http => matches!(key, Url | Tls | Http),
+            Kind::Dns => matches!(key, Host),
+            Kind::Icmp => matches!(key, Host | Icmp),
+        }
+    }
+
+    /// Whether the type connects to a host that `dns.server` may resolve; the dns type's own
+    /// `dns` table is its question instead.
+    pub fn resolves_host(self) -> bool {
+        match self {
+            Kind::Tcp | Kind::Http | Kind::Icmp => true,
+            Kind::Dns => false,
+        }
+    }
+
+    /// Builds the probe from the target's shared keys and its tables with this type's builder:
+    /// `None` after reporting errors in `cx`.
+    pub fn build(self, cx: &mut Context, common: &Common, s: &Sections) -> Option<Probe> {
+        Some(match self {
+            Kind::Tcp => Probe::Tcp(tcp::config::build(cx, common, s.tcp, s.tls)?),
+            Kind::Http => Probe::Http(Box::new(http::config::build(cx, common, s.http, s.tls)?)),
+            Kind::Dns => Probe::Dns(Box::new(dns::config::build(cx, common, s.dns)?)),
+            Kind::Icmp => Probe::Icmp(icmp::config::build(cx, common, s.icmp)?),
+        })
+    }
+}
 
 /// A configured check, ready to run.
 #[derive(Debug, Clone)]

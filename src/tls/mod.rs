@@ -8,7 +8,9 @@
 //! report is never a choice.
 
 pub mod cert;
+pub mod config;
 mod dangerous;
+pub mod dialect;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

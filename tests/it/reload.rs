@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vantage::config::LoadOptions;
-use vantage::metrics::Telemetry;
 use vantage::reload::{self, ReloadStatus, Reloaded, Reloader, Trigger};
+use vantage::scheduler::Telemetry;
 use vantage::scheduler::{Limiter, Probes, Shared};
 use vantage::store::Store;
 

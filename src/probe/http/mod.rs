@@ -6,6 +6,8 @@
 //! close as the TCP probe. With `verify` on, a request never goes over a connection whose
 //! certificate failed verification: `tcp::secure` hands out only verified streams.
 
+pub mod config;
+
 mod lent;
 pub mod url;
 

@@ -10,11 +10,9 @@
 //! would be read as if they had come over TLS (the command injection of CVE-2011-0411 and
 //! CVE-2021-23222), so they fail the run instead.
 
-use std::fmt;
 use std::net::IpAddr;
 
 use rustls::pki_types::ServerName;
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
@@ -31,61 +29,7 @@ const PLAINTEXT_LIMIT: usize = 64 * 1024;
 /// The most lines one SMTP or FTP reply may have (an EHLO answer has a dozen).
 const REPLY_LINES: usize = 200;
 
-/// The protocol whose STARTTLS command upgrades the connection (`tls.starttls`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    Smtp,
-    Imap,
-    Pop3,
-    Ftp,
-    Postgres,
-    Ldap,
-    Xmpp,
-}
-
-impl Dialect {
-    pub const ALL: [Dialect; 7] = [
-        Dialect::Smtp,
-        Dialect::Imap,
-        Dialect::Pop3,
-        Dialect::Ftp,
-        Dialect::Postgres,
-        Dialect::Ldap,
-        Dialect::Xmpp,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::Smtp => "smtp",
-            Dialect::Imap => "imap",
-            Dialect::Pop3 => "pop3",
-            Dialect::Ftp => "ftp",
-            Dialect::Postgres => "postgres",
-            Dialect::Ldap => "ldap",
-            Dialect::Xmpp => "xmpp",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Dialect, String> {
-        Dialect::ALL
-            .into_iter()
-            .find(|d| d.as_str() == text)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Dialect::ALL.iter().map(|d| d.as_str()).collect();
-                format!(
-                    "unknown STARTTLS dialect {text:?}; one of: {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
-
-impl fmt::Display for Dialect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::tls::dialect::Dialect;
 
 /// Negotiates TLS over a connected `stream`, runs the handshake with the verdict of the TLS
 /// probe, says goodbye inside TLS and closes (close_notify, FIN). The `starttls` phase times the

@@ -1,0 +1,196 @@
+//! What a probe type's config builder needs from the loader, below the probe types so that
+//! each type's folder can own its raw config section and its builder: located errors, files
+//! read relative to the config (once per load, for the fingerprint), the keys every target
+//! shares, and the provenance of inherited settings for messages.
+//!
+//! `config` (above the registry) parses the file, walks the targets and dispatches each to its
+//! type's builder through the registry.
+
+pub mod error;
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_saphyr::{Location, Spanned};
+
+use crate::duration;
+use crate::net::dns;
+use crate::net::{Host, IpVersion};
+use error::ConfigError;
+
+/// A value with the place it was written, for errors that point at it.
+pub type S<T> = Spanned<T>;
+
+/// A file as one load read it: its bytes, or the error, kept so that every target naming it
+/// sees the same result.
+pub type FileRead = Result<Vec<u8>, (std::io::ErrorKind, String)>;
+
+/// The state of one load: errors so far, and the files read.
+pub struct Context<'a> {
+    file: &'a str,
+    errors: Vec<ConfigError>,
+    /// Every file the config names, as read during this load.
+    files: BTreeMap<PathBuf, FileRead>,
+    /// The files the target being built reads, for its fingerprint.
+    used: Vec<PathBuf>,
+}
+
+impl<'a> Context<'a> {
+    /// `file` names the config in errors, and is the folder that relative paths start from.
+    pub fn new(file: &'a str) -> Self {
+        Context {
+            file,
+            errors: Vec::new(),
+            files: BTreeMap::new(),
+            used: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, at: &Location, path: impl Into<String>, message: impl Into<String>) {
+        self.errors
+            .push(ConfigError::at(self.file, at, path, message));
+    }
+
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// The errors in file order.
+    pub fn take_errors(&mut self) -> Vec<ConfigError> {
+        self.errors.sort_by_key(|e| (e.line, e.column));
+        std::mem::take(&mut self.errors)
+    }
+
+    /// A path from the config, relative to the config file's folder (as Prometheus does).
+    pub fn relative(&self, path: &str) -> PathBuf {
+        let folder = Path::new(self.file).parent().unwrap_or(Path::new(""));
+        folder.join(path)
+    }
+
+    /// A file the target being built reads. Each file is read once per load, however many
+    /// targets use it, and the fingerprint hashes these very bytes: a file that changes during
+    /// a load cannot leave a target running old content under a new fingerprint.
+    pub fn read_file(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.used.push(path.to_path_buf());
+        let read = self
+            .files
+            .entry(path.to_path_buf())
+            .or_insert_with(|| read_bytes(path));
+        read.clone()
+            .map_err(|(kind, message)| std::io::Error::new(kind, message))
+    }
+
+    /// Starts a target: the files it reads are counted from here.
+    pub fn start_target(&mut self) {
+        self.used.clear();
+    }
+
+    /// Hashes the files the current target read, path and content.
+    pub fn hash_used(&self, hasher: &mut DefaultHasher) {
+        for path in &self.used {
+            path.hash(hasher);
+            self.files.get(path).hash(hasher);
+        }
+    }
+
+    /// Every file this load read, with a digest of what it read.
+    pub fn digests(&self) -> BTreeMap<PathBuf, u64> {
+        self.files
+            .iter()
+            .map(|(path, read)| (path.clone(), digest_read(read)))
+            .collect()
+    }
+
+    /// The target's `host`, a name or an IP literal: `None` after reporting it missing (with
+    /// `missing`) or invalid.
+    pub fn host(&mut self, common: &Common, missing: &str) -> Option<Host> {
+        let path = common.path;
+        let Some(h) = common.host else {
+            self.error(&common.at, format!("{path}.host"), missing);
+            return None;
+        };
+        Host::parse(&h.value)
+            .map_err(|e| self.error(&h.referenced, format!("{path}.host"), e))
+            .ok()
+    }
+}
+
+pub fn read_bytes(path: &Path) -> FileRead {
+    std::fs::read(path).map_err(|e| (e.kind(), e.to_string()))
+}
+
+pub fn digest_read(read: &FileRead) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    read.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// What every target has, as the loader found it, for its type's builder.
+pub struct Common<'r> {
+    /// The target's key path, such as `targets[3]`.
+    pub path: &'r str,
+    /// Where the target's entry starts: missing keys are reported there.
+    pub at: Location,
+    pub host: Option<&'r S<String>>,
+    pub port: Option<&'r S<i64>>,
+    pub url: Option<&'r S<String>>,
+    pub ip_version: IpVersion,
+    pub timeout: Setting<Duration>,
+    /// `dns.server` as the resolver of the host, on types that connect to a host: `Some(None)`
+    /// for the system's, `None` after reporting errors.
+    pub resolver: Option<Option<dns::Server>>,
+}
+
+/// Where a setting's value came from, so an error about it can point at the right line.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin {
+    BuiltIn,
+    Defaults(Location),
+    Target(Location),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Setting<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+pub fn builtin<T>(value: T) -> Setting<T> {
+    Setting {
+        value,
+        origin: Origin::BuiltIn,
+    }
+}
+
+/// A duration setting for a message reported in a scope where `local` settings were written:
+/// inherited values say where they come from.
+pub fn describe(s: &Setting<Duration>, local: fn(&Origin) -> bool) -> String {
+    let value = duration::format(s.value);
+    match s.origin {
+        o if local(&o) => value,
+        Origin::BuiltIn => format!("{value} (the built-in default)"),
+        Origin::Defaults(at) => format!("{value} (from defaults, line {})", at.line()),
+        Origin::Target(_) => value,
+    }
+}
+
+pub fn in_target(o: &Origin) -> bool {
+    matches!(o, Origin::Target(_))
+}
+
+pub fn in_defaults(o: &Origin) -> bool {
+    matches!(o, Origin::Defaults(_))
+}
+
+/// The regex crate's syntax errors span several lines with a caret diagram; keep the last one.
+pub fn regex_message(err: &regex::Error) -> String {
+    let text = err.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(&text);
+    last.trim().trim_start_matches("error: ").to_string()
+}

@@ -1,0 +1,653 @@
+//! The walk over a parsed config: `defaults`, labels, locations and shards, the settings every
+//! target inherits and their checks, the keys that belong to other types, and the dispatch of
+//! each target's own keys to its type's builder (through the registry's [`Kind`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_saphyr::Location;
+
+use super::assertions::assertions;
+use super::raw::{RawConfig, RawDefaults, RawTarget};
+use super::{Config, ConfigErrors, LoadOptions, Target};
+use crate::build::{
+    Common, Context, Origin, S, Setting, builtin, describe, in_defaults, in_target,
+};
+use crate::duration::ConfigDuration;
+use crate::net::{self, IpVersion, dns};
+use crate::probe::{Key, Kind, RunPolicy, Sections};
+use crate::shard::Shard;
+
+pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 512;
+/// Far above any file-descriptor limit; it only keeps absurd values out of the semaphore.
+const MAX_CONCURRENT_PROBES_LIMIT: usize = 1_000_000;
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Label names that probe series use themselves; a static label must not shadow one.
+const RESERVED_LABELS: [&str; 20] = [
+    "name",
+    "probe",
+    "target",
+    "location",
+    "reason",
+    "step",
+    "result",
+    "stat",
+    "version",
+    "cipher",
+    "cert_index",
+    "subject",
+    "issuer",
+    "serial",
+    "dns_names",
+    "sha256",
+    "rcode",
+    "assertion",
+    "le",
+    "quantile",
+];
+
+/// The settings a target inherits: built-in values, overridden by `defaults`, then by the target.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    interval: Setting<Duration>,
+    timeout: Setting<Duration>,
+    retries: Setting<u32>,
+    retry_delay: Setting<Duration>,
+    interval_on_failure: Option<Setting<Duration>>,
+    ip_version: IpVersion,
+}
+
+/// The schedule keys as written in one place (`defaults` or a target).
+struct Overrides<'r> {
+    interval: Option<&'r S<ConfigDuration>>,
+    timeout: Option<&'r S<ConfigDuration>>,
+    retries: Option<&'r S<i64>>,
+    retry_delay: Option<&'r S<ConfigDuration>>,
+    interval_on_failure: Option<&'r S<ConfigDuration>>,
+    ip_version: Option<&'r S<IpVersion>>,
+}
+
+impl<'r> From<&'r RawDefaults> for Overrides<'r> {
+    fn from(d: &'r RawDefaults) -> Self {
+        Overrides {
+            interval: d.interval.as_ref(),
+            timeout: d.timeout.as_ref(),
+            retries: d.retries.as_ref(),
+            retry_delay: d.retry_delay.as_ref(),
+            interval_on_failure: d.interval_on_failure.as_ref(),
+            ip_version: d.ip_version.as_ref(),
+        }
+    }
+}
+
+impl<'r> From<&'r RawTarget> for Overrides<'r> {
+    fn from(t: &'r RawTarget) -> Self {
+        Overrides {
+            interval: t.interval.as_ref(),
+            timeout: t.timeout.as_ref(),
+            retries: t.retries.as_ref(),
+            retry_delay: t.retry_delay.as_ref(),
+            interval_on_failure: t.interval_on_failure.as_ref(),
+            ip_version: t.ip_version.as_ref(),
+        }
+    }
+}
+
+/// Walks the raw config: what every target shares is checked here, and each target's own
+/// keys by its type's builder, through [`Kind::build`].
+pub struct Builder<'a> {
+    pub cx: Context<'a>,
+}
+
+impl Builder<'_> {
+    fn error(&mut self, at: &Location, path: impl Into<String>, message: impl Into<String>) {
+        self.cx.error(at, path, message);
+    }
+
+    pub fn build(
+        &mut self,
+        raw: &RawConfig,
+        options: &LoadOptions,
+    ) -> Result<Config, ConfigErrors> {
+        let location = options
+            .location
+            .clone()
+            .or_else(|| raw.location.as_ref().map(|l| l.value.clone()))
+            .unwrap_or_default();
+        let global_labels = self.labels(raw.labels.as_ref(), "labels");
+        let builtin = Schedule {
+            interval: builtin(DEFAULT_INTERVAL),
+            timeout: builtin(DEFAULT_TIMEOUT),
+            retries: builtin(0),
+            retry_delay: builtin(DEFAULT_RETRY_DELAY),
+            interval_on_failure: None,
+            ip_version: IpVersion::Auto,
+        };
+        let defaults = match &raw.defaults {
+            Some(d) => {
+                let schedule = self.layer(
+                    &builtin,
+                    &Overrides::from(&d.value),
+                    "defaults",
+                    Origin::Defaults,
+                );
+                self.check_schedule(&schedule, "defaults", in_defaults);
+                schedule
+            }
+            None => builtin,
+        };
+        let max_concurrent_probes = match &raw.max_concurrent_probes {
+            None => DEFAULT_MAX_CONCURRENT_PROBES,
+            Some(m) => match usize::try_from(m.value) {
+                Ok(n) if (1..=MAX_CONCURRENT_PROBES_LIMIT).contains(&n) => n,
+                _ => {
+                    self.error(
+                        &m.referenced,
+                        "max_concurrent_probes",
+                        format!(
+                            "must be from 1 to {MAX_CONCURRENT_PROBES_LIMIT}, not {}",
+                            m.value
+                        ),
+                    );
+                    DEFAULT_MAX_CONCURRENT_PROBES
+                }
+            },
+        };
+
+        let inherited = inherited_digest(raw, &location);
+        let mut first_use: HashMap<&str, Location> = HashMap::new();
+        let mut targets = Vec::new();
+        let mut elsewhere = Vec::new();
+        let mut other_shards = 0;
+        for (i, t) in raw.targets.iter().enumerate() {
+            let path = format!("targets[{i}]");
+            let name = &t.value.name;
+            if let Some(first) = first_use.get(name.value.as_str()) {
+                self.error(
+                    &name.referenced,
+                    format!("{path}.name"),
+                    format!(
+                        "duplicate name {:?}: names must be unique (first used on line {})",
+                        name.value,
+                        first.line()
+                    ),
+                );
+            } else {
+                first_use.insert(&name.value, name.referenced);
+            }
+            let runs_here = self.runs_here(&t.value, &path, &location);
+            self.cx.start_target();
+            if let Some(mut target) = self.target(
+                &t.value,
+                &t.referenced,
+                &path,
+                &defaults,
+                &global_labels,
+                &location,
+            ) {
+                target.fingerprint = self.fingerprint(inherited, &t.value);
+                if options.every_location {
+                    targets.push(Arc::new(target));
+                } else if !runs_here {
+                    elsewhere.push(target.name);
+                } else if options.shard.owns(&target.name) {
+                    targets.push(Arc::new(target));
+                } else {
+                    other_shards += 1;
+                }
+            }
+        }
+
+        if !self.cx.has_errors() {
+            Ok(Config {
+                location,
+                max_concurrent_probes,
+                targets,
+                elsewhere,
+                shard: if options.every_location {
+                    Shard::WHOLE
+                } else {
+                    options.shard
+                },
+                other_shards,
+            })
+        } else {
+            Err(ConfigErrors(self.cx.take_errors()))
+        }
+    }
+
+    fn runs_here(&mut self, t: &RawTarget, path: &str, location: &str) -> bool {
+        let Some(locations) = &t.locations else {
+            return true;
+        };
+        if locations.value.is_empty() || locations.value.iter().any(|l| l.trim().is_empty()) {
+            self.error(
+                &locations.referenced,
+                format!("{path}.locations"),
+                "list one or more location names, or leave `locations` out to run everywhere",
+            );
+        }
+        locations.value.iter().any(|l| l == location)
+    }
+
+    /// Validates static labels: Prometheus label names that do not shadow vantage's own.
+    fn labels(
+        &mut self,
+        raw: Option<&S<BTreeMap<String, String>>>,
+        path: &str,
+    ) -> BTreeMap<String, String> {
+        let Some(labels) = raw else {
+            return BTreeMap::new();
+        };
+        for key in labels.value.keys() {
+            let valid = key
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            let problem = if key.is_empty() || !valid {
+                Some(
+                    "is not a valid label name: use letters, digits and _, not starting with a digit",
+                )
+            } else if key.starts_with("__") {
+                Some("starts with __, which Prometheus reserves")
+            } else if RESERVED_LABELS.contains(&key.as_str()) {
+                Some("is a label vantage sets itself")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                self.error(
+                    &labels.referenced,
+                    format!("{path}.{key}"),
+                    format!("{key:?} {problem}"),
+                );
+            }
+        }
+        labels.value.clone()
+    }
+
+    fn layer(
+        &mut self,
+        base: &Schedule,
+        over: &Overrides,
+        path: &str,
+        origin: fn(Location) -> Origin,
+    ) -> Schedule {
+        let duration = |raw: Option<&S<ConfigDuration>>, inherited: Setting<Duration>| {
+            raw.map_or(inherited, |d| Setting {
+                value: d.value.0,
+                origin: origin(d.referenced),
+            })
+        };
+        let retries = match over.retries {
+            None => base.retries,
+            Some(r) => match u32::try_from(r.value) {
+                Ok(value) => Setting {
+                    value,
+                    origin: origin(r.referenced),
+                },
+                Err(_) => {
+                    self.error(
+                        &r.referenced,
+                        format!("{path}.retries"),
+                        format!("must be 0 or more, not {}", r.value),
+                    );
+                    base.retries
+                }
+            },
+        };
+        Schedule {
+            interval: duration(over.interval, base.interval),
+            timeout: duration(over.timeout, base.timeout),
+            retries,
+            retry_delay: duration(over.retry_delay, base.retry_delay),
+            interval_on_failure: over
+                .interval_on_failure
+                .map(|d| Setting {
+                    value: d.value.0,
+                    origin: origin(d.referenced),
+                })
+                .or(base.interval_on_failure),
+            ip_version: over.ip_version.map_or(base.ip_version, |v| v.value),
+        }
+    }
+
+    /// Checks how the schedule's durations relate. A rule is reported where one of its settings
+    /// was written in this scope (`local`); rules among inherited values were checked there.
+    fn check_schedule(&mut self, s: &Schedule, path: &str, local: fn(&Origin) -> bool) {
+        let blame = |b: &mut Self, candidates: &[(&str, Origin)], message: String| {
+            if let Some((key, Origin::Defaults(at) | Origin::Target(at))) =
+                candidates.iter().find(|(_, o)| local(o))
+            {
+                b.error(at, format!("{path}.{key}"), message);
+            }
+        };
+        let t = s.timeout;
+        let i = s.interval;
+        if i.value.is_zero() {
+            blame(
+                self,
+                &[("interval", i.origin)],
+                "must be longer than 0s".into(),
+            );
+        }
+        if t.value.is_zero() {
+            blame(
+                self,
+                &[("timeout", t.origin)],
+                "must be longer than 0s".into(),
+            );
+        } else if t.value >= i.value && !i.value.is_zero() {
+            blame(
+                self,
+                &[("timeout", t.origin), ("interval", i.origin)],
+                format!(
+                    "timeout {} must be shorter than interval {}: a run must end before the next starts",
+                    describe(&t, local),
+                    describe(&i, local)
+                ),
+            );
+        }
+        if let Some(iof) = s.interval_on_failure
+            && iof.value <= t.value
+        {
+            blame(
+                self,
+                &[("interval_on_failure", iof.origin), ("timeout", t.origin)],
+                format!(
+                    "interval_on_failure {} must be longer than timeout {}",
+                    describe(&iof, local),
+                    describe(&t, local)
+                ),
+            );
+        }
+        let r = s.retries;
+        let d = s.retry_delay;
+        if r.value > 0 && d.value >= t.value {
+            blame(
+                self,
+                &[
+                    ("retry_delay", d.origin),
+                    ("retries", r.origin),
+                    ("timeout", t.origin),
+                ],
+                format!(
+                    "retry_delay {} must be shorter than timeout {}: retries happen within one run's timeout",
+                    describe(&d, local),
+                    describe(&t, local)
+                ),
+            );
+        }
+    }
+
+    fn target(
+        &mut self,
+        t: &RawTarget,
+        at: &Location,
+        path: &str,
+        defaults: &Schedule,
+        global_labels: &BTreeMap<String, String>,
+        location: &str,
+    ) -> Option<Target> {
+        let name = &t.name;
+        if name.value.trim().is_empty()
+            || name.value.trim() != name.value
+            || name.value.chars().any(char::is_control)
+        {
+            self.error(
+                &name.referenced,
+                format!("{path}.name"),
+                "must be non-empty, without surrounding spaces or control characters",
+            );
+        }
+        let schedule = self.layer(defaults, &Overrides::from(t), path, Origin::Target);
+        self.check_schedule(&schedule, path, in_target);
+        let target_labels = self.labels(t.labels.as_ref(), &format!("{path}.labels"));
+        let mut labels = global_labels.clone();
+        labels.extend(target_labels);
+
+        let tls_table_on = t
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.value.enabled != Some(false));
+        let https = t.url.as_ref().is_some_and(|u| {
+            u.value
+                .get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        });
+        let tls_on = tls_table_on || (t.kind.value == Kind::Http && https);
+        let assertions = assertions(&mut self.cx, t.assertions.as_ref(), path, tls_on);
+        let kind = t.kind.value;
+        let foreign_ok = self.foreign_keys(t, path);
+        let resolver = if kind.resolves_host() {
+            self.resolver(t, path)
+        } else {
+            Some(None)
+        };
+        let common = Common {
+            path,
+            at: *at,
+            host: t.host.as_ref(),
+            port: t.port.as_ref(),
+            url: t.url.as_ref(),
+            ip_version: schedule.ip_version,
+            timeout: schedule.timeout,
+            resolver,
+        };
+        let sections = Sections {
+            tcp: t.tcp.as_deref(),
+            tls: t.tls.as_deref(),
+            http: t.http.as_deref(),
+            dns: t.dns.as_deref(),
+            icmp: t.icmp.as_deref(),
+        };
+        let probe = kind
+            .build(&mut self.cx, &common, &sections)
+            .filter(|_| foreign_ok)?;
+        Some(Target::new(
+            name.value.clone(),
+            probe,
+            RunPolicy {
+                timeout: schedule.timeout.value,
+                retries: schedule.retries.value,
+                retry_delay: schedule.retry_delay.value,
+            },
+            schedule.interval.value,
+            schedule.interval_on_failure.map(|s| s.value),
+            assertions?,
+            location,
+            &labels,
+        ))
+    }
+
+    /// `dns.server` (and `dns.transport`) on a tcp or http target: the resolver of its host.
+    /// `Some(None)` without one, `None` after reporting errors.
+    fn resolver(&mut self, t: &RawTarget, path: &str) -> Option<Option<dns::Server>> {
+        let Some(raw) = &t.dns else {
+            return Some(None);
+        };
+        let dns = &raw.value;
+        let mut ok = true;
+        for (key, written) in [
+            (
+                "record_type",
+                dns.record_type.as_ref().map(|x| x.referenced),
+            ),
+            (
+                "expect_addresses",
+                dns.expect_addresses.as_ref().map(|x| x.referenced),
+            ),
+            (
+                "expect_regex",
+                dns.expect_regex.as_ref().map(|x| x.referenced),
+            ),
+            (
+                "valid_rcodes",
+                dns.valid_rcodes.as_ref().map(|x| x.referenced),
+            ),
+        ] {
+            if let Some(at) = written {
+                self.error(
+                    &at,
+                    format!("{path}.dns.{key}"),
+                    format!(
+                        "`{key}` applies to dns targets; on {} targets `dns` picks the resolver (`server`, `transport`)",
+                        t.kind.value.as_str()
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let Some(server) = &dns.server else {
+            self.error(
+                &raw.referenced,
+                format!("{path}.dns.server"),
+                "give the resolver's address, such as 10.0.0.53, or leave `dns` out for the system's",
+            );
+            return None;
+        };
+        let addr = match net::parse_dns_server(&server.value) {
+            Ok(addr) => addr,
+            Err(e) => {
+                self.error(&server.referenced, format!("{path}.dns.server"), e);
+                return None;
+            }
+        };
+        ok.then_some(Some(dns::Server {
+            addr,
+            transport: dns
+                .transport
+                .as_ref()
+                .map_or(dns::Transport::Udp, |t| t.value),
+        }))
+    }
+
+    /// Keys that belong to other target types, each an error where it is written. Returns
+    /// whether there were none. Which type takes which key is the registry's
+    /// ([`Kind::accepts`]).
+    fn foreign_keys(&mut self, t: &RawTarget, path: &str) -> bool {
+        // Without `..`: a key added to targets does not compile until it is placed here.
+        let RawTarget {
+            name: _,
+            kind,
+            host,
+            port,
+            url,
+            interval: _,
+            timeout: _,
+            retries: _,
+            retry_delay: _,
+            interval_on_failure: _,
+            ip_version: _,
+            labels: _,
+            locations: _,
+            tcp,
+            tls,
+            http,
+            icmp,
+            dns: _,
+            assertions: _,
+        } = t;
+        let kind = kind.value;
+        let keys = [
+            (
+                "host",
+                host.as_ref().map(|x| x.referenced),
+                Key::Host,
+                "http targets take a `url`, not `host`",
+            ),
+            (
+                "port",
+                port.as_ref().map(|x| x.referenced),
+                Key::Port,
+                if kind == Kind::Http {
+                    "http targets take the port in the `url`"
+                } else {
+                    "`port` applies to tcp targets only"
+                },
+            ),
+            (
+                "tls",
+                tls.as_ref().map(|x| x.referenced),
+                Key::Tls,
+                "`tls` applies to tcp and http targets only",
+            ),
+            (
+                "url",
+                url.as_ref().map(|x| x.referenced),
+                Key::Url,
+                "`url` is for http targets; other targets use `host` (and `port`)",
+            ),
+            (
+                "tcp",
+                tcp.as_ref().map(|x| x.referenced),
+                Key::Tcp,
+                "the `tcp` table applies to tcp targets only",
+            ),
+            (
+                "http",
+                http.as_ref().map(|x| x.referenced),
+                Key::Http,
+                "the `http` table applies to http targets only",
+            ),
+            (
+                "icmp",
+                icmp.as_ref().map(|x| x.referenced),
+                Key::Icmp,
+                "the `icmp` table applies to icmp targets only",
+            ),
+        ];
+        let mut ok = true;
+        for (key, written, which, message) in keys {
+            if let Some(at) = written
+                && !kind.accepts(which)
+            {
+                self.error(&at, format!("{path}.{key}"), message);
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    /// See [`Target::fingerprint`]. Serializing the parsed entry drops source positions (spans
+    /// serialize as their value) and covers every option, inline secrets included, without a
+    /// list that could fall behind the schema.
+    fn fingerprint(&self, inherited: u64, raw: &RawTarget) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        hasher.write_u64(inherited);
+        hash_serialized(&mut hasher, raw);
+        self.cx.hash_used(&mut hasher);
+        hasher.finish()
+    }
+}
+/// Digest of what every target inherits: `defaults`, global `labels` and the location.
+fn inherited_digest(raw: &RawConfig, location: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    let inherited = (
+        raw.defaults.as_ref().map(|d| &d.value),
+        raw.labels.as_ref().map(|l| &l.value),
+        location,
+    );
+    hash_serialized(&mut hasher, &inherited);
+    hasher.finish()
+}
+
+fn hash_serialized(hasher: &mut DefaultHasher, value: &impl serde::Serialize) {
+    /// Feeds serialized bytes straight into the hasher, without building the text.
+    struct Feed<'h>(&'h mut DefaultHasher);
+    impl std::io::Write for Feed<'_> {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    // Plain data into a writer that cannot fail: serializing cannot fail either.
+    let _ = serde_json::to_writer(Feed(hasher), value);
+}
