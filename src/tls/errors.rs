@@ -1,0 +1,185 @@
+//! rustls errors classified by type, never by text: the stable reason of each, and the words
+//! for the failure's detail (alert names as the RFCs spell them).
+
+use rustls::{AlertDescription, CertificateError, PeerIncompatible};
+
+use crate::outcome::{Failure, Reason};
+
+/// A socket or TLS error as a failure: a rustls error inside it by its type (an alert, a
+/// certificate problem), anything else by kind; `doing` says what the probe was doing.
+pub fn failure(err: &std::io::Error, doing: &str) -> Failure {
+    match rustls_error(err) {
+        Some(tls) => Failure::new(reason(tls), format!("{doing}: {}", describe(tls))),
+        None => crate::net::failure(err, doing),
+    }
+}
+
+/// The rustls error inside an I/O error from tokio-rustls, if that is what it is.
+pub fn rustls_error(err: &std::io::Error) -> Option<&rustls::Error> {
+    err.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// The stable reason for a rustls error.
+pub fn reason(err: &rustls::Error) -> Reason {
+    use rustls::Error;
+    match err {
+        Error::AlertReceived(AlertDescription::ProtocolVersion) => Reason::TlsProtocolVersion,
+        Error::AlertReceived(_) => Reason::TlsAlert,
+        Error::PeerIncompatible(
+            PeerIncompatible::ServerDoesNotSupportTls12Or13
+            | PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig
+            | PeerIncompatible::SupportedVersionsExtensionRequired
+            | PeerIncompatible::Tls12NotOffered
+            | PeerIncompatible::Tls12NotOfferedOrEnabled,
+        ) => Reason::TlsProtocolVersion,
+        Error::InvalidCertificate(e) => certificate_reason(e),
+        _ => Reason::TlsHandshakeFailed,
+    }
+}
+
+fn certificate_reason(err: &CertificateError) -> Reason {
+    match err {
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            Reason::TlsCertExpired
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            Reason::TlsCertNotYetValid
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            Reason::TlsHostnameMismatch
+        }
+        // A signature that does not verify is a chain that does not lead to a trusted root.
+        CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+            Reason::TlsUnknownIssuer
+        }
+        // What `openssl req -x509` makes: a self-signed certificate that is also a CA.
+        CertificateError::Other(other) if is_ca_used_as_leaf(other) => Reason::TlsUnknownIssuer,
+        _ => Reason::TlsCertInvalid,
+    }
+}
+
+fn is_ca_used_as_leaf(err: &rustls::OtherError) -> bool {
+    matches!(
+        err.0.downcast_ref::<webpki::Error>(),
+        Some(webpki::Error::CaUsedAsEndEntity)
+    )
+}
+
+pub(super) fn certificate_failure(err: &rustls::Error) -> Failure {
+    Failure::new(reason(err), describe(err))
+}
+
+/// A rustls error in words, with alert names as the RFCs spell them.
+pub fn describe(err: &rustls::Error) -> String {
+    match err {
+        rustls::Error::AlertReceived(alert) => {
+            let hint = match alert {
+                AlertDescription::CertificateRequired => {
+                    ": the server requires a client certificate (tls.cert_file and tls.key_file)"
+                }
+                _ => "",
+            };
+            format!("the server sent the TLS alert {}{hint}", alert_name(*alert))
+        }
+        rustls::Error::InvalidCertificate(CertificateError::Other(other))
+            if is_ca_used_as_leaf(other) =>
+        {
+            "the server's certificate is a CA certificate (self-signed, basicConstraints CA:TRUE); \
+             it is not accepted as a server certificate even from ca_file: serve a leaf \
+             certificate issued by it"
+                .to_string()
+        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            format!("the peer's answer is not TLS (a plaintext service on this port?): {err}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `CertificateRequired` -> `certificate_required`.
+fn alert_name(alert: AlertDescription) -> String {
+    let Some(name) = alert.as_str() else {
+        return format!("{}", u8::from(alert));
+    };
+    // A capital starts a word unless it follows another (UnknownCA is unknown_ca).
+    let mut out = String::new();
+    let mut previous_upper = true;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && !previous_upper {
+            out.push('_');
+        }
+        previous_upper = c.is_ascii_uppercase();
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// Why a handshake failed that our verifier did not refuse. Certificates are only recorded, so
+/// a certificate error here comes from the handshake signature check.
+pub(super) fn handshake_failure(err: &std::io::Error) -> Failure {
+    if let Some(rustls::Error::InvalidCertificate(
+        CertificateError::BadSignature
+        | CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. },
+    )) = rustls_error(err)
+    {
+        return Failure::new(
+            Reason::TlsHandshakeFailed,
+            "the server's handshake signature does not verify with its certificate's key",
+        );
+    }
+    if rustls_error(err).is_none() && err.kind() == std::io::ErrorKind::UnexpectedEof {
+        return Failure::new(
+            Reason::TlsHandshakeFailed,
+            "the peer closed the connection during the TLS handshake (is it TLS on this port?)",
+        );
+    }
+    failure(err, "TLS handshake")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_names_are_the_rfc_spelling() {
+        assert_eq!(alert_name(AlertDescription::UnknownCA), "unknown_ca");
+        assert_eq!(
+            alert_name(AlertDescription::CertificateRequired),
+            "certificate_required"
+        );
+        assert_eq!(
+            alert_name(AlertDescription::HandshakeFailure),
+            "handshake_failure"
+        );
+    }
+
+    #[test]
+    fn certificate_errors_map_to_their_reasons() {
+        let cases = [
+            (CertificateError::Expired, Reason::TlsCertExpired),
+            (CertificateError::NotValidYet, Reason::TlsCertNotYetValid),
+            (
+                CertificateError::NotValidForName,
+                Reason::TlsHostnameMismatch,
+            ),
+            (CertificateError::UnknownIssuer, Reason::TlsUnknownIssuer),
+            (CertificateError::InvalidPurpose, Reason::TlsCertInvalid),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(reason(&rustls::Error::InvalidCertificate(err)), expected);
+        }
+        assert_eq!(
+            reason(&rustls::Error::AlertReceived(
+                AlertDescription::ProtocolVersion
+            )),
+            Reason::TlsProtocolVersion
+        );
+        assert_eq!(
+            reason(&rustls::Error::AlertReceived(
+                AlertDescription::CertificateRequired
+            )),
+            Reason::TlsAlert
+        );
+    }
+}
