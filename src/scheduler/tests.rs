@@ -270,11 +270,11 @@ async fn a_reload_restarts_only_what_changed_and_keeps_every_other_schedule() {
   - {name: new, type: tcp, host: 127.0.0.1, port: 9, interval: 10s, timeout: 1s}
   - {name: change, type: tcp, host: 127.0.0.1, port: 9, interval: 10s, timeout: 2s}
   - name: keep
-type: tcp
-host: 127.0.0.1
-port: 9
-interval: 10s
-timeout: 1s
+    type: tcp
+    host: 127.0.0.1
+    port: 9
+    interval: 10s
+    timeout: 1s
 ",
     );
     // Runs take 2 s, and the reload comes in the middle of one of `keep`'s: an unchanged
