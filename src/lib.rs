@@ -1,11 +1,10 @@
 //! vantage: an availability prober and Prometheus exporter.
 //!
-//! `config` turns `exporter.yml` into targets; `scheduler` runs each on its interval through
-//! `probe`; results land in `store`, which `metrics` and `status_page` read when `server` is
-//! asked. `reload` replaces the running config when its file changes. `net` is the only module
-//! that touches sockets directly.
-
-#![forbid(unsafe_code)]
+//! Dependencies run one way (ARCHITECTURE.md draws them): `outcome` (reasons, failures,
+//! traces, runs) <- `net` (sockets, resolution, the gentle close, a DNS client) <- `build` (what
+//! a type's config builder needs) <- `tls` <- the probe types under `probe/` <- the registry
+//! (`probe`) <- `config` <- the runtime (`store`, `scheduler`, `reload`) <- the outputs
+//! (`server`, `metrics`, `status_page`, `report`) <- `main`.
 
 pub mod build;
 pub mod cli;
