@@ -24,7 +24,7 @@ macro_rules! reasons {
         }
 
         impl Reason {
-            /// Every reason, in declaration order (the order of the README's table).
+            /// Every reason, in declaration order.
             pub const ALL: &[Reason] = &[$(Reason::$variant,)*];
 
             pub fn as_str(self) -> &'static str {
@@ -80,6 +80,30 @@ reasons! {
     AssertionFailed => "assertion_failed",
     PermissionDenied => "permission_denied",
     IoError => "io_error",
+}
+
+/// A set of reasons, one bit each: what a target can produce, checked at every scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReasonSet(u64);
+
+impl ReasonSet {
+    pub const fn of(reasons: &[Reason]) -> ReasonSet {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < reasons.len() {
+            bits |= 1 << reasons[i] as u64;
+            i += 1;
+        }
+        ReasonSet(bits)
+    }
+
+    pub const fn union(self, other: ReasonSet) -> ReasonSet {
+        ReasonSet(self.0 | other.0)
+    }
+
+    pub const fn contains(self, reason: Reason) -> bool {
+        self.0 & (1 << reason as u64) != 0
+    }
 }
 
 impl fmt::Display for Reason {
@@ -439,6 +463,44 @@ mod tests {
         })
         .await;
         assert_eq!(*seen.borrow(), vec![start + Duration::from_secs(10); 3]);
+    }
+
+    #[test]
+    fn a_reason_set_holds_what_it_was_made_of_and_nothing_else() {
+        let set = ReasonSet::of(&[Reason::DnsError, Reason::IoError])
+            .union(ReasonSet::of(&[Reason::Timeout]));
+        for reason in Reason::ALL {
+            let expected = matches!(reason, Reason::DnsError | Reason::IoError | Reason::Timeout);
+            assert_eq!(set.contains(*reason), expected, "{reason}");
+        }
+        assert!(Reason::ALL.len() <= 64, "a ReasonSet has 64 bits");
+    }
+
+    /// The README's table of failure reasons is the documentation users alert on: it must name
+    /// every reason there is, and no other, each once.
+    #[test]
+    fn the_readme_lists_every_reason_exactly_once() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Failure reasons\n")
+            .nth(1)
+            .expect("README has a Failure reasons section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        let listed: Vec<&str> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+            .collect();
+        let mut sorted = listed.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            listed.len(),
+            "a reason is listed twice: {listed:?}"
+        );
+        let mut all: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        all.sort_unstable();
+        assert_eq!(sorted, all);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use crate::build::error::{ConfigError, ConfigErrors};
 use crate::build::{Context, digest_read, read_bytes};
-use crate::probe::{Assertion, Probe, RunPolicy};
+use crate::probe::{Assertion, Probe, Reason, ReasonSet, RunPolicy};
 use crate::shard::Shard;
 use builder::Builder;
 pub use builder::DEFAULT_MAX_CONCURRENT_PROBES;
@@ -62,6 +62,21 @@ pub struct Target {
 }
 
 impl Target {
+    /// Every reason a run of this target can end with: its probe's, and those its assertions
+    /// add.
+    pub fn reasons(&self) -> ReasonSet {
+        let own = self.assertions.iter().map(|a| match a {
+            Assertion::Connection { .. } | Assertion::ResponseTime { .. } => {
+                Reason::AssertionFailed
+            }
+            Assertion::CertificateExpiry { .. } => Reason::TlsCertExpiring,
+            Assertion::TlsVersion { .. } => Reason::TlsProtocolVersion,
+        });
+        own.fold(self.probe.reasons(), |set, r| {
+            set.union(ReasonSet::of(&[r]))
+        })
+    }
+
     #[allow(clippy::too_many_arguments)] // one call per way a target is made; a struct adds nothing
     pub(crate) fn new(
         name: String,

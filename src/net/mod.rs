@@ -13,4 +13,4 @@ pub mod socket;
 
 pub use addr::{Host, IpVersion, parse_dns_server};
 pub use resolve::{Resolved, locate, open, resolve};
-pub use socket::{classify, connect, failure};
+pub use socket::{CONNECT_REASONS, classify, connect, failure};

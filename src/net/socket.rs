@@ -10,7 +10,20 @@ use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout_at};
 
-use crate::outcome::{Failure, Reason};
+use crate::outcome::{Failure, Reason, ReasonSet};
+
+/// Every reason resolving a host and connecting to it can end with, the deadline's included.
+pub const CONNECT_REASONS: ReasonSet = ReasonSet::of(&[
+    Reason::DnsError,
+    Reason::ConnectionRefused,
+    Reason::ConnectionTimeout,
+    Reason::ConnectionReset,
+    Reason::NetworkUnreachable,
+    Reason::HostUnreachable,
+    Reason::Timeout,
+    Reason::PermissionDenied,
+    Reason::IoError,
+]);
 
 /// A socket error as a failure: classified by kind, with `doing` saying what the probe was
 /// doing. Errors that can carry a TLS alert or certificate problem go through `tls::failure`.

@@ -21,7 +21,8 @@ use tokio::time::Instant;
 use crate::build::{Common, Context, S};
 use crate::outcome::{self, run_attempts};
 pub use crate::outcome::{
-    Close, Event, Failure, Judged, Phases, QUOTE_LIMIT, Reason, RunPolicy, Timed, Trace, quote,
+    Close, Event, Failure, Judged, Phases, QUOTE_LIMIT, Reason, ReasonSet, RunPolicy, Timed, Trace,
+    quote,
 };
 use crate::tls::TlsFacts;
 use crate::tls::config::RawTls;
@@ -142,6 +143,17 @@ impl Probe {
             Probe::Http(p) => p.written.clone(),
             Probe::Dns(p) => p.written.clone(),
             Probe::Icmp(p) => p.host.to_string(),
+        }
+    }
+
+    /// Every reason a run of this probe can end with (assertions aside): the series of
+    /// `probe_failures_total` that exist from the start, at 0.
+    pub fn reasons(&self) -> ReasonSet {
+        match self {
+            Probe::Tcp(p) => p.reasons(),
+            Probe::Http(p) => p.reasons(),
+            Probe::Dns(_) => dns::REASONS,
+            Probe::Icmp(_) => icmp::REASONS,
         }
     }
 

@@ -3,7 +3,21 @@
 
 use rustls::{AlertDescription, CertificateError, PeerIncompatible};
 
-use crate::outcome::{Failure, Reason};
+use crate::outcome::{Failure, Reason, ReasonSet};
+
+/// Every reason a TLS handshake, its verdict and the chain's expiry can end with.
+pub const REASONS: ReasonSet = ReasonSet::of(&[
+    Reason::TlsHandshakeTimeout,
+    Reason::TlsCertExpired,
+    Reason::TlsCertNotYetValid,
+    Reason::TlsHostnameMismatch,
+    Reason::TlsUnknownIssuer,
+    Reason::TlsCertInvalid,
+    Reason::TlsProtocolVersion,
+    Reason::TlsAlert,
+    Reason::TlsHandshakeFailed,
+    Reason::TlsCertExpiring,
+]);
 
 /// A socket or TLS error as a failure: a rustls error inside it by its type (an alert, a
 /// certificate problem), anything else by kind; `doing` says what the probe was doing.

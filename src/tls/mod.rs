@@ -35,8 +35,8 @@ use crate::net::close::Closable;
 use crate::outcome::{Failure, Reason, Trace};
 use cert::CertFacts;
 use dangerous::{AcceptAnyCertificateAndRecord, Refuse};
+pub use errors::{REASONS, describe, failure, reason, rustls_error};
 use errors::{certificate_failure, handshake_failure};
-pub use errors::{describe, failure, reason, rustls_error};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 pub enum TlsVersion {

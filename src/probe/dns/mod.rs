@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::net::IpVersion;
 use crate::net::dns::{self, Reply, Server, Transport};
-use crate::outcome::{Failure, Outcome, Reason, Trace};
+use crate::outcome::{Failure, Outcome, Reason, ReasonSet, Trace};
 
 #[derive(Debug, Clone)]
 pub struct DnsProbe {
@@ -45,6 +45,16 @@ pub struct DnsFacts {
     /// The answer section as text, one record per line.
     pub answers: Vec<String>,
 }
+
+/// Every reason a dns run can end with: the client reports an unreachable or silent server as
+/// `dns_error`, and only opening its socket can fail otherwise.
+pub const REASONS: ReasonSet = ReasonSet::of(&[
+    Reason::DnsError,
+    Reason::DnsUnexpectedAnswer,
+    Reason::Timeout,
+    Reason::PermissionDenied,
+    Reason::IoError,
+]);
 
 impl DnsProbe {
     /// The facts are the answer, when one came.

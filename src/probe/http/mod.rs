@@ -32,7 +32,7 @@ use tokio::time::{Instant, timeout_at};
 use super::tcp::secure;
 use crate::net::close::{CLOSE_GRACE, Closable, close};
 use crate::net::{self, IpVersion, dns};
-use crate::outcome::{Failure, Outcome, Phases, Reason, Trace, quote};
+use crate::outcome::{Failure, Outcome, Phases, Reason, ReasonSet, Trace, quote};
 use crate::tls::{TlsClient, TlsFacts, TlsTarget};
 pub use url::{Scheme, Url};
 
@@ -216,6 +216,17 @@ struct Answer {
 }
 
 impl HttpProbe {
+    /// Every reason a run of this probe can end with: TLS ones too, since even an http URL may
+    /// redirect to https.
+    pub fn reasons(&self) -> ReasonSet {
+        net::CONNECT_REASONS
+            .union(crate::tls::REASONS)
+            .union(ReasonSet::of(&[
+                Reason::HttpStatus,
+                Reason::HttpBodyMismatch,
+            ]))
+    }
+
     pub async fn attempt(&self, deadline: Instant) -> Outcome<HttpFacts> {
         let mut trace = Trace::start();
         let mut facts = HttpFacts::default();

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
 use crate::net::{self, Host, IpVersion, dns};
-use crate::outcome::{Failure, Outcome, Reason, Trace};
+use crate::outcome::{Failure, Outcome, Reason, ReasonSet, Trace};
 
 /// The longest pause between two echoes of a run.
 const MAX_SPACING: Duration = Duration::from_secs(1);
@@ -63,6 +63,18 @@ impl IcmpFacts {
 
 /// One counter for the process: see the module comment.
 static SEQUENCE: AtomicU16 = AtomicU16::new(0);
+
+/// Every reason an icmp run can end with.
+pub const REASONS: ReasonSet = ReasonSet::of(&[
+    Reason::DnsError,
+    Reason::IcmpNoReply,
+    Reason::IcmpPacketLoss,
+    Reason::HostUnreachable,
+    Reason::NetworkUnreachable,
+    Reason::PermissionDenied,
+    Reason::IoError,
+    Reason::Timeout,
+]);
 
 impl IcmpProbe {
     /// The facts are the echoes, once the host was found and a socket opened.

@@ -23,7 +23,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::net::close::{Closable, close, read};
 use crate::net::{self, Host, IpVersion, dns};
-use crate::outcome::{Event, Failure, Outcome, Reason, Trace, quote};
+use crate::outcome::{Event, Failure, Outcome, Reason, ReasonSet, Trace, quote};
 use crate::tls::{Handshake, TlsFacts, TlsTarget};
 use starttls::Dialect;
 
@@ -62,6 +62,18 @@ pub struct TcpFacts {
 }
 
 impl TcpProbe {
+    /// Every reason a run of this probe can end with.
+    pub fn reasons(&self) -> ReasonSet {
+        let mut set = net::CONNECT_REASONS.union(ReasonSet::of(&[Reason::ExpectMismatch]));
+        if self.tls.is_some() {
+            set = set.union(crate::tls::REASONS);
+        }
+        if self.starttls.is_some() {
+            set = set.union(ReasonSet::of(&[Reason::StarttlsUnsupported]));
+        }
+        set
+    }
+
     pub async fn attempt(&self, deadline: Instant) -> Outcome<TcpFacts> {
         let mut trace = Trace::start();
         let mut facts = TcpFacts::default();
