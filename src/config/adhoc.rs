@@ -47,7 +47,7 @@ impl Target {
         let keys = Keys {
             host: Some(&host),
             port: Some(&port),
-            url: None,
+            ..Keys::default()
         };
         Target::adhoc(Kind::Tcp, keys, &sections, timeout, location)
     }
@@ -57,9 +57,8 @@ impl Target {
     pub fn adhoc_http(text: &str, timeout: Duration, location: &str) -> Result<Target, String> {
         let url = given(text.to_string());
         let keys = Keys {
-            host: None,
-            port: None,
             url: Some(&url),
+            ..Keys::default()
         };
         Target::adhoc(Kind::Http, keys, &Sections::default(), timeout, location)
     }
@@ -70,8 +69,7 @@ impl Target {
         let host = given(host.trim().to_string());
         let keys = Keys {
             host: Some(&host),
-            port: None,
-            url: None,
+            ..Keys::default()
         };
         Target::adhoc(Kind::Icmp, keys, &Sections::default(), timeout, location)
     }
@@ -82,8 +80,7 @@ impl Target {
         let host = given(name.trim().to_string());
         let keys = Keys {
             host: Some(&host),
-            port: None,
-            url: None,
+            ..Keys::default()
         };
         Target::adhoc(Kind::Dns, keys, &Sections::default(), timeout, location)
     }
@@ -190,6 +187,7 @@ impl Target {
 }
 
 /// The shared keys a command-line target gives.
+#[derive(Default)]
 struct Keys<'a> {
     host: Option<&'a S<String>>,
     port: Option<&'a S<i64>>,
