@@ -1,6 +1,6 @@
 //! The targets of `vantage probe` that come from the command line rather than the config:
 //! built by the same type builders as the config's, so that every default has one source, and
-//! a configured target pointed at another address.
+//! a configured target pointed at another address (by its type, through the registry).
 
 use std::time::Duration;
 
@@ -9,12 +9,9 @@ use serde_saphyr::Location;
 use super::Target;
 use super::builder::DEFAULT_RETRY_DELAY;
 use crate::build::{Common, Context, Origin, S, Setting};
-use crate::net::{Host, IpVersion};
-use crate::probe::dns::config::question_name;
-use crate::probe::http::Url;
-use crate::probe::tcp::TcpProbe;
+use crate::net::{self, IpVersion};
 use crate::probe::tcp::starttls::Dialect;
-use crate::probe::{Kind, Probe, RunPolicy, Sections};
+use crate::probe::{Kind, RunPolicy, Sections};
 use crate::tls::config::RawTls;
 
 /// A value from the command line: it was written nowhere in a file.
@@ -32,7 +29,7 @@ impl Target {
         timeout: Duration,
         location: &str,
     ) -> Result<Target, String> {
-        let (host, port) = parse_address(address)?;
+        let (host, port) = net::parse_host_port(address)?;
         let (host, port) = (given(host.to_string()), given(i64::from(port)));
         let tls = (tls || starttls.is_some()).then(|| {
             given(RawTls {
@@ -132,38 +129,7 @@ impl Target {
 
     /// The same check, pointed at another `HOST:PORT` (`vantage probe --name=X HOST:PORT`).
     pub fn retarget(&self, address: &str) -> Result<Target, String> {
-        let probe = match &self.probe {
-            Probe::Tcp(tcp) => {
-                let (host, port) = parse_address(address)?;
-                Probe::Tcp(TcpProbe {
-                    tls: match &tcp.tls {
-                        Some(tls) => Some(tls.client.target(&host)?),
-                        None => None,
-                    },
-                    host,
-                    port,
-                    ..tcp.clone()
-                })
-            }
-            Probe::Icmp(icmp) => Probe::Icmp(crate::probe::icmp::IcmpProbe {
-                host: Host::parse(address.trim())?,
-                ..icmp.clone()
-            }),
-            Probe::Dns(dns) => Probe::Dns(Box::new(crate::probe::dns::DnsProbe {
-                written: address.trim().to_string(),
-                name: question_name(&Host::parse(address.trim())?, dns.record_type)?,
-                ..(**dns).clone()
-            })),
-            Probe::Http(http) => {
-                let url = Url::parse(address.trim())?;
-                Probe::Http(Box::new(crate::probe::http::HttpProbe {
-                    tls: http.tls.client.target(&url.host)?,
-                    url,
-                    written: address.trim().to_string(),
-                    ..(**http).clone()
-                }))
-            }
-        };
+        let probe = self.probe.retarget(address)?;
         let target_label = probe.target();
         let labels = self
             .labels
@@ -192,22 +158,4 @@ struct Keys<'a> {
     host: Option<&'a S<String>>,
     port: Option<&'a S<i64>>,
     url: Option<&'a S<String>>,
-}
-
-/// `HOST:PORT`, with IPv6 literals bracketed (`[::1]:6379`).
-fn parse_address(text: &str) -> Result<(Host, u16), String> {
-    let (host, port) = text
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("{text:?}: the port must be a number from 1 to 65535"))?;
-    if host.contains(':') && !host.starts_with('[') {
-        return Err(format!(
-            "{text:?}: write IPv6 addresses in brackets, e.g. [::1]:{port}"
-        ));
-    }
-    Ok((Host::parse(host)?, port))
 }

@@ -164,6 +164,24 @@ pub fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
+/// `HOST:PORT`, with IPv6 literals bracketed (`[::1]:6379`).
+pub fn parse_host_port(text: &str) -> Result<(Host, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{text:?}: the port must be a number from 1 to 65535"))?;
+    if host.contains(':') && !host.starts_with('[') {
+        return Err(format!(
+            "{text:?}: write IPv6 addresses in brackets, e.g. [::1]:{port}"
+        ));
+    }
+    Ok((Host::parse(host)?, port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,6 +146,27 @@ impl Probe {
         }
     }
 
+    /// `check-config`'s words for what the probe does beyond its target.
+    pub fn summary(&self) -> String {
+        match self {
+            Probe::Tcp(p) => p.summary(),
+            Probe::Http(p) => p.summary(),
+            Probe::Dns(p) => p.summary(),
+            Probe::Icmp(p) => p.summary(),
+        }
+    }
+
+    /// The same check against another address: `HOST:PORT` for tcp, a URL for http, a host
+    /// for dns and icmp.
+    pub fn retarget(&self, address: &str) -> Result<Probe, String> {
+        Ok(match self {
+            Probe::Tcp(p) => Probe::Tcp(p.retarget(address)?),
+            Probe::Http(p) => Probe::Http(Box::new(p.retarget(address)?)),
+            Probe::Dns(p) => Probe::Dns(Box::new(p.retarget(address)?)),
+            Probe::Icmp(p) => Probe::Icmp(p.retarget(address)?),
+        })
+    }
+
     /// Every reason a run of this probe can end with (assertions aside): the series of
     /// `probe_failures_total` that exist from the start, at 0.
     pub fn reasons(&self) -> ReasonSet {

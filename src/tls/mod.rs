@@ -261,6 +261,19 @@ pub enum Handshake<S> {
 }
 
 impl TlsTarget {
+    /// `check-config`'s words for this TLS: how it verifies, and the name it sends.
+    pub fn summary(&self) -> String {
+        let options = &self.client.options;
+        let verified = if !options.verify {
+            " not verified"
+        } else if options.skip_hostname_verify {
+            " without hostname check"
+        } else {
+            ""
+        };
+        format!(", TLS{verified} as {}", self.server_name.to_str())
+    }
+
     /// Runs the handshake, recording its duration in `trace` and what it revealed in `seen`.
     pub async fn handshake<S>(
         &self,

@@ -5,13 +5,13 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::RecordType;
 use serde::{Deserialize, Serialize};
 
-use super::{DnsProbe, parse_rcode};
+use super::{DnsProbe, parse_rcode, question_name};
 use crate::build::{Common, Context, S, regex_message};
+use crate::net;
 use crate::net::dns::Transport;
-use crate::net::{self, Host};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -168,20 +168,4 @@ pub fn build(cx: &mut Context, common: &Common, dns: Option<&S<RawDns>>) -> Opti
         expect_regex,
         valid_rcodes,
     })
-}
-
-/// The name a dns target asks about: its host as a fully qualified name, or for an address
-/// asked for PTR records, the address's reverse name (`4.3.2.1.in-addr.arpa.`).
-pub fn question_name(host: &Host, record_type: RecordType) -> Result<Name, String> {
-    match host {
-        Host::Ip(ip) if record_type == RecordType::PTR => Ok(Name::from(*ip)),
-        Host::Ip(ip) => Err(format!(
-            "{ip} is an address: ask about a name, or use record_type: PTR for its reverse name"
-        )),
-        Host::Name(name) => {
-            let mut fqdn = Name::from_ascii(name).map_err(|e| format!("{name:?}: {e}"))?;
-            fqdn.set_fqdn(true);
-            Ok(fqdn)
-        }
-    }
 }

@@ -12,8 +12,8 @@ use hickory_proto::rr::{Name, RecordType};
 use regex::Regex;
 use tokio::time::Instant;
 
-use crate::net::IpVersion;
 use crate::net::dns::{self, Reply, Server, Transport};
+use crate::net::{Host, IpVersion};
 use crate::outcome::{Failure, Outcome, Reason, ReasonSet, Trace};
 
 #[derive(Debug, Clone)]
@@ -57,6 +57,23 @@ pub const REASONS: ReasonSet = ReasonSet::of(&[
 ]);
 
 impl DnsProbe {
+    /// `check-config`'s words for the question and where it goes.
+    pub fn summary(&self) -> String {
+        let server = self
+            .server
+            .map_or("the system resolver".to_string(), |s| s.to_string());
+        format!(", {} over {} to {server}", self.record_type, self.transport)
+    }
+
+    /// The same question about another name.
+    pub fn retarget(&self, address: &str) -> Result<DnsProbe, String> {
+        Ok(DnsProbe {
+            written: address.trim().to_string(),
+            name: question_name(&Host::parse(address.trim())?, self.record_type)?,
+            ..self.clone()
+        })
+    }
+
     /// The facts are the answer, when one came.
     pub async fn attempt(&self, deadline: Instant) -> Outcome<Option<DnsFacts>> {
         let mut trace = Trace::start();
@@ -164,4 +181,20 @@ pub fn parse_rcode(text: &str) -> Result<ResponseCode, String> {
                 "{text:?} is not a response code such as NOERROR, NXDOMAIN, SERVFAIL or REFUSED"
             )
         })
+}
+
+/// The name a dns target asks about: its host as a fully qualified name, or for an address
+/// asked for PTR records, the address's reverse name (`4.3.2.1.in-addr.arpa.`).
+pub fn question_name(host: &Host, record_type: RecordType) -> Result<Name, String> {
+    match host {
+        Host::Ip(ip) if record_type == RecordType::PTR => Ok(Name::from(*ip)),
+        Host::Ip(ip) => Err(format!(
+            "{ip} is an address: ask about a name, or use record_type: PTR for its reverse name"
+        )),
+        Host::Name(name) => {
+            let mut fqdn = Name::from_ascii(name).map_err(|e| format!("{name:?}: {e}"))?;
+            fqdn.set_fqdn(true);
+            Ok(fqdn)
+        }
+    }
 }

@@ -216,6 +216,40 @@ struct Answer {
 }
 
 impl HttpProbe {
+    /// `check-config`'s words for what this probe does beyond its URL.
+    pub fn summary(&self) -> String {
+        let mut out = format!(", {}", self.method);
+        if !self.headers.is_empty() {
+            let names: Vec<String> = self
+                .headers
+                .iter()
+                .map(|h| {
+                    let secret = if h.secret { " (secret)" } else { "" };
+                    format!("{}{secret}", h.name)
+                })
+                .collect();
+            out.push_str(&format!(" with {}", names.join(", ")));
+        }
+        if !self.follow_redirects {
+            out.push_str(", redirects not followed");
+        }
+        if self.url.scheme == Scheme::Https {
+            out.push_str(&self.tls.summary());
+        }
+        out
+    }
+
+    /// The same check against another URL.
+    pub fn retarget(&self, address: &str) -> Result<HttpProbe, String> {
+        let url = Url::parse(address.trim())?;
+        Ok(HttpProbe {
+            tls: self.tls.client.target(&url.host)?,
+            url,
+            written: address.trim().to_string(),
+            ..self.clone()
+        })
+    }
+
     /// Every reason a run of this probe can end with: TLS ones too, since even an http URL may
     /// redirect to https.
     pub fn reasons(&self) -> ReasonSet {

@@ -77,6 +77,19 @@ pub const REASONS: ReasonSet = ReasonSet::of(&[
 ]);
 
 impl IcmpProbe {
+    /// `check-config`'s words for the echoes.
+    pub fn summary(&self) -> String {
+        format!(", {} echoes of {} bytes", self.count, self.payload_size)
+    }
+
+    /// The same echoes to another host.
+    pub fn retarget(&self, address: &str) -> Result<IcmpProbe, String> {
+        Ok(IcmpProbe {
+            host: Host::parse(address.trim())?,
+            ..self.clone()
+        })
+    }
+
     /// The facts are the echoes, once the host was found and a socket opened.
     pub async fn attempt(&self, deadline: Instant) -> Outcome<Option<IcmpFacts>> {
         let mut trace = Trace::start();

@@ -62,6 +62,28 @@ pub struct TcpFacts {
 }
 
 impl TcpProbe {
+    /// `check-config`'s words for what this probe does beyond its target.
+    pub fn summary(&self) -> String {
+        self.tls
+            .as_ref()
+            .map(TlsTarget::summary)
+            .unwrap_or_default()
+    }
+
+    /// The same check against another `HOST:PORT`.
+    pub fn retarget(&self, address: &str) -> Result<TcpProbe, String> {
+        let (host, port) = net::parse_host_port(address)?;
+        Ok(TcpProbe {
+            tls: match &self.tls {
+                Some(tls) => Some(tls.client.target(&host)?),
+                None => None,
+            },
+            host,
+            port,
+            ..self.clone()
+        })
+    }
+
     /// Every reason a run of this probe can end with.
     pub fn reasons(&self) -> ReasonSet {
         let mut set = net::CONNECT_REASONS.union(ReasonSet::of(&[Reason::ExpectMismatch]));
