@@ -9,6 +9,8 @@
 
 pub mod cert;
 mod dangerous;
+pub mod metrics;
+pub mod report;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

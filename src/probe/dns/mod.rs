@@ -2,6 +2,9 @@
 //! optionally the addresses it holds or a pattern over its records, which catches stale
 //! records and split-horizon views that answer differently than they should.
 
+pub mod metrics;
+pub mod report;
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 

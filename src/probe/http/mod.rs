@@ -7,6 +7,8 @@
 //! certificate failed verification: `tcp::secure` hands out only verified streams.
 
 mod lent;
+pub mod metrics;
+pub mod report;
 pub mod url;
 
 use std::fmt;

@@ -6,6 +6,9 @@
 //! gives every ping socket its own identifier, and sequence numbers come from one counter for
 //! the whole process, so concurrent runs against the same host never take each other's replies.
 
+pub mod metrics;
+pub mod report;
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::Duration;

@@ -10,6 +10,7 @@
 //! whose certificate fails verification gets the handshake finished and closed, and nothing else
 //! (STARTTLS adds the protocol's goodbye, see `starttls`).
 
+pub mod report;
 pub mod starttls;
 
 use std::time::{Duration, SystemTime};
