@@ -2,12 +2,11 @@
 //! the dialogue's events in order. The events' lines are also http's (its requests record
 //! close events too), which is why [`event`] is public.
 
+use super::{Step, TcpFacts, TcpProbe};
 use crate::duration::timing;
 use crate::outcome::{Close, Event, Seen, Timed};
 use crate::probe::lines::connection;
 use crate::tls;
-
-use super::{Step, TcpFacts, TcpProbe};
 
 /// The lines of a tcp run, between the report's header and its result.
 pub fn lines(tcp: &TcpProbe, run: Seen<'_, TcpFacts>, line: &mut impl FnMut(&str, String)) {
