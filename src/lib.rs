@@ -10,6 +10,7 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod family;
 pub mod logging;
 pub mod metrics;
 pub mod net;

@@ -339,7 +339,36 @@ impl<F> Run<F> {
     pub fn failure(&self) -> Option<&Failure> {
         self.outcome.result.as_ref().err()
     }
+
+    /// This run as the outputs of one probe type see it, with the facts `pick` finds.
+    pub fn seen<'a, G>(&'a self, pick: impl FnOnce(&'a F) -> Option<&'a G>) -> Seen<'a, G> {
+        Seen {
+            trace: &self.outcome.trace,
+            finished_at: self.finished_at,
+            facts: pick(&self.outcome.facts),
+        }
+    }
 }
+
+/// A run as a probe type's metric families and report lines read it: the common trace, when it
+/// finished, and that type's facts if it has them. Those outputs take this rather than a
+/// [`Run`] of the registry's facts so that they can live in the type's folder, below the
+/// registry.
+#[derive(Debug)]
+pub struct Seen<'a, F> {
+    pub trace: &'a Trace,
+    pub finished_at: SystemTime,
+    pub facts: Option<&'a F>,
+}
+
+// By hand: a derive would demand `F: Copy`, and only references to `F` are copied.
+impl<F> Clone for Seen<'_, F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F> Copy for Seen<'_, F> {}
 
 /// Attempts until one succeeds, the retries are used up, or the next retry would start after the
 /// run's deadline. Every attempt shares that one deadline, so a run never outlasts `timeout`.

@@ -4,28 +4,34 @@
 //!
 //! A probe type is a folder (`tcp`, `http`, `dns`, `icmp`) with a validated probe struct,
 //! `async fn attempt(&self, deadline) -> Outcome<TheirFacts>`, its raw config section and
-//! builder, its metric families and its report lines. What all types share (reasons, failures,
-//! traces, runs) is in `outcome`; this module turns their outcomes into the registry's.
+//! builder, its metric families (`metrics`) and its report lines (`report`). What all types
+//! share (reasons, failures, traces, runs) is in `outcome`; this module turns their outcomes
+//! into the registry's, and hands each type's outputs a [`Seen`] of the run with that type's
+//! facts. Adding a type is its folder plus an arm in every `match` here.
 
 pub mod assertion;
 pub mod dns;
 pub mod http;
 pub mod icmp;
+pub mod lines;
 pub mod tcp;
 
+use std::fmt;
 use std::time::SystemTime;
 
+use prometheus_client::encoding::DescriptorEncoder;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::build::{Common, Context, S};
+use crate::family::Row;
 use crate::outcome::{self, run_attempts};
 pub use crate::outcome::{
-    Close, Event, Failure, Judged, Phases, QUOTE_LIMIT, Reason, ReasonSet, RunPolicy, Timed, Trace,
-    quote,
+    Close, Event, Failure, Judged, Phases, QUOTE_LIMIT, Reason, ReasonSet, RunPolicy, Seen, Timed,
+    Trace, quote,
 };
-use crate::tls::TlsFacts;
 use crate::tls::config::RawTls;
+use crate::tls::{self, TlsFacts};
 pub use assertion::Assertion;
 use dns::DnsFacts;
 use dns::config::RawDns;
@@ -33,8 +39,8 @@ use http::HttpFacts;
 use http::config::RawHttp;
 use icmp::IcmpFacts;
 use icmp::config::RawIcmp;
-use tcp::TcpFacts;
 use tcp::config::RawTcp;
+use tcp::{Step, TcpFacts};
 
 /// An attempt's outcome, with the facts of whichever type ran.
 pub type Outcome = outcome::Outcome<Facts>;
@@ -189,6 +195,54 @@ impl Probe {
             Probe::Icmp(p) => p.attempt(deadline).await.map_facts(Facts::Icmp),
         }
     }
+
+    /// Writes this type's lines of `vantage probe`'s report on `run` through `line`, between
+    /// the header and the result; returns the dialogue steps that a failure's `step` counts
+    /// (none for types without a dialogue).
+    pub fn report(&self, run: &Run, line: &mut impl FnMut(&str, String)) -> &[Step] {
+        match self {
+            Probe::Tcp(p) => {
+                tcp::report::lines(p, run.seen(Facts::tcp), line);
+                &p.steps
+            }
+            Probe::Http(_) => {
+                http::report::lines(run.seen(Facts::http), line);
+                &[]
+            }
+            Probe::Dns(p) => {
+                dns::report::lines(p, run.seen(Facts::dns), line);
+                &[]
+            }
+            Probe::Icmp(p) => {
+                icmp::report::lines(p, run.seen(Facts::icmp), line);
+                &[]
+            }
+        }
+    }
+}
+
+/// Renders the families of every probe type over the targets in `runs` (those with a last
+/// run, in the store's order), family after family: TLS (for tcp and http), http, dns, icmp.
+/// Each type's function sees every target with its own facts, or none for targets of other
+/// types, so the series of a family come out in the same order whatever their types.
+pub fn encode_type_families(
+    encoder: &mut DescriptorEncoder,
+    runs: &[Row<'_, &Run>],
+) -> fmt::Result {
+    tls::metrics::families(encoder, &seen(runs, Facts::tls))?;
+    http::metrics::families(encoder, &seen(runs, Facts::http))?;
+    dns::metrics::families(encoder, &seen(runs, Facts::dns))?;
+    icmp::metrics::families(encoder, &seen(runs, Facts::icmp))
+}
+
+/// `runs` as the rows of one type's families, with the facts `pick` finds.
+fn seen<'a, G>(
+    runs: &[Row<'a, &'a Run>],
+    pick: fn(&Facts) -> Option<&G>,
+) -> Vec<Row<'a, Seen<'a, G>>> {
+    runs.iter()
+        .map(|&(labels, run)| (labels, run.seen(pick)))
+        .collect()
 }
 
 /// What an attempt observed beyond the common trace: its probe type's facts.
@@ -204,6 +258,14 @@ pub enum Facts {
 }
 
 impl Facts {
+    /// What a tcp probe observed.
+    pub fn tcp(&self) -> Option<&TcpFacts> {
+        match self {
+            Facts::Tcp(f) => Some(f),
+            _ => None,
+        }
+    }
+
     /// What the TLS handshake revealed, for targets with TLS that got that far; for HTTP, the
     /// last https hop's.
     pub fn tls(&self) -> Option<&TlsFacts> {

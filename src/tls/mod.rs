@@ -12,6 +12,8 @@ pub mod config;
 mod dangerous;
 pub mod dialect;
 mod errors;
+pub mod metrics;
+pub mod report;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

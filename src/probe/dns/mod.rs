@@ -3,6 +3,8 @@
 //! records and split-horizon views that answer differently than they should.
 
 pub mod config;
+pub mod metrics;
+pub mod report;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};

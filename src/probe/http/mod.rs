@@ -9,6 +9,8 @@
 pub mod config;
 
 mod lent;
+pub mod metrics;
+pub mod report;
 pub mod url;
 
 use std::fmt;

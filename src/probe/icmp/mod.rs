@@ -7,6 +7,8 @@
 //! the whole process, so concurrent runs against the same host never take each other's replies.
 
 pub mod config;
+pub mod metrics;
+pub mod report;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};

@@ -11,6 +11,7 @@
 //! (STARTTLS adds the protocol's goodbye, see `starttls`).
 
 pub mod config;
+pub mod report;
 pub mod starttls;
 
 use std::time::{Duration, SystemTime};

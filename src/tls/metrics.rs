@@ -1,0 +1,123 @@
+//! The TLS families: handshake, version, and the facts of every presented certificate.
+//!
+//! They live with TLS rather than in `probe/tcp` because tcp and http targets both have them,
+//! from the same [`TlsFacts`]: this is the one module both probe types already build on, and
+//! the families are rendered over every target, whichever type found the facts.
+
+use std::fmt;
+
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+
+use super::cert::CertFacts;
+use super::{TlsFacts, Verification};
+use crate::family::{Row, bounded, gauge, info, series};
+use crate::outcome::Seen;
+
+/// Renders the TLS families over `rows`, one per target with a run, in their fixed order.
+pub fn families(
+    encoder: &mut DescriptorEncoder,
+    rows: &[Row<'_, Seen<'_, TlsFacts>>],
+) -> fmt::Result {
+    gauge(
+        encoder,
+        rows,
+        "probe_tls_handshake_duration_seconds",
+        "TLS handshake in the last run, after connect (and STARTTLS)",
+        |s| s.trace.phases.tls.map(|d| d.as_secs_f64()),
+    )?;
+    info(
+        encoder,
+        rows,
+        "probe_tls_version",
+        "Negotiated TLS version and cipher suite",
+        |s| {
+            let Some(f) = s.facts else { return Vec::new() };
+            match (f.version, &f.cipher) {
+                (Some(version), Some(cipher)) => vec![vec![
+                    ("version", version.as_str().to_string()),
+                    ("cipher", cipher.clone()),
+                ]],
+                _ => Vec::new(),
+            }
+        },
+    )?;
+    info(
+        encoder,
+        rows,
+        "probe_tls_cert",
+        "One per presented certificate, leaf first (cert_index 0), verified or not",
+        |s| {
+            let Some(f) = s.facts else { return Vec::new() };
+            f.chain
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    vec![
+                        ("cert_index", i.to_string()),
+                        ("subject", bounded(&c.subject)),
+                        ("issuer", bounded(&c.issuer)),
+                        ("serial", bounded(&c.serial)),
+                        ("dns_names", bounded(&c.names.join(","))),
+                        ("sha256", c.sha256.clone()),
+                    ]
+                })
+                .collect()
+        },
+    )?;
+    for (name, help, bound) in [
+        (
+            "probe_tls_cert_not_before_timestamp_seconds",
+            "Start of each presented certificate's validity",
+            (|c| c.not_before) as fn(&CertFacts) -> Option<i64>,
+        ),
+        (
+            "probe_tls_cert_not_after_timestamp_seconds",
+            "End of each presented certificate's validity",
+            |c| c.not_after,
+        ),
+    ] {
+        series(encoder, rows, name, help, MetricType::Gauge, |s| {
+            let Some(f) = s.facts else { return Vec::new() };
+            f.chain
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| Some((vec![("cert_index", i.to_string())], bound(c)? as f64)))
+                .collect()
+        })?;
+    }
+    gauge(
+        encoder,
+        rows,
+        "probe_tls_cert_expires_in_seconds",
+        "Seconds from the last run to the earliest expiry in the presented chain; negative once expired",
+        |s| Some(s.facts?.expires_in(s.finished_at)? as f64),
+    )?;
+    gauge(
+        encoder,
+        rows,
+        "probe_ssl_earliest_cert_expiry",
+        "Earliest expiry in the presented chain, as a Unix timestamp (blackbox_exporter's name)",
+        |s| Some(s.facts?.earliest_expiry()?.1 as f64),
+    )?;
+    let verified = |s: &Seen<'_, TlsFacts>, part: fn(&Verification) -> bool| {
+        s.facts?
+            .verification
+            .as_ref()
+            .map(|v| f64::from(u8::from(part(v))))
+    };
+    gauge(
+        encoder,
+        rows,
+        "probe_tls_chain_valid",
+        "1 if the presented chain verifies to a trusted root, whatever `verify` says",
+        |s| verified(s, |v| v.chain.is_ok()),
+    )?;
+    gauge(
+        encoder,
+        rows,
+        "probe_tls_hostname_valid",
+        "1 if the leaf certificate is valid for the server name, whatever `verify` says",
+        |s| verified(s, |v| v.hostname.is_ok()),
+    )
+}

@@ -1,0 +1,105 @@
+//! The TLS lines of `vantage probe`'s report: the handshake, every presented certificate, and
+//! the verification verdicts. tcp and http targets both print them, from the same
+//! [`TlsFacts`].
+
+use std::time::{Duration, SystemTime};
+
+use super::cert::CertFacts;
+use super::{TlsFacts, unix_seconds};
+use crate::duration::timing;
+use crate::outcome::Failure;
+
+/// The handshake (with its duration when `handshake` is known), every presented certificate
+/// with the days left as of `at`, and the verification verdicts.
+pub fn lines(
+    line: &mut impl FnMut(&str, String),
+    facts: &TlsFacts,
+    handshake: Option<Duration>,
+    at: SystemTime,
+) {
+    let sni = match &facts.server_name {
+        Some(name) => format!("SNI {name}"),
+        None => "no SNI (IP address)".to_string(),
+    };
+    let alpn = match &facts.alpn {
+        Some(protocol) => format!(", ALPN {protocol}"),
+        None => String::new(),
+    };
+    let took = match handshake {
+        Some(took) => format!(", handshake {}", timing(took)),
+        None => String::new(),
+    };
+    match (facts.version, &facts.cipher) {
+        (Some(version), Some(cipher)) => {
+            line("tls", format!("{version} {cipher}{took}, {sni}{alpn}"))
+        }
+        _ => line("tls", format!("handshake not completed, {sni}")),
+    }
+    let now = unix_seconds(at);
+    for (i, cert) in facts.chain.iter().enumerate() {
+        line(&format!("cert {i}"), cert_subject(cert));
+        line("", format!("issuer   {}", cert.issuer));
+        if let (Some(from), Some(until)) = (cert.not_before, cert.not_after) {
+            let left = (until - now) as f64 / 86_400.0;
+            let left = if left < 0.0 {
+                format!("expired {:.1} days ago", -left)
+            } else {
+                format!("{left:.1} days left")
+            };
+            line(
+                "",
+                format!("valid    {} to {} ({left})", date(from), date(until)),
+            );
+        }
+        if !cert.names.is_empty() {
+            line("", format!("names    {}", cert.names.join(", ")));
+        }
+        line("", format!("serial   {}", cert.serial));
+        line("", format!("sha256   {}", cert.sha256));
+    }
+    if let Some(v) = &facts.verification {
+        let verdict = |r: &Result<(), Failure>| match r {
+            Ok(()) => "ok".to_string(),
+            Err(f) => format!("FAILED {}: {}", f.reason, f.detail),
+        };
+        line("chain", verdict(&v.chain));
+        line("hostname", verdict(&v.hostname));
+    }
+}
+
+fn cert_subject(cert: &CertFacts) -> String {
+    if cert.not_after.is_none() {
+        "(a certificate that could not be parsed)".to_string()
+    } else if cert.subject.is_empty() {
+        "(empty subject)".to_string()
+    } else {
+        cert.subject.clone()
+    }
+}
+
+/// `2026-11-21 09:30:00 UTC`
+fn date(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("@{unix}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc() {
+        assert_eq!(date(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(date(1_795_000_000), "2026-11-18 11:06:40 UTC");
+    }
+}
