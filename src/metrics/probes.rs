@@ -13,7 +13,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
 use crate::family::{Row, counter, gauge, info, series};
-use crate::probe::{self, Phases, Run};
+use crate::probe::{self, Phases, Reason, Run};
 use crate::store::{Entry, Store};
 
 #[derive(Debug)]
@@ -133,12 +133,7 @@ impl Collector for ProbeCollector {
                 "probe_failures",
                 "Failed runs by reason",
                 "reason",
-                |e| {
-                    e.failures_by_reason
-                        .iter()
-                        .map(|(r, n)| (r.as_str(), *n))
-                        .collect()
-                },
+                |e| failures_by_reason(e),
             )?;
             Ok(())
         })
@@ -150,4 +145,92 @@ impl Collector for ProbeCollector {
 fn phase(e: &Entry, pick: fn(&Phases) -> Option<Duration>) -> Option<f64> {
     let run = e.last.as_ref()?;
     pick(&run.outcome.trace.phases).map(|d| d.as_secs_f64())
+}
+
+/// A series for every reason the target can produce, at 0 until it does (so that `rate()` and
+/// `increase()` see the first failure), and for any other reason it has produced. Both lists
+/// are in `Reason` order, so one merging pass builds it.
+fn failures_by_reason(e: &Entry) -> Vec<(&'static str, u64)> {
+    let possible = e.target.reasons();
+    let mut counted = e.failures_by_reason.iter().peekable();
+    Reason::ALL
+        .iter()
+        .filter_map(|&reason| {
+            let count = counted.next_if(|(r, _)| **r == reason).map(|(_, n)| *n);
+            (count.is_some() || possible.contains(reason))
+                .then(|| (reason.as_str(), count.unwrap_or(0)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, LoadOptions};
+    use crate::probe::{Failure, Outcome, Trace};
+    use std::time::SystemTime;
+
+    fn failed(reason: Reason) -> Run {
+        Run {
+            outcome: Outcome::new(Err(Failure::new(reason, "x")), Trace::start()),
+            attempts: 1,
+            duration: Duration::from_millis(1),
+            finished_at: SystemTime::now(),
+        }
+    }
+
+    fn failures(store: &Store, name: &str) -> Vec<(&'static str, u64)> {
+        store.read(|entries| failures_by_reason(&entries[name]))
+    }
+
+    #[test]
+    fn every_reason_a_target_can_produce_has_a_series_from_the_start() {
+        let yaml = "targets:\n  - {name: plain, type: tcp, host: 127.0.0.1, port: 1}\n  - {name: web, type: http, url: http://127.0.0.1:1/}\n  - {name: ping, type: icmp, host: 127.0.0.1}\n";
+        let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
+        let store = Store::default();
+        store.apply(&config.targets, "");
+        let plain = failures(&store, "plain");
+        assert!(plain.contains(&("connection_refused", 0)), "{plain:?}");
+        assert!(plain.contains(&("expect_mismatch", 0)), "{plain:?}");
+        for absent in [
+            "http_status",
+            "tls_unknown_issuer",
+            "icmp_no_reply",
+            "assertion_failed",
+        ] {
+            assert!(
+                plain.iter().all(|(r, _)| *r != absent),
+                "{absent}: {plain:?}"
+            );
+        }
+        let web = failures(&store, "web");
+        assert!(web.contains(&("http_status", 0)), "{web:?}");
+        assert!(
+            web.contains(&("tls_unknown_issuer", 0)),
+            "redirects may go to https"
+        );
+        let ping = failures(&store, "ping");
+        assert!(ping.contains(&("icmp_no_reply", 0)), "{ping:?}");
+        assert!(ping.iter().all(|(r, _)| *r != "connection_refused"));
+
+        store.record("plain", failed(Reason::ConnectionRefused));
+        // A reason outside the type's set is still counted, never hidden.
+        store.record("plain", failed(Reason::HttpStatus));
+        let plain = failures(&store, "plain");
+        assert!(plain.contains(&("connection_refused", 1)), "{plain:?}");
+        assert!(plain.contains(&("http_status", 1)), "{plain:?}");
+        let mut order: Vec<&str> = plain.iter().map(|(r, _)| *r).collect();
+        let listed = order.clone();
+        order.sort_by_key(|r| Reason::ALL.iter().position(|x| x.as_str() == *r));
+        assert_eq!(order, listed, "in Reason order, as before");
+    }
+
+    #[test]
+    fn assertions_add_the_reasons_they_fail_with() {
+        let yaml = "targets:\n  - name: a\n    type: tcp\n    host: 127.0.0.1\n    port: 1\n    assertions:\n      - {type: response_time, less_than: 1s}\n";
+        let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
+        let store = Store::default();
+        store.apply(&config.targets, "");
+        assert!(failures(&store, "a").contains(&("assertion_failed", 0)));
+    }
 }
