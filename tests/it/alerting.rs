@@ -17,8 +17,7 @@ use crate::dns::Dnsmasq;
 use crate::pki::{Leaf, Pki, days};
 use crate::servers::{self, Chain};
 use crate::support::{
-    TempDir, Vantage, closed_port, exchange, read_request_head, root_or_skip, thread_peer,
-    tool_or_skip,
+    self, TempDir, Vantage, closed_port, exchange, read_request_head, thread_peer,
 };
 use crate::tls;
 
@@ -47,10 +46,7 @@ fn check(program: &str, args: &[&str]) -> (bool, String) {
 
 #[test]
 fn the_rules_pass_their_unit_tests_and_every_config_checks() {
-    let test = "the_rules_pass_their_unit_tests_and_every_config_checks";
-    if !(tool_or_skip("promtool", test) && tool_or_skip("amtool", test)) {
-        return;
-    }
+    support::needs(&["tool:promtool", "tool:amtool"]);
     for (program, args) in [
         ("promtool", &["check", "rules", "alerts.yml"][..]),
         ("promtool", &["test", "rules", "alerts_test.yml"]),
@@ -492,16 +488,13 @@ fn web_page(mut stream: TcpStream) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_reach_alertmanager_resolve_on_recovery_and_every_dashboard_query_has_data() {
-    let test = "alerts_reach_alertmanager_resolve_on_recovery_and_every_dashboard_query_has_data";
-    let tools = [
-        "prometheus",
-        "prometheus-alertmanager",
-        "dnsmasq",
-        "/usr/sbin/slapd",
-    ];
-    if !(tools.iter().all(|t| tool_or_skip(t, test)) && root_or_skip(test)) {
-        return;
-    }
+    support::needs(&[
+        "root",
+        "tool:prometheus",
+        "tool:prometheus-alertmanager",
+        "tool:dnsmasq",
+        "tool:/usr/sbin/slapd",
+    ]);
     let pki = Pki::new("alerting");
     let healthy = pki.root.leaf(Leaf::server(&["vantage.test"]));
     let expiring = pki

@@ -62,26 +62,10 @@ fn the_release_binary_needs_only_what_the_runtime_base_ships() {
         "the build stage is Debian 12 like the base: {}",
         stages[0]
     );
-    let required = std::env::var("VANTAGE_TEST_REQUIRE_ALL").as_deref() == Ok("1");
-    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    if !os.contains("ID=debian") || !os.contains("VERSION_ID=\"12\"") {
-        // The libraries are mapped to this machine's packages, which must be the base's release.
-        assert!(
-            !required,
-            "this check needs Debian 12, like the base:\n{os}"
-        );
-        eprintln!("SKIPPED: not Debian 12, the base's release");
-        return;
-    }
+    // The libraries are mapped to this machine's packages, which must be the base's release;
+    // tests/run builds the release binary (as the Dockerfile does) before the tests.
+    crate::support::needs(&["debian12", "release-binary"]);
     let binary = Path::new(ROOT).join("target/release/vantage");
-    if !binary.exists() {
-        assert!(
-            !required,
-            "no release binary: .ci/run builds it (cargo build --release --locked) before the tests"
-        );
-        eprintln!("SKIPPED: no target/release/vantage; run cargo build --release first");
-        return;
-    }
     let out = Command::new("ldd").arg("-v").arg(&binary).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");

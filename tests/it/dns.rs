@@ -8,7 +8,7 @@ use std::time::Duration;
 use vantage::config::{self, LoadOptions, Target};
 use vantage::probe::{Reason, Run};
 
-use crate::support::{TempDir, closed_port, run, thread_peer, tool_or_skip, wait_for};
+use crate::support::{self, TempDir, closed_port, run, thread_peer, wait_for};
 
 /// A dnsmasq this test started, killed by PID on drop.
 pub struct Dnsmasq {
@@ -100,12 +100,7 @@ fn answers(run: &Run) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_every_common_type_are_asked_and_judged() {
-    if !tool_or_skip(
-        "dnsmasq",
-        "records_of_every_common_type_are_asked_and_judged",
-    ) {
-        return;
-    }
+    support::needs(&["tool:dnsmasq"]);
     let dnsmasq = Dnsmasq::start(&[]);
 
     let a = ask(
@@ -157,12 +152,7 @@ async fn records_of_every_common_type_are_asked_and_judged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_missing_and_refused_answers_fail_with_their_reasons() {
-    if !tool_or_skip(
-        "dnsmasq",
-        "wrong_missing_and_refused_answers_fail_with_their_reasons",
-    ) {
-        return;
-    }
+    support::needs(&["tool:dnsmasq"]);
     let dnsmasq = Dnsmasq::start(&[]);
 
     // A stale record: the name answers, but not with the address it should.
@@ -235,12 +225,7 @@ async fn wrong_missing_and_refused_answers_fail_with_their_reasons() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servfail_from_a_validating_resolver_is_a_dns_error() {
-    if !tool_or_skip(
-        "dnsmasq",
-        "servfail_from_a_validating_resolver_is_a_dns_error",
-    ) {
-        return;
-    }
+    support::needs(&["tool:dnsmasq"]);
     // A DNSSEC-validating dnsmasq in front of an unsigned one cannot prove the answer: SERVFAIL.
     let unsigned = Dnsmasq::start(&["--local=/", "--host-record=www.signed.example,127.0.0.13"]);
     let validating = Dnsmasq::start(&[
@@ -261,12 +246,7 @@ async fn servfail_from_a_validating_resolver_is_a_dns_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_server_on_tcp_and_http_targets_picks_their_resolver() {
-    if !tool_or_skip(
-        "dnsmasq",
-        "dns_server_on_tcp_and_http_targets_picks_their_resolver",
-    ) {
-        return;
-    }
+    support::needs(&["tool:dnsmasq"]);
     let dnsmasq = Dnsmasq::start(&[]);
     let listener = thread_peer(|mut s| {
         use std::io::{Read, Write};
@@ -311,14 +291,7 @@ async fn dns_server_on_tcp_and_http_targets_picks_their_resolver() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exporter_serves_dns_and_icmp_series_that_promtool_accepts() {
-    if !tool_or_skip(
-        "dnsmasq",
-        "the_exporter_serves_dns_and_icmp_series_that_promtool_accepts",
-    ) || !crate::support::root_or_skip(
-        "the_exporter_serves_dns_and_icmp_series_that_promtool_accepts",
-    ) {
-        return;
-    }
+    support::needs(&["root", "tool:dnsmasq", "tool:promtool"]);
     let dnsmasq = Dnsmasq::start(&[]);
     let dir = TempDir::new("dns-exporter");
     let config = dir.write(

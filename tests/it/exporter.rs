@@ -54,6 +54,7 @@ const OPENMETRICS: &str =
 
 #[test]
 fn metrics_in_both_formats_pass_promtool_and_carry_reasons() {
+    crate::support::needs(&["tool:promtool"]);
     let dir = TempDir::new("exporter");
     let vantage = Vantage::start(&config(&dir, redis_like_peer()), &[]);
 

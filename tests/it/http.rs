@@ -715,6 +715,7 @@ async fn many_runs_leave_the_server_holding_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exporter_serves_http_series_that_promtool_accepts() {
+    crate::support::needs(&["tool:promtool"]);
     let pki = Pki::new("http");
     let leaf = pki.root.leaf(Leaf::server(&["vantage.test"]));
     let (plain, _) = Web::plain().start().await;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use vantage::config::{self, LoadOptions, Target};
 
-use crate::support::{root_or_skip, run, vantage_bin};
+use crate::support::{needs, run, vantage_bin};
 
 fn icmp_target(host: &str, icmp: &str) -> Arc<Target> {
     let yaml = format!(
@@ -19,9 +19,7 @@ fn icmp_target(host: &str, icmp: &str) -> Arc<Target> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_answers_every_echo_over_ipv4_and_ipv6() {
-    if !root_or_skip("loopback_answers_every_echo_over_ipv4_and_ipv6") {
-        return;
-    }
+    needs(&["root"]);
     for host in ["127.0.0.1", "::1"] {
         let run = run(&icmp_target(host, "count: 4, payload_size: 100")).await;
         assert!(run.success(), "{host}: {:?}", run.failure());
@@ -35,9 +33,7 @@ async fn loopback_answers_every_echo_over_ipv4_and_ipv6() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_runs_to_one_host_keep_their_own_replies() {
-    if !root_or_skip("concurrent_runs_to_one_host_keep_their_own_replies") {
-        return;
-    }
+    needs(&["root"]);
     let target = icmp_target("127.0.0.1", "count: 5");
     let mut runs = tokio::task::JoinSet::new();
     for _ in 0..20 {
@@ -58,16 +54,8 @@ async fn concurrent_runs_to_one_host_keep_their_own_replies() {
 
 #[test]
 fn without_icmp_rights_the_probe_says_permission_denied_and_what_to_grant() {
-    if !root_or_skip("without_icmp_rights_the_probe_says_permission_denied_and_what_to_grant") {
-        return;
-    }
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
-    let lowest: u64 = range.split_whitespace().next().unwrap().parse().unwrap();
-    let highest: u64 = range.split_whitespace().nth(1).unwrap().parse().unwrap();
-    if (lowest..=highest).contains(&65534) {
-        eprintln!("SKIPPED: ping sockets are open to nobody on this machine ({range})");
-        return;
-    }
+    // Where ping sockets are open to nobody, nobody's ping would succeed: nothing to deny.
+    needs(&["root", "ping-sockets-closed"]);
     // As nobody, with no capabilities: neither a ping socket nor a raw socket is allowed.
     let out = Command::new("setpriv")
         .args([

@@ -8,7 +8,7 @@ use vantage::tls::TlsVersion;
 
 use crate::http::web_target;
 use crate::pki::{Ca, Leaf, days};
-use crate::support::{TempDir, closed_port, run, target, tool_or_skip, wait_for};
+use crate::support::{self, TempDir, closed_port, run, target, wait_for};
 
 /// An `openssl s_server` this test started; killed by PID on drop.
 struct SServer {
@@ -51,9 +51,7 @@ impl Drop for SServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_s_server_valid_expired_and_chain_cases() {
-    if !tool_or_skip("openssl", "openssl_s_server_valid_expired_and_chain_cases") {
-        return;
-    }
+    support::needs(&["tool:openssl"]);
     let dir = TempDir::new("interop");
     let root = Ca::root("interop root");
     dir.write("root.pem", &root.cert.pem());
@@ -176,12 +174,7 @@ impl Drop for Nginx {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_answers_http_and_https_probes_and_is_left_nothing() {
-    if !tool_or_skip(
-        "nginx",
-        "nginx_answers_http_and_https_probes_and_is_left_nothing",
-    ) {
-        return;
-    }
+    support::needs(&["tool:nginx"]);
     let dir = TempDir::new("nginx");
     let root = Ca::root("nginx root");
     dir.write("root.pem", &root.cert.pem());

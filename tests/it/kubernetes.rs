@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use crate::netns::Netns;
 use crate::pki::Ca;
 use crate::support::{
-    TempDir, Vantage, closed_port, http_get, probed, quiet_peer, root_or_skip, tool_or_skip,
-    vantage_as_host, vantage_bin, wait_for,
+    self, TempDir, Vantage, closed_port, http_get, probed, quiet_peer, vantage_as_host,
+    vantage_bin, wait_for,
 };
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/vantage");
@@ -40,23 +40,19 @@ fn values_files() -> Vec<Option<PathBuf>> {
     files
 }
 
-fn tools_or_skip(test: &str) -> bool {
-    if !(tool_or_skip("helm", test)
-        && tool_or_skip("kubernetes-validate", test)
-        && tool_or_skip("node", test))
-    {
-        return false;
+/// What every test here needs (see tests/needs), `root` added where the pod runs in a network
+/// namespace of its own: helm, kubernetes-validate, and node with the CRD schemas from npm.
+fn tools(root: bool) {
+    let mut needs = vec![
+        "tool:helm",
+        "tool:kubernetes-validate",
+        "tool:node",
+        "npm:tests/kubernetes",
+    ];
+    if root {
+        needs.push("root");
     }
-    let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubernetes/node_modules");
-    let found = modules.exists();
-    if !found {
-        assert!(
-            std::env::var("VANTAGE_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
-            "{test} needs `npm ci` in tests/kubernetes, and VANTAGE_TEST_REQUIRE_ALL=1 forbids skipping it"
-        );
-        eprintln!("SKIPPED {test}: run `npm ci` in tests/kubernetes first");
-    }
-    found
+    support::needs(&needs);
 }
 
 /// Runs `program`, asserting success; returns its standard output.
@@ -178,9 +174,7 @@ fn validate(manifest: &str, what: &str) {
 
 #[test]
 fn the_chart_lints_strictly_with_every_values_file() {
-    if !tools_or_skip("the_chart_lints_strictly_with_every_values_file") {
-        return;
-    }
+    tools(false);
     for file in values_files() {
         let mut args = vec!["lint".to_string(), "--strict".into(), CHART.into()];
         args.extend(values_args(&file));
@@ -221,9 +215,7 @@ fn the_chart_lints_strictly_with_every_values_file() {
 
 #[test]
 fn every_rendering_and_the_sidecar_example_pass_the_kubernetes_schemas() {
-    if !tools_or_skip("every_rendering_and_the_sidecar_example_pass_the_kubernetes_schemas") {
-        return;
-    }
+    tools(false);
     let expected = |file: &Option<PathBuf>| -> BTreeSet<String> {
         let name = file
             .as_ref()
@@ -340,9 +332,7 @@ fn check_config(docs: &[Value], container_name: &str) -> String {
 
 #[test]
 fn the_rendered_configs_pass_check_config_as_the_pod_mounts_them() {
-    if !tools_or_skip("the_rendered_configs_pass_check_config_as_the_pod_mounts_them") {
-        return;
-    }
+    tools(false);
     let defaults = check_config(&documents(&template(&[])), "vantage");
     assert!(defaults.contains("targets: 1\n"), "{defaults}");
     assert!(
@@ -364,11 +354,7 @@ fn the_rendered_configs_pass_check_config_as_the_pod_mounts_them() {
 
 #[test]
 fn the_prometheus_rule_is_alerts_yml_and_the_service_monitor_scrapes_job_vantage() {
-    if !tools_or_skip(
-        "the_prometheus_rule_is_alerts_yml_and_the_service_monitor_scrapes_job_vantage",
-    ) {
-        return;
-    }
+    tools(false);
     let full = Path::new(CHART).join("ci/full-values.yaml");
     let docs = documents(&template(&["-f", full.to_str().unwrap()]));
     let alerts_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml");
@@ -453,9 +439,7 @@ fn image_user() -> (u64, u64) {
 
 #[test]
 fn the_pod_is_locked_down_and_each_icmp_mode_grants_only_what_it_names() {
-    if !tools_or_skip("the_pod_is_locked_down_and_each_icmp_mode_grants_only_what_it_names") {
-        return;
-    }
+    tools(false);
     let (uid, gid) = image_user();
     for mode in ["sysctl", "netRaw", "none"] {
         let docs = documents(&template(&["--set", &format!("icmp={mode}")]));
@@ -546,11 +530,7 @@ fn ping_as_the_pod(mode: &str) -> (bool, String) {
 
 #[test]
 fn each_icmp_mode_pings_or_fails_as_documented_with_the_pods_rights() {
-    if !tools_or_skip("each_icmp_mode_pings_or_fails_as_documented_with_the_pods_rights")
-        || !root_or_skip("each_icmp_mode_pings_or_fails_as_documented_with_the_pods_rights")
-    {
-        return;
-    }
+    tools(true);
     for mode in ["sysctl", "netRaw"] {
         let (ok, text) = ping_as_the_pod(mode);
         assert!(ok, "{mode}: {text}");
@@ -595,9 +575,7 @@ fn local_config(port: u16, targets: usize) -> String {
 
 #[test]
 fn the_rendered_pod_runs_answers_its_probes_and_labels_its_location() {
-    if !tools_or_skip("the_rendered_pod_runs_answers_its_probes_and_labels_its_location") {
-        return;
-    }
+    tools(false);
     let port = quiet_peer();
     let docs = documents(&template(&[
         "--set",
@@ -632,11 +610,7 @@ fn the_rendered_pod_runs_answers_its_probes_and_labels_its_location() {
 
 #[test]
 fn the_full_values_statefulset_runs_and_splits_the_targets_over_its_pods() {
-    if !tools_or_skip("the_full_values_statefulset_runs_and_splits_the_targets_over_its_pods")
-        || !root_or_skip("the_full_values_statefulset_runs_and_splits_the_targets_over_its_pods")
-    {
-        return;
-    }
+    tools(true);
     let port = quiet_peer();
     // Every switch on (extraArgs repeating a flag the chart passes among them), with targets on
     // loopback instead of the cluster's.

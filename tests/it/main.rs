@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real sockets on loopback, the real vantage executable.
 
 mod alerting;
+mod architecture;
 mod cli;
 mod container;
 mod dns;

@@ -6,7 +6,7 @@
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::support::{root_or_skip, vantage_bin};
+use crate::support::{needs, vantage_bin};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -92,9 +92,7 @@ fn assert_reason(out: &Output, reason: &str) {
 
 #[test]
 fn no_route_is_network_unreachable() {
-    if !root_or_skip("no_route_is_network_unreachable") {
-        return;
-    }
+    needs(&["root"]);
     let ns = Netns::new();
     assert_reason(
         &ns.probe(&["10.99.0.1:80", "--timeout=5s"]),
@@ -104,9 +102,7 @@ fn no_route_is_network_unreachable() {
 
 #[test]
 fn a_neighbour_that_never_answers_arp_is_host_unreachable() {
-    if !root_or_skip("a_neighbour_that_never_answers_arp_is_host_unreachable") {
-        return;
-    }
+    needs(&["root"]);
     let (a, _b) = linked_pair();
     // 10.77.0.3 is on the link but nobody has it; the kernel gives up on ARP after ~3s.
     assert_reason(
@@ -117,9 +113,7 @@ fn a_neighbour_that_never_answers_arp_is_host_unreachable() {
 
 #[test]
 fn a_dropped_syn_is_connection_timeout() {
-    if !root_or_skip("a_dropped_syn_is_connection_timeout") {
-        return;
-    }
+    needs(&["root"]);
     let (a, b) = linked_pair();
     // b is the gateway to 10.88.0.0/24 but does not forward, so it drops the SYN silently.
     a.exec(&["ip", "route", "add", "10.88.0.0/24", "via", "10.77.0.2"]);
@@ -133,9 +127,7 @@ fn a_dropped_syn_is_connection_timeout() {
 
 #[test]
 fn a_resolver_that_is_down_is_dns_error() {
-    if !root_or_skip("a_resolver_that_is_down_is_dns_error") {
-        return;
-    }
+    needs(&["root"]);
     let ns = Netns::new();
     // `ip netns exec` mounts /etc/netns/NAME/resolv.conf over /etc/resolv.conf: the lookup goes
     // to the namespace's own loopback, where nothing listens.
@@ -153,9 +145,7 @@ fn a_resolver_that_is_down_is_dns_error() {
 
 #[test]
 fn echoes_to_a_dead_address_are_icmp_no_reply() {
-    if !root_or_skip("echoes_to_a_dead_address_are_icmp_no_reply") {
-        return;
-    }
+    needs(&["root"]);
     let (a, _b) = linked_pair();
     // 10.77.0.3 is on the link but nobody has it.
     let out = a.probe(&["10.77.0.3", "--type=icmp", "--timeout=2s"]);
@@ -169,11 +159,7 @@ fn echoes_to_a_dead_address_are_icmp_no_reply() {
 
 #[test]
 fn a_lossy_link_shows_its_loss_ratio() {
-    if !root_or_skip("a_lossy_link_shows_its_loss_ratio")
-        || !crate::support::tool_or_skip("iptables", "a_lossy_link_shows_its_loss_ratio")
-    {
-        return;
-    }
+    needs(&["root", "tool:iptables"]);
     let (a, b) = linked_pair();
     // b drops 30% of the echo requests it receives, at random.
     b.exec(&[
@@ -217,9 +203,7 @@ fn a_lossy_link_shows_its_loss_ratio() {
 
 #[test]
 fn an_unprivileged_user_pings_through_ping_sockets_where_the_sysctl_allows() {
-    if !root_or_skip("an_unprivileged_user_pings_through_ping_sockets_where_the_sysctl_allows") {
-        return;
-    }
+    needs(&["root"]);
     let (a, _b) = linked_pair();
     // The sysctl is per network namespace: this opens ping sockets to every group in `a` only.
     a.exec(&[
@@ -252,14 +236,7 @@ fn an_unprivileged_user_pings_through_ping_sockets_where_the_sysctl_allows() {
 
 #[test]
 fn a_dns_target_without_a_server_asks_the_system_resolver() {
-    if !root_or_skip("a_dns_target_without_a_server_asks_the_system_resolver")
-        || !crate::support::tool_or_skip(
-            "dnsmasq",
-            "a_dns_target_without_a_server_asks_the_system_resolver",
-        )
-    {
-        return;
-    }
+    needs(&["root", "tool:dnsmasq"]);
     let ns = Netns::new();
     let dir = format!("/etc/netns/{}", ns.0);
     std::fs::create_dir_all(&dir).unwrap();

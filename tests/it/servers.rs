@@ -2,8 +2,8 @@
 //! the foreground on a free loopback port, with its config, data and logs in a folder of its
 //! own and a certificate chain made at test time, and stopped by PID at the end.
 //!
-//! `.ci/run` installs the packages. A test whose server is missing skips, except under
-//! `VANTAGE_TEST_REQUIRE_ALL=1`, where it fails (see `support::tool_or_skip`).
+//! `tests/run` installs the packages, and skips a test whose server is missing (see
+//! `tests/needs` and `support::needs`).
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;

@@ -9,8 +9,7 @@ use std::time::Duration;
 use vantage::shard::Shard;
 
 use crate::support::{
-    TempDir, Vantage, http_get, probed, quiet_peer, root_or_skip, vantage_as_host, vantage_bin,
-    wait_for,
+    self, TempDir, Vantage, http_get, probed, quiet_peer, vantage_as_host, vantage_bin, wait_for,
 };
 
 fn config(dir: &TempDir, port: u16, targets: usize) -> std::path::PathBuf {
@@ -109,9 +108,7 @@ fn an_unsharded_instance_is_shard_0_of_1() {
 
 #[test]
 fn a_statefulset_pod_takes_its_shard_from_its_hostname() {
-    if !root_or_skip("a_statefulset_pod_takes_its_shard_from_its_hostname") {
-        return;
-    }
+    support::needs(&["root"]);
     let dir = TempDir::new("shard-hostname");
     let path = config(&dir, quiet_peer(), 12);
     let flags = ["--shard.from-hostname", "--shard.count=3"];

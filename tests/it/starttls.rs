@@ -13,17 +13,16 @@ use vantage::report;
 
 use crate::pki::{Leaf, Pki};
 use crate::servers::{self, Chain, Daemon, Tls};
-use crate::support::{
-    self, TempDir, promtool_check, sample, scrape_when_ready, tool_or_skip, vantage_bin,
-};
+use crate::support::{self, TempDir, promtool_check, sample, scrape_when_ready, vantage_bin};
 
 /// Runs per variant: enough that a connection left behind per run would show.
 const RUNS: usize = 5;
 
 struct Case {
     dialect: &'static str,
-    /// The server's executable, to skip (or, in CI, fail) when it is not installed.
-    executable: &'static str,
+    /// What the test needs (its line in tests/needs): the server's executable, and root where
+    /// the server must run as a user of its own.
+    needs: &'static [&'static str],
     start: fn(Tls) -> Daemon,
     /// Which of the server's ports speaks this dialect.
     port: usize,
@@ -60,10 +59,8 @@ fn show(target: &Target, run: &Run, daemon: &Daemon) -> String {
     )
 }
 
-async fn prove(case: Case, test: &str) {
-    if !tool_or_skip(case.executable, test) {
-        return;
-    }
+async fn prove(case: Case) {
+    support::needs(case.needs);
     let chain = Chain::new(case.dialect);
     let daemon = (case.start)(Some(&chain));
     let starttls = format!("      starttls: {}\n", case.dialect);
@@ -151,85 +148,73 @@ async fn prove(case: Case, test: &str) {
 
 #[tokio::test]
 async fn imap_on_dovecot() {
-    prove(
-        Case {
-            dialect: "imap",
-            executable: "/usr/sbin/dovecot",
-            start: servers::dovecot,
-            port: 0,
-            goodbye: Some("v2 LOGOUT"),
-            refused_goodbye: Some("v2 LOGOUT"),
-            untrusted_goodbye: Some("v2 LOGOUT"),
-            untrusted_said: 2,
-            polite: "imap-login: Info: Disconnected: Aborted login by logging out",
-            refused_polite: "imap-login: Info: Disconnected: Aborted login by logging out",
-            complaints: &["Error", "Connection closed", "Disconnected: Disconnected"],
-        },
-        "imap_on_dovecot",
-    )
+    prove(Case {
+        dialect: "imap",
+        needs: &["tool:/usr/sbin/dovecot"],
+        start: servers::dovecot,
+        port: 0,
+        goodbye: Some("v2 LOGOUT"),
+        refused_goodbye: Some("v2 LOGOUT"),
+        untrusted_goodbye: Some("v2 LOGOUT"),
+        untrusted_said: 2,
+        polite: "imap-login: Info: Disconnected: Aborted login by logging out",
+        refused_polite: "imap-login: Info: Disconnected: Aborted login by logging out",
+        complaints: &["Error", "Connection closed", "Disconnected: Disconnected"],
+    })
     .await;
 }
 
 #[tokio::test]
 async fn pop3_on_dovecot() {
-    prove(
-        Case {
-            dialect: "pop3",
-            executable: "/usr/sbin/dovecot",
-            start: servers::dovecot,
-            port: 1,
-            goodbye: Some("QUIT"),
-            refused_goodbye: Some("QUIT"),
-            untrusted_goodbye: Some("QUIT"),
-            untrusted_said: 2,
-            polite: "pop3-login: Info: Disconnected: Aborted login by logging out",
-            refused_polite: "pop3-login: Info: Disconnected: Aborted login by logging out",
-            complaints: &["Error", "Connection closed", "Disconnected: Disconnected"],
-        },
-        "pop3_on_dovecot",
-    )
+    prove(Case {
+        dialect: "pop3",
+        needs: &["tool:/usr/sbin/dovecot"],
+        start: servers::dovecot,
+        port: 1,
+        goodbye: Some("QUIT"),
+        refused_goodbye: Some("QUIT"),
+        untrusted_goodbye: Some("QUIT"),
+        untrusted_said: 2,
+        polite: "pop3-login: Info: Disconnected: Aborted login by logging out",
+        refused_polite: "pop3-login: Info: Disconnected: Aborted login by logging out",
+        complaints: &["Error", "Connection closed", "Disconnected: Disconnected"],
+    })
     .await;
 }
 
 #[tokio::test]
 async fn ftp_on_vsftpd() {
-    prove(
-        Case {
-            dialect: "ftp",
-            executable: "/usr/sbin/vsftpd",
-            start: servers::vsftpd,
-            port: 0,
-            goodbye: Some("QUIT"),
-            refused_goodbye: Some("QUIT"),
-            untrusted_goodbye: Some("QUIT"),
-            untrusted_said: 2,
-            polite: "FTP response: Client \"127.0.0.1\", \"221 Goodbye.\"",
-            refused_polite: "FTP response: Client \"127.0.0.1\", \"221 Goodbye.\"",
-            complaints: &["OOPS", "without SSL shutdown"],
-        },
-        "ftp_on_vsftpd",
-    )
+    prove(Case {
+        dialect: "ftp",
+        needs: &["tool:/usr/sbin/vsftpd"],
+        start: servers::vsftpd,
+        port: 0,
+        goodbye: Some("QUIT"),
+        refused_goodbye: Some("QUIT"),
+        untrusted_goodbye: Some("QUIT"),
+        untrusted_said: 2,
+        polite: "FTP response: Client \"127.0.0.1\", \"221 Goodbye.\"",
+        refused_polite: "FTP response: Client \"127.0.0.1\", \"221 Goodbye.\"",
+        complaints: &["OOPS", "without SSL shutdown"],
+    })
     .await;
 }
 
 #[tokio::test]
 async fn ldap_on_slapd() {
-    prove(
-        Case {
-            dialect: "ldap",
-            executable: "/usr/sbin/slapd",
-            start: servers::slapd,
-            port: 0,
-            goodbye: Some("7 bytes"),
-            refused_goodbye: Some("7 bytes"),
-            untrusted_goodbye: Some("7 bytes"),
-            untrusted_said: 2,
-            polite: "UNBIND",
-            refused_polite: "UNBIND",
-            complaints: &["connection lost", "TLS negotiation failure", "can't accept"],
-        },
-        "ldap_on_slapd",
-    )
+    prove(Case {
+        dialect: "ldap",
+        needs: &["tool:/usr/sbin/slapd"],
+        start: servers::slapd,
+        port: 0,
+        goodbye: Some("7 bytes"),
+        refused_goodbye: Some("7 bytes"),
+        untrusted_goodbye: Some("7 bytes"),
+        untrusted_said: 2,
+        polite: "UNBIND",
+        refused_polite: "UNBIND",
+        complaints: &["connection lost", "TLS negotiation failure", "can't accept"],
+    })
     .await;
 }
 
@@ -437,12 +422,7 @@ async fn a_server_that_hangs_up_mid_dialogue_is_a_mismatch_naming_the_step() {
 
 #[test]
 fn probe_with_starttls_reports_the_dialogue_and_the_certificate_even_when_it_fails() {
-    if !tool_or_skip(
-        "/usr/sbin/slapd",
-        "probe_with_starttls_reports_the_dialogue",
-    ) {
-        return;
-    }
+    support::needs(&["tool:/usr/sbin/slapd"]);
     let chain = Chain::new("cli-ldap");
     let daemon = servers::slapd(Some(&chain));
     let address = format!("127.0.0.1:{}", daemon.ports[0]);
@@ -498,9 +478,7 @@ fn daemon_is_gone(address: &str) {
 
 #[tokio::test]
 async fn the_exporter_serves_starttls_timings_certificates_and_refusals() {
-    if !tool_or_skip("/usr/sbin/slapd", "the_exporter_serves_starttls_timings") {
-        return;
-    }
+    support::needs(&["tool:/usr/sbin/slapd", "tool:promtool"]);
     let chain = Chain::new("exporter-ldap");
     let offering = servers::slapd(Some(&chain));
     let refusing = servers::slapd(None);
@@ -549,80 +527,71 @@ fn unix_now() -> i64 {
 
 #[tokio::test]
 async fn postgres_on_postgresql() {
-    prove(
-        Case {
-            dialect: "postgres",
-            executable: "/usr/lib/postgresql/15/bin/postgres",
-            start: servers::postgres,
-            port: 0,
-            // PostgreSQL has no goodbye before a startup packet: close_notify and FIN are it.
-            goodbye: None,
-            refused_goodbye: None,
-            untrusted_goodbye: None,
-            untrusted_said: 1,
-            polite: "connection received: host=127.0.0.1",
-            // Refused with N, a client that closes before its startup packet is not logged
-            // beyond its arrival.
-            refused_polite: "connection received: host=127.0.0.1",
-            complaints: &[
-                "could not accept SSL connection",
-                "incomplete startup packet",
-                "FATAL",
-                "ERROR",
-            ],
-        },
-        "postgres_on_postgresql",
-    )
+    prove(Case {
+        dialect: "postgres",
+        needs: &["root", "tool:/usr/lib/postgresql/15/bin/postgres"],
+        start: servers::postgres,
+        port: 0,
+        // PostgreSQL has no goodbye before a startup packet: close_notify and FIN are it.
+        goodbye: None,
+        refused_goodbye: None,
+        untrusted_goodbye: None,
+        untrusted_said: 1,
+        polite: "connection received: host=127.0.0.1",
+        // Refused with N, a client that closes before its startup packet is not logged
+        // beyond its arrival.
+        refused_polite: "connection received: host=127.0.0.1",
+        complaints: &[
+            "could not accept SSL connection",
+            "incomplete startup packet",
+            "FATAL",
+            "ERROR",
+        ],
+    })
     .await;
 }
 
 #[tokio::test]
 async fn smtp_on_exim() {
-    prove(
-        Case {
-            dialect: "smtp",
-            executable: "/usr/sbin/exim4",
-            start: servers::exim,
-            port: 0,
-            goodbye: Some("QUIT"),
-            refused_goodbye: Some("QUIT"),
-            untrusted_goodbye: Some("QUIT"),
-            untrusted_said: 3,
-            polite: "closed by QUIT",
-            refused_polite: "closed by QUIT",
-            complaints: &[
-                "TLS error",
-                " lost",
-                "dropped",
-                "rejected",
-                "synchronization error",
-            ],
-        },
-        "smtp_on_exim",
-    )
+    prove(Case {
+        dialect: "smtp",
+        needs: &["tool:/usr/sbin/exim4"],
+        start: servers::exim,
+        port: 0,
+        goodbye: Some("QUIT"),
+        refused_goodbye: Some("QUIT"),
+        untrusted_goodbye: Some("QUIT"),
+        untrusted_said: 3,
+        polite: "closed by QUIT",
+        refused_polite: "closed by QUIT",
+        complaints: &[
+            "TLS error",
+            " lost",
+            "dropped",
+            "rejected",
+            "synchronization error",
+        ],
+    })
     .await;
 }
 
 #[tokio::test]
 async fn xmpp_on_prosody() {
-    prove(
-        Case {
-            dialect: "xmpp",
-            executable: "/usr/bin/prosody",
-            start: servers::prosody,
-            port: 0,
-            goodbye: Some("</stream:stream>"),
-            refused_goodbye: Some("</stream:stream>"),
-            untrusted_goodbye: Some("</stream:stream>"),
-            untrusted_said: 4,
-            // Prosody closes the connection itself after answering our end of the stream
-            // ("connection closed"); "closed" alone means the client dropped it first.
-            polite: "\tClient disconnected: connection closed",
-            refused_polite: "\tClient disconnected: connection closed",
-            complaints: &["\twarn\t", "\terror\t", "Unhandled", "disconnected: closed"],
-        },
-        "xmpp_on_prosody",
-    )
+    prove(Case {
+        dialect: "xmpp",
+        needs: &["tool:/usr/bin/prosody"],
+        start: servers::prosody,
+        port: 0,
+        goodbye: Some("</stream:stream>"),
+        refused_goodbye: Some("</stream:stream>"),
+        untrusted_goodbye: Some("</stream:stream>"),
+        untrusted_said: 4,
+        // Prosody closes the connection itself after answering our end of the stream
+        // ("connection closed"); "closed" alone means the client dropped it first.
+        polite: "\tClient disconnected: connection closed",
+        refused_polite: "\tClient disconnected: connection closed",
+        complaints: &["\twarn\t", "\terror\t", "Unhandled", "disconnected: closed"],
+    })
     .await;
 }
 
@@ -649,9 +618,7 @@ fn redis_clients(port: u16) -> u32 {
 
 #[tokio::test]
 async fn redis_ping_pong_leaves_no_client_behind() {
-    if !tool_or_skip("/usr/bin/redis-server", "redis_ping_pong") {
-        return;
-    }
+    support::needs(&["tool:/usr/bin/redis-server"]);
     let redis = servers::redis();
     let port = redis.ports[0];
     let target = support::target(
@@ -686,12 +653,7 @@ async fn a_client_certificate_refused_after_the_handshake_fails_the_run() {
     // Under TLS 1.3 the server judges our certificate after the handshake, so its refusal
     // comes after our side is done: it must fail the run, not vanish in the close. slapd (with
     // GnuTLS) drops the connection without an alert; the WhoAmI after the handshake sees that.
-    if !tool_or_skip(
-        "/usr/sbin/slapd",
-        "a_client_certificate_refused_after_the_handshake",
-    ) {
-        return;
-    }
+    support::needs(&["tool:/usr/sbin/slapd"]);
     let chain = Chain::new("client-ldap");
     let root = chain.pki.dir.0.join("root.pem");
     let daemon = servers::slapd_demanding(Some(&chain), Some(&root));
@@ -733,12 +695,7 @@ async fn a_client_certificate_refused_after_the_handshake_fails_the_run() {
 async fn an_alert_that_arrives_during_the_close_fails_the_run() {
     // PostgreSQL says nothing after the handshake, so a TLS 1.3 server's verdict on our client
     // certificate (OpenSSL sends an alert) arrives while we close: it must fail the run.
-    if !tool_or_skip(
-        "/usr/lib/postgresql/15/bin/postgres",
-        "an_alert_that_arrives_during_the_close",
-    ) {
-        return;
-    }
+    support::needs(&["root", "tool:/usr/lib/postgresql/15/bin/postgres"]);
     let chain = Chain::new("client-postgres");
     let root = chain.pki.dir.0.join("root.pem");
     let daemon = servers::postgres_checking(Some(&chain), Some(&root));

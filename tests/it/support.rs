@@ -266,21 +266,6 @@ pub fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Whether tests that need root (network namespaces) can run. They skip with a message when
-/// not root, except under `VANTAGE_TEST_REQUIRE_ALL=1` (set by `.ci/run`), where skipping fails.
-pub fn root_or_skip(test: &str) -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    let root = String::from_utf8_lossy(&out.stdout).trim() == "0";
-    if !root {
-        assert!(
-            std::env::var("VANTAGE_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
-            "{test} needs root, and VANTAGE_TEST_REQUIRE_ALL=1 forbids skipping it"
-        );
-        eprintln!("SKIPPED {test}: needs root to create network namespaces");
-    }
-    root
-}
-
 /// TCP states (from /proc/net/tcp{,6}) of every socket whose local or remote port is `port`.
 pub fn socket_states(port: u16) -> BTreeSet<&'static str> {
     let name = |st: &str| match st {
@@ -319,22 +304,149 @@ pub fn socket_states(port: u16) -> BTreeSet<&'static str> {
     states
 }
 
-/// Whether `tool` is installed. Tests that need it skip with a message when it is not, except
-/// under `VANTAGE_TEST_REQUIRE_ALL=1` (set by `.ci/run`, which installs it), where that fails.
-pub fn tool_or_skip(tool: &str, test: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
+/// Fails the calling test unless each of `needs` (words of `tests/needs`, e.g. `root` or
+/// `tool:dnsmasq`) is met, and unless its line in `tests/needs` declares every one of them: that
+/// file is what `tests/run` reads to leave out (nextest counts them as skipped) the tests whose
+/// needs are unmet, so a check the file does not declare would fail where it should skip. A
+/// test that gets here with a need unmet was not filtered out (e.g. plain `cargo nextest run`),
+/// and fails rather than pass without testing anything.
+pub fn needs(needs: &[&str]) {
+    let test = current_test();
+    let declared = declared_needs(&test);
+    for need in needs {
         assert!(
-            std::env::var("VANTAGE_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
-            "{test} needs {tool}, and VANTAGE_TEST_REQUIRE_ALL=1 forbids skipping it"
+            declared.iter().any(|d| d == need),
+            "{test} checks the need `{need}`, which its line in tests/needs does not declare \
+             (it declares {declared:?}): add it there, so that tests/run can skip the test"
         );
-        eprintln!("SKIPPED {test}: {tool} is not installed");
     }
-    found
+    for need in needs {
+        let (met, what) = need_met(need);
+        if !met {
+            assert!(
+                std::env::var("VANTAGE_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+                "{test} needs {what}, and VANTAGE_TEST_REQUIRE_ALL=1 forbids skipping it"
+            );
+            panic!("{test} needs {what}: run tests/run, which reports it as skipped");
+        }
+    }
+}
+
+/// The running test's name as nextest shows it (`netns::no_route_is_network_unreachable`):
+/// libtest runs each test on a thread named so. `#[tokio::test]` bodies run there too (the
+/// runtime's `block_on`), but not code in spawned tasks or `spawn_blocking`.
+fn current_test() -> String {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("");
+    assert!(
+        name.contains("::"),
+        "support::needs runs on the test's own thread (named after the test), not {name:?}"
+    );
+    name.to_string()
+}
+
+/// `tests/needs` as (test, needs) pairs: comment and blank lines left out.
+pub fn needs_file() -> Vec<(String, Vec<String>)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/needs");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let mut words = l.split_whitespace().map(str::to_string);
+            (words.next().unwrap(), words.collect())
+        })
+        .collect()
+}
+
+fn declared_needs(test: &str) -> Vec<String> {
+    needs_file()
+        .into_iter()
+        .find(|(t, _)| t == test)
+        .map(|(_, needs)| needs)
+        .unwrap_or_default()
+}
+
+/// Whether `need` holds on this machine, checked as `tests/run` checks it, and what it is in
+/// words. A need that `tests/needs` does not define panics.
+pub fn need_met(need: &str) -> (bool, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match need.split_once(':') {
+        Some(("tool", tool)) => {
+            let found = Command::new("sh")
+                .args(["-c", "command -v \"$0\"", tool])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            (found, tool.to_string())
+        }
+        Some(("npm", dir)) => (
+            root.join(dir).join("node_modules").is_dir(),
+            format!("`npm ci` in {dir}"),
+        ),
+        _ => match need {
+            "root" => {
+                let out = Command::new("id").arg("-u").output().unwrap();
+                let uid = String::from_utf8_lossy(&out.stdout);
+                (uid.trim() == "0", "root".to_string())
+            }
+            "ipv6-loopback" => {
+                let addresses = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
+                let found = addresses
+                    .lines()
+                    .any(|l| l.starts_with("00000000000000000000000000000001 "));
+                (found, "an IPv6 loopback (::1)".to_string())
+            }
+            "debian12" => {
+                let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+                let found = os.lines().any(|l| l == "ID=debian")
+                    && os.lines().any(|l| l == "VERSION_ID=\"12\"");
+                (found, "Debian 12, the container base's release".to_string())
+            }
+            "release-binary" => (
+                root.join("target/release/vantage").exists(),
+                "target/release/vantage (cargo build --release --locked)".to_string(),
+            ),
+            "ping-sockets-closed" => {
+                let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range")
+                    .unwrap_or_default();
+                let bounds: Vec<u64> = range
+                    .split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                let open = matches!(bounds[..], [low, high] if (low..=high).contains(&65534));
+                (
+                    !open,
+                    format!("ping sockets closed to nobody (ping_group_range is {range:?})"),
+                )
+            }
+            _ => panic!("tests/needs defines no need {need:?} (see the top of that file)"),
+        },
+    }
+}
+
+/// `tests/needs` names only tests that exist and needs that `need_met` knows, once each: a
+/// renamed test would otherwise lose its needs silently.
+#[test]
+fn tests_needs_names_real_tests_and_known_needs() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--list", "--format", "terse"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let tests: BTreeSet<&str> = listed
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for (test, needs) in needs_file() {
+        assert!(tests.contains(test.as_str()), "tests/needs: no test {test}");
+        assert!(seen.insert(test.clone()), "tests/needs: {test} twice");
+        assert!(!needs.is_empty(), "tests/needs: {test} lists no need");
+        for need in &needs {
+            need_met(need);
+        }
+    }
 }
 
 /// `promtool check metrics` on a classic-format body must pass with nothing to say.
@@ -345,7 +457,9 @@ pub fn promtool_check(body: &str) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool must be installed (apt-get install prometheus; .ci/run does this)");
+        .expect(
+            "promtool must be installed (apt-get install prometheus; tests/run does this as root)",
+        );
     let mut promtool = promtool;
     promtool
         .stdin

@@ -654,6 +654,7 @@ async fn after_200_runs_the_tls_server_holds_no_connection_of_ours() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exporter_serves_certificate_facts_that_pass_promtool() {
+    crate::support::needs(&["tool:promtool"]);
     let pki = Pki::new("tls");
     let intermediate = pki.root.intermediate("metrics intermediate", days(200));
     let leaf = intermediate.leaf(Leaf::server(&["vantage.test"]).valid(days(-1), days(100)));
