@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_saphyr::Location;
 
-use super::Target;
 use super::builder::DEFAULT_RETRY_DELAY;
+use super::target::Target;
 use crate::build::{Common, Context, Origin, S, Setting};
 use crate::net::{self, IpVersion};
 use crate::probe::tcp::starttls::Dialect;

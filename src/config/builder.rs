@@ -11,7 +11,8 @@ use serde_saphyr::Location;
 
 use super::assertions::assertions;
 use super::raw::{RawConfig, RawDefaults, RawTarget};
-use super::{Config, ConfigErrors, LoadOptions, Target};
+use super::target::{Config, LoadOptions, Target};
+use crate::build::error::ConfigErrors;
 use crate::build::{
     Common, Context, Origin, S, Setting, builtin, describe, in_defaults, in_target,
 };

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::Config;
+use super::target::Config;
 use crate::duration;
 
 impl Config {

@@ -161,12 +161,14 @@ impl Collector for SelfCollector {
             None,
             MetricType::Gauge,
         )?)?;
-        ConstGauge::new(unix_seconds(reloads.last_success)).encode(encoder.encode_descriptor(
-            "vantage_config_last_reload_success_timestamp_seconds",
-            "When the running config was loaded, as a Unix timestamp",
-            None,
-            MetricType::Gauge,
-        )?)?;
+        ConstGauge::new(process::unix_seconds(reloads.last_success)).encode(
+            encoder.encode_descriptor(
+                "vantage_config_last_reload_success_timestamp_seconds",
+                "When the running config was loaded, as a Unix timestamp",
+                None,
+                MetricType::Gauge,
+            )?,
+        )?;
         // Both results from the start, so that increase() sees the first failure.
         let mut counted = encoder.encode_descriptor(
             "vantage_config_reloads",
@@ -207,12 +209,6 @@ impl Collector for SelfCollector {
         }
         Ok(())
     }
-}
-
-pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ impl Collector for ProcessCollector {
             &mut encoder,
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch in seconds",
-            super::unix_seconds(self.started),
+            unix_seconds(self.started),
         )
     }
 }
@@ -103,6 +103,13 @@ fn max_open_files(limits: &str) -> Option<f64> {
     let soft = line["Max open files".len()..].split_whitespace().next()?;
     // "unlimited" has no number; leave the metric out rather than invent one.
     soft.parse().ok()
+}
+
+/// Seconds since the epoch, as Prometheus timestamps are; 0 before it.
+pub(super) fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

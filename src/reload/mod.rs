@@ -7,6 +7,7 @@
 //! a change of the content of the file or of a file it names (see `watch`), SIGHUP, and
 //! `POST /-/reload`.
 
+mod request;
 mod watch;
 
 use std::collections::BTreeSet;
@@ -15,49 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, error, info};
 
 use crate::config::{self, Config, ConfigErrors, Inputs, LoadOptions};
-use crate::scheduler::{Changes, Runner, Scheduler, Shared};
-
-/// What asked for a reload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// The config or a file it names changed (or the periodic check). The files are read, and
-    /// applied only if some content differs from the last read.
-    File,
-    /// SIGHUP: always rebuilds.
-    Signal,
-    /// `POST /-/reload`: always rebuilds, like SIGHUP.
-    Api,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::File => "file change",
-            Trigger::Signal => "SIGHUP",
-            Trigger::Api => "POST /-/reload",
-        }
-    }
-}
-
-/// A reload to perform, and where to send its result (`POST /-/reload` waits for it).
-#[derive(Debug)]
-pub struct Request {
-    pub trigger: Trigger,
-    pub reply: Option<oneshot::Sender<Result<Reloaded, String>>>,
-}
-
-/// What a reload did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reloaded {
-    /// A file event, but the content is the one last read (or the file is empty, as while an
-    /// editor saves it): nothing to do, nothing counted.
-    Unchanged,
-    Applied(Changes),
-}
+use crate::scheduler::{Runner, Scheduler, Shared};
+pub use request::{Reloaded, Request, Trigger};
 
 /// How the config loads have gone, for `vantage_config_*`.
 #[derive(Debug)]

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, timeout_at};
 use tracing::warn;
 
-use super::{Request, Trigger};
+use super::request::{Request, Trigger};
 
 /// A burst of events has ended once the watched entries have been quiet this long.
 const QUIET: Duration = Duration::from_millis(200);

@@ -12,12 +12,18 @@ use ::http::Method;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
 use super::*;
 use crate::net::Host;
 use crate::net::{IpVersion, dns};
 use crate::probe::http::StatusCodes;
 use crate::probe::tcp::Step;
 use crate::probe::tcp::starttls::Dialect;
+use crate::probe::{Assertion, Probe};
+use crate::shard::Shard;
 
 fn ok(yaml: &str) -> Config {
     parse(yaml, "t.yml", &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))

@@ -13,20 +13,20 @@
 pub mod config;
 pub mod report;
 pub mod starttls;
+pub mod stream;
 
 use std::time::{Duration, SystemTime};
 
 use regex::bytes::Regex;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout_at};
-use tokio_rustls::client::TlsStream;
 
 use crate::net::close::{Closable, close, read};
 use crate::net::{self, Host, IpVersion, dns};
 use crate::outcome::{Event, Failure, Outcome, Reason, ReasonSet, Trace, quote};
-use crate::tls::{Handshake, TlsFacts, TlsTarget};
+use crate::tls::{TlsFacts, TlsTarget};
 use starttls::Dialect;
+use stream::{secure, send};
 
 /// The most an `expect` step buffers while looking for its match. A peer that floods is failed
 /// after this much, instead of growing our memory.
@@ -191,63 +191,6 @@ impl TcpProbe {
     }
 }
 
-/// The TLS handshake, and the verdict on what it revealed: a stream comes back only when the
-/// run may use it. Otherwise the connection is closed gently, and nothing was sent over it.
-pub async fn secure(
-    tls: &TlsTarget,
-    stream: TcpStream,
-    deadline: Instant,
-    trace: &mut Trace,
-    seen: &mut Option<TlsFacts>,
-) -> Result<Box<TlsStream<TcpStream>>, Failure> {
-    let (stream, verdict) = handshake(tls, stream, deadline, trace, seen).await?;
-    if let Err(failure) = verdict {
-        let _ = close(stream, deadline, trace).await;
-        return Err(failure);
-    }
-    Ok(stream)
-}
-
-/// The TLS handshake and the verdict on the chain it revealed. A handshake that failed has
-/// closed the connection; a verdict against the chain comes back with the stream, which the
-/// caller must close without sending anything that matters over it.
-pub async fn handshake(
-    tls: &TlsTarget,
-    stream: TcpStream,
-    deadline: Instant,
-    trace: &mut Trace,
-    seen: &mut Option<TlsFacts>,
-) -> Result<(Box<TlsStream<TcpStream>>, Result<(), Failure>), Failure> {
-    match tls.handshake(stream, deadline, trace, seen).await {
-        Handshake::Done(stream) => {
-            let verdict = seen.as_ref().map_or(Ok(()), |facts| tls.verdict(facts));
-            Ok((stream, verdict))
-        }
-        Handshake::Failed { failure, stream } => {
-            if let Some(stream) = stream {
-                // The handshake's failure is the story, whatever the close meets.
-                let _ = close(stream, deadline, trace).await;
-            }
-            Err(failure)
-        }
-    }
-}
-
-pub async fn send<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    bytes: &[u8],
-    deadline: Instant,
-) -> Result<(), Failure> {
-    match timeout_at(deadline, stream.write_all(bytes)).await {
-        Err(_) => Err(Failure::new(
-            Reason::Timeout,
-            "the peer did not take our data before the deadline",
-        )),
-        Ok(Err(e)) => Err(crate::tls::failure(&e, "sending")),
-        Ok(Ok(())) => Ok(()),
-    }
-}
-
 /// Reads until `regex` matches the unconsumed bytes, then consumes through the match.
 /// Returns how many bytes the match consumed.
 ///
@@ -396,7 +339,9 @@ mod tests {
     use crate::outcome::Close;
     use std::pin::Pin;
     use std::task::{Context, Poll};
+    use tokio::io::AsyncWriteExt;
     use tokio::io::ReadBuf;
+    use tokio::net::TcpStream;
 
     /// A peer whose data is always ready: every read blocks 50 µs, then returns one byte, and is
     /// never `Pending`, so no timer can fire while reading. It closes after 100 000 bytes (5 s),

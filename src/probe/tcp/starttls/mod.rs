@@ -33,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::handshake;
+use super::stream::handshake;
 use crate::net::close::{CLOSE_GRACE, close};
 use crate::outcome::{Failure, Reason, Trace};
 use crate::tls::{TlsFacts, TlsTarget};

@@ -43,7 +43,7 @@ impl<'t, S: AsyncRead + AsyncWrite + Unpin> Wire<'t, S> {
 
     pub(super) async fn send(&mut self, bytes: impl AsRef<[u8]>) -> Result<(), Failure> {
         let bytes = bytes.as_ref();
-        crate::probe::tcp::send(&mut self.stream, bytes, self.deadline).await?;
+        crate::probe::tcp::stream::send(&mut self.stream, bytes, self.deadline).await?;
         self.trace.record(Event::Said {
             client: true,
             text: said(bytes),

@@ -1,0 +1,88 @@
+//! Reading and parsing the config file into a validated [`Config`], and the files it names.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::builder::Builder;
+use super::raw::RawConfig;
+use super::target::{Config, LoadOptions};
+use crate::build::error::{ConfigError, ConfigErrors};
+use crate::build::{Context, digest_read, read_bytes};
+
+pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
+    parse(&read(path)?, &path.display().to_string(), options)
+}
+
+/// The config file's text, or an error that names the file.
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError::whole_file(
+            &path.display().to_string(),
+            format!("cannot read the config file: {e}"),
+        )])
+    })
+}
+
+/// The parser's limits. Its defaults (250,000 nodes, 1,000,000 events) stop at about 25,000
+/// targets; these admit a million short ones, while the alias and anchor limits that stop
+/// expansion bombs stay as they are.
+fn parse_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 16_000_000;
+    budget.max_events = 32_000_000;
+    budget.max_total_scalar_bytes = 256 * 1024 * 1024;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
+/// Parses and validates config text; `file` names it in errors.
+pub fn parse(text: &str, file: &str, options: &LoadOptions) -> Result<Config, ConfigErrors> {
+    parse_with_inputs(text, file, options).0
+}
+
+/// [`parse`], also returning the files the config names as read during the load (those read
+/// before an error, when it fails).
+pub fn parse_with_inputs(
+    text: &str,
+    file: &str,
+    options: &LoadOptions,
+) -> (Result<Config, ConfigErrors>, Inputs) {
+    let mut path = String::new();
+    let raw: Result<RawConfig, _> =
+        serde_saphyr::with_deserializer_from_str_with_options(text, parse_options(), |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                path = e.path().to_string();
+                e.into_inner()
+            })
+        })
+        .map_err(|e| ConfigErrors(vec![ConfigError::from_parse(file, &e, &path)]));
+    let raw = match raw {
+        Ok(raw) => raw,
+        Err(errors) => return (Err(errors), Inputs::default()),
+    };
+    let mut builder = Builder {
+        cx: Context::new(file),
+    };
+    let config = builder.build(&raw, options);
+    let inputs = Inputs {
+        files: builder.cx.digests(),
+    };
+    (config, inputs)
+}
+
+/// The files a config names (tokens, CAs, client certificates), each with a digest of the
+/// content it was built from, so that a reload can tell whether any of them changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inputs {
+    pub files: BTreeMap<PathBuf, u64>,
+}
+
+impl Inputs {
+    /// Whether every file still has the content it had when the config was built.
+    pub fn unchanged_on_disk(&self) -> bool {
+        self.files
+            .iter()
+            .all(|(path, digest)| digest_read(&read_bytes(path)) == *digest)
+    }
+}

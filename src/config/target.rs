@@ -1,0 +1,100 @@
+//! The validated config and its targets, ready to run, and how a config is read.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::probe::{Assertion, Probe, Reason, ReasonSet, RunPolicy};
+use crate::shard::Shard;
+
+/// A config that passed validation.
+#[derive(Debug)]
+pub struct Config {
+    /// This instance's vantage point, after `--location` / `VANTAGE_LOCATION`.
+    pub location: String,
+    pub max_concurrent_probes: usize,
+    /// The targets this instance runs.
+    pub targets: Vec<Arc<Target>>,
+    /// Names of targets whose `locations` do not include this instance's.
+    pub elsewhere: Vec<String>,
+    /// The shard this instance is (`--shard`), and how many of this location's targets the
+    /// other shards probe.
+    pub shard: Shard,
+    pub other_shards: usize,
+}
+
+/// One configured check.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub probe: Probe,
+    pub policy: RunPolicy,
+    pub interval: Duration,
+    pub interval_on_failure: Option<Duration>,
+    pub assertions: Vec<Assertion>,
+    /// The identity of every series of this target: name, probe, target, location, static labels.
+    pub labels: Vec<(String, String)>,
+    /// Digest of everything the target was built from: its entry as parsed (comments, layout
+    /// and position in the file do not count), the defaults, labels and location it inherits,
+    /// and the content of every file it reads. A reload restarts a target only when this
+    /// changes. Zero for targets from the command line.
+    pub fingerprint: u64,
+}
+
+impl Target {
+    /// Every reason a run of this target can end with: its probe's, and those its assertions
+    /// add.
+    pub fn reasons(&self) -> ReasonSet {
+        let own = self.assertions.iter().map(|a| match a {
+            Assertion::Connection { .. } | Assertion::ResponseTime { .. } => {
+                Reason::AssertionFailed
+            }
+            Assertion::CertificateExpiry { .. } => Reason::TlsCertExpiring,
+            Assertion::TlsVersion { .. } => Reason::TlsProtocolVersion,
+        });
+        own.fold(self.probe.reasons(), |set, r| {
+            set.union(ReasonSet::of(&[r]))
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)] // one call per way a target is made; a struct adds nothing
+    pub(crate) fn new(
+        name: String,
+        probe: Probe,
+        policy: RunPolicy,
+        interval: Duration,
+        interval_on_failure: Option<Duration>,
+        assertions: Vec<Assertion>,
+        location: &str,
+        static_labels: &BTreeMap<String, String>,
+    ) -> Target {
+        let mut labels = vec![
+            ("name".to_string(), name.clone()),
+            ("probe".to_string(), probe.kind().to_string()),
+            ("target".to_string(), probe.target()),
+            ("location".to_string(), location.to_string()),
+        ];
+        labels.extend(static_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Target {
+            name,
+            probe,
+            policy,
+            interval,
+            interval_on_failure,
+            assertions,
+            labels,
+            fingerprint: 0,
+        }
+    }
+}
+
+/// How a config is read.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Overrides the file's `location` (`--location`, `VANTAGE_LOCATION`).
+    pub location: Option<String>,
+    /// Keep targets meant for other locations and other shards too (`vantage probe --name`).
+    pub every_location: bool,
+    /// Keep only this shard's targets (`--shard`).
+    pub shard: Shard,
+}
