@@ -117,7 +117,7 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
     let listener = match server::bind(&cli.listen_address).await {
         Ok(listener) => listener,
         Err(e) => {
-            error!(address = %cli.listen_address, error = %e, "cannot listen");
+            error!(listen_address = %cli.listen_address, error = %e, "cannot listen");
             return ExitCode::FAILURE;
         }
     };
@@ -146,7 +146,7 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         let _ = server_stopped.await;
     }));
     info!(
-        address = %cli.listen_address,
+        listen_address = %cli.listen_address,
         config = %cli.config_file.display(),
         location = %initial.config.location,
         targets = initial.config.targets.len(),

@@ -42,6 +42,14 @@ pub struct Target {
 }
 
 impl Target {
+    /// The value of one of the target's labels (`target`, `location`, a static label).
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Every reason a run of this target can end with: its probe's, and those its assertions
     /// add.
     pub fn reasons(&self) -> ReasonSet {

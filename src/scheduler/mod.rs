@@ -323,22 +323,45 @@ async fn run_target<R: Runner>(
     }
 }
 
-/// Logs every run at debug, and changes between up and down at info and warn.
+/// Logs every run at debug (with its phases, so that one run's numbers can be followed in the
+/// log), and changes between up and down at info and warn. Each event names the target as its
+/// series do (`name`, `probe`, `target`, `location`) and the address the run probed.
 fn log_run(target: &Target, run: &Run, was_up: Option<bool>) {
     let name = target.name.as_str();
     let probe = target.probe.kind();
+    let probed = target.label("target");
+    let location = target.label("location").filter(|l| !l.is_empty());
+    let trace = &run.outcome.trace;
+    let address = trace.address.map(tracing::field::display);
     let seconds = run.duration.as_secs_f64();
+    let phase = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let phases = &trace.phases;
     match run.failure() {
         None => {
             debug!(
                 name,
                 probe,
+                target = probed,
+                address,
+                location,
                 seconds,
                 attempts = run.attempts,
+                dns_seconds = phase(phases.dns),
+                connect_seconds = phase(phases.connect),
+                tls_seconds = phase(phases.tls),
+                first_byte_seconds = phase(phases.first_byte),
                 "run succeeded"
             );
             if was_up != Some(true) {
-                info!(name, probe, seconds, "target is up");
+                info!(
+                    name,
+                    probe,
+                    target = probed,
+                    address,
+                    location,
+                    seconds,
+                    "target is up"
+                );
             }
         }
         Some(failure) => {
@@ -347,16 +370,27 @@ fn log_run(target: &Target, run: &Run, was_up: Option<bool>) {
             debug!(
                 name,
                 probe,
+                target = probed,
+                address,
+                location,
                 reason,
                 step = failure.step,
                 detail,
+                seconds,
                 attempts = run.attempts,
+                dns_seconds = phase(phases.dns),
+                connect_seconds = phase(phases.connect),
+                tls_seconds = phase(phases.tls),
+                first_byte_seconds = phase(phases.first_byte),
                 "run failed"
             );
             if was_up != Some(false) {
                 warn!(
                     name,
                     probe,
+                    target = probed,
+                    address,
+                    location,
                     reason,
                     step = failure.step,
                     detail,

@@ -218,9 +218,49 @@ fn json_logs_are_one_object_per_line_and_sigint_exits_cleanly() {
         started.starts_with('{') && started.ends_with('}'),
         "{started}"
     );
-    assert!(started.contains("\"level\":\"INFO\""), "{started}");
+    assert!(
+        started.starts_with(r#"{"ts":""#)
+            && started.contains(r#","level":"info","msg":"vantage started","#),
+        "{started}"
+    );
     assert!(stderr.lines().all(|l| l.starts_with('{')), "{stderr}");
     assert!(stderr.contains("\"signal\":\"SIGINT\""), "{stderr}");
+}
+
+#[test]
+fn logs_use_prometheus_keys_and_name_the_probe_target_its_address_and_location() {
+    let dir = TempDir::new("logfmt");
+    let path = config(&dir, redis_like_peer());
+    let vantage = Vantage::start(&path, &[]);
+    wait_for(Duration::from_secs(10), "the down event", || {
+        vantage
+            .log()
+            .contains("msg=\"target is down\" name=nothing-listens")
+    });
+    let (_, log) = vantage.stop("TERM");
+    let down = log
+        .lines()
+        .find(|l| l.contains("msg=\"target is down\" name=nothing-listens"))
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let port = text
+        .split("name: nothing-listens, type: tcp, host: 127.0.0.1, port: ")
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .unwrap();
+    for field in [
+        " level=warn ".to_string(),
+        format!(" target=127.0.0.1:{port} "),
+        format!(" address=127.0.0.1:{port} "),
+        " location=test-lab ".to_string(),
+        " reason=connection_refused ".to_string(),
+    ] {
+        assert!(down.contains(&field), "{field:?} missing from: {down}");
+    }
+    assert!(down.starts_with("ts=20"), "{down}");
+    // The Rust module path is not written: `target` means the probe target.
+    assert!(!log.contains("target=vantage"), "{log}");
+    assert!(!log.contains(" message="), "{log}");
 }
 
 #[test]

@@ -11,13 +11,13 @@ use crate::pki::{Ca, Leaf, days};
 use crate::support::{self, TempDir, closed_port, run, target, wait_for};
 
 /// An `openssl s_server` this test started; killed by PID on drop.
-struct SServer {
+pub struct SServer {
     child: Child,
-    port: u16,
+    pub port: u16,
 }
 
 impl SServer {
-    fn start(cert: &str, key: &str, chain: Option<&str>) -> SServer {
+    pub fn start(cert: &str, key: &str, chain: Option<&str>) -> SServer {
         let port = closed_port();
         let mut command = Command::new("openssl");
         command

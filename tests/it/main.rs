@@ -20,4 +20,5 @@ mod shard;
 mod starttls;
 mod support;
 mod tcp;
+mod timers;
 mod tls;
