@@ -242,6 +242,9 @@ pub struct Trace {
     /// When the check itself was done (connected, handshaken, dialogue answered), before the
     /// polite close: the response time that `response_time` assertions judge.
     pub answered: Option<Duration>,
+    /// How long the attempt waited by design between its own packets (the spacing of an icmp
+    /// run's echoes): our choice, not the network's, so the run's duration leaves it out.
+    pub paused: Duration,
 }
 
 impl Trace {
@@ -252,6 +255,7 @@ impl Trace {
             address: None,
             events: Vec::new(),
             answered: None,
+            paused: Duration::ZERO,
         }
     }
 
@@ -381,6 +385,7 @@ where
     let started = Instant::now();
     let deadline = started + policy.timeout;
     let mut attempts = 0;
+    let mut paused = Duration::ZERO;
     let outcome = loop {
         attempts += 1;
         // Probes honour the deadline themselves and keep their trace; this is the backstop.
@@ -395,6 +400,7 @@ where
                     Trace::start(),
                 )
             });
+        paused += outcome.trace.paused;
         let retry_fits = Instant::now() + policy.retry_delay < deadline;
         if outcome.result.is_ok() || attempts > policy.retries || !retry_fits {
             break outcome;
@@ -404,7 +410,7 @@ where
     Run {
         outcome,
         attempts,
-        duration: started.elapsed(),
+        duration: started.elapsed().saturating_sub(paused),
         finished_at: SystemTime::now(),
     }
 }
@@ -480,6 +486,21 @@ mod tests {
         assert_eq!(run.attempts, 1);
         assert_eq!(run.failure().unwrap().reason, Reason::ConnectionRefused);
         assert_eq!(run.duration, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pauses_by_design_are_left_out_of_the_duration_of_every_attempt() {
+        // Two attempts of 3 s each, 2 s of which were spacing between our own packets, and the
+        // 1 s retry delay: 3 - 2 + 1 + 3 - 2 = 3 s are the network's and the retry's.
+        let run = run_attempts(&policy(10, 1, 1), |_| async {
+            sleep(Duration::from_secs(3)).await;
+            let mut trace = Trace::start();
+            trace.paused = Duration::from_secs(2);
+            Outcome::<()>::new(refused(), trace)
+        })
+        .await;
+        assert_eq!(run.attempts, 2);
+        assert_eq!(run.duration, Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]

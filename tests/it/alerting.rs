@@ -539,7 +539,7 @@ targets:
     type: dns
     host: www.vantage.test
     dns: {{server: \"{dns}\", expect_addresses: [127.0.0.99]}}
-  - {{name: loopback, type: icmp, host: 127.0.0.1, icmp: {{count: 2}}}}
+  - {{name: loopback, type: icmp, host: 127.0.0.1, icmp: {{count: 2}}, labels: {{slow_above: 1s}}}}
   - name: directory
     type: tcp
     host: 127.0.0.1

@@ -32,6 +32,30 @@ async fn loopback_answers_every_echo_over_ipv4_and_ipv6() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spacing_between_echoes_is_not_counted_as_the_runs_duration() {
+    needs(&["root"]);
+    let run = run(&icmp_target("127.0.0.1", "count: 3")).await;
+    assert!(run.success(), "{:?}", run.failure());
+    let facts = run.outcome.facts.icmp().unwrap();
+    // A 3 s timeout spaces three echoes nearly 500 ms apart (a sixth of the time left after
+    // the lookup): counted, they made a loopback ping last a second; left out, the run lasts
+    // about one round trip.
+    assert!(
+        facts.spacing > std::time::Duration::from_millis(400),
+        "{:?}",
+        facts.spacing
+    );
+    assert!(
+        run.duration < facts.spacing / 2,
+        "a loopback run of three echoes took {:?} with echoes {:?} apart",
+        run.duration,
+        facts.spacing
+    );
+    let answered = run.outcome.trace.answered.unwrap();
+    assert!(answered <= run.duration, "{answered:?} {:?}", run.duration);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_runs_to_one_host_keep_their_own_replies() {
     needs(&["root"]);
     let target = icmp_target("127.0.0.1", "count: 5");

@@ -41,6 +41,8 @@ pub struct IcmpFacts {
     pub sent: u16,
     /// Round trips of the echoes answered, in the order they were sent.
     pub rtts: Vec<Duration>,
+    /// The pause between the sends of two echoes.
+    pub spacing: Duration,
 }
 
 impl IcmpFacts {
@@ -140,14 +142,20 @@ impl IcmpProbe {
                 let reply = pinger.ping(sequence, &payload).await;
                 (
                     i,
+                    sent,
                     reply.map(|(packet, _)| (is_echo_reply(&packet), sent.elapsed())),
                 )
             });
         }
         let mut rtts = vec![None; usize::from(self.count)];
         let mut error = None;
+        let (mut first_sent, mut last_sent) = (None::<Instant>, None::<Instant>);
         while let Some(joined) = echoes.join_next().await {
-            let Ok((i, result)) = joined else { continue };
+            let Ok((i, sent, result)) = joined else {
+                continue;
+            };
+            first_sent = Some(first_sent.map_or(sent, |t| t.min(sent)));
+            last_sent = Some(last_sent.map_or(sent, |t| t.max(sent)));
             match result {
                 Ok((true, rtt)) => rtts[usize::from(i)] = Some(rtt),
                 // A raw socket also sees the errors that routers send back about our echoes.
@@ -167,8 +175,16 @@ impl IcmpProbe {
         let facts = IcmpFacts {
             sent: self.count,
             rtts: rtts.into_iter().flatten().collect(),
+            spacing,
         };
-        trace.answered = Some(trace.elapsed());
+        // The echoes are spread out so that a path that polices bursts of ICMP does not read
+        // as lossy. The time from the first send to the last is that spacing (and our timer's
+        // lateness): ours, not the network's, so the run's duration leaves it out, and a
+        // healthy run lasts about one round trip, as blackbox_exporter's single echo does.
+        if let (Some(first), Some(last)) = (first_sent, last_sent) {
+            trace.paused = last - first;
+        }
+        trace.answered = Some(trace.elapsed().saturating_sub(trace.paused));
         let loss = facts.loss_ratio();
         let received = facts.rtts.len();
         *seen = Some(facts);
@@ -251,6 +267,7 @@ mod tests {
                 Duration::from_millis(20),
                 Duration::from_millis(30),
             ],
+            spacing: Duration::from_secs(1),
         };
         assert_eq!(facts.loss_ratio(), 0.25);
         let [min, avg, max, stddev] = facts.stats().unwrap();

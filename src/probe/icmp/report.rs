@@ -18,10 +18,12 @@ pub fn lines(icmp: &IcmpProbe, run: Seen<'_, IcmpFacts>, line: &mut impl FnMut(&
         line(
             "echoes",
             format!(
-                "{received} of {} answered ({:.0}% lost), {} bytes of payload",
+                "{received} of {} answered ({:.0}% lost), {} bytes of payload, sent {} apart \
+                 (not counted in the run's duration)",
                 facts.sent,
                 facts.loss_ratio() * 100.0,
-                icmp.payload_size
+                icmp.payload_size,
+                timing(facts.spacing)
             ),
         );
         if let Some([min, avg, max, stddev]) = facts.stats() {
