@@ -72,6 +72,11 @@ pub fn render(target: &Target, run: &Run) -> String {
 /// [`Probe::report`]: crate::probe::Probe::report
 fn addresses<'t>(target: &'t Target, run: &Run, line: &mut impl FnMut(&str, String)) -> &'t [Step] {
     let total = run.outcome.addresses.len();
+    let lookup = match run.outcome.trace.phases.dns {
+        Some(took) => format!(", looked up in {}", timing(took)),
+        None => String::new(),
+    };
+    line("addresses", format!("{total} probed{lookup}"));
     let mut steps: &[Step] = &[];
     for (i, probed) in run.outcome.addresses.iter().enumerate() {
         line(
@@ -84,7 +89,14 @@ fn addresses<'t>(target: &'t Target, run: &Run, line: &mut impl FnMut(&str, Stri
             duration: probed.took,
             finished_at: run.finished_at,
         };
-        steps = target.probe.report(&one, line);
+        // The section's first line names the address; the type's own would call the pinned
+        // address an IP literal that needed no lookup.
+        let mut within = |label: &str, text: String| {
+            if label != "address" {
+                line(label, text);
+            }
+        };
+        steps = target.probe.report(&one, &mut within);
         let result = match &probed.outcome.result {
             Ok(()) => format!("success in {}", timing(probed.took)),
             Err(failure) => format!("FAILURE {failure}"),
