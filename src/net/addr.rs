@@ -246,8 +246,8 @@ mod tests {
         }
     }
 
-    /// FNV-1a's published 32-bit vectors (the empty input hashes to the offset basis), and
-    /// addresses hashed by an independent implementation (Python, over the same bytes).
+    /// The expected values come from an independent FNV-1a implementation (Python, over the
+    /// same bytes; it gives the published 0xe40c292c for "a").
     #[test]
     fn ip_hash_is_fnv1a_32_of_the_address_bytes() {
         const FNV_127_0_0_1: u32 = 3_668_918_509;
