@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::{Instant, sleep, timeout_at};
@@ -280,6 +280,19 @@ pub struct Outcome<F> {
     pub facts: F,
     /// The configured assertions this attempt could judge, in config order.
     pub assertions: Vec<Judged>,
+    /// With `addresses: all`, every address's own outcome in resolution order; this outcome is
+    /// then the one the target shows (the first failing address's, else the first's). Empty
+    /// when the attempt probed one address.
+    pub addresses: Vec<Probed<F>>,
+}
+
+/// One address's outcome in an attempt that probed every resolved address.
+#[derive(Debug, Clone)]
+pub struct Probed<F> {
+    pub address: IpAddr,
+    pub outcome: Outcome<F>,
+    /// How long probing this address took.
+    pub took: Duration,
 }
 
 impl<F> Outcome<F> {
@@ -289,17 +302,33 @@ impl<F> Outcome<F> {
             trace,
             facts,
             assertions: Vec::new(),
+            addresses: Vec::new(),
         }
     }
 
     /// The same outcome with its facts turned into `G`: how a probe type's outcome becomes
     /// the registry's.
-    pub fn map_facts<G>(self, f: impl FnOnce(F) -> G) -> Outcome<G> {
+    pub fn map_facts<G>(self, mut f: impl FnMut(F) -> G) -> Outcome<G> {
+        self.map_with(&mut f)
+    }
+
+    // Through `dyn`: the nested outcomes would otherwise instantiate this without end.
+    fn map_with<G>(self, f: &mut dyn FnMut(F) -> G) -> Outcome<G> {
+        let addresses = self
+            .addresses
+            .into_iter()
+            .map(|p| Probed {
+                address: p.address,
+                outcome: p.outcome.map_with(f),
+                took: p.took,
+            })
+            .collect();
         Outcome {
             result: self.result,
             trace: self.trace,
             facts: f(self.facts),
             assertions: self.assertions,
+            addresses,
         }
     }
 }
@@ -318,12 +347,24 @@ pub struct Judged {
     pub held: bool,
 }
 
-/// How a run is bounded and retried.
+/// How a run is bounded and retried, and which addresses it probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunPolicy {
     pub timeout: Duration,
     pub retries: u32,
     pub retry_delay: Duration,
+    pub addresses: Addresses,
+}
+
+/// Which of a host's resolved addresses a run probes (the `addresses` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Addresses {
+    /// One address, as `ip_version` picks it: one connection per run, as a client makes.
+    #[default]
+    First,
+    /// Every resolved address of the allowed families, each a full attempt of its own.
+    All,
 }
 
 /// A completed run: the last attempt's outcome, and how much it took to get there.
@@ -425,6 +466,7 @@ mod tests {
             timeout: Duration::from_secs(timeout),
             retries,
             retry_delay: Duration::from_secs(retry_delay),
+            addresses: Addresses::First,
         }
     }
 

@@ -27,8 +27,13 @@ pub fn render(target: &Target, run: &Run) -> String {
             target.name
         ),
     );
-    // The probe type's own lines, and its dialogue steps for the failure's `step` line.
-    let steps = target.probe.report(run, &mut line);
+    // The probe type's own lines, and its dialogue steps for the failure's `step` line; with
+    // `addresses: all`, a section for each address instead.
+    let steps = if run.outcome.addresses.is_empty() {
+        target.probe.report(run, &mut line)
+    } else {
+        addresses(target, run, &mut line)
+    };
     let attempts = match run.attempts {
         1 => "1 attempt".to_string(),
         n => format!("{n} attempts"),
@@ -59,6 +64,46 @@ pub fn render(target: &Target, run: &Run) -> String {
         }
     }
     out
+}
+
+/// A section for every address of a run that probed them all: the address, the probe type's
+/// lines about it, and its result. Returns the dialogue steps, as [`Probe::report`] does.
+///
+/// [`Probe::report`]: crate::probe::Probe::report
+fn addresses<'t>(target: &'t Target, run: &Run, line: &mut impl FnMut(&str, String)) -> &'t [Step] {
+    let total = run.outcome.addresses.len();
+    let lookup = match run.outcome.trace.phases.dns {
+        Some(took) => format!(", looked up in {}", timing(took)),
+        None => String::new(),
+    };
+    line("addresses", format!("{total} probed{lookup}"));
+    let mut steps: &[Step] = &[];
+    for (i, probed) in run.outcome.addresses.iter().enumerate() {
+        line(
+            "address",
+            format!("{} ({} of {total})", probed.address, i + 1),
+        );
+        let one = Run {
+            outcome: probed.outcome.clone(),
+            attempts: 1,
+            duration: probed.took,
+            finished_at: run.finished_at,
+        };
+        // The section's first line names the address; the type's own would call the pinned
+        // address an IP literal that needed no lookup.
+        let mut within = |label: &str, text: String| {
+            if label != "address" {
+                line(label, text);
+            }
+        };
+        steps = target.probe.report(&one, &mut within);
+        let result = match &probed.outcome.result {
+            Ok(()) => format!("success in {}", timing(probed.took)),
+            Err(failure) => format!("FAILURE {failure}"),
+        };
+        line("  result", result);
+    }
+    steps
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use super::target::Target;
 use crate::build::{Common, Context, Origin, S, Setting};
 use crate::net::{self, IpVersion};
 use crate::probe::tcp::starttls::Dialect;
-use crate::probe::{Kind, RunPolicy, Sections};
+use crate::probe::{Addresses, Kind, RunPolicy, Sections};
 use crate::tls::config::RawTls;
 
 /// A value from the command line: it was written nowhere in a file.
@@ -117,6 +117,7 @@ impl Target {
                 timeout,
                 retries: 0,
                 retry_delay: DEFAULT_RETRY_DELAY,
+                addresses: Addresses::First,
             },
             // Runs once: the interval only keeps the invariant that a run ends before the next.
             timeout + Duration::from_secs(1),

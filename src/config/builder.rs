@@ -18,7 +18,7 @@ use crate::build::{
 };
 use crate::duration::ConfigDuration;
 use crate::net::{self, IpVersion, dns};
-use crate::probe::{Key, Kind, RunPolicy, Sections};
+use crate::probe::{Addresses, Key, Kind, RunPolicy, Sections};
 use crate::shard::Shard;
 
 pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 512;
@@ -28,13 +28,14 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Label names that probe series use themselves; a static label must not shadow one.
-const RESERVED_LABELS: [&str; 20] = [
+const RESERVED_LABELS: [&str; 21] = [
     "name",
     "probe",
     "target",
     "location",
     "reason",
     "step",
+    "address",
     "result",
     "stat",
     "version",
@@ -60,6 +61,7 @@ struct Schedule {
     retry_delay: Setting<Duration>,
     interval_on_failure: Option<Setting<Duration>>,
     ip_version: IpVersion,
+    addresses: Addresses,
 }
 
 /// The schedule keys as written in one place (`defaults` or a target).
@@ -70,6 +72,7 @@ struct Overrides<'r> {
     retry_delay: Option<&'r S<ConfigDuration>>,
     interval_on_failure: Option<&'r S<ConfigDuration>>,
     ip_version: Option<&'r S<IpVersion>>,
+    addresses: Option<&'r S<Addresses>>,
 }
 
 impl<'r> From<&'r RawDefaults> for Overrides<'r> {
@@ -81,6 +84,7 @@ impl<'r> From<&'r RawDefaults> for Overrides<'r> {
             retry_delay: d.retry_delay.as_ref(),
             interval_on_failure: d.interval_on_failure.as_ref(),
             ip_version: d.ip_version.as_ref(),
+            addresses: d.addresses.as_ref(),
         }
     }
 }
@@ -94,6 +98,7 @@ impl<'r> From<&'r RawTarget> for Overrides<'r> {
             retry_delay: t.retry_delay.as_ref(),
             interval_on_failure: t.interval_on_failure.as_ref(),
             ip_version: t.ip_version.as_ref(),
+            addresses: t.addresses.as_ref(),
         }
     }
 }
@@ -127,6 +132,7 @@ impl Builder<'_> {
             retry_delay: builtin(DEFAULT_RETRY_DELAY),
             interval_on_failure: None,
             ip_version: IpVersion::Auto,
+            addresses: Addresses::First,
         };
         let defaults = match &raw.defaults {
             Some(d) => {
@@ -314,6 +320,7 @@ impl Builder<'_> {
                 })
                 .or(base.interval_on_failure),
             ip_version: over.ip_version.map_or(base.ip_version, |v| v.value),
+            addresses: over.addresses.map_or(base.addresses, |a| a.value),
         }
     }
 
@@ -456,6 +463,7 @@ impl Builder<'_> {
                 timeout: schedule.timeout.value,
                 retries: schedule.retries.value,
                 retry_delay: schedule.retry_delay.value,
+                addresses: schedule.addresses,
             },
             schedule.interval.value,
             schedule.interval_on_failure.map(|s| s.value),
@@ -544,6 +552,7 @@ impl Builder<'_> {
             retry_delay: _,
             interval_on_failure: _,
             ip_version: _,
+            addresses,
             labels: _,
             locations: _,
             tcp,
@@ -600,6 +609,12 @@ impl Builder<'_> {
                 icmp.as_ref().map(|x| x.referenced),
                 Key::Icmp,
                 "the `icmp` table applies to icmp targets only",
+            ),
+            (
+                "addresses",
+                addresses.as_ref().map(|x| x.referenced),
+                Key::Addresses,
+                "`addresses` applies to tcp, http and icmp targets: a dns target asks one server",
             ),
         ];
         let mut ok = true;

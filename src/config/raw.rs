@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::build::S;
 use crate::duration::ConfigDuration;
 use crate::net::IpVersion;
-use crate::probe::Kind;
 use crate::probe::dns::config::RawDns;
 use crate::probe::http::config::RawHttp;
 use crate::probe::icmp::config::RawIcmp;
 use crate::probe::tcp::config::RawTcp;
+use crate::probe::{Addresses, Kind};
 use crate::tls::TlsVersion;
 use crate::tls::config::RawTls;
 
@@ -44,6 +44,7 @@ pub struct RawDefaults {
     pub retry_delay: Option<S<ConfigDuration>>,
     pub interval_on_failure: Option<S<ConfigDuration>>,
     pub ip_version: Option<S<IpVersion>>,
+    pub addresses: Option<S<Addresses>>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -61,6 +62,7 @@ pub struct RawTarget {
     pub retry_delay: Option<S<ConfigDuration>>,
     pub interval_on_failure: Option<S<ConfigDuration>>,
     pub ip_version: Option<S<IpVersion>>,
+    pub addresses: Option<S<Addresses>>,
     pub labels: Option<S<BTreeMap<String, String>>>,
     pub locations: Option<S<Vec<String>>>,
     pub tcp: Option<Box<S<RawTcp>>>,

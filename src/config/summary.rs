@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::target::Config;
 use crate::duration;
+use crate::probe::Addresses;
 
 impl Config {
     /// What `check-config` prints: enough to see that the file means what its author meant.
@@ -47,6 +48,9 @@ impl Config {
             }
             if let Some(iof) = t.interval_on_failure {
                 let _ = write!(out, ", every {} while failing", duration::format(iof));
+            }
+            if t.policy.addresses == Addresses::All && t.probe.locator().is_some() {
+                let _ = write!(out, ", every address");
             }
             out.push_str(&t.probe.summary());
             if !t.assertions.is_empty() {

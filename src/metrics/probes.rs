@@ -5,6 +5,7 @@
 //! never changes.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
 use crate::family::{Row, counter, gauge, info, series};
+use crate::net;
 use crate::probe::{self, Phases, Reason, Run};
 use crate::store::{Entry, Store};
 
@@ -84,6 +86,37 @@ impl Collector for ProbeCollector {
                 "Plaintext STARTTLS negotiation in the last run, from connect to the go-ahead",
                 |e| phase(e, |p| p.starttls),
             )?;
+            gauge(
+                &mut encoder,
+                &entries,
+                "probe_ip_protocol",
+                "IP version of the address the last run probed (4 or 6); absent when it found none",
+                |e| address(e).map(net::ip_protocol),
+            )?;
+            gauge(
+                &mut encoder,
+                &entries,
+                "probe_ip_addr_hash",
+                "FNV-1a hash of the address the last run probed, as blackbox_exporter's; it changes when the address does",
+                |e| address(e).map(net::ip_hash),
+            )?;
+            series(
+                &mut encoder,
+                &entries,
+                "probe_address_success",
+                "With addresses: all, 1 for each address that succeeded in the last run, 0 for each that failed",
+                MetricType::Gauge,
+                |e| {
+                    e.last
+                        .iter()
+                        .flat_map(|r| &r.outcome.addresses)
+                        .map(|p| {
+                            let up = f64::from(u8::from(p.outcome.result.is_ok()));
+                            (vec![("address", p.address.to_string())], up)
+                        })
+                        .collect()
+                },
+            )?;
 
             info(
                 &mut encoder,
@@ -145,6 +178,11 @@ impl Collector for ProbeCollector {
 fn phase(e: &Entry, pick: fn(&Phases) -> Option<Duration>) -> Option<f64> {
     let run = e.last.as_ref()?;
     pick(&run.outcome.trace.phases).map(|d| d.as_secs_f64())
+}
+
+/// The address the last run probed (with `addresses: all`, the one whose result it shows).
+fn address(e: &Entry) -> Option<IpAddr> {
+    Some(e.last.as_ref()?.outcome.trace.address?.ip())
 }
 
 /// A series for every reason the target can produce, at 0 until it does (so that `rate()` and

@@ -149,6 +149,25 @@ impl<'de> Deserialize<'de> for IpVersion {
     }
 }
 
+/// `probe_ip_protocol`: 4 or 6.
+pub fn ip_protocol(ip: IpAddr) -> f64 {
+    if ip.is_ipv4() { 4.0 } else { 6.0 }
+}
+
+/// `probe_ip_addr_hash`, as blackbox_exporter computes it so that both can be compared: the
+/// 32-bit FNV-1a hash of the address's bytes (4 for IPv4, 16 for IPv6, as Go's resolver
+/// returns them), as a float. It changes when a name moves to another address.
+pub fn ip_hash(ip: IpAddr) -> f64 {
+    let bytes = match ip {
+        IpAddr::V4(ip) => ip.octets().to_vec(),
+        IpAddr::V6(ip) => ip.octets().to_vec(),
+    };
+    let hash = bytes.iter().fold(0x811c_9dc5_u32, |hash, &byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    f64::from(hash)
+}
+
 /// A DNS server as configured: an IP address, with `:port` when it is not 53 (IPv6 in
 /// brackets). Not a name: resolving the resolver would need a resolver.
 pub fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
@@ -225,6 +244,22 @@ mod tests {
         ] {
             assert!(Host::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    /// The expected values come from an independent FNV-1a implementation (Python, over the
+    /// same bytes; it gives the published 0xe40c292c for "a").
+    #[test]
+    fn ip_hash_is_fnv1a_32_of_the_address_bytes() {
+        const FNV_127_0_0_1: u32 = 3_668_918_509;
+        const FNV_127_0_0_11: u32 = 3_501_142_319;
+        const FNV_V6_LOOPBACK: u32 = 1_751_717_746;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(ip_hash(ip("127.0.0.1")), f64::from(FNV_127_0_0_1));
+        assert_eq!(ip_hash(ip("127.0.0.11")), f64::from(FNV_127_0_0_11));
+        assert_eq!(ip_hash(ip("::1")), f64::from(FNV_V6_LOOPBACK));
+        assert_ne!(ip_hash(ip("127.0.0.11")), ip_hash(ip("127.0.0.12")));
+        assert_eq!(ip_protocol(ip("127.0.0.1")), 4.0);
+        assert_eq!(ip_protocol(ip("::1")), 6.0);
     }
 
     #[test]

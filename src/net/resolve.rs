@@ -1,5 +1,5 @@
 //! Name resolution: the system resolver, or a target's own DNS server, picking the one address
-//! a run connects to.
+//! a run connects to, or listing every address for a run that probes them all.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -53,22 +53,7 @@ pub async fn resolve(
         return ask_server(name, port, ip_version, server, deadline).await;
     }
     let start = Instant::now();
-    let addrs: Vec<SocketAddr> =
-        match timeout_at(deadline, tokio::net::lookup_host((name.as_str(), port))).await {
-            Err(_) => {
-                return Err(Failure::new(
-                    Reason::DnsError,
-                    format!("looking up {name} did not finish before the deadline"),
-                ));
-            }
-            Ok(Err(e)) => {
-                return Err(Failure::new(
-                    Reason::DnsError,
-                    format!("looking up {name}: {e}"),
-                ));
-            }
-            Ok(Ok(addrs)) => addrs.collect(),
-        };
+    let addrs = system_lookup(name, port, deadline).await?;
     let lookup = start.elapsed();
     let pick = |want_v4: bool| addrs.iter().copied().find(|a| a.is_ipv4() == want_v4);
     let addr = match ip_version {
@@ -101,6 +86,23 @@ async fn ask_server(
     deadline: Instant,
 ) -> Result<Resolved, Failure> {
     let start = Instant::now();
+    let ips = ask_for(name, ip_version, server, false, deadline).await?;
+    Ok(Resolved {
+        addr: SocketAddr::new(ips[0], port),
+        lookup: Some(start.elapsed()),
+    })
+}
+
+/// The addresses `server` knows for `name` in the families `ip_version` allows, IPv4 first:
+/// with `every`, all of them (both families for `auto`); otherwise the first family that has
+/// any. Never empty.
+async fn ask_for(
+    name: &str,
+    ip_version: IpVersion,
+    server: dns::Server,
+    every: bool,
+    deadline: Instant,
+) -> Result<Vec<IpAddr>, Failure> {
     let mut fqdn = Name::from_ascii(name)
         .map_err(|e| Failure::new(Reason::DnsError, format!("{name} is not a DNS name: {e}")))?;
     fqdn.set_fqdn(true);
@@ -109,6 +111,7 @@ async fn ask_server(
         IpVersion::V4 => &[RecordType::A],
         IpVersion::V6 => &[RecordType::AAAA],
     };
+    let mut found = Vec::new();
     for &record_type in questions {
         // Only the probe's own connection belongs in its trace, not the resolver's.
         let reply = dns::ask(server, &fqdn, record_type, deadline, &mut Trace::start()).await?;
@@ -123,20 +126,89 @@ async fn ask_server(
             ));
         }
         let wanted = |ip: &IpAddr| ip.is_ipv4() == (record_type == RecordType::A);
-        if let Some(ip) = reply.addresses().into_iter().find(wanted) {
-            return Ok(Resolved {
-                addr: SocketAddr::new(ip, port),
-                lookup: Some(start.elapsed()),
-            });
+        found.extend(reply.addresses().into_iter().filter(wanted));
+        if !found.is_empty() && !every {
+            return Ok(found);
         }
     }
-    Err(Failure::new(
-        Reason::DnsError,
-        match ip_version {
-            IpVersion::Auto => format!("{} knows no address for {name}", server.addr),
-            v => format!("{} knows no IPv{v} address for {name}", server.addr),
-        },
-    ))
+    if found.is_empty() {
+        return Err(Failure::new(
+            Reason::DnsError,
+            match ip_version {
+                IpVersion::Auto => format!("{} knows no address for {name}", server.addr),
+                v => format!("{} knows no IPv{v} address for {name}", server.addr),
+            },
+        ));
+    }
+    Ok(unique(found))
+}
+
+/// Every address of `host` in the families `ip_version` allows (both for `auto`), IPv4 first,
+/// each once, and how long the lookup took (`None` for an IP literal): what a run with
+/// `addresses: all` probes. One lookup, however many addresses.
+pub async fn resolve_every(
+    host: &Host,
+    ip_version: IpVersion,
+    resolver: Option<dns::Server>,
+    deadline: Instant,
+) -> Result<(Vec<IpAddr>, Option<Duration>), Failure> {
+    let name = match host {
+        Host::Ip(_) => {
+            let one = resolve(host, 0, ip_version, resolver, deadline).await?;
+            return Ok((vec![one.addr.ip()], None));
+        }
+        Host::Name(name) => name,
+    };
+    let start = Instant::now();
+    let ips = match resolver {
+        Some(server) => ask_for(name, ip_version, server, true, deadline).await?,
+        None => {
+            let all = system_lookup(name, 0, deadline).await?;
+            let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) =
+                all.iter().map(SocketAddr::ip).partition(IpAddr::is_ipv4);
+            let ips: Vec<IpAddr> = v4
+                .into_iter()
+                .chain(v6)
+                .filter(|ip| ip_version.accepts(*ip))
+                .collect();
+            if ips.is_empty() {
+                return Err(Failure::new(
+                    Reason::DnsError,
+                    match ip_version {
+                        IpVersion::Auto => format!("{name} has no addresses"),
+                        v => format!("{name} has no IPv{v} address"),
+                    },
+                ));
+            }
+            unique(ips)
+        }
+    };
+    Ok((ips, Some(start.elapsed())))
+}
+
+/// `ips` without repeats, in their first order.
+fn unique(ips: Vec<IpAddr>) -> Vec<IpAddr> {
+    let mut seen = std::collections::HashSet::new();
+    ips.into_iter().filter(|ip| seen.insert(*ip)).collect()
+}
+
+/// Asks the system resolver for `name`.
+async fn system_lookup(
+    name: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<Vec<SocketAddr>, Failure> {
+    match timeout_at(deadline, tokio::net::lookup_host((name, port))).await {
+        Err(_) => Err(Failure::new(
+            Reason::DnsError,
+            format!("looking up {name} did not finish before the deadline"),
+        )),
+        Ok(Err(e)) => Err(Failure::new(
+            Reason::DnsError,
+            format!("looking up {name}: {e}"),
+        )),
+        Ok(Ok(addrs)) => Ok(addrs.collect()),
+    }
 }
 
 /// Resolves `host` for a probe and records the lookup time and the chosen address in `trace`.

@@ -9,6 +9,7 @@
 //! into the registry's, and hands each type's outputs a [`Seen`] of the run with that type's
 //! facts. Adding a type is its folder plus an arm in every `match` here.
 
+pub mod addresses;
 pub mod assertion;
 pub mod dns;
 pub mod http;
@@ -17,6 +18,8 @@ pub mod lines;
 pub mod tcp;
 
 use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use prometheus_client::encoding::DescriptorEncoder;
@@ -25,13 +28,15 @@ use tokio::time::Instant;
 
 use crate::build::{Common, Context, S};
 use crate::family::Row;
+use crate::net::Host;
 use crate::outcome::{self, run_attempts};
 pub use crate::outcome::{
-    Close, Event, Failure, Judged, Phases, QUOTE_LIMIT, Reason, ReasonSet, RunPolicy, Seen, Timed,
-    Trace, quote,
+    Addresses, Close, Event, Failure, Judged, Phases, Probed, QUOTE_LIMIT, Reason, ReasonSet,
+    RunPolicy, Seen, Timed, Trace, quote,
 };
 use crate::tls::config::RawTls;
 use crate::tls::{self, TlsFacts};
+use addresses::Locator;
 pub use assertion::Assertion;
 use dns::DnsFacts;
 use dns::config::RawDns;
@@ -68,6 +73,8 @@ pub enum Key {
     Tcp,
     Http,
     Icmp,
+    /// `addresses`: which of the host's addresses a run probes.
+    Addresses,
 }
 
 /// A target's per-type tables, as written, for its type's builder.
@@ -94,10 +101,10 @@ impl Kind {
     pub fn accepts(self, key: Key) -> bool {
         use Key::*;
         match self {
-            Kind::Tcp => matches!(key, Host | Port | Tls | Tcp),
-            Kind::Http => matches!(key, Url | Tls | Http),
+            Kind::Tcp => matches!(key, Host | Port | Tls | Tcp | Addresses),
+            Kind::Http => matches!(key, Url | Tls | Http | Addresses),
             Kind::Dns => matches!(key, Host),
-            Kind::Icmp => matches!(key, Host | Icmp),
+            Kind::Icmp => matches!(key, Host | Icmp | Addresses),
         }
     }
 
@@ -171,6 +178,44 @@ impl Probe {
             Probe::Dns(p) => Probe::Dns(Box::new(p.retarget(address)?)),
             Probe::Icmp(p) => Probe::Icmp(p.retarget(address)?),
         })
+    }
+
+    /// Where the host is, for a run that resolves it once and probes every address; `None`
+    /// for dns probes, whose server is an address already.
+    pub fn locator(&self) -> Option<Locator> {
+        let (host, ip_version, resolver) = match self {
+            Probe::Tcp(p) => (&p.host, p.ip_version, p.resolver),
+            Probe::Http(p) => (&p.url.host, p.ip_version, p.resolver),
+            Probe::Icmp(p) => (&p.host, p.ip_version, p.resolver),
+            Probe::Dns(_) => return None,
+        };
+        Some(Locator {
+            host: host.clone(),
+            ip_version,
+            resolver,
+        })
+    }
+
+    /// The same check, connecting to `ip` instead of resolving the host. Unlike
+    /// [`retarget`](Self::retarget), everything else still names the host: the TLS server
+    /// name and the names a STARTTLS dialogue announces (set when the probe was built), and
+    /// http's `Host` header and redirects.
+    pub fn pin(&self, ip: IpAddr) -> Probe {
+        match self {
+            Probe::Tcp(p) => Probe::Tcp(tcp::TcpProbe {
+                host: Host::Ip(ip),
+                ..p.clone()
+            }),
+            Probe::Http(p) => Probe::Http(Box::new(http::HttpProbe {
+                pinned: Some(ip),
+                ..(**p).clone()
+            })),
+            Probe::Icmp(p) => Probe::Icmp(icmp::IcmpProbe {
+                host: Host::Ip(ip),
+                ..p.clone()
+            }),
+            Probe::Dns(p) => Probe::Dns(p.clone()),
+        }
     }
 
     /// Every reason a run of this probe can end with (assertions aside): the series of
@@ -302,12 +347,34 @@ impl Facts {
 }
 
 /// Runs `probe` once under `policy` and judges every attempt by `assertions`: the code path of
-/// both the scheduler and `vantage probe`.
+/// both the scheduler and `vantage probe`. With `addresses: all`, each attempt resolves the host
+/// once and probes every address it found, each judged on its own.
 pub async fn run(probe: &Probe, assertions: &[Assertion], policy: &RunPolicy) -> Run {
-    run_attempts(policy, |deadline| async move {
-        let mut outcome = probe.attempt(deadline).await;
-        assertion::judge(assertions, &mut outcome, Facts::tls, SystemTime::now());
-        outcome
+    let locator = match policy.addresses {
+        Addresses::All => probe.locator(),
+        Addresses::First => None,
+    };
+    let shared: Arc<[Assertion]> = assertions.into();
+    run_attempts(policy, |deadline| {
+        let locator = locator.clone();
+        let shared = Arc::clone(&shared);
+        async move {
+            let Some(locator) = locator else {
+                return judged(probe.attempt(deadline).await, &shared);
+            };
+            addresses::each(&locator, deadline, |ip| {
+                let pinned = probe.pin(ip);
+                let shared = Arc::clone(&shared);
+                async move { judged(pinned.attempt(deadline).await, &shared) }
+            })
+            .await
+        }
     })
     .await
+}
+
+/// `outcome`, judged by `assertions`.
+fn judged(mut outcome: Outcome, assertions: &[Assertion]) -> Outcome {
+    assertion::judge(assertions, &mut outcome, Facts::tls, SystemTime::now());
+    outcome
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, real sockets on loopback, the real vantage executable.
 
+mod addresses;
 mod alerting;
 mod architecture;
 mod cli;

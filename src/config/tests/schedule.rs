@@ -101,6 +101,49 @@ fn defaults_are_inherited_and_targets_override_them() {
 }
 
 #[test]
+fn addresses_is_first_unless_set_and_inherits_from_defaults() {
+    use crate::probe::Addresses;
+    let c = ok(&format!("{TCP}  - {{name: b, type: icmp, host: h}}\n"));
+    assert!(
+        c.targets
+            .iter()
+            .all(|t| t.policy.addresses == Addresses::First)
+    );
+    assert!(!c.summary().contains("every address"));
+    let c = ok(&format!(
+        "defaults:\n  addresses: all\n{TCP}  - {{name: b, type: tcp, host: h, port: 1, addresses: first}}\n  \
+         - {{name: c, type: dns, host: h}}\n"
+    ));
+    let policy: Vec<Addresses> = c.targets.iter().map(|t| t.policy.addresses).collect();
+    assert_eq!(policy, [Addresses::All, Addresses::First, Addresses::All]);
+    let summary = c.summary();
+    let lines: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.contains("every address"))
+        .collect();
+    assert_eq!(lines.len(), 1, "only where it applies: {summary}");
+    assert!(lines[0].trim_start().starts_with("a "), "{summary}");
+}
+
+#[test]
+fn addresses_takes_first_or_all_and_not_on_dns_targets() {
+    single(
+        &format!("{TCP}    addresses: every\n"),
+        6,
+        16,
+        "targets[0].addresses",
+        "first",
+    );
+    single(
+        "targets:\n  - name: d\n    type: dns\n    host: h\n    addresses: all\n",
+        5,
+        16,
+        "targets[0].addresses",
+        "applies to tcp, http and icmp targets",
+    );
+}
+
+#[test]
 fn ip_version_accepts_only_auto_4_and_6() {
     single(
         &format!("{TCP}    ip_version: 5\n"),

@@ -211,6 +211,7 @@ pub fn build(
         follow_redirects: http.follow_redirects.unwrap_or(true),
         ip_version: common.ip_version,
         resolver: common.resolver?,
+        pinned: None,
         tls,
         tls_elsewhere,
     })

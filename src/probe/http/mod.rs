@@ -14,7 +14,7 @@ pub mod report;
 mod status;
 pub mod url;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::pin::pin;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::tcp::stream::secure;
 use crate::net::close::{CLOSE_GRACE, Closable, close};
-use crate::net::{self, IpVersion, dns};
+use crate::net::{self, Host, IpVersion, dns};
 use crate::outcome::{Failure, Outcome, Phases, Reason, ReasonSet, Trace, quote};
 use crate::tls::{TlsClient, TlsFacts, TlsTarget};
 pub use status::StatusCodes;
@@ -60,6 +60,9 @@ pub struct HttpProbe {
     pub ip_version: IpVersion,
     /// `dns.server`: the resolver of every hop's host; `None` for the system's.
     pub resolver: Option<dns::Server>,
+    /// The address requests to the configured host connect to instead of resolving it, in a
+    /// run that probes every address (`addresses: all`); redirects elsewhere still resolve.
+    pub pinned: Option<IpAddr>,
     /// The TLS client of https requests to the configured host, named as `tls.server_name`
     /// says (by default the host).
     pub tls: TlsTarget,
@@ -327,8 +330,12 @@ impl HttpProbe {
         seen: &mut Option<TlsFacts>,
     ) -> Result<Answer, Failure> {
         let url = &request.url;
+        let host = match self.pinned {
+            Some(ip) if url.same_host(&self.url) => Host::Ip(ip),
+            _ => url.host.clone(),
+        };
         let stream = net::open(
-            &url.host,
+            &host,
             url.port,
             self.ip_version,
             self.resolver,

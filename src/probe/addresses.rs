@@ -1,0 +1,244 @@
+//! `addresses: all`: a run that resolves its host once, probes every address it found as a full
+//! attempt of its own, and combines their outcomes into the one the target shows. Generic over
+//! the facts and the attempt, so that the registry pins its probes and this knows none of them.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::net::{self, Host, IpVersion, dns};
+use crate::outcome::{Failure, Outcome, Phases, Probed, Trace};
+
+/// The most addresses one run probes; a name with more is probed on its first ones (IPv4 first,
+/// then in the resolver's order) and a warning says how many were left out.
+pub const MAX_ADDRESSES: usize = 16;
+
+/// How many addresses are probed at once. One after another, a backend that drops packets
+/// would hold the run until its deadline and leave the rest unprobed; all at once, a name with
+/// many addresses would open that many sockets in one go. A few at a time keeps every backend
+/// at one connection per run and the sockets of a run few.
+pub const CONCURRENCY: usize = 4;
+
+/// Where a probe's host is, to resolve it once for every address.
+#[derive(Debug, Clone)]
+pub struct Locator {
+    pub host: Host,
+    pub ip_version: IpVersion,
+    pub resolver: Option<dns::Server>,
+}
+
+/// Resolves `locator` once, then runs `attempt` on each address (at most [`MAX_ADDRESSES`],
+/// [`CONCURRENCY`] at a time) and combines the outcomes with [`combine`]. A failed lookup is
+/// the outcome, with no address.
+pub async fn each<F, A, Fut>(locator: &Locator, deadline: Instant, attempt: A) -> Outcome<F>
+where
+    F: Default + Clone + Send + 'static,
+    A: Fn(IpAddr) -> Fut,
+    Fut: Future<Output = Outcome<F>> + Send + 'static,
+{
+    let (mut ips, lookup) = match net::resolve_every(
+        &locator.host,
+        locator.ip_version,
+        locator.resolver,
+        deadline,
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(failure) => return Outcome::new(Err(failure), Trace::start()),
+    };
+    if ips.len() > MAX_ADDRESSES {
+        tracing::warn!(
+            host = %locator.host,
+            found = ips.len(),
+            probed = MAX_ADDRESSES,
+            "the host has more addresses than a run probes; the others are left out"
+        );
+        ips.truncate(MAX_ADDRESSES);
+    }
+    let limit = Arc::new(Semaphore::new(CONCURRENCY));
+    // Dropped with this future when the run's deadline cuts it off, which aborts the tasks.
+    let mut tasks = JoinSet::new();
+    for (i, &address) in ips.iter().enumerate() {
+        let limit = Arc::clone(&limit);
+        let attempt = attempt(address);
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let start = Instant::now();
+            let outcome = attempt.await;
+            (
+                i,
+                Probed {
+                    address,
+                    outcome,
+                    took: start.elapsed(),
+                },
+            )
+        });
+    }
+    let mut probed: Vec<(usize, Probed<F>)> = Vec::with_capacity(ips.len());
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(one) => probed.push(one),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    probed.sort_by_key(|(i, _)| *i);
+    combine(probed.into_iter().map(|(_, p)| p).collect(), lookup)
+}
+
+/// The outcome the target shows for a run over several addresses, each address's own kept in
+/// it: the first failing address's outcome, else the first's, with the one lookup's time. The
+/// run succeeds only if every address did; its failure is the first failing address's reason,
+/// with a detail that names every failing address.
+pub fn combine<F: Default + Clone>(
+    mut probed: Vec<Probed<F>>,
+    lookup: Option<Duration>,
+) -> Outcome<F> {
+    for p in &mut probed {
+        if let Err(failure) = &mut p.outcome.result {
+            failure.detail = format!("{}: {}", p.address, failure.detail);
+        }
+    }
+    let failed: Vec<&Probed<F>> = probed
+        .iter()
+        .filter(|p| p.outcome.result.is_err())
+        .collect();
+    let shown = failed.first().copied().or(probed.first());
+    let Some(shown) = shown else {
+        return Outcome::new(
+            Err(Failure::new(
+                crate::outcome::Reason::DnsError,
+                "the lookup found no address",
+            )),
+            Trace::start(),
+        );
+    };
+    let mut outcome = shown.outcome.clone();
+    let looked_up = Phases {
+        dns: lookup,
+        ..Phases::default()
+    };
+    outcome.trace.phases = outcome.trace.phases.plus(&looked_up);
+    if let Err(first) = &mut outcome.result
+        && probed.len() > 1
+    {
+        let names: Vec<String> = failed.iter().map(|p| p.address.to_string()).collect();
+        first.detail = format!(
+            "{} of {} addresses failed ({}); {}",
+            failed.len(),
+            probed.len(),
+            names.join(", "),
+            first.detail
+        );
+    }
+    outcome.addresses = probed;
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Reason;
+
+    fn probed(address: &str, result: Result<(), Failure>) -> Probed<()> {
+        let address: IpAddr = address.parse().unwrap();
+        let mut trace = Trace::start();
+        trace.address = Some((address, 80).into());
+        Probed {
+            address,
+            outcome: Outcome::new(result, trace),
+            took: Duration::from_millis(1),
+        }
+    }
+
+    fn refused() -> Result<(), Failure> {
+        Err(Failure::new(Reason::ConnectionRefused, "refused"))
+    }
+
+    #[test]
+    fn every_address_succeeding_shows_the_first_with_the_lookup_time() {
+        let lookup = Some(Duration::from_millis(3));
+        let outcome = combine(
+            vec![probed("127.0.0.11", Ok(())), probed("127.0.0.12", Ok(()))],
+            lookup,
+        );
+        assert!(outcome.result.is_ok());
+        assert_eq!(outcome.trace.address, Some(([127, 0, 0, 11], 80).into()));
+        assert_eq!(outcome.trace.phases.dns, lookup);
+        assert_eq!(outcome.addresses.len(), 2);
+    }
+
+    #[test]
+    fn one_failing_address_fails_the_run_with_its_reason_and_names_it() {
+        let outcome = combine(
+            vec![
+                probed("127.0.0.11", Ok(())),
+                probed("127.0.0.12", refused()),
+                probed("127.0.0.13", Ok(())),
+                probed("127.0.0.14", Err(Failure::new(Reason::Timeout, "slow"))),
+            ],
+            None,
+        );
+        let failure = outcome.result.unwrap_err();
+        assert_eq!(
+            failure.reason,
+            Reason::ConnectionRefused,
+            "the first failing"
+        );
+        assert_eq!(
+            failure.detail,
+            "2 of 4 addresses failed (127.0.0.12, 127.0.0.14); 127.0.0.12: refused"
+        );
+        assert_eq!(outcome.trace.address, Some(([127, 0, 0, 12], 80).into()));
+        let each: Vec<bool> = outcome
+            .addresses
+            .iter()
+            .map(|p| p.outcome.result.is_ok())
+            .collect();
+        assert_eq!(each, [true, false, true, false], "in resolution order");
+        assert_eq!(
+            outcome.addresses[3]
+                .outcome
+                .result
+                .as_ref()
+                .unwrap_err()
+                .detail,
+            "127.0.0.14: slow",
+            "each address's own failure names it"
+        );
+    }
+
+    #[test]
+    fn a_single_address_keeps_its_failure_named_but_unsummed() {
+        let outcome = combine(vec![probed("::1", refused())], None);
+        assert_eq!(outcome.result.unwrap_err().detail, "::1: refused");
+    }
+
+    #[tokio::test]
+    async fn each_address_is_attempted_once_and_kept_in_order() {
+        let locator = Locator {
+            host: Host::parse("127.0.0.1").unwrap(),
+            ip_version: IpVersion::Auto,
+            resolver: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let outcome: Outcome<()> = each(&locator, deadline, |ip| async move {
+            let mut trace = Trace::start();
+            trace.address = Some((ip, 9).into());
+            Outcome::new(refused(), trace)
+        })
+        .await;
+        assert_eq!(outcome.addresses.len(), 1, "an IP literal is one address");
+        assert_eq!(outcome.trace.phases.dns, None, "no lookup for a literal");
+        assert_eq!(
+            outcome.result.unwrap_err().reason,
+            Reason::ConnectionRefused
+        );
+    }
+}
