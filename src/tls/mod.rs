@@ -5,26 +5,30 @@
 //! The handshake always runs to completion when the server allows it (see `dangerous`), so a
 //! bad certificate still yields its chain, version and cipher. Whether the run then fails is the
 //! target's choice (`verify`, `skip_hostname_verify`); what `chain_valid` and `hostname_valid`
-//! report is never a choice.
+//! report is never a choice. Nor does the chain's expiry fail a run: `alert_before_expiry` is a
+//! warning threshold (`expiry`), and only a `certificate_expiry` assertion fails on it.
 
 pub mod cert;
 pub mod config;
 mod dangerous;
 pub mod dialect;
 mod errors;
+mod expiry;
 pub mod metrics;
+mod path;
 pub mod report;
+mod roots;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::ClientConfig;
+use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -39,6 +43,9 @@ use cert::CertFacts;
 use dangerous::{AcceptAnyCertificateAndRecord, Refuse};
 pub use errors::{REASONS, describe, failure, reason, rustls_error};
 use errors::{certificate_failure, handshake_failure};
+pub use expiry::{Expiry, expiry_check};
+pub use path::{Anchor, VerifiedChain};
+use roots::Trusted;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 pub enum TlsVersion {
@@ -151,7 +158,7 @@ impl BuildError {
 #[derive(Debug)]
 pub struct TlsClient {
     config: Arc<ClientConfig>,
-    verifier: Arc<WebPkiServerVerifier>,
+    trusted: Arc<Trusted>,
     server_name: Option<ServerName<'static>>,
     pub options: TlsOptions,
 }
@@ -178,7 +185,7 @@ impl TlsClient {
                 )
             })?),
         };
-        let verifier = verifier(options.trust, options.ca_file.as_deref(), read_file)?;
+        let trusted = roots::trusted(options.trust, options.ca_file.as_deref(), read_file)?;
         let versions: &[&rustls::SupportedProtocolVersion] = match options.min_version {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
@@ -186,7 +193,7 @@ impl TlsClient {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(versions)
             .map_err(|e| BuildError::new(OptionKey::Trust, e.to_string()))?
-            .with_webpki_verifier(Arc::clone(&verifier));
+            .with_webpki_verifier(Arc::clone(&trusted.verifier));
         let mut config = match &options.client_cert {
             None => builder.with_no_client_auth(),
             Some(files) => {
@@ -218,7 +225,7 @@ impl TlsClient {
         config.alpn_protocols.clone_from(&options.alpn);
         Ok(TlsClient {
             config: Arc::new(config),
-            verifier,
+            trusted,
             server_name,
             options,
         })
@@ -294,7 +301,7 @@ impl TlsTarget {
             _ => Refuse::Nothing,
         };
         let recorder = Arc::new(AcceptAnyCertificateAndRecord::new(
-            Arc::clone(&self.client.verifier),
+            Arc::clone(&self.client.trusted),
             refuse,
         ));
         let mut config = (*self.client.config).clone();
@@ -316,6 +323,7 @@ impl TlsTarget {
                 ServerName::DnsName(name) => Some(name.as_ref().to_string()),
                 _ => None,
             },
+            alert_before_expiry: options.alert_before_expiry,
             ..TlsFacts::default()
         };
         let mut refused = false;
@@ -326,6 +334,7 @@ impl TlsTarget {
                 .iter()
                 .map(|der| CertFacts::inspect(der))
                 .collect();
+            facts.verified = recorded.verified;
             facts.verification = Some(Verification {
                 chain: recorded.chain_verdict.map_err(|e| certificate_failure(&e)),
                 hostname: recorded
@@ -388,14 +397,6 @@ impl TlsTarget {
         }
         Ok(())
     }
-
-    /// `alert_before_expiry`: fails when the earliest expiry of the chain is that close.
-    pub fn expiry_alert(&self, facts: &TlsFacts, now: SystemTime) -> Result<(), Failure> {
-        match self.client.options.alert_before_expiry {
-            Some(within) => expiry_check(facts, now, within, "alert_before_expiry"),
-            None => Ok(()),
-        }
-    }
 }
 
 /// What a TLS handshake revealed; fields stay empty for what it did not get to.
@@ -412,6 +413,10 @@ pub struct TlsFacts {
     pub chain: Vec<CertFacts>,
     /// Present whenever a certificate arrived.
     pub verification: Option<Verification>,
+    /// The path that verification took, when the chain verifies.
+    pub verified: Option<VerifiedChain>,
+    /// The target's warning threshold for the chain's expiry (see `expiry`).
+    pub alert_before_expiry: Option<Duration>,
 }
 
 /// The truth about the presented chain, whatever `verify` says.
@@ -423,67 +428,11 @@ pub struct Verification {
     pub hostname: Result<(), Failure>,
 }
 
-impl TlsFacts {
-    /// The certificate of the chain that expires first, and when (Unix seconds).
-    pub fn earliest_expiry(&self) -> Option<(usize, i64)> {
-        self.chain
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.not_after.map(|t| (i, t)))
-            .min_by_key(|&(_, t)| t)
-    }
-
-    /// Seconds from `at` to the earliest expiry; negative once it has passed.
-    pub fn expires_in(&self, at: SystemTime) -> Option<i64> {
-        Some(self.earliest_expiry()?.1 - unix_seconds(at))
-    }
-}
-
-/// Fails when the earliest expiry of the chain is less than `within` after `now`; `setting`
-/// names what asked, for the message.
-pub fn expiry_check(
-    facts: &TlsFacts,
-    now: SystemTime,
-    within: Duration,
-    setting: &str,
-) -> Result<(), Failure> {
-    let Some((index, not_after)) = facts.earliest_expiry() else {
-        return Ok(());
-    };
-    let now = unix_seconds(now);
-    let left = not_after - now;
-    let subject = &facts.chain[index].subject;
-    if left <= 0 {
-        return Err(Failure::new(
-            Reason::TlsCertExpired,
-            format!(
-                "certificate {index} ({subject}) expired {} ago",
-                days(-left)
-            ),
-        ));
-    }
-    if u64::try_from(left).is_ok_and(|left| left < within.as_secs()) {
-        return Err(Failure::new(
-            Reason::TlsCertExpiring,
-            format!(
-                "certificate {index} ({subject}) expires in {}, inside {setting} {}",
-                days(left),
-                crate::duration::format(within)
-            ),
-        ));
-    }
-    Ok(())
-}
-
 pub fn unix_seconds(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
     }
-}
-
-fn days(seconds: i64) -> String {
-    format!("{:.1} days", seconds as f64 / 86_400.0)
 }
 
 /// IANA names (`TLS_AES_128_GCM_SHA256`), as openssl and Go print them; rustls prefixes its
@@ -501,78 +450,6 @@ fn cipher_name(suite: rustls::CipherSuite) -> String {
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())))
-}
-
-/// The verifier for a trust choice plus extra roots. Without extra roots it is built once per
-/// process and shared: the root sets are large and the same for every target.
-fn verifier(
-    trust: Trust,
-    ca_file: Option<&Path>,
-    read_file: ReadFile,
-) -> Result<Arc<WebPkiServerVerifier>, BuildError> {
-    static MOZILLA: OnceLock<Arc<WebPkiServerVerifier>> = OnceLock::new();
-    static SYSTEM: OnceLock<Result<Arc<WebPkiServerVerifier>, String>> = OnceLock::new();
-    let build = |roots: RootCertStore| {
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .map_err(|e| format!("cannot build a certificate verifier: {e}"))
-    };
-    let Some(ca_file) = ca_file else {
-        return match trust {
-            Trust::Mozilla => Ok(Arc::clone(MOZILLA.get_or_init(|| {
-                build(mozilla_roots()).expect("the Mozilla root set is never empty")
-            }))),
-            Trust::System => SYSTEM
-                .get_or_init(|| system_roots().and_then(build))
-                .clone()
-                .map_err(|e| BuildError::new(OptionKey::Trust, e)),
-        };
-    };
-    let mut roots = match trust {
-        Trust::Mozilla => mozilla_roots(),
-        Trust::System => system_roots().map_err(|e| BuildError::new(OptionKey::Trust, e))?,
-    };
-    let extra = read_certificates(ca_file, OptionKey::CaFile, read_file)?;
-    let (_, unusable) = roots.add_parsable_certificates(extra);
-    if unusable > 0 {
-        return Err(BuildError::new(
-            OptionKey::CaFile,
-            format!(
-                "{unusable} certificate(s) in {} cannot be used as trust roots",
-                ca_file.display()
-            ),
-        ));
-    }
-    build(roots).map_err(|e| BuildError::new(OptionKey::CaFile, e))
-}
-
-fn mozilla_roots() -> RootCertStore {
-    RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    }
-}
-
-/// The OS store, read once per process (a later fix to the store needs a restart).
-fn system_roots() -> Result<RootCertStore, String> {
-    static ROOTS: OnceLock<Result<RootCertStore, String>> = OnceLock::new();
-    ROOTS.get_or_init(load_system_roots).clone()
-}
-
-fn load_system_roots() -> Result<RootCertStore, String> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        let why = found
-            .errors
-            .first()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default();
-        return Err(format!(
-            "trust: system found no usable certificates in the operating system's store{why}"
-        ));
-    }
-    Ok(roots)
 }
 
 fn read(path: &Path, key: OptionKey, read_file: ReadFile) -> Result<Vec<u8>, BuildError> {
@@ -623,38 +500,5 @@ mod tests {
             cipher_name(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
             "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
         );
-    }
-
-    fn facts_expiring_at(not_after: i64) -> TlsFacts {
-        TlsFacts {
-            chain: vec![CertFacts {
-                subject: "CN=leaf".into(),
-                issuer: "CN=ca".into(),
-                serial: "01".into(),
-                names: vec![],
-                sha256: String::new(),
-                not_before: Some(0),
-                not_after: Some(not_after),
-            }],
-            ..TlsFacts::default()
-        }
-    }
-
-    #[test]
-    fn expiry_check_tells_expiring_from_expired() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let day = Duration::from_secs(86_400);
-        let within = 30 * day;
-        let soon = facts_expiring_at(1_000_000 + 10 * 86_400);
-        let failure = expiry_check(&soon, now, within, "alert_before_expiry").unwrap_err();
-        assert_eq!(failure.reason, Reason::TlsCertExpiring);
-        assert!(failure.detail.contains("10.0 days"), "{}", failure.detail);
-        let gone = facts_expiring_at(1_000_000 - 86_400);
-        assert_eq!(
-            expiry_check(&gone, now, within, "x").unwrap_err().reason,
-            Reason::TlsCertExpired
-        );
-        let later = facts_expiring_at(1_000_000 + 31 * 86_400);
-        assert!(expiry_check(&later, now, within, "x").is_ok());
     }
 }
