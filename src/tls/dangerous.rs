@@ -31,7 +31,7 @@ pub struct Recorded {
     /// Whether the chain verifies to a trusted root (the hostname aside).
     pub chain_verdict: Result<(), Error>,
     /// The path that verification took, when the chain verifies.
-    pub verified: Option<VerifiedChain>,
+    pub verified: Option<Box<VerifiedChain>>,
     /// Whether the leaf is valid for the server name (the chain aside).
     pub hostname_verdict: Result<(), Error>,
     /// The handshake was refused here, by `Refuse`.
@@ -118,7 +118,7 @@ impl ServerCertVerifier for AcceptAnyCertificateAndRecord {
         *self.record.lock().unwrap_or_else(PoisonError::into_inner) = Some(Recorded {
             chain,
             chain_verdict,
-            verified: verified.flatten(),
+            verified: verified.flatten().map(Box::new),
             hostname_verdict,
             refused: refusal.is_some(),
         });

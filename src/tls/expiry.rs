@@ -193,14 +193,14 @@ mod tests {
                 cert("CN=intermediate", NOW + 300 * DAY),
                 cert("CN=old root", NOW + 2 * DAY),
             ],
-            verified: Some(VerifiedChain {
+            verified: Some(Box::new(VerifiedChain {
                 presented: vec![0, 1],
                 anchor: Anchor {
                     subject: "CN=root".into(),
                     presented: None,
                     not_after: anchor_not_after,
                 },
-            }),
+            })),
             ..TlsFacts::default()
         }
     }

@@ -13,7 +13,7 @@ pub mod config;
 mod dangerous;
 pub mod dialect;
 mod errors;
-mod expiry;
+pub mod expiry;
 pub mod metrics;
 mod path;
 pub mod report;
@@ -25,8 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::ClientConfig;
-use rustls::client::Resumption;
-use rustls::crypto::CryptoProvider;
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::{Deserialize, Serialize};
@@ -43,9 +42,8 @@ use cert::CertFacts;
 use dangerous::{AcceptAnyCertificateAndRecord, Refuse};
 pub use errors::{REASONS, describe, failure, reason, rustls_error};
 use errors::{certificate_failure, handshake_failure};
-pub use expiry::{Expiry, expiry_check};
 pub use path::{Anchor, VerifiedChain};
-use roots::Trusted;
+use roots::{Roots, Trusted, mozilla_roots, provider, system_roots};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 pub enum TlsVersion {
@@ -185,7 +183,7 @@ impl TlsClient {
                 )
             })?),
         };
-        let trusted = roots::trusted(options.trust, options.ca_file.as_deref(), read_file)?;
+        let trusted = trusted(options.trust, options.ca_file.as_deref(), read_file)?;
         let versions: &[&rustls::SupportedProtocolVersion] = match options.min_version {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
@@ -414,7 +412,7 @@ pub struct TlsFacts {
     /// Present whenever a certificate arrived.
     pub verification: Option<Verification>,
     /// The path that verification took, when the chain verifies.
-    pub verified: Option<VerifiedChain>,
+    pub verified: Option<Box<VerifiedChain>>,
     /// The target's warning threshold for the chain's expiry (see `expiry`).
     pub alert_before_expiry: Option<Duration>,
 }
@@ -447,9 +445,48 @@ fn cipher_name(suite: rustls::CipherSuite) -> String {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())))
+/// The trust for a choice plus extra roots. Without extra roots it is built once per process
+/// and shared: the root sets are large and the same for every target.
+fn trusted(
+    trust: Trust,
+    ca_file: Option<&Path>,
+    read_file: ReadFile,
+) -> Result<Arc<Trusted>, BuildError> {
+    static MOZILLA: OnceLock<Arc<Trusted>> = OnceLock::new();
+    static SYSTEM: OnceLock<Result<Arc<Trusted>, String>> = OnceLock::new();
+    let build = |roots: Roots| {
+        WebPkiServerVerifier::builder_with_provider(Arc::clone(&roots.store), provider())
+            .build()
+            .map(|verifier| Arc::new(Trusted { verifier, roots }))
+            .map_err(|e| format!("cannot build a certificate verifier: {e}"))
+    };
+    let Some(ca_file) = ca_file else {
+        return match trust {
+            Trust::Mozilla => Ok(Arc::clone(MOZILLA.get_or_init(|| {
+                build(mozilla_roots()).expect("the Mozilla root set is never empty")
+            }))),
+            Trust::System => SYSTEM
+                .get_or_init(|| system_roots().and_then(build))
+                .clone()
+                .map_err(|e| BuildError::new(OptionKey::Trust, e)),
+        };
+    };
+    let base = match trust {
+        Trust::Mozilla => mozilla_roots(),
+        Trust::System => system_roots().map_err(|e| BuildError::new(OptionKey::Trust, e))?,
+    };
+    let extra = read_certificates(ca_file, OptionKey::CaFile, read_file)?;
+    let (roots, unusable) = base.with(&extra);
+    if unusable > 0 {
+        return Err(BuildError::new(
+            OptionKey::CaFile,
+            format!(
+                "{unusable} certificate(s) in {} cannot be used as trust roots",
+                ca_file.display()
+            ),
+        ));
+    }
+    build(roots).map_err(|e| BuildError::new(OptionKey::CaFile, e))
 }
 
 fn read(path: &Path, key: OptionKey, read_file: ReadFile) -> Result<Vec<u8>, BuildError> {

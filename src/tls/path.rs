@@ -8,10 +8,10 @@
 //! the same roots, intermediates, time and signature algorithms.
 
 use rustls::pki_types::{CertificateDer, UnixTime};
-use x509_parser::prelude::{FromDer, X509Name};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 use super::cert::CertFacts;
-use super::roots::Roots;
+use super::roots::{Roots, provider};
 
 /// Which certificates the verified path is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub fn verified_chain(
     now: UnixTime,
 ) -> Option<VerifiedChain> {
     let leaf = webpki::EndEntityCert::try_from(end_entity).ok()?;
-    let algorithms = super::provider().signature_verification_algorithms.all;
+    let algorithms = provider().signature_verification_algorithms.all;
     let path = leaf
         .verify_for_usage(
             algorithms,
@@ -72,16 +72,21 @@ pub fn verified_chain(
             .filter_map(|c| position(c.der().as_ref())),
     );
     let anchor = path.anchor();
+    // The root itself, when the server sends it: self-issued, with the anchor's name and key. A
+    // cross-signature has both too, but another issuer; it is exactly what clients do not use.
     let sent_root = intermediates.iter().enumerate().find(|(_, c)| {
-        webpki::anchor_from_trusted_cert(c).is_ok_and(|a| {
-            a.subject == anchor.subject
-                && a.subject_public_key_info == anchor.subject_public_key_info
-        })
+        self_issued(c)
+            && webpki::anchor_from_trusted_cert(c).is_ok_and(|a| {
+                a.subject == anchor.subject
+                    && a.subject_public_key_info == anchor.subject_public_key_info
+            })
     });
-    let not_after = match sent_root {
-        Some((_, der)) => CertFacts::inspect(der).not_after,
-        None => roots.certificate_of(anchor).and_then(|c| c.not_after),
-    };
+    // The trusted certificate's own validity first: a root sent by the server may be another
+    // issue of it.
+    let not_after = roots
+        .certificate_of(anchor)
+        .and_then(|c| c.not_after)
+        .or_else(|| sent_root.and_then(|(_, der)| CertFacts::inspect(der).not_after));
     Some(VerifiedChain {
         presented,
         anchor: Anchor {
@@ -90,6 +95,10 @@ pub fn verified_chain(
             not_after,
         },
     })
+}
+
+fn self_issued(der: &[u8]) -> bool {
+    X509Certificate::from_der(der).is_ok_and(|(_, c)| c.subject().as_raw() == c.issuer().as_raw())
 }
 
 /// A distinguished name in words, from the contents of its DER sequence (what a trust anchor

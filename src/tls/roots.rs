@@ -1,16 +1,22 @@
 //! The roots a target's chains must lead to (Mozilla's set, the system store, a `ca_file`), the
-//! verifier built over them, and the root certificates vantage holds behind some of them: the
-//! verified chain's expiry counts a root's own validity when its certificate is at hand.
+//! verifier built over them with the one crypto provider, and the root certificates vantage
+//! holds behind some of them: the verified chain's expiry counts a root's own validity when its
+//! certificate is at hand.
 
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, TrustAnchor};
 
 use super::cert::CertFacts;
-use super::{BuildError, OptionKey, ReadFile, Trust, provider, read_certificates};
+
+/// The one crypto provider: two in one process make rustls panic (ENGINEERING.md).
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())))
+}
 
 /// A target's trust: the rustls verifier that gives the verdict, and the roots it was built
 /// over, which the verified path is built to again (see `path`).
@@ -66,7 +72,7 @@ impl Roots {
             .map(|c| &c.facts)
     }
 
-    fn with(&self, extra: &[CertificateDer<'static>]) -> (Roots, usize) {
+    pub(super) fn with(&self, extra: &[CertificateDer<'static>]) -> (Roots, usize) {
         let mut store = (*self.store).clone();
         let (_, unusable) = store.add_parsable_certificates(extra.iter().cloned());
         let mut roots = Roots::new(store, extra);
@@ -77,51 +83,7 @@ impl Roots {
     }
 }
 
-/// The trust for a choice plus extra roots. Without extra roots it is built once per process
-/// and shared: the root sets are large and the same for every target.
-pub(super) fn trusted(
-    trust: Trust,
-    ca_file: Option<&Path>,
-    read_file: ReadFile,
-) -> Result<Arc<Trusted>, BuildError> {
-    static MOZILLA: OnceLock<Arc<Trusted>> = OnceLock::new();
-    static SYSTEM: OnceLock<Result<Arc<Trusted>, String>> = OnceLock::new();
-    let build = |roots: Roots| {
-        WebPkiServerVerifier::builder_with_provider(Arc::clone(&roots.store), provider())
-            .build()
-            .map(|verifier| Arc::new(Trusted { verifier, roots }))
-            .map_err(|e| format!("cannot build a certificate verifier: {e}"))
-    };
-    let Some(ca_file) = ca_file else {
-        return match trust {
-            Trust::Mozilla => Ok(Arc::clone(MOZILLA.get_or_init(|| {
-                build(mozilla_roots()).expect("the Mozilla root set is never empty")
-            }))),
-            Trust::System => SYSTEM
-                .get_or_init(|| system_roots().and_then(build))
-                .clone()
-                .map_err(|e| BuildError::new(OptionKey::Trust, e)),
-        };
-    };
-    let base = match trust {
-        Trust::Mozilla => mozilla_roots(),
-        Trust::System => system_roots().map_err(|e| BuildError::new(OptionKey::Trust, e))?,
-    };
-    let extra = read_certificates(ca_file, OptionKey::CaFile, read_file)?;
-    let (roots, unusable) = base.with(&extra);
-    if unusable > 0 {
-        return Err(BuildError::new(
-            OptionKey::CaFile,
-            format!(
-                "{unusable} certificate(s) in {} cannot be used as trust roots",
-                ca_file.display()
-            ),
-        ));
-    }
-    build(roots).map_err(|e| BuildError::new(OptionKey::CaFile, e))
-}
-
-fn mozilla_roots() -> Roots {
+pub(super) fn mozilla_roots() -> Roots {
     let store = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -129,7 +91,7 @@ fn mozilla_roots() -> Roots {
 }
 
 /// The OS store, read once per process (a later fix to the store needs a restart).
-fn system_roots() -> Result<Roots, String> {
+pub(super) fn system_roots() -> Result<Roots, String> {
     static ROOTS: OnceLock<Result<Roots, String>> = OnceLock::new();
     ROOTS.get_or_init(load_system_roots).clone()
 }

@@ -2,6 +2,7 @@
 
 mod alerting;
 mod architecture;
+mod chain;
 mod cli;
 mod container;
 mod dns;
