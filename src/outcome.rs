@@ -62,7 +62,7 @@ reasons! {
     TlsAlert => "tls_alert",
     /// The handshake failed otherwise, for example because the peer does not speak TLS.
     TlsHandshakeFailed => "tls_handshake_failed",
-    /// The chain expires within `alert_before_expiry` or a `certificate_expiry` assertion.
+    /// The chain expires within a `certificate_expiry` assertion's bound.
     TlsCertExpiring => "tls_cert_expiring",
     /// The server did not offer STARTTLS, or refused it.
     StarttlsUnsupported => "starttls_unsupported",

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use crate::duration::timing;
 use crate::store::Store;
+use crate::tls::{TlsFacts, unix_seconds};
 
 pub fn render(store: &Store) -> String {
     let location = store.location();
@@ -50,8 +51,7 @@ pub fn render(store: &Store) -> String {
             let cert = entry
                 .last
                 .as_ref()
-                .and_then(|run| run.outcome.facts.tls()?.expires_in(run.finished_at))
-                .map(|left| format!("{:.1} days", left as f64 / 86_400.0))
+                .and_then(|run| certificate(run.outcome.facts.tls()?, run.finished_at))
                 .unwrap_or_default();
             let _ = writeln!(
                 rows,
@@ -75,13 +75,27 @@ pub fn render(store: &Store) -> String {
          <title>vantage</title><style>\
          body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}\
          td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}\
-         .up .state{{color:#1a7f37}}.down .state{{color:#cf222e;font-weight:bold}}.pending .state{{color:#888}}\
+         .up .state{{color:#1a7f37}}.down .state{{color:#cf222e;font-weight:bold}}.pending .state{{color:#888}}.warning{{color:#9a6700;font-weight:bold}}\
          </style></head><body>\n<h1>vantage at {}</h1>\n<p>{up} up, {down} down, {pending} pending. \
          <a href=\"/metrics\">metrics</a></p>\n<table>\n<tr><th>name</th><th>probe</th><th>target</th>\
          <th>state</th><th>last run</th><th>duration</th><th>availability</th><th>certificate</th><th>reason</th><th>detail</th></tr>\n\
          {rows}</table>\n</body></html>\n",
         escape(location)
     )
+}
+
+/// Days to the chain's expiry (the verified chain's, else the presented one's), and the warning
+/// when that is within the target's `alert_before_expiry`: the target stays up.
+fn certificate(facts: &TlsFacts, at: SystemTime) -> Option<String> {
+    let left = facts.expiry()?.not_after - unix_seconds(at);
+    let days = format!("{:.1} days", left as f64 / 86_400.0);
+    Some(match facts.expiry_warning(at) {
+        Some(warning) => format!(
+            "<span class=\"warning\" title=\"{}\">&#9888; {days}</span>",
+            escape(&warning)
+        ),
+        None => days,
+    })
 }
 
 /// Escapes text for HTML: names, details and received bytes come from configs and targets.
@@ -129,5 +143,46 @@ mod tests {
         assert!(page.contains("expect_mismatch (step 1)"));
         assert!(page.contains("0 up, 1 down, 1 pending"));
         assert!(page.contains("vantage at lab"));
+    }
+
+    #[test]
+    fn a_certificate_inside_alert_before_expiry_is_a_warning_on_an_up_target() {
+        let yaml = "targets:\n  - {name: web, type: tcp, host: 127.0.0.1, port: 443}\n";
+        let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
+        let store = Store::default();
+        store.apply(&config.targets, "lab");
+        let now = SystemTime::now();
+        let day = 86_400;
+        let tls = TlsFacts {
+            chain: vec![crate::tls::cert::CertFacts {
+                subject: "CN=web".into(),
+                issuer: "CN=ca".into(),
+                serial: "01".into(),
+                names: vec![],
+                sha256: String::new(),
+                not_before: Some(0),
+                not_after: Some(unix_seconds(now) + 12 * day + 3600),
+            }],
+            alert_before_expiry: Some(Duration::from_secs(30 * day as u64)),
+            ..TlsFacts::default()
+        };
+        let facts = crate::probe::Facts::Tcp(crate::probe::tcp::TcpFacts { tls: Some(tls) });
+        store.record(
+            "web",
+            Run {
+                outcome: Outcome::with_facts(Ok(()), Trace::start(), facts),
+                attempts: 1,
+                duration: Duration::from_millis(3),
+                finished_at: now,
+            },
+        );
+        let page = render(&store);
+        assert!(page.contains("1 up, 0 down"), "{page}");
+        assert!(
+            page.contains(
+                "title=\"certificate 0 (CN=web) expires in 12.0 days, inside alert_before_expiry 30d\">&#9888; 12.0 days"
+            ),
+            "{page}"
+        );
     }
 }

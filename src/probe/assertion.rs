@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::duration::{self, timing};
 use crate::outcome::{Failure, Judged, Outcome, Reason, Trace};
-use crate::tls::{TlsFacts, TlsVersion, expiry_check};
+use crate::tls::expiry::expiry_check;
+use crate::tls::{TlsFacts, TlsVersion};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assertion {

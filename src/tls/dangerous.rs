@@ -15,11 +15,12 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
+
+use super::roots::Trusted;
 
 /// What the server presented and what the real verification said about it.
 #[derive(Debug, Clone)]
@@ -28,6 +29,9 @@ pub struct Recorded {
     pub chain: Vec<CertificateDer<'static>>,
     /// Whether the chain verifies to a trusted root (the hostname aside).
     pub chain_verdict: Result<(), Error>,
+    /// The time the verdict was given for, so that the verified path can be found again after
+    /// the handshake, outside its timer (see `TlsTarget::handshake`).
+    pub now: UnixTime,
     /// Whether the leaf is valid for the server name (the chain aside).
     pub hostname_verdict: Result<(), Error>,
     /// The handshake was refused here, by `Refuse`.
@@ -44,13 +48,13 @@ pub enum Refuse {
 
 #[derive(Debug)]
 pub struct AcceptAnyCertificateAndRecord {
-    real: Arc<WebPkiServerVerifier>,
+    real: Arc<Trusted>,
     refuse: Refuse,
     record: Mutex<Option<Recorded>>,
 }
 
 impl AcceptAnyCertificateAndRecord {
-    pub fn new(real: Arc<WebPkiServerVerifier>, refuse: Refuse) -> Self {
+    pub fn new(real: Arc<Trusted>, refuse: Refuse) -> Self {
         AcceptAnyCertificateAndRecord {
             real,
             refuse,
@@ -87,7 +91,7 @@ impl ServerCertVerifier for AcceptAnyCertificateAndRecord {
     ) -> Result<ServerCertVerified, Error> {
         // webpki checks the chain first and the name second, so a name error means the chain
         // passed; the name is checked on its own so that a bad chain does not hide it.
-        let chain_verdict = match self.real.verify_server_cert(
+        let chain_verdict = match self.real.verifier.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -111,6 +115,7 @@ impl ServerCertVerifier for AcceptAnyCertificateAndRecord {
         *self.record.lock().unwrap_or_else(PoisonError::into_inner) = Some(Recorded {
             chain,
             chain_verdict,
+            now,
             hostname_verdict,
             refused: refusal.is_some(),
         });
@@ -126,7 +131,9 @@ impl ServerCertVerifier for AcceptAnyCertificateAndRecord {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.real.verify_tls12_signature(message, cert, dss)
+        self.real
+            .verifier
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -135,10 +142,12 @@ impl ServerCertVerifier for AcceptAnyCertificateAndRecord {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.real.verify_tls13_signature(message, cert, dss)
+        self.real
+            .verifier
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.real.supported_verify_schemes()
+        self.real.verifier.supported_verify_schemes()
     }
 }

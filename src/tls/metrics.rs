@@ -1,4 +1,5 @@
-//! The TLS families: handshake, version, and the facts of every presented certificate.
+//! The TLS families: handshake, version, the facts of every presented certificate, the
+//! expiry of the presented and of the verified chain, and the verdicts.
 //!
 //! They live with TLS rather than in `probe/tcp` because tcp and http targets both have them,
 //! from the same [`TlsFacts`]: this is the one module both probe types already build on, and
@@ -100,6 +101,20 @@ pub fn families(
         "Earliest expiry in the presented chain, as a Unix timestamp (blackbox_exporter's name)",
         |s| Some(s.facts?.earliest_expiry()?.1 as f64),
     )?;
+    gauge(
+        encoder,
+        rows,
+        "probe_ssl_last_chain_expiry_timestamp_seconds",
+        "Earliest expiry over the verified chain (leaf to trusted root, the root counted when its certificate is known), as a Unix timestamp; absent when no chain verifies (blackbox_exporter's name)",
+        |s| Some(s.facts?.verified_expiry()?.not_after as f64),
+    )?;
+    gauge(
+        encoder,
+        rows,
+        "probe_tls_cert_expiring",
+        "1 if the chain's expiry (the verified chain's, else the presented one's) is within the target's alert_before_expiry or past; present for targets that set it",
+        |s| Some(f64::from(u8::from(s.facts?.expiring(s.finished_at)?))),
+    )?;
     let verified = |s: &Seen<'_, TlsFacts>, part: fn(&Verification) -> bool| {
         s.facts?
             .verification
@@ -112,6 +127,18 @@ pub fn families(
         "probe_tls_chain_valid",
         "1 if the presented chain verifies to a trusted root, whatever `verify` says",
         |s| verified(s, |v| v.chain.is_ok()),
+    )?;
+    info(
+        encoder,
+        rows,
+        "probe_tls_chain_error",
+        "Why the presented chain does not verify (the failure reason), whatever `verify` says; absent while it verifies",
+        |s| match s.facts.and_then(|f| f.verification.as_ref()) {
+            Some(Verification { chain: Err(f), .. }) => {
+                vec![vec![("reason", f.reason.to_string())]]
+            }
+            _ => Vec::new(),
+        },
     )?;
     gauge(
         encoder,

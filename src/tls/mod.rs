@@ -5,26 +5,29 @@
 //! The handshake always runs to completion when the server allows it (see `dangerous`), so a
 //! bad certificate still yields its chain, version and cipher. Whether the run then fails is the
 //! target's choice (`verify`, `skip_hostname_verify`); what `chain_valid` and `hostname_valid`
-//! report is never a choice.
+//! report is never a choice. Nor does the chain's expiry fail a run: `alert_before_expiry` is a
+//! warning threshold (`expiry`), and only a `certificate_expiry` assertion fails on it.
 
 pub mod cert;
 pub mod config;
 mod dangerous;
 pub mod dialect;
 mod errors;
+pub mod expiry;
 pub mod metrics;
+mod path;
 pub mod report;
+mod roots;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustls::ClientConfig;
 use rustls::client::{Resumption, WebPkiServerVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -39,6 +42,8 @@ use cert::CertFacts;
 use dangerous::{AcceptAnyCertificateAndRecord, Refuse};
 pub use errors::{REASONS, describe, failure, reason, rustls_error};
 use errors::{certificate_failure, handshake_failure};
+pub use path::{Anchor, VerifiedChain};
+use roots::{Roots, Trusted, mozilla_roots, provider, system_roots};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 pub enum TlsVersion {
@@ -151,7 +156,7 @@ impl BuildError {
 #[derive(Debug)]
 pub struct TlsClient {
     config: Arc<ClientConfig>,
-    verifier: Arc<WebPkiServerVerifier>,
+    trusted: Arc<Trusted>,
     server_name: Option<ServerName<'static>>,
     pub options: TlsOptions,
 }
@@ -178,7 +183,7 @@ impl TlsClient {
                 )
             })?),
         };
-        let verifier = verifier(options.trust, options.ca_file.as_deref(), read_file)?;
+        let trusted = trusted(options.trust, options.ca_file.as_deref(), read_file)?;
         let versions: &[&rustls::SupportedProtocolVersion] = match options.min_version {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
@@ -186,7 +191,7 @@ impl TlsClient {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(versions)
             .map_err(|e| BuildError::new(OptionKey::Trust, e.to_string()))?
-            .with_webpki_verifier(Arc::clone(&verifier));
+            .with_webpki_verifier(Arc::clone(&trusted.verifier));
         let mut config = match &options.client_cert {
             None => builder.with_no_client_auth(),
             Some(files) => {
@@ -218,7 +223,7 @@ impl TlsClient {
         config.alpn_protocols.clone_from(&options.alpn);
         Ok(TlsClient {
             config: Arc::new(config),
-            verifier,
+            trusted,
             server_name,
             options,
         })
@@ -294,7 +299,7 @@ impl TlsTarget {
             _ => Refuse::Nothing,
         };
         let recorder = Arc::new(AcceptAnyCertificateAndRecord::new(
-            Arc::clone(&self.client.verifier),
+            Arc::clone(&self.client.trusted),
             refuse,
         ));
         let mut config = (*self.client.config).clone();
@@ -319,6 +324,7 @@ impl TlsTarget {
                 ServerName::DnsName(name) => Some(name.as_ref().to_string()),
                 _ => None,
             },
+            alert_before_expiry: options.alert_before_expiry,
             ..TlsFacts::default()
         };
         let mut refused = false;
@@ -329,6 +335,19 @@ impl TlsTarget {
                 .iter()
                 .map(|der| CertFacts::inspect(der))
                 .collect();
+            // Which path verified is for the report and the verified chain's expiry: found
+            // here, after the handshake's timer stopped, not inside it.
+            if recorded.chain_verdict.is_ok()
+                && let Some((leaf, intermediates)) = recorded.chain.split_first()
+            {
+                facts.verified = path::verified_chain(
+                    &self.client.trusted.roots,
+                    leaf,
+                    intermediates,
+                    recorded.now,
+                )
+                .map(Box::new);
+            }
             facts.verification = Some(Verification {
                 chain: recorded.chain_verdict.map_err(|e| certificate_failure(&e)),
                 hostname: recorded
@@ -391,14 +410,6 @@ impl TlsTarget {
         }
         Ok(())
     }
-
-    /// `alert_before_expiry`: fails when the earliest expiry of the chain is that close.
-    pub fn expiry_alert(&self, facts: &TlsFacts, now: SystemTime) -> Result<(), Failure> {
-        match self.client.options.alert_before_expiry {
-            Some(within) => expiry_check(facts, now, within, "alert_before_expiry"),
-            None => Ok(()),
-        }
-    }
 }
 
 /// What a TLS handshake revealed; fields stay empty for what it did not get to.
@@ -415,6 +426,10 @@ pub struct TlsFacts {
     pub chain: Vec<CertFacts>,
     /// Present whenever a certificate arrived.
     pub verification: Option<Verification>,
+    /// The path that verification took, when the chain verifies.
+    pub verified: Option<Box<VerifiedChain>>,
+    /// The target's warning threshold for the chain's expiry (see `expiry`).
+    pub alert_before_expiry: Option<Duration>,
 }
 
 /// The truth about the presented chain, whatever `verify` says.
@@ -426,67 +441,11 @@ pub struct Verification {
     pub hostname: Result<(), Failure>,
 }
 
-impl TlsFacts {
-    /// The certificate of the chain that expires first, and when (Unix seconds).
-    pub fn earliest_expiry(&self) -> Option<(usize, i64)> {
-        self.chain
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.not_after.map(|t| (i, t)))
-            .min_by_key(|&(_, t)| t)
-    }
-
-    /// Seconds from `at` to the earliest expiry; negative once it has passed.
-    pub fn expires_in(&self, at: SystemTime) -> Option<i64> {
-        Some(self.earliest_expiry()?.1 - unix_seconds(at))
-    }
-}
-
-/// Fails when the earliest expiry of the chain is less than `within` after `now`; `setting`
-/// names what asked, for the message.
-pub fn expiry_check(
-    facts: &TlsFacts,
-    now: SystemTime,
-    within: Duration,
-    setting: &str,
-) -> Result<(), Failure> {
-    let Some((index, not_after)) = facts.earliest_expiry() else {
-        return Ok(());
-    };
-    let now = unix_seconds(now);
-    let left = not_after - now;
-    let subject = &facts.chain[index].subject;
-    if left <= 0 {
-        return Err(Failure::new(
-            Reason::TlsCertExpired,
-            format!(
-                "certificate {index} ({subject}) expired {} ago",
-                days(-left)
-            ),
-        ));
-    }
-    if u64::try_from(left).is_ok_and(|left| left < within.as_secs()) {
-        return Err(Failure::new(
-            Reason::TlsCertExpiring,
-            format!(
-                "certificate {index} ({subject}) expires in {}, inside {setting} {}",
-                days(left),
-                crate::duration::format(within)
-            ),
-        ));
-    }
-    Ok(())
-}
-
 pub fn unix_seconds(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
     }
-}
-
-fn days(seconds: i64) -> String {
-    format!("{:.1} days", seconds as f64 / 86_400.0)
 }
 
 /// IANA names (`TLS_AES_128_GCM_SHA256`), as openssl and Go print them; rustls prefixes its
@@ -501,44 +460,19 @@ fn cipher_name(suite: rustls::CipherSuite) -> String {
     }
 }
 
-/// The crypto provider of every TLS client, built once per process with its one-time work done.
-///
-/// aws-lc seeds its random generator on first use (about 25 ms, twenty loopback handshakes'
-/// worth), and each key-exchange group sets itself up on its first key. Left lazy, that work
-/// would land inside the first handshake a process times, and a fresh `vantage probe` would
-/// report it as the network's. Clients are built with the config, before any run, so doing it
-/// here keeps it out of every timer.
-fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    Arc::clone(PROVIDER.get_or_init(|| {
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
-        warm_up(&provider);
-        Arc::new(provider)
-    }))
-}
-
-/// Does the provider's lazy one-time work: seeds its random generator and makes one key share
-/// of each group a ClientHello offers. An error here is left for the handshake to meet and
-/// report as the run's failure.
-fn warm_up(provider: &CryptoProvider) {
-    let _ = provider.secure_random.fill(&mut [0u8; 32]);
-    for group in &provider.kx_groups {
-        let _ = group.start();
-    }
-}
-
-/// The verifier for a trust choice plus extra roots. Without extra roots it is built once per
-/// process and shared: the root sets are large and the same for every target.
-fn verifier(
+/// The trust for a choice plus extra roots. Without extra roots it is built once per process
+/// and shared: the root sets are large and the same for every target.
+fn trusted(
     trust: Trust,
     ca_file: Option<&Path>,
     read_file: ReadFile,
-) -> Result<Arc<WebPkiServerVerifier>, BuildError> {
-    static MOZILLA: OnceLock<Arc<WebPkiServerVerifier>> = OnceLock::new();
-    static SYSTEM: OnceLock<Result<Arc<WebPkiServerVerifier>, String>> = OnceLock::new();
-    let build = |roots: RootCertStore| {
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+) -> Result<Arc<Trusted>, BuildError> {
+    static MOZILLA: OnceLock<Arc<Trusted>> = OnceLock::new();
+    static SYSTEM: OnceLock<Result<Arc<Trusted>, String>> = OnceLock::new();
+    let build = |roots: Roots| {
+        WebPkiServerVerifier::builder_with_provider(Arc::clone(&roots.store), provider())
             .build()
+            .map(|verifier| Arc::new(Trusted { verifier, roots }))
             .map_err(|e| format!("cannot build a certificate verifier: {e}"))
     };
     let Some(ca_file) = ca_file else {
@@ -552,12 +486,12 @@ fn verifier(
                 .map_err(|e| BuildError::new(OptionKey::Trust, e)),
         };
     };
-    let mut roots = match trust {
+    let base = match trust {
         Trust::Mozilla => mozilla_roots(),
         Trust::System => system_roots().map_err(|e| BuildError::new(OptionKey::Trust, e))?,
     };
     let extra = read_certificates(ca_file, OptionKey::CaFile, read_file)?;
-    let (_, unusable) = roots.add_parsable_certificates(extra);
+    let (roots, unusable) = base.with(&extra);
     if unusable > 0 {
         return Err(BuildError::new(
             OptionKey::CaFile,
@@ -568,35 +502,6 @@ fn verifier(
         ));
     }
     build(roots).map_err(|e| BuildError::new(OptionKey::CaFile, e))
-}
-
-fn mozilla_roots() -> RootCertStore {
-    RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    }
-}
-
-/// The OS store, read once per process (a later fix to the store needs a restart).
-fn system_roots() -> Result<RootCertStore, String> {
-    static ROOTS: OnceLock<Result<RootCertStore, String>> = OnceLock::new();
-    ROOTS.get_or_init(load_system_roots).clone()
-}
-
-fn load_system_roots() -> Result<RootCertStore, String> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        let why = found
-            .errors
-            .first()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default();
-        return Err(format!(
-            "trust: system found no usable certificates in the operating system's store{why}"
-        ));
-    }
-    Ok(roots)
 }
 
 fn read(path: &Path, key: OptionKey, read_file: ReadFile) -> Result<Vec<u8>, BuildError> {
@@ -647,38 +552,5 @@ mod tests {
             cipher_name(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
             "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
         );
-    }
-
-    fn facts_expiring_at(not_after: i64) -> TlsFacts {
-        TlsFacts {
-            chain: vec![CertFacts {
-                subject: "CN=leaf".into(),
-                issuer: "CN=ca".into(),
-                serial: "01".into(),
-                names: vec![],
-                sha256: String::new(),
-                not_before: Some(0),
-                not_after: Some(not_after),
-            }],
-            ..TlsFacts::default()
-        }
-    }
-
-    #[test]
-    fn expiry_check_tells_expiring_from_expired() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let day = Duration::from_secs(86_400);
-        let within = 30 * day;
-        let soon = facts_expiring_at(1_000_000 + 10 * 86_400);
-        let failure = expiry_check(&soon, now, within, "alert_before_expiry").unwrap_err();
-        assert_eq!(failure.reason, Reason::TlsCertExpiring);
-        assert!(failure.detail.contains("10.0 days"), "{}", failure.detail);
-        let gone = facts_expiring_at(1_000_000 - 86_400);
-        assert_eq!(
-            expiry_check(&gone, now, within, "x").unwrap_err().reason,
-            Reason::TlsCertExpired
-        );
-        let later = facts_expiring_at(1_000_000 + 31 * 86_400);
-        assert!(expiry_check(&later, now, within, "x").is_ok());
     }
 }

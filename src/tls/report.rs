@@ -1,16 +1,17 @@
-//! The TLS lines of `vantage probe`'s report: the handshake, every presented certificate, and
-//! the verification verdicts. tcp and http targets both print them, from the same
+//! The TLS lines of `vantage probe`'s report: the handshake, every presented certificate, the
+//! verification verdicts with the path that verified, and the expiry warning. tcp and http targets both print them, from the same
 //! [`TlsFacts`].
 
 use std::time::{Duration, SystemTime};
 
 use super::cert::CertFacts;
-use super::{TlsFacts, unix_seconds};
+use super::{TlsFacts, VerifiedChain, unix_seconds};
 use crate::duration::timing;
 use crate::outcome::Failure;
 
 /// The handshake (with its duration when `handshake` is known), every presented certificate
-/// with the days left as of `at`, and the verification verdicts.
+/// with the days left as of `at`, the verification verdicts, and the warning when the chain's
+/// expiry is within the target's `alert_before_expiry`.
 pub fn lines(
     line: &mut impl FnMut(&str, String),
     facts: &TlsFacts,
@@ -37,18 +38,24 @@ pub fn lines(
     }
     let now = unix_seconds(at);
     for (i, cert) in facts.chain.iter().enumerate() {
-        line(&format!("cert {i}"), cert_subject(cert));
+        let off_path = match &facts.verified {
+            Some(verified) if !verified.contains(i) => " (not on the verified path)",
+            _ => "",
+        };
+        line(
+            &format!("cert {i}"),
+            format!("{}{off_path}", cert_subject(cert)),
+        );
         line("", format!("issuer   {}", cert.issuer));
         if let (Some(from), Some(until)) = (cert.not_before, cert.not_after) {
-            let left = (until - now) as f64 / 86_400.0;
-            let left = if left < 0.0 {
-                format!("expired {:.1} days ago", -left)
-            } else {
-                format!("{left:.1} days left")
-            };
             line(
                 "",
-                format!("valid    {} to {} ({left})", date(from), date(until)),
+                format!(
+                    "valid    {} to {} ({})",
+                    date(from),
+                    date(until),
+                    days_left(until - now)
+                ),
             );
         }
         if !cert.names.is_empty() {
@@ -63,7 +70,46 @@ pub fn lines(
             Err(f) => format!("FAILED {}: {}", f.reason, f.detail),
         };
         line("chain", verdict(&v.chain));
+        if let Some(verified) = &facts.verified {
+            line("", path(verified, now));
+        }
         line("hostname", verdict(&v.hostname));
+    }
+    if let Some(warning) = facts.expiry_warning(at) {
+        line("warning", warning);
+    }
+}
+
+/// `verified cert 0 > cert 1 > root CN=R (not in the chain, valid to …)`.
+fn path(verified: &VerifiedChain, now: i64) -> String {
+    let mut steps: Vec<String> = verified
+        .presented
+        .iter()
+        .map(|i| format!("cert {i}"))
+        .collect();
+    let root = match (verified.anchor.presented, verified.anchor.not_after) {
+        (Some(i), _) => format!("root cert {i}"),
+        (None, Some(until)) => format!(
+            "root {} (not sent; valid to {}, {})",
+            verified.anchor.subject,
+            date(until),
+            days_left(until - now)
+        ),
+        (None, None) => format!(
+            "root {} (not sent; a compiled-in root, without a validity)",
+            verified.anchor.subject
+        ),
+    };
+    steps.push(root);
+    format!("verified {}", steps.join(" > "))
+}
+
+fn days_left(seconds: i64) -> String {
+    let left = seconds as f64 / 86_400.0;
+    if left < 0.0 {
+        format!("expired {:.1} days ago", -left)
+    } else {
+        format!("{left:.1} days left")
     }
 }
 

@@ -529,7 +529,12 @@ targets:
     type: tcp
     host: 127.0.0.1
     port: {expiring_port}
-{expiring_tls}  - {{name: failing, type: tcp, host: 127.0.0.1, port: {failing_port}}}
+{expiring_tls}  - name: untrusted-tls
+    type: tcp
+    host: 127.0.0.1
+    port: {healthy_port}
+    tls: {{server_name: vantage.test, verify: false}}
+  - {{name: failing, type: tcp, host: 127.0.0.1, port: {failing_port}}}
   - {{name: web, type: http, url: \"http://127.0.0.1:{web_port}/\", labels: {{slow_above: 10s}}}}
   - name: resolver
     type: dns
@@ -548,7 +553,7 @@ targets:
             ldap_port = slapd.ports[0],
             ldap_tls = chain.pki.yaml("      starttls: ldap\n"),
             healthy_tls = pki.yaml(""),
-            expiring_tls = pki.yaml(""),
+            expiring_tls = pki.yaml("      alert_before_expiry: 30d\n"),
             dns = dnsmasq.server(),
         ),
     );

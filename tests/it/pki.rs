@@ -38,6 +38,22 @@ impl Ca {
         Ca { params, key, cert }
     }
 
+    /// This CA's name and key in a certificate issued by `other`, valid until `not_after`: the
+    /// cross-signature that servers send for old clients, and that newer ones never use.
+    pub fn cross_signed_by(
+        &self,
+        other: &Ca,
+        not_after: OffsetDateTime,
+    ) -> CertificateDer<'static> {
+        let mut params = self.params.clone();
+        params.not_after = not_after;
+        params
+            .signed_by(&self.key, &other.issuer())
+            .unwrap()
+            .der()
+            .clone()
+    }
+
     pub fn leaf(&self, spec: Leaf) -> Issued {
         let (params, key) = spec.params();
         let cert = params.signed_by(&key, &self.issuer()).unwrap();

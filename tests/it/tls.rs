@@ -373,16 +373,16 @@ async fn the_earliest_expiry_follows_an_intermediate_that_expires_first() {
     assert_eq!(index, 1, "the intermediate expires first");
     assert!((at - days(10).unix_timestamp()).abs() <= 5);
 
-    // And alert_before_expiry sees it.
+    // And alert_before_expiry sees it, as a warning: the run succeeds.
     let run = probe(port, &pki.yaml("      alert_before_expiry: 30d\n")).await;
-    assert_eq!(reason(&run), Some(Reason::TlsCertExpiring));
-    assert!(
-        run.failure().unwrap().detail.contains("short-lived"),
-        "{:?}",
-        run.failure()
-    );
+    assert!(run.success(), "{:?}", run.failure());
+    let now = std::time::SystemTime::now();
+    assert_eq!(facts(&run).expiring(now), Some(true));
+    let warning = facts(&run).expiry_warning(now).unwrap();
+    assert!(warning.contains("short-lived"), "{warning}");
     let run = probe(port, &pki.yaml("      alert_before_expiry: 5d\n")).await;
     assert!(run.success(), "{:?}", run.failure());
+    assert_eq!(facts(&run).expiring(now), Some(false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, LOCATION, USER_AGENT};
@@ -257,7 +257,7 @@ impl HttpProbe {
             })?;
             let location = match &answer.location {
                 Some(location) if self.follow_redirects && is_redirect(answer.status) => location,
-                _ => return self.judge(&answer, facts.tls.as_ref()),
+                _ => return self.judge(&answer),
             };
             if facts.hops.len() > MAX_REDIRECTS {
                 return Err(Failure::new(
@@ -278,7 +278,7 @@ impl HttpProbe {
         }
     }
 
-    fn judge(&self, answer: &Answer, tls: Option<&TlsFacts>) -> Result<(), Failure> {
+    fn judge(&self, answer: &Answer) -> Result<(), Failure> {
         if !self
             .valid_status_codes
             .iter()
@@ -315,10 +315,7 @@ impl HttpProbe {
                 &answer.kept[found.start()..],
             ));
         }
-        match tls {
-            Some(facts) => self.tls.expiry_alert(facts, SystemTime::now()),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// One request on a new connection: resolve, connect, TLS for https, exchange, close.

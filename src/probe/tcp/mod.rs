@@ -15,7 +15,7 @@ pub mod report;
 pub mod starttls;
 pub mod stream;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use regex::bytes::Regex;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -124,17 +124,13 @@ impl TcpProbe {
         let Some(tls) = &self.tls else {
             return self.converse_and_close(stream, deadline, trace).await;
         };
-        let result = match self.starttls {
+        match self.starttls {
             Some(dialect) => starttls::run(dialect, tls, stream, deadline, trace, seen).await,
             None => {
                 let stream = secure(tls, stream, deadline, trace, seen).await?;
                 self.converse_and_close(stream, deadline, trace).await
             }
-        };
-        result.and_then(|()| {
-            seen.as_ref()
-                .map_or(Ok(()), |facts| tls.expiry_alert(facts, SystemTime::now()))
-        })
+        }
     }
 
     async fn converse_and_close<S: Closable>(
