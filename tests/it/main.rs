@@ -14,6 +14,8 @@ mod interop;
 mod kubernetes;
 mod netns;
 mod pki;
+mod prometheus;
+mod queries;
 mod reload;
 mod servers;
 mod shard;
