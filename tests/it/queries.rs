@@ -171,7 +171,8 @@ fn regex_escape(value: &str) -> String {
 }
 
 /// What a variable stands for in a query, given its options: "All" for a variable that offers
-/// it (its `allValue`, else every option as Grafana joins them), else the first option.
+/// it (its `allValue`, else every option as Grafana joins them), else the first option
+/// (regex-escaped if the variable is multi-valued, as Grafana does).
 fn selection(variable: &Value, options: &[String]) -> String {
     match variable["allValue"]
         .as_str()
@@ -182,7 +183,8 @@ fn selection(variable: &Value, options: &[String]) -> String {
             let escaped: Vec<String> = options.iter().map(|o| regex_escape(o)).collect();
             format!("({})", escaped.join("|"))
         }
-        _ => regex_escape(&options[0]),
+        _ if variable["multi"] == true => regex_escape(&options[0]),
+        _ => options[0].replace('\\', "\\\\").replace('\'', "\\'"),
     }
 }
 
@@ -545,7 +547,14 @@ fn grafana_variables_are_filled_in_as_grafana_does() {
         selection(&variable, &["a.b".into(), "c".into()]),
         r"(a\\.b|c)"
     );
-    assert_eq!(selection(&serde_json::json!({}), &["a".into()]), "a");
+    assert_eq!(
+        selection(&serde_json::json!({"multi": true}), &["a.b".into()]),
+        r"a\\.b"
+    );
+    assert_eq!(
+        selection(&serde_json::json!({}), &["a.b'".into()]),
+        r"a.b\'"
+    );
 }
 
 #[test]
