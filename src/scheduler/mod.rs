@@ -332,7 +332,11 @@ fn log_run(target: &Target, run: &Run, was_up: Option<bool>) {
     let probed = target.label("target");
     let location = target.label("location").filter(|l| !l.is_empty());
     let trace = &run.outcome.trace;
-    let address = trace.address.map(tracing::field::display);
+    // An icmp run's address has no port (the socket address holds 0).
+    let address = trace.address.map(|a| match a.port() {
+        0 => a.ip().to_string(),
+        _ => a.to_string(),
+    });
     let seconds = run.duration.as_secs_f64();
     let phase = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
     let phases = &trace.phases;

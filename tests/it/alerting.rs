@@ -1,33 +1,25 @@
 //! The shipped alert rules, Prometheus and Alertmanager configs and Grafana dashboard, proven
 //! against the real stack from Debian: promtool and amtool check them, and an end-to-end run
 //! has Prometheus scrape vantage with the shipped rules and send to Alertmanager, which notifies
-//! a webhook and an SMTP server run by this test. Everything listens on 127.0.0.1.
+//! a webhook and an SMTP server run by this test. Everything listens on 127.0.0.1. The queries
+//! of the dashboard and the README run in queries.rs.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::dns::Dnsmasq;
-use crate::pki::{Leaf, Pki, days};
-use crate::servers::{self, Chain};
-use crate::support::{
-    self, TempDir, Vantage, closed_port, exchange, read_request_head, thread_peer,
+use crate::pki::Pki;
+use crate::prometheus::{
+    Daemon, Prometheus, beside_certificate_servers, dashboard, expressions, get_json, http10,
+    query, read_shipped, rewrite, shipped, wait_ready, wait_until,
 };
-use crate::tls;
-
-fn shipped(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn read_shipped(path: &str) -> String {
-    std::fs::read_to_string(shipped(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+use crate::support::{self, TempDir, Vantage, closed_port, read_request_head, thread_peer};
 
 /// Runs a checking tool; returns whether it succeeded and everything it printed.
 fn check(program: &str, args: &[&str]) -> (bool, String) {
@@ -57,25 +49,6 @@ fn the_rules_pass_their_unit_tests_and_every_config_checks() {
         assert!(ok, "{program} {args:?} failed:\n{report}");
         assert!(report.contains("SUCCESS"), "{program} {args:?}:\n{report}");
     }
-}
-
-/// Every `expr` in a dashboard or rule file, in order.
-fn expressions(dashboard: &Value) -> Vec<String> {
-    fn walk(value: &Value, found: &mut Vec<String>) {
-        match value {
-            Value::Object(map) => {
-                if let Some(Value::String(expr)) = map.get("expr") {
-                    found.push(expr.clone());
-                }
-                map.values().for_each(|v| walk(v, found));
-            }
-            Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
-            _ => {}
-        }
-    }
-    let mut found = Vec::new();
-    walk(dashboard, &mut found);
-    found
 }
 
 /// The vector selectors of a PromQL expression: each metric name with its matchers, skipping
@@ -175,29 +148,8 @@ fn selectors_are_found_in_rule_expressions() {
     );
 }
 
-fn dashboard() -> Value {
-    serde_json::from_str(&read_shipped("dashboards/vantage.json")).expect("valid JSON")
-}
-
-/// The dashboard's template variables and Grafana's own, as the end-to-end test fills them in:
-/// "All" for each variable, and a rate window of several 1 s scrapes.
-const SUBSTITUTIONS: [(&str, &str); 6] = [
-    ("$location", ".*"),
-    ("$target", ".*"),
-    ("$probe", ".*"),
-    ("$__rate_interval", "15s"),
-    ("$__range", "5m"),
-    ("$__interval", "1s"),
-];
-
-fn substitute(expr: &str) -> String {
-    SUBSTITUTIONS
-        .iter()
-        .fold(expr.to_string(), |e, (from, to)| e.replace(from, to))
-}
-
 #[test]
-fn the_dashboard_asks_only_for_a_prometheus_datasource_and_uses_only_its_variables() {
+fn the_dashboard_asks_only_for_a_prometheus_datasource() {
     let dashboard = dashboard();
     let datasource = serde_json::json!({"type": "prometheus", "uid": "${datasource}"});
     let variables: Vec<&str> = dashboard["templating"]["list"]
@@ -234,116 +186,6 @@ fn the_dashboard_asks_only_for_a_prometheus_datasource_and_uses_only_its_variabl
         for t in targets {
             assert_eq!(t["datasource"], datasource, "{title}");
         }
-    }
-
-    let exprs = expressions(&dashboard);
-    assert!(exprs.len() > 30, "{} expressions", exprs.len());
-    for expr in &exprs {
-        let rest = substitute(expr);
-        assert!(
-            !rest.contains('$'),
-            "{expr}: uses a variable the dashboard does not define"
-        );
-    }
-}
-
-/// A process this test started, killed by PID on drop. Its output goes to a file, which a
-/// chatty process cannot fill up the way it can a pipe.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(program: &str, args: &[String], dir: &TempDir) -> Daemon {
-        let log = dir.0.join(format!("{program}.log"));
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.0.join(format!("{program}.err"))).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        Daemon { child, log }
-    }
-
-    fn output(&self) -> String {
-        let err = self.log.with_extension("err");
-        format!(
-            "{}{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default(),
-            std::fs::read_to_string(err).unwrap_or_default()
-        )
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.0 exchange: Go servers answer it without chunked encoding, and close.
-fn http10(addr: SocketAddr, method: &str, path: &str) -> Option<(u16, String)> {
-    let request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
-    exchange(addr, &request).map(|r| (r.status, r.body))
-}
-
-fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let (status, body) = http10(addr, "GET", path).unwrap_or_else(|| panic!("GET {path}"));
-    assert_eq!(status, 200, "GET {path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// An instant query's result vector.
-fn query(prometheus: SocketAddr, expr: &str) -> Vec<Value> {
-    let answer = get_json(
-        prometheus,
-        &format!("/api/v1/query?query={}", percent_encode(expr)),
-    );
-    assert_eq!(answer["status"], "success", "{expr}: {answer}");
-    answer["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn wait_ready(addr: SocketAddr, daemon: &Daemon, what: &str) {
-    wait_until(
-        Duration::from_secs(60),
-        &format!("{what} to be ready"),
-        || http10(addr, "GET", "/-/ready").is_some_and(|(status, _)| status == 200),
-        || daemon.output(),
-    );
-}
-
-/// Polls `done` until it holds; after `limit`, fails with what `explain` says.
-fn wait_until(
-    limit: Duration,
-    what: &str,
-    mut done: impl FnMut() -> bool,
-    explain: impl Fn() -> String,
-) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}\n{}",
-            explain()
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -469,14 +311,6 @@ fn notified(
     })
 }
 
-/// Replaces each `from` with `to`, failing if the shipped file no longer contains it.
-fn rewrite(text: &str, edits: &[(&str, &str)]) -> String {
-    edits.iter().fold(text.to_string(), |text, (from, to)| {
-        assert!(text.contains(from), "the shipped file lost {from:?}");
-        text.replace(from, to)
-    })
-}
-
 /// Answers every request with 200 and a short body.
 fn web_page(mut stream: TcpStream) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
@@ -487,32 +321,19 @@ fn web_page(mut stream: TcpStream) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alerts_reach_alertmanager_resolve_on_recovery_and_every_dashboard_query_has_data() {
+async fn alerts_reach_alertmanager_and_resolve_on_recovery() {
     support::needs(&[
         "root",
         "tool:prometheus",
         "tool:prometheus-alertmanager",
         "tool:dnsmasq",
-        "tool:/usr/sbin/slapd",
     ]);
-    let pki = Pki::new("alerting");
-    let healthy = pki.root.leaf(Leaf::server(&["vantage.test"]));
-    let expiring = pki
-        .root
-        .leaf(Leaf::server(&["vantage.test"]).valid(days(-60), days(3)));
-    let (healthy_port, _) = tls::Server::new(&healthy, &[]).start().await;
-    let (expiring_port, _) = tls::Server::new(&expiring, &[]).start().await;
-    tokio::task::spawn_blocking(move || end_to_end(&pki, healthy_port, expiring_port))
-        .await
-        .unwrap();
+    beside_certificate_servers("alerting", 3, end_to_end).await;
 }
 
 fn end_to_end(pki: &Pki, healthy_port: u16, expiring_port: u16) {
     let dir = TempDir::new("alerting");
     let dnsmasq = Dnsmasq::start(&[]);
-    // A STARTTLS target, so that the dashboard's STARTTLS phase has data too.
-    let chain = Chain::new("alerting-ldap");
-    let slapd = servers::slapd(Some(&chain));
     let web_port = thread_peer(web_page);
     let failing_port = closed_port();
     let config = dir.write(
@@ -545,13 +366,7 @@ targets:
     host: www.vantage.test
     dns: {{server: \"{dns}\", expect_addresses: [127.0.0.99]}}
   - {{name: loopback, type: icmp, host: 127.0.0.1, icmp: {{count: 2}}, labels: {{slow_above: 1s}}}}
-  - name: directory
-    type: tcp
-    host: 127.0.0.1
-    port: {ldap_port}
-{ldap_tls}",
-            ldap_port = slapd.ports[0],
-            ldap_tls = chain.pki.yaml("      starttls: ldap\n"),
+",
             healthy_tls = pki.yaml(""),
             expiring_tls = pki.yaml("      alert_before_expiry: 30d\n"),
             dns = dnsmasq.server(),
@@ -562,7 +377,6 @@ targets:
     let (webhook, notifications) = sink(webhook_session);
     let (smtp, mails) = sink(smtp_session);
     let alertmanager_addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
-    let prometheus_addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
 
     // The shipped configs, pointed at this test's servers and made fast; nothing else changes.
     let webhook_url = format!("http://{webhook}/vantage");
@@ -582,21 +396,7 @@ targets:
             ],
         ),
     );
-    dir.write(
-        "prometheus.yml",
-        &rewrite(
-            &read_shipped("deploy/prometheus/prometheus.yml"),
-            &[
-                ("scrape_interval: 15s", "scrape_interval: 1s"),
-                ("evaluation_interval: 15s", "evaluation_interval: 1s"),
-                ("localhost:9093", &alertmanager_addr.to_string()),
-                ("localhost:9875", &vantage.addr.to_string()),
-            ],
-        ),
-    );
-    dir.write("alerts.yml", &read_shipped("deploy/prometheus/alerts.yml"));
     let path = |name: &str| dir.0.join(name).display().to_string();
-
     let alertmanager = Daemon::start(
         "prometheus-alertmanager",
         &[
@@ -608,17 +408,9 @@ targets:
         ],
         &dir,
     );
-    let prometheus = Daemon::start(
-        "prometheus",
-        &[
-            format!("--config.file={}", path("prometheus.yml")),
-            format!("--storage.tsdb.path={}", path("prom-data")),
-            format!("--web.listen-address={prometheus_addr}"),
-        ],
-        &dir,
-    );
+    let prometheus = Prometheus::start(&dir, vantage.addr, alertmanager_addr);
+    let prometheus_addr = prometheus.addr;
     wait_ready(alertmanager_addr, &alertmanager, "alertmanager");
-    wait_ready(prometheus_addr, &prometheus, "prometheus");
 
     let explain = || {
         format!(
@@ -726,8 +518,6 @@ targets:
         || format!("mails: {:?}", mails.lock().unwrap()),
     );
 
-    dashboard_queries_have_data(prometheus_addr);
-
     // The failing target comes back: the page resolves by itself, on the webhook and by email.
     let listener = TcpListener::bind(("127.0.0.1", failing_port)).unwrap();
     std::thread::spawn(move || {
@@ -785,50 +575,14 @@ fn rule_selectors_have_data(prometheus: SocketAddr) {
         .flat_map(|e| selectors(e))
         .collect();
     assert!(found.len() > 15, "{found:?}");
-    all_have_data(
-        prometheus,
-        found.into_iter().map(|s| (s, None)).collect(),
-        "rule selectors",
-    );
+    all_have_data(prometheus, found.into_iter().collect(), "rule selectors");
 }
 
-/// Every dashboard expression, and every template variable's `label_values` query, returns
-/// data from the end-to-end Prometheus.
-fn dashboard_queries_have_data(prometheus: SocketAddr) {
-    let dashboard = dashboard();
-    let mut queries: Vec<(String, Option<String>)> = expressions(&dashboard)
-        .iter()
-        .map(|e| (substitute(e), None))
-        .collect();
-    for variable in dashboard["templating"]["list"].as_array().unwrap() {
-        let Some(q) = variable["query"].as_str() else {
-            continue;
-        };
-        if let Some(args) = q
-            .strip_prefix("label_values(")
-            .and_then(|a| a.strip_suffix(')'))
-        {
-            let (selector, label) = args.rsplit_once(',').unwrap();
-            queries.push((substitute(selector), Some(label.trim().to_string())));
-        }
-    }
-    assert!(queries.len() > 30);
-    all_have_data(prometheus, queries, "dashboard queries");
-}
-
-/// Polls until each query returns a series (with `label`, if given): counters and rates need a
-/// few scrapes.
-fn all_have_data(prometheus: SocketAddr, mut pending: Vec<(String, Option<String>)>, what: &str) {
+/// Polls until each query returns a series: counters and rates need a few scrapes.
+fn all_have_data(prometheus: SocketAddr, mut pending: Vec<String>, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        pending.retain(|(expr, label)| {
-            let result = query(prometheus, expr);
-            let has_data = match label {
-                None => !result.is_empty(),
-                Some(label) => result.iter().any(|s| s["metric"][label].is_string()),
-            };
-            !has_data
-        });
+        pending.retain(|expr| query(prometheus, expr).is_empty());
         if pending.is_empty() {
             return;
         }

@@ -16,6 +16,8 @@ mod interop;
 mod kubernetes;
 mod netns;
 mod pki;
+mod prometheus;
+mod queries;
 mod reload;
 mod servers;
 mod shard;
