@@ -2,13 +2,12 @@
 //! attempt of its own, and combines their outcomes into the one the target shows. Generic over
 //! the facts and the attempt, so that the registry pins its probes and this knows none of them.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::net::{self, Host, IpVersion, dns};
@@ -37,9 +36,9 @@ pub struct Locator {
 /// the outcome, with no address.
 pub async fn each<F, A, Fut>(locator: &Locator, deadline: Instant, attempt: A) -> Outcome<F>
 where
-    F: Default + Clone + Send + 'static,
+    F: Default + Clone,
     A: Fn(IpAddr) -> Fut,
-    Fut: Future<Output = Outcome<F>> + Send + 'static,
+    Fut: Future<Output = Outcome<F>>,
 {
     let (mut ips, lookup) = match net::resolve_every(
         &locator.host,
@@ -61,35 +60,55 @@ where
         );
         ips.truncate(MAX_ADDRESSES);
     }
-    let limit = Arc::new(Semaphore::new(CONCURRENCY));
-    // Dropped with this future when the run's deadline cuts it off, which aborts the tasks.
-    let mut tasks = JoinSet::new();
-    for (i, &address) in ips.iter().enumerate() {
-        let limit = Arc::clone(&limit);
+    let attempts = ips.into_iter().map(|address| {
         let attempt = attempt(address);
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await;
+        async move {
+            // Taken when the attempt is first polled, that is when its turn comes.
             let start = Instant::now();
             let outcome = attempt.await;
-            (
-                i,
-                Probed {
-                    address,
-                    outcome,
-                    took: start.elapsed(),
-                },
-            )
-        });
-    }
-    let mut probed: Vec<(usize, Probed<F>)> = Vec::with_capacity(ips.len());
-    while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(one) => probed.push(one),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+            Probed {
+                address,
+                outcome,
+                took: start.elapsed(),
+            }
         }
-    }
-    probed.sort_by_key(|(i, _)| *i);
-    combine(probed.into_iter().map(|(_, p)| p).collect(), lookup)
+    });
+    let probed = few_at_a_time(attempts.collect(), CONCURRENCY).await;
+    combine(probed, lookup)
+}
+
+/// Runs `futures` at most `limit` at a time, in order, and gives their outputs in that order.
+/// They are polled here, in the caller's task, not spawned: when the run's deadline wakes
+/// everything at once, each attempt ends on its own timeout (which knows the address and the
+/// phase) before the run's backstop, which polls this first, could cut it off.
+async fn few_at_a_time<T, Fut: Future<Output = T>>(futures: Vec<Fut>, limit: usize) -> Vec<T> {
+    let mut running: Vec<Option<Pin<Box<Fut>>>> =
+        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut finished: Vec<(usize, T)> = Vec::with_capacity(running.len());
+    poll_fn(|cx| {
+        let mut started = 0;
+        for (i, slot) in running.iter_mut().enumerate() {
+            let Some(future) = slot else { continue };
+            if started == limit {
+                break;
+            }
+            match future.as_mut().poll(cx) {
+                Poll::Ready(output) => {
+                    finished.push((i, output));
+                    *slot = None;
+                }
+                Poll::Pending => started += 1,
+            }
+        }
+        if started == 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    finished.sort_by_key(|(i, _)| *i);
+    finished.into_iter().map(|(_, output)| output).collect()
 }
 
 /// The outcome the target shows for a run over several addresses, each address's own kept in
@@ -218,6 +237,33 @@ mod tests {
     fn a_single_address_keeps_its_failure_named_but_unsummed() {
         let outcome = combine(vec![probed("::1", refused())], None);
         assert_eq!(outcome.result.unwrap_err().detail, "::1: refused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn few_at_a_time_holds_the_limit_and_keeps_the_order() {
+        let running = std::cell::Cell::new(0);
+        let most = std::cell::Cell::new(0);
+        let futures: Vec<_> = (0..7u64)
+            .map(|i| {
+                let (running, most) = (&running, &most);
+                async move {
+                    running.set(running.get() + 1);
+                    most.set(most.get().max(running.get()));
+                    // The later ones finish first.
+                    tokio::time::sleep(Duration::from_millis(70 - 10 * i)).await;
+                    running.set(running.get() - 1);
+                    i
+                }
+            })
+            .collect();
+        let start = Instant::now();
+        let outputs = few_at_a_time(futures, 3).await;
+        assert_eq!(outputs, [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(most.get(), 3);
+        assert!(
+            start.elapsed() >= Duration::from_millis(100),
+            "never all 7 at once"
+        );
     }
 
     #[tokio::test]

@@ -201,3 +201,49 @@ async fn the_exporter_and_the_report_show_each_address() {
     );
     assert!(report.contains("1 of 4 addresses failed"), "{report}");
 }
+
+/// A backend that accepts and never answers TLS: with `addresses: all` the run must end on that
+/// address's own failure (the handshake timed out, after a connect), as `first` does, and not on
+/// the run's backstop, which knows neither the address nor the phase. Several runs, because the
+/// two end at the same instant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_address_keeps_its_own_reason_when_the_deadline_ends_the_run() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().flatten().take(20).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(held);
+    });
+    let text = format!(
+        "defaults: {{interval: 5s, timeout: 400ms}}
+targets:
+  - {{name: first, type: tcp, host: 127.0.0.1, port: {port}, tls: {{}}}}
+  - {{name: all, type: tcp, host: 127.0.0.1, port: {port}, tls: {{}}, addresses: all}}
+"
+    );
+    let config = config::parse(&text, "t.yml", &LoadOptions::default()).unwrap();
+    for target in &config.targets {
+        for _ in 0..4 {
+            let ran = run(target).await;
+            let failure = ran.failure().expect("the handshake never completes");
+            assert_eq!(
+                failure.reason,
+                Reason::TlsHandshakeTimeout,
+                "{}: {failure}",
+                target.name
+            );
+            assert!(
+                ran.outcome.trace.phases.connect.is_some(),
+                "{}: the connect is kept",
+                target.name
+            );
+            assert_eq!(
+                ran.outcome.trace.address.map(|a| a.ip().to_string()),
+                Some("127.0.0.1".to_string()),
+                "{}",
+                target.name
+            );
+        }
+    }
+}
