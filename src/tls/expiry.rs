@@ -33,19 +33,18 @@ impl TlsFacts {
         Some(self.earliest_expiry()?.1 - unix_seconds(at))
     }
 
-    /// The earliest expiry over the verified chain: the presented certificates on its path, and
-    /// its root when vantage holds the root's certificate. `None` when no chain verified.
+    /// The earliest expiry over the verified chain: the presented certificates on its path
+    /// below the root, and the root when vantage holds the trusted root's certificate (a copy
+    /// the server sends does not count: clients trust their own). `None` when no chain verified.
     pub fn verified_expiry(&self) -> Option<Expiry> {
         let verified = self.verified.as_ref()?;
-        let presented = verified.presented.iter().chain(&verified.anchor.presented);
-        let root = match verified.anchor.presented {
-            Some(_) => None,
-            None => verified.anchor.not_after.map(|not_after| Expiry {
-                what: format!("root {}", verified.anchor.subject),
-                not_after,
-            }),
-        };
-        presented
+        let root = verified.anchor.not_after.map(|not_after| Expiry {
+            what: format!("root {}", verified.anchor.subject),
+            not_after,
+        });
+        verified
+            .presented
+            .iter()
             .filter_map(|&i| Some(self.certificate_expiry(i, self.chain.get(i)?.not_after?)))
             .chain(root)
             .min_by_key(|e| e.not_after)
@@ -221,6 +220,19 @@ mod tests {
         let verified = facts.verified_expiry().unwrap();
         assert_eq!(verified.what, "root CN=root");
         assert_eq!(verified.not_after, NOW + 20 * DAY);
+    }
+
+    #[test]
+    fn a_sent_copy_of_the_root_does_not_count_but_the_trusted_one_does() {
+        let mut facts = cross_signed(Some(NOW + 3000 * DAY));
+        // The server also sends a re-issue of the trusted root that expired yesterday.
+        facts.chain.push(cert("CN=root", NOW - DAY));
+        facts.verified.as_mut().unwrap().anchor.presented = Some(3);
+        let verified = facts.verified_expiry().unwrap();
+        assert_eq!(verified.what, "certificate 0 (CN=leaf)");
+        assert_eq!(verified.not_after, NOW + 60 * DAY);
+        facts.verified.as_mut().unwrap().anchor.not_after = Some(NOW + 5 * DAY);
+        assert_eq!(facts.verified_expiry().unwrap().what, "root CN=root");
     }
 
     #[test]

@@ -10,7 +10,6 @@
 use rustls::pki_types::{CertificateDer, UnixTime};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
-use super::cert::CertFacts;
 use super::roots::{Roots, provider};
 
 /// Which certificates the verified path is made of.
@@ -27,8 +26,9 @@ pub struct Anchor {
     pub subject: String,
     /// Its position in the presented chain, when the server sent the root too.
     pub presented: Option<usize>,
-    /// The end of its certificate's validity, when vantage holds that certificate (presented,
-    /// or from a `ca_file` or the system store). Mozilla's roots come without one.
+    /// The end of the trusted certificate's validity, when vantage holds that certificate (from
+    /// a `ca_file` or the system store); never the validity of a copy the server sent. Mozilla's
+    /// roots come without one.
     pub not_after: Option<i64>,
 }
 
@@ -81,12 +81,9 @@ pub fn verified_chain(
                     && a.subject_public_key_info == anchor.subject_public_key_info
             })
     });
-    // The trusted certificate's own validity first: a root sent by the server may be another
-    // issue of it.
-    let not_after = roots
-        .certificate_of(anchor)
-        .and_then(|c| c.not_after)
-        .or_else(|| sent_root.and_then(|(_, der)| CertFacts::inspect(der).not_after));
+    // Only the trusted certificate's validity: clients trust the anchor from their own store
+    // and never the copy a server sends, which may be another issue of it (even an expired one).
+    let not_after = roots.certificate_of(anchor).and_then(|c| c.not_after);
     Some(VerifiedChain {
         presented,
         anchor: Anchor {

@@ -88,7 +88,12 @@ fn path(verified: &VerifiedChain, now: i64) -> String {
         .map(|i| format!("cert {i}"))
         .collect();
     let root = match (verified.anchor.presented, verified.anchor.not_after) {
-        (Some(i), _) => format!("root cert {i}"),
+        (Some(i), None) => format!("root cert {i}"),
+        (Some(i), Some(until)) => format!(
+            "root cert {i} (trusted copy valid to {}, {})",
+            date(until),
+            days_left(until - now)
+        ),
         (None, Some(until)) => format!(
             "root {} (not sent; valid to {}, {})",
             verified.anchor.subject,

@@ -29,7 +29,8 @@ async fn cross_signed_server(pki: &Pki) -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_verified_chain_leaves_out_an_expired_cross_signature_the_server_also_sends() {
+async fn the_verified_chain_leaves_out_expired_certificates_the_server_sends_that_clients_do_not_use()
+ {
     let pki = Pki::new("chain");
     let port = cross_signed_server(&pki).await;
     let run = run(&target(port, &pki.yaml("      alert_before_expiry: 30d\n"))).await;
@@ -55,16 +56,31 @@ async fn the_verified_chain_leaves_out_an_expired_cross_signature_the_server_als
     assert!((expiry.not_after - days(60).unix_timestamp()).abs() <= 5);
     assert_eq!(f.expiring(SystemTime::now()), Some(false));
 
-    // A server that sends the root itself: it is on the path, as the anchor.
+    // A server that sends the root itself, in an issue of its own that expired two days ago (the
+    // root's name and key, self-signed): it is on the path, as the anchor, but clients trust
+    // their own copy, so its expiry is the trusted root's and raises no alarm.
     let intermediate = pki.root.intermediate("chain intermediate", days(300));
     let leaf = intermediate.leaf(Leaf::server(&["vantage.test"]));
     let mut server = Server::new(&leaf, &[&intermediate]);
-    server.chain.push(pki.root.der());
+    server
+        .chain
+        .push(pki.root.cross_signed_by(&pki.root, days(-2)));
     let (port, _) = server.start().await;
-    let run = crate::support::run(&target(port, &pki.yaml(""))).await;
-    let verified = facts(&run).verified.clone().expect("the chain verifies");
+    let run =
+        crate::support::run(&target(port, &pki.yaml("      alert_before_expiry: 30d\n"))).await;
+    assert!(run.success(), "{:?}", run.failure());
+    let f = facts(&run);
+    let verified = f.verified.clone().expect("the chain verifies");
     assert_eq!(verified.anchor.presented, Some(2));
     assert!((0..3).all(|i| verified.contains(i)), "{verified:?}");
+    let trusted = verified
+        .anchor
+        .not_after
+        .expect("the ca_file root's expiry");
+    assert!((trusted - days(3650).unix_timestamp()).abs() <= 5);
+    let expiry = f.verified_expiry().unwrap();
+    assert_eq!(expiry.what, "certificate 0 (CN=vantage.test)");
+    assert_eq!(f.expiring(SystemTime::now()), Some(false), "{expiry:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,12 +156,7 @@ targets:
     .await
     .unwrap();
 
-    let series = |name: &str, target: &str| {
-        body.lines()
-            .filter(|l| l.starts_with(&format!("{name}{{name=\"{target}\"")))
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    };
+    let series = |name: &str, target: &str| crate::support::series(&body, name, target);
     let value = |name: &str, target: &str| {
         let found = series(name, target);
         assert_eq!(found.len(), 1, "{name} of {target}:\n{body}");
