@@ -506,6 +506,15 @@ pub fn scrape_when_ready(config: &Path, family: &str, targets: usize) -> String 
     http_get(vantage.addr, "/metrics", None).unwrap().body
 }
 
+/// Every line of `name`'s series for target `target` in a classic-format scrape.
+pub fn series(body: &str, name: &str, target: &str) -> Vec<String> {
+    let prefix = format!("{name}{{name=\"{target}\"");
+    body.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The value of `name`'s series for target `target` in a classic-format scrape.
 pub fn sample(body: &str, name: &str, target: &str) -> f64 {
     let prefix = format!("{name}{{name=\"{target}\"");

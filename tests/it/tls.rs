@@ -698,12 +698,7 @@ targets:
     .await
     .unwrap();
 
-    let series = |name: &str, target: &str| {
-        body.lines()
-            .filter(|l| l.starts_with(&format!("{name}{{name=\"{target}\"")))
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    };
+    let series = |name: &str, target: &str| crate::support::series(&body, name, target);
     let value = |line: &str| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
     assert_eq!(value(&series("probe_success", "good")[0]), 1.0, "{body}");
     assert_eq!(
