@@ -243,7 +243,8 @@ pub struct Trace {
     /// polite close: the response time that `response_time` assertions judge.
     pub answered: Option<Duration>,
     /// How long the attempt waited by design between its own packets (the spacing of an icmp
-    /// run's echoes): our choice, not the network's, so the run's duration leaves it out.
+    /// run's echoes), or with `addresses: all` for the turns of its addresses: our choice, not
+    /// the network's, so the run's duration leaves it out.
     pub paused: Duration,
 }
 

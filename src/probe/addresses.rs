@@ -60,6 +60,16 @@ where
         );
         ips.truncate(MAX_ADDRESSES);
     }
+    each_of(ips, lookup, attempt).await
+}
+
+/// Runs `attempt` on each of `ips`, [`CONCURRENCY`] at a time, and combines the outcomes.
+async fn each_of<F, A, Fut>(ips: Vec<IpAddr>, lookup: Option<Duration>, attempt: A) -> Outcome<F>
+where
+    F: Default + Clone,
+    A: Fn(IpAddr) -> Fut,
+    Fut: Future<Output = Outcome<F>>,
+{
     let attempts = ips.into_iter().map(|address| {
         let attempt = attempt(address);
         async move {
@@ -68,13 +78,19 @@ where
             let outcome = attempt.await;
             Probed {
                 address,
+                took: start.elapsed().saturating_sub(outcome.trace.paused),
                 outcome,
-                took: start.elapsed(),
             }
         }
     });
+    let began = Instant::now();
     let probed = few_at_a_time(attempts.collect(), CONCURRENCY).await;
-    combine(probed, lookup)
+    let slowest = probed.iter().map(|p| p.took).max().unwrap_or_default();
+    let mut outcome = combine(probed, lookup);
+    // The run lasts the lookup and its slowest address: the wait for a turn among the four,
+    // and an attempt's own pauses (icmp's spacing), are ours, not the network's.
+    outcome.trace.paused = began.elapsed().saturating_sub(slowest);
+    outcome
 }
 
 /// Runs `futures` at most `limit` at a time, in order, and gives their outputs in that order.
@@ -163,7 +179,7 @@ pub fn combine<F: Default + Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Reason;
+    use crate::outcome::{Reason, RunPolicy, run_attempts};
 
     fn probed(address: &str, result: Result<(), Failure>) -> Probed<()> {
         let address: IpAddr = address.parse().unwrap();
@@ -264,6 +280,32 @@ mod tests {
             start.elapsed() >= Duration::from_millis(100),
             "never all 7 at once"
         );
+    }
+
+    /// Six addresses, four at a time, each attempt 100 ms of network and 1 s of its own
+    /// spacing: the run lasts the slowest address's network time, not the batches' wall time.
+    #[tokio::test(start_paused = true)]
+    async fn the_run_lasts_its_slowest_address_without_turns_or_spacing() {
+        let ips: Vec<IpAddr> = (1..=6).map(|i| IpAddr::from([127, 0, 0, i])).collect();
+        let policy = RunPolicy {
+            timeout: Duration::from_secs(10),
+            retries: 0,
+            retry_delay: Duration::ZERO,
+            addresses: crate::outcome::Addresses::All,
+        };
+        let run = run_attempts(&policy, |_| {
+            each_of(ips.clone(), None, |ip| async move {
+                let mut trace = Trace::start();
+                trace.address = Some((ip, 0).into());
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+                trace.paused = Duration::from_secs(1);
+                Outcome::<()>::new(Ok(()), trace)
+            })
+        })
+        .await;
+        assert_eq!(run.duration, Duration::from_millis(100));
+        let took: Vec<Duration> = run.outcome.addresses.iter().map(|p| p.took).collect();
+        assert_eq!(took, [Duration::from_millis(100); 6]);
     }
 
     #[tokio::test]
