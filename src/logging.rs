@@ -174,8 +174,9 @@ fn logfmt_value(line: &mut String, value: &str) {
             '\n' => line.push_str("\\n"),
             '\r' => line.push_str("\\r"),
             '\t' => line.push_str("\\t"),
+            // JSON's escape, which go-logfmt (and so Loki's logfmt parser) reads back.
             c if c.is_control() => {
-                let _ = write!(line, "\\u{{{:04x}}}", c as u32);
+                let _ = write!(line, "\\u{:04x}", c as u32);
             }
             c => line.push(c),
         }
@@ -249,7 +250,7 @@ mod tests {
     fn logfmt_escapes_other_control_characters() {
         let mut line = String::new();
         logfmt_value(&mut line, "a\u{1b}b");
-        assert_eq!(line, "\"a\\u{001b}b\"");
+        assert_eq!(line, "\"a\\u001bb\"");
     }
 
     #[test]

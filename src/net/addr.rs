@@ -155,10 +155,11 @@ pub fn ip_protocol(ip: IpAddr) -> f64 {
 }
 
 /// `probe_ip_addr_hash`, as blackbox_exporter computes it so that both can be compared: the
-/// 32-bit FNV-1a hash of the address's bytes (4 for IPv4, 16 for IPv6, as Go's resolver
-/// returns them), as a float. It changes when a name moves to another address.
+/// 32-bit FNV-1a hash of the address's bytes (4 for IPv4, an IPv4-mapped IPv6 address
+/// included, as Go's `To4` gives them; else 16), as a float. It changes when a name moves to
+/// another address.
 pub fn ip_hash(ip: IpAddr) -> f64 {
-    let bytes = match ip {
+    let bytes = match ip.to_canonical() {
         IpAddr::V4(ip) => ip.octets().to_vec(),
         IpAddr::V6(ip) => ip.octets().to_vec(),
     };
@@ -258,6 +259,11 @@ mod tests {
         assert_eq!(ip_hash(ip("127.0.0.11")), f64::from(FNV_127_0_0_11));
         assert_eq!(ip_hash(ip("::1")), f64::from(FNV_V6_LOOPBACK));
         assert_ne!(ip_hash(ip("127.0.0.11")), ip_hash(ip("127.0.0.12")));
+        assert_eq!(
+            ip_hash(ip("::ffff:127.0.0.1")),
+            f64::from(FNV_127_0_0_1),
+            "as Go's To4"
+        );
         assert_eq!(ip_protocol(ip("127.0.0.1")), 4.0);
         assert_eq!(ip_protocol(ip("::1")), 6.0);
     }

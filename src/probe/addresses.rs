@@ -2,9 +2,11 @@
 //! attempt of its own, and combines their outcomes into the one the target shows. Generic over
 //! the facts and the attempt, so that the registry pins its probes and this knows none of them.
 
+use std::collections::BTreeSet;
 use std::future::{Future, poll_fn};
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -14,7 +16,8 @@ use crate::net::{self, Host, IpVersion, dns};
 use crate::outcome::{Failure, Outcome, Phases, Probed, Trace};
 
 /// The most addresses one run probes; a name with more is probed on its first ones (IPv4 first,
-/// then in the resolver's order) and a warning says how many were left out.
+/// then in the resolver's order) and a warning, once per name and process, says how many were
+/// left out.
 pub const MAX_ADDRESSES: usize = 16;
 
 /// How many addresses are probed at once. One after another, a backend that drops packets
@@ -51,16 +54,25 @@ where
         Ok(found) => found,
         Err(failure) => return Outcome::new(Err(failure), Trace::start()),
     };
-    if ips.len() > MAX_ADDRESSES {
+    if ips.len() > MAX_ADDRESSES && first_time_too_many(&locator.host) {
         tracing::warn!(
             host = %locator.host,
             found = ips.len(),
             probed = MAX_ADDRESSES,
             "the host has more addresses than a run probes; the others are left out"
         );
-        ips.truncate(MAX_ADDRESSES);
     }
+    ips.truncate(MAX_ADDRESSES);
     each_of(ips, lookup, attempt).await
+}
+
+/// Whether `host` has not been warned about yet: once per process, not at every run.
+fn first_time_too_many(host: &Host) -> bool {
+    static WARNED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    WARNED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(host.to_string())
 }
 
 /// Runs `attempt` on each of `ips`, [`CONCURRENCY`] at a time, and combines the outcomes.
@@ -306,6 +318,14 @@ mod tests {
         assert_eq!(run.duration, Duration::from_millis(100));
         let took: Vec<Duration> = run.outcome.addresses.iter().map(|p| p.took).collect();
         assert_eq!(took, [Duration::from_millis(100); 6]);
+    }
+
+    #[test]
+    fn a_name_with_too_many_addresses_is_warned_about_once() {
+        let host = Host::parse("many.too-many.test").unwrap();
+        assert!(first_time_too_many(&host));
+        assert!(!first_time_too_many(&host), "not again at the next run");
+        assert!(first_time_too_many(&Host::parse("other.too-many.test").unwrap()));
     }
 
     #[tokio::test]
