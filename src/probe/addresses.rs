@@ -325,7 +325,9 @@ mod tests {
         let host = Host::parse("many.too-many.test").unwrap();
         assert!(first_time_too_many(&host));
         assert!(!first_time_too_many(&host), "not again at the next run");
-        assert!(first_time_too_many(&Host::parse("other.too-many.test").unwrap()));
+        assert!(first_time_too_many(
+            &Host::parse("other.too-many.test").unwrap()
+        ));
     }
 
     #[tokio::test]
