@@ -40,6 +40,10 @@ pub struct Cli {
     )]
     pub listen_address: String,
 
+    /// Serve POST /-/reload (SIGHUP and the config file's watch reload without it)
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+
     /// This instance's location label, overriding `location` in the config
     #[arg(
         long = "location",

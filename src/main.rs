@@ -140,6 +140,7 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         store: Arc::clone(&shared.store),
         ready: AtomicBool::new(false),
         reloads: reloads.clone(),
+        lifecycle: cli.enable_lifecycle,
     });
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, Arc::clone(&state), async {

@@ -4,7 +4,6 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::thread;
 use std::time::Duration;
 
 use crate::support::{
@@ -334,39 +333,4 @@ fn a_busy_listen_address_is_a_clear_start_up_error() {
         stderr.contains("cannot listen") && stderr.contains("Address already in use"),
         "{stderr}"
     );
-}
-
-#[test]
-fn idle_clients_cannot_take_more_than_their_share_of_connections() {
-    let dir = TempDir::new("conncap");
-    let vantage = Vantage::start(&config(&dir, redis_like_peer()), &[]);
-    // 128 clients connect and say nothing: every connection slot is taken.
-    let mut idle: Vec<std::net::TcpStream> = (0..128)
-        .map(|_| std::net::TcpStream::connect(vantage.addr).unwrap())
-        .collect();
-    thread::sleep(Duration::from_millis(300));
-
-    let mut waiting = std::net::TcpStream::connect(vantage.addr).unwrap();
-    waiting
-        .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    waiting
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let mut first = [0u8; 12];
-    assert!(
-        waiting.read_exact(&mut first).is_err(),
-        "the 129th connection waits for a slot"
-    );
-
-    // One idle client leaves; the waiting request is served.
-    idle.pop();
-    waiting
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    waiting.read_exact(&mut first).unwrap();
-    assert_eq!(&first, b"HTTP/1.1 200");
-    drop(idle);
-    let (status, _) = vantage.stop("TERM");
-    assert!(status.success());
 }

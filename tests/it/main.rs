@@ -7,6 +7,7 @@ mod chain;
 mod cli;
 mod container;
 mod dns;
+mod endpoints;
 mod exporter;
 mod gentle;
 mod hostile;

@@ -309,7 +309,7 @@ fn a_rotated_token_is_picked_up_by_the_watch_and_by_sighup_and_post() {
             "  - {{name: api, type: http, url: 'http://127.0.0.1:{port}/', http: {{headers: {{Authorization: {{file: secret/token}}}}}}}}\n"
         )),
     );
-    let vantage = Vantage::start(&path, &[]);
+    let vantage = Vantage::start(&path, &["--web.enable-lifecycle"]);
     let sent = |token: &str| seen.lock().unwrap().iter().any(|a| a == token);
     wait_for(
         Duration::from_secs(10),
@@ -392,7 +392,7 @@ fn a_bad_file_keeps_the_old_targets_probing_until_it_is_fixed() {
     let dir = TempDir::new("bad-file");
     let good = config(&tcp_target("a", peer, ""));
     let path = dir.write("exporter.yml", &good);
-    let vantage = Vantage::start(&path, &[]);
+    let vantage = Vantage::start(&path, &["--web.enable-lifecycle"]);
     wait_for_targets(vantage.addr, &["a"]);
 
     // Line 4, column 35: the timeout of targets[1].
@@ -526,7 +526,7 @@ fn unchanged_targets_keep_their_counters_across_ten_reloads_and_removed_ones_van
         config(&targets)
     };
     let path = dir.write("exporter.yml", &with(0));
-    let vantage = Vantage::start(&path, &[]);
+    let vantage = Vantage::start(&path, &["--web.enable-lifecycle"]);
     wait_for_targets(vantage.addr, &["flip", "gone", "keep"]);
     let runs = |body: &str, name: &str| {
         value(
@@ -692,7 +692,7 @@ fn a_hundred_reloads_of_a_thousand_targets_while_probing_leak_no_memory_or_socke
     let port = quiet_peer();
     let dir = TempDir::new("reload-load");
     let (path, configs) = alternating(&dir, port);
-    let vantage = Vantage::start(&path, &[]);
+    let vantage = Vantage::start(&path, &["--web.enable-lifecycle"]);
     let pid = vantage.child.id();
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut warm = None;
@@ -742,7 +742,7 @@ fn location_labels_and_the_concurrency_limit_change_for_every_series_at_once() {
         )
     };
     let path = dir.write("exporter.yml", &with("lab-1", "red", 7));
-    let vantage = Vantage::start(&path, &[]);
+    let vantage = Vantage::start(&path, &["--web.enable-lifecycle"]);
     wait_for(Duration::from_secs(10), "runs of both targets", || {
         let body = scrape(vantage.addr);
         ["a", "b"]

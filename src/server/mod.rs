@@ -1,6 +1,8 @@
 //! vantage's own HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload` and the
 //! status page.
 
+mod connections;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -18,10 +20,11 @@ use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+use self::connections::{Admitted, Connections, InRequest};
 use crate::metrics::{Format, Metrics};
 use crate::reload::{Reloaded, Request, Trigger};
 use crate::status_page;
@@ -31,9 +34,14 @@ use crate::store::Store;
 /// connection.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// At most this many connections are served at once; more wait in the listen backlog. Slow or
-/// stuck clients therefore cannot take the file descriptors that probes need.
-const MAX_CONNECTIONS: usize = 128;
+/// At most this many connections are served at once, so that clients cannot take the file
+/// descriptors that probes need; past it a new connection pushes out the oldest idle one (see
+/// [`connections`]).
+const MAX_CONNECTIONS: usize = 256;
+
+/// The most a request's head may take (hyper's read buffer): vantage's requests are a line and
+/// a few headers, and a client must not make a connection hold more.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
 /// A connection is closed after this long, even mid-response: a client that stops reading its
 /// response would otherwise hold it forever. Prometheus simply reconnects.
@@ -46,6 +54,8 @@ pub struct State {
     pub ready: AtomicBool,
     /// Where `POST /-/reload` asks for a reload.
     pub reloads: mpsc::Sender<Request>,
+    /// `--web.enable-lifecycle`: whether `POST /-/reload` is served.
+    pub lifecycle: bool,
 }
 
 /// Binds the listen address. `:PORT` means every interface, IPv4 and IPv6, as in Prometheus.
@@ -99,17 +109,11 @@ fn bind_socket(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
 /// Serves until `shutdown` completes.
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = Connections::new(MAX_CONNECTIONS);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => return,
-            accepted = async {
-                let slot = Arc::clone(&slots).acquire_owned().await;
-                (slot, listener.accept().await)
-            } => accepted,
-        };
-        let (Ok(slot), accepted) = accepted else {
-            return; // the semaphore is never closed
+            accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(conn) => conn,
@@ -120,23 +124,45 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
                 continue;
             }
         };
+        let admitted = connections.admit();
+        tokio::spawn(connection(stream, peer, admitted, Arc::clone(&state)));
+        // Lets the new connection read the request that came with it before a burst of others
+        // is accepted: a request in progress is never pushed out.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Serves one connection until it ends, reaches its lifetime, or is pushed out.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut admitted: Admitted,
+    state: Arc<State>,
+) {
+    let busy = admitted.busy_flag();
+    let service = service_fn(move |req| {
         let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            let _slot = slot;
-            let service = service_fn(move |req| {
-                let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(handle(&req, &state).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
-                Err(_) => debug!(%peer, "connection closed at the end of its lifetime"),
-                Ok(Err(e)) => debug!(%peer, error = %e, "connection ended with an error"),
-                Ok(Ok(())) => {}
-            }
-        });
+        let in_request = InRequest::on(&busy);
+        async move {
+            let response = handle(&req, &state).await;
+            drop(in_request);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        ended = tokio::time::timeout(CONNECTION_LIFETIME, conn) => match ended {
+            Err(_) => debug!(%peer, "connection closed at the end of its lifetime"),
+            Ok(Err(e)) => debug!(%peer, error = %e, "connection ended with an error"),
+            Ok(Ok(())) => {}
+        },
+        _ = &mut admitted.pushed_out => {
+            debug!(%peer, "idle connection closed to make room for a new one");
+        }
     }
 }
 
@@ -151,6 +177,13 @@ async fn handle(req: &hyper::Request<Incoming>, state: &State) -> Response<Full<
     if path == "/-/reload" {
         if *req.method() != Method::POST {
             return not_allowed("use POST\n", "POST");
+        }
+        if !state.lifecycle {
+            // As Prometheus answers; SIGHUP and the file watch still reload.
+            return text(
+                StatusCode::FORBIDDEN,
+                "Lifecycle API is not enabled: start vantage with --web.enable-lifecycle\n",
+            );
         }
         return reload(state).await;
     }

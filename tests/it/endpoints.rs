@@ -1,0 +1,197 @@
+//! vantage's own endpoints under attack, through the real binary: idle and slowloris clients
+//! cannot keep a scrape, a health check or vantage's own probe of itself waiting, the
+//! connections they hold stay bounded, and `POST /-/reload` needs `--web.enable-lifecycle`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    TempDir, Vantage, closed_port, http_get, http_request, series, vantage_bin, wait_for,
+};
+
+/// Idle connections opened in one burst, as in the issue's attack.
+const IDLE: usize = 1000;
+/// Slowloris connections: a request head that never ends, a byte at a time.
+const SLOW: usize = 300;
+
+/// How long a GET of `path` takes, and its status.
+fn timed_get(addr: SocketAddr, path: &str) -> (Duration, Option<u16>) {
+    let started = Instant::now();
+    let status = http_get(addr, path, None).map(|r| r.status);
+    (started.elapsed(), status)
+}
+
+/// The self probe's runs with `result`.
+fn runs(body: &str, result: &str) -> f64 {
+    series(body, "probe_runs_total", "self")
+        .iter()
+        .find(|l| l.contains(&format!("result=\"{result}\"")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {result} runs of self in\n{body}"))
+}
+
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+#[test]
+fn idle_and_slowloris_connections_cannot_keep_a_scrape_or_a_health_check_waiting() {
+    let dir = TempDir::new("endpoints");
+    let addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
+    // vantage probes its own health endpoint, as the shipped exporter.yml does.
+    let config = dir.write(
+        "exporter.yml",
+        &format!(
+            "defaults: {{interval: 1s, timeout: 900ms}}
+targets:
+  - {{name: self, type: http, url: \"http://{addr}/-/healthy\"}}
+"
+        ),
+    );
+    let mut command = Command::new(vantage_bin());
+    command
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.listen-address={addr}"));
+    let vantage = Vantage::spawn(command, addr);
+    let pid = vantage.child.id();
+    wait_for(Duration::from_secs(10), "a run of the self probe", || {
+        http_get(addr, "/metrics", None).is_some_and(|r| r.body.contains("probe_success{"))
+    });
+    let files_before = open_files(pid);
+    let runs_before = runs(&http_get(addr, "/metrics", None).unwrap().body, "success");
+
+    let idle: Vec<TcpStream> = (0..IDLE)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
+        .collect();
+    assert_eq!(idle.len(), IDLE, "every idle connection was taken");
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow: Vec<TcpStream> = (0..SLOW)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ").ok()?;
+            Some(s)
+        })
+        .collect();
+    assert_eq!(slow.len(), SLOW);
+    let trickle = {
+        let stop = Arc::clone(&stop);
+        let mut slow = slow;
+        thread::spawn(move || {
+            // At most 60 rounds (30 s): a byte on every slow connection each half second.
+            for _ in 0..60 {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                for s in &mut slow {
+                    let _ = s.write_all(b"a");
+                }
+                thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        for path in ["/metrics", "/-/healthy"] {
+            let (took, status) = timed_get(addr, path);
+            assert_eq!(status, Some(200), "{path} answered under attack");
+            slowest = slowest.max(took);
+        }
+        thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "the slowest scrape or health check under attack took {slowest:?}"
+    );
+    let files_during = open_files(pid);
+    // The cap of 256 connections, and a margin for probes and the scrapes themselves.
+    assert!(
+        files_during <= files_before + 256 + 16,
+        "{files_during} open files under attack, {files_before} before"
+    );
+
+    // vantage's probe of itself kept passing while the attack held its connections.
+    let body = http_get(addr, "/metrics", None).unwrap().body;
+    let ran = runs(&body, "success") - runs_before;
+    assert!(
+        ran >= 2.0,
+        "the self probe passed during the attack: {ran} runs"
+    );
+    assert_eq!(runs(&body, "failure"), 0.0, "the self probe never failed");
+    stop.store(true, Ordering::Release);
+    trickle.join().unwrap();
+    drop(idle);
+    let (status, _) = vantage.stop("TERM");
+    assert!(status.success());
+}
+
+#[test]
+fn post_reload_needs_web_enable_lifecycle() {
+    let dir = TempDir::new("lifecycle");
+    let config = dir.write(
+        "exporter.yml",
+        &format!(
+            "targets:\n  - {{name: a, type: tcp, host: 127.0.0.1, port: {}}}\n",
+            closed_port()
+        ),
+    );
+    let off = Vantage::start(&config, &[]);
+    let refused = http_request(off.addr, "POST", "/-/reload", None).unwrap();
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.body.contains("--web.enable-lifecycle"),
+        "{}",
+        refused.body
+    );
+    // A browser's form POST is a plain POST too: refused the same way.
+    let mut form = TcpStream::connect(off.addr).unwrap();
+    form.write_all(
+        b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    form.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        !off.log().contains("reload"),
+        "nothing was reloaded:\n{}",
+        off.log()
+    );
+    drop(off);
+
+    let on = Vantage::start(&config, &["--web.enable-lifecycle"]);
+    let applied = http_request(on.addr, "POST", "/-/reload", None).unwrap();
+    assert_eq!(applied.status, 200, "{}", applied.body);
+}
+
+#[test]
+fn a_request_head_over_16_kib_is_refused_and_the_next_one_is_served() {
+    let dir = TempDir::new("bighead");
+    let config = dir.write(
+        "exporter.yml",
+        &format!(
+            "targets:\n  - {{name: a, type: tcp, host: 127.0.0.1, port: {}}}\n",
+            closed_port()
+        ),
+    );
+    let vantage = Vantage::start(&config, &[]);
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    let refused = crate::support::exchange(vantage.addr, &big).expect("an answer");
+    assert_eq!(refused.status, 431);
+    let fits = format!(
+        "GET /-/healthy HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(8 * 1024)
+    );
+    assert_eq!(
+        crate::support::exchange(vantage.addr, &fits).map(|r| r.status),
+        Some(200)
+    );
+}
