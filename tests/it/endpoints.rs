@@ -195,3 +195,45 @@ fn a_request_head_over_16_kib_is_refused_and_the_next_one_is_served() {
         Some(200)
     );
 }
+
+/// A URL with a password in it is refused; the refusal names the URL with the password
+/// replaced, wherever it is shown: `check-config`, the `POST /-/reload` answer and the log.
+#[test]
+fn a_password_in_a_url_never_reaches_check_config_the_reload_answer_or_the_log() {
+    const SECRET: &str = "hunter2-secret";
+    let dir = TempDir::new("redact");
+    let good = format!(
+        "targets:\n  - {{name: a, type: tcp, host: 127.0.0.1, port: {}}}\n",
+        closed_port()
+    );
+    let bad = format!(
+        "targets:\n  - {{name: a, type: http, url: \"http://ops:{SECRET}@127.0.0.1:{}/\"}}\n",
+        closed_port()
+    );
+    let path = dir.write("exporter.yml", &bad);
+    let checked = Command::new(vantage_bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert_eq!(checked.status.code(), Some(1), "{said}");
+    assert!(said.contains("http://ops:xxxxx@127.0.0.1:"), "{said}");
+    assert!(!said.contains(SECRET), "{said}");
+
+    dir.write("exporter.yml", &good);
+    let vantage = Vantage::start(&path, &["--web.enable-lifecycle"]);
+    dir.write("exporter.yml", &bad);
+    let answer = http_request(vantage.addr, "POST", "/-/reload", None).unwrap();
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body.contains("ops:xxxxx@"), "{}", answer.body);
+    assert!(!answer.body.contains(SECRET), "{}", answer.body);
+    wait_for(Duration::from_secs(5), "the refusal in the log", || {
+        vantage.log().contains("ops:xxxxx@")
+    });
+    assert!(!vantage.log().contains(SECRET), "{}", vantage.log());
+}

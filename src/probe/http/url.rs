@@ -42,19 +42,24 @@ pub struct Url {
 
 impl Url {
     pub fn parse(text: &str) -> Result<Url, String> {
-        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+        let (scheme_text, rest) = text.split_once("://").ok_or_else(|| {
             format!("{text:?} is not a URL: write http://HOST/PATH or https://...")
         })?;
-        let scheme = match scheme.to_ascii_lowercase().as_str() {
+        let scheme = match scheme_text.to_ascii_lowercase().as_str() {
             "http" => Scheme::Http,
             "https" => Scheme::Https,
             other => return Err(format!("scheme {other:?} is not http or https")),
         };
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(end);
-        if authority.contains('@') {
+        if let Some((user_info, host_and_port)) = authority.rsplit_once('@') {
+            // The password (or a lone token, often one) is a secret: never in an error.
+            let user = user_info
+                .split_once(':')
+                .map_or(String::new(), |(user, _)| format!("{user}:"));
+            let shown = format!("{scheme_text}://{user}xxxxx@{host_and_port}{tail}");
             return Err(format!(
-                "{text:?} carries user info: send credentials in an Authorization header \
+                "{shown:?} carries user info: send credentials in an Authorization header \
                  (http.headers, from a file) instead"
             ));
         }
@@ -242,6 +247,18 @@ mod tests {
 
     fn url(text: &str) -> Url {
         Url::parse(text).unwrap()
+    }
+
+    #[test]
+    fn user_info_is_refused_without_showing_the_password_or_a_lone_token() {
+        let e = Url::parse("https://user:hunter2@example.com:8443/x?y").unwrap_err();
+        assert!(
+            e.starts_with("\"https://user:xxxxx@example.com:8443/x?y\" carries user info"),
+            "{e}"
+        );
+        let e = Url::parse("http://ghp_token@example.com/").unwrap_err();
+        assert!(e.starts_with("\"http://xxxxx@example.com/\""), "{e}");
+        assert!(!e.contains("ghp_token"));
     }
 
     #[test]
