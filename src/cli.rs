@@ -40,6 +40,11 @@ pub struct Cli {
     )]
     pub listen_address: String,
 
+    /// Users (bcrypt hashes) and headers for every endpoint, in the Prometheus exporter-toolkit's
+    /// web config format
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Serve POST /-/reload (SIGHUP and the config file's watch reload without it)
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,

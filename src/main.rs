@@ -114,6 +114,16 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let web = match &cli.web_config_file {
+        None => None,
+        Some(path) => match server::web_config::WebConfig::load(path).await {
+            Ok(web) => Some(web),
+            Err(e) => {
+                error!(error = %e, "invalid web config");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let listener = match server::bind(&cli.listen_address).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -141,6 +151,7 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         ready: AtomicBool::new(false),
         reloads: reloads.clone(),
         lifecycle: cli.enable_lifecycle,
+        web,
     });
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, Arc::clone(&state), async {

@@ -2,6 +2,7 @@
 //! status page.
 
 mod connections;
+pub mod web_config;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use self::connections::{Admitted, Connections, InRequest};
+use self::web_config::{Verdict, WebConfig};
 use crate::metrics::{Format, Metrics};
 use crate::reload::{Reloaded, Request, Trigger};
 use crate::status_page;
@@ -56,6 +58,8 @@ pub struct State {
     pub reloads: mpsc::Sender<Request>,
     /// `--web.enable-lifecycle`: whether `POST /-/reload` is served.
     pub lifecycle: bool,
+    /// `--web.config.file`: users and headers for every endpoint.
+    pub web: Option<WebConfig>,
 }
 
 /// Binds the listen address. `:PORT` means every interface, IPv4 and IPv6, as in Prometheus.
@@ -144,7 +148,7 @@ async fn connection(
         let state = Arc::clone(&state);
         let in_request = InRequest::on(&busy);
         async move {
-            let response = handle(&req, &state).await;
+            let response = guarded(&req, &state).await;
             drop(in_request);
             Ok::<_, Infallible>(response)
         }
@@ -164,6 +168,34 @@ async fn connection(
             debug!(%peer, "idle connection closed to make room for a new one");
         }
     }
+}
+
+/// [`handle`], behind the web config's users and with its headers.
+async fn guarded(req: &hyper::Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+    let Some(web) = &state.web else {
+        return handle(req, state).await;
+    };
+    let (mut response, settings) = match web.judge(req.headers().get(AUTHORIZATION)).await {
+        Verdict::Allowed(settings) => (handle(req, state).await, settings),
+        Verdict::Unauthorized(settings) => {
+            let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"vantage\""),
+            );
+            (response, settings)
+        }
+        Verdict::Broken => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the web config is broken; see the log\n",
+            );
+        }
+    };
+    for (name, value) in &settings.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
 }
 
 async fn handle(req: &hyper::Request<Incoming>, state: &State) -> Response<Full<Bytes>> {

@@ -27,3 +27,4 @@ mod support;
 mod tcp;
 mod timers;
 mod tls;
+mod web_config;

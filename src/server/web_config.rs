@@ -1,0 +1,377 @@
+//! `--web.config.file`: the Prometheus exporter-toolkit's web configuration, so that a file
+//! written for node_exporter works here. `basic_auth_users` (bcrypt hashes, as `htpasswd -nBC
+//! 10` makes them) and `http_server_config.headers` are served; a `tls_server_config` is
+//! refused until vantage serves TLS, rather than served in plaintext behind the user's back.
+//!
+//! As in the toolkit, the file is read again when it changes, so users and headers change
+//! without a restart; an edit that breaks it answers 500 until it is fixed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use aws_lc_rs::digest;
+use base64::Engine;
+use hyper::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use tokio::sync::OnceCell;
+
+use crate::config::ConfigError;
+
+/// The most a web config file may take: a few users and headers.
+const MAX_FILE: u64 = 1024 * 1024;
+
+/// Verdicts kept for users who come back; the set is emptied when it grows past this, so a
+/// client trying passwords cannot grow it without bound.
+const MAX_VERDICTS: usize = 1024;
+
+/// The headers the toolkit lets a web config set, and no others (the toolkit's rule).
+const ALLOWED_HEADERS: [&str; 5] = [
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+    "X-XSS-Protection",
+    "Content-Security-Policy",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    tls_server_config: Option<IgnoredAny>,
+    http_server_config: Option<RawHttp>,
+    basic_auth_users: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    headers: Option<BTreeMap<String, String>>,
+    /// Accepted for files written for the toolkit: vantage's endpoints speak HTTP/1.1 only.
+    #[serde(rename = "http2")]
+    _http2: Option<bool>,
+}
+
+/// What a web config file says.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// User name to bcrypt hash; empty: no authentication.
+    pub users: BTreeMap<String, String>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Parses a web config; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
+    let mut path = String::new();
+    let raw: Raw = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    })
+    .map_err(|e| ConfigError::from_parse(file, &e, &path))?;
+    if raw.tls_server_config.is_some() {
+        return Err(ConfigError::whole_file(
+            file,
+            "tls_server_config: vantage does not serve TLS yet; terminate TLS in front of it \
+             (a sidecar or the ingress), or leave the key out",
+        ));
+    }
+    let mut headers = Vec::new();
+    for (name, value) in raw
+        .http_server_config
+        .and_then(|h| h.headers)
+        .unwrap_or_default()
+    {
+        if !ALLOWED_HEADERS
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&name))
+        {
+            return Err(ConfigError::whole_file(
+                file,
+                format!(
+                    "http_server_config.headers.{name}: only {} may be set",
+                    ALLOWED_HEADERS.join(", ")
+                ),
+            ));
+        }
+        let header = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        );
+        let (Ok(header_name), Ok(header_value)) = header else {
+            return Err(ConfigError::whole_file(
+                file,
+                format!("http_server_config.headers.{name}: not a valid header value"),
+            ));
+        };
+        headers.push((header_name, header_value));
+    }
+    let users = raw.basic_auth_users.unwrap_or_default();
+    if let Some((user, _)) = users.iter().find(|(_, hash)| !is_bcrypt(hash)) {
+        return Err(ConfigError::whole_file(
+            file,
+            format!(
+                "basic_auth_users.{user}: not a bcrypt hash (make one with htpasswd -nBC 10 \
+                 {user}); passwords are never written in plain text"
+            ),
+        ));
+    }
+    Ok(Settings { users, headers })
+}
+
+fn is_bcrypt(hash: &str) -> bool {
+    ["$2a$", "$2b$", "$2x$", "$2y$"]
+        .iter()
+        .any(|p| hash.starts_with(p))
+        && hash.len() == 60
+}
+
+/// The web config in force, read again when its file changes.
+pub struct WebConfig {
+    path: PathBuf,
+    current: Mutex<Loaded>,
+    verdicts: Mutex<HashMap<[u8; 32], bool>>,
+    /// A hash that unknown users are checked against, so that answering them takes as long as
+    /// answering a wrong password: the timing does not tell which users exist.
+    dummy: OnceCell<String>,
+}
+
+struct Loaded {
+    stamp: Option<(SystemTime, u64)>,
+    settings: Result<Arc<Settings>, String>,
+}
+
+/// What a request gets from the web config.
+pub enum Verdict {
+    Allowed(Arc<Settings>),
+    Unauthorized(Arc<Settings>),
+    /// The file is broken (its error was logged when it changed).
+    Broken,
+}
+
+impl WebConfig {
+    /// Reads the file at start-up; vantage does not start with a broken one.
+    pub async fn load(path: &Path) -> Result<WebConfig, String> {
+        let (stamp, settings) = read(path).await;
+        let settings = settings?;
+        Ok(WebConfig {
+            path: path.to_path_buf(),
+            current: Mutex::new(Loaded {
+                stamp,
+                settings: Ok(Arc::new(settings)),
+            }),
+            verdicts: Mutex::new(HashMap::new()),
+            dummy: OnceCell::new(),
+        })
+    }
+
+    /// Judges a request by its `Authorization` header under the config now in the file.
+    pub async fn judge(&self, authorization: Option<&HeaderValue>) -> Verdict {
+        let Ok(settings) = self.settings().await else {
+            return Verdict::Broken;
+        };
+        if settings.users.is_empty() {
+            return Verdict::Allowed(settings);
+        }
+        let Some((user, password)) = authorization.and_then(basic_credentials) else {
+            return Verdict::Unauthorized(settings);
+        };
+        let hash = match settings.users.get(&user) {
+            Some(hash) => hash.clone(),
+            None => self.dummy().await,
+        };
+        let known = settings.users.contains_key(&user);
+        let key = verdict_key(&user, &password, &hash);
+        let cached = lock(&self.verdicts).get(&key).copied();
+        let matches = match cached {
+            Some(verdict) => verdict,
+            None => {
+                // bcrypt is slow by design: off the async workers.
+                let verdict = tokio::task::spawn_blocking(move || {
+                    bcrypt::verify(password, &hash).unwrap_or(false)
+                })
+                .await
+                .unwrap_or(false);
+                let mut verdicts = lock(&self.verdicts);
+                if verdicts.len() >= MAX_VERDICTS {
+                    verdicts.clear();
+                }
+                verdicts.insert(key, verdict);
+                verdict
+            }
+        };
+        if known && matches {
+            Verdict::Allowed(settings)
+        } else {
+            Verdict::Unauthorized(settings)
+        }
+    }
+
+    async fn settings(&self) -> Result<Arc<Settings>, String> {
+        let stamp = stamp(&self.path).await;
+        {
+            let current = lock(&self.current);
+            if current.stamp == stamp && stamp.is_some() {
+                return current.settings.clone();
+            }
+        }
+        let (stamp, settings) = read(&self.path).await;
+        let settings = settings.map(Arc::new);
+        if let Err(e) = &settings {
+            tracing::error!(error = %e, "the web config is broken: every request answers 500 until it is fixed");
+        }
+        let mut current = lock(&self.current);
+        *current = Loaded {
+            stamp,
+            settings: settings.clone(),
+        };
+        lock(&self.verdicts).clear();
+        settings
+    }
+
+    async fn dummy(&self) -> String {
+        self.dummy
+            .get_or_init(|| async {
+                tokio::task::spawn_blocking(|| {
+                    bcrypt::hash("vantage: no such user", bcrypt::DEFAULT_COST).unwrap_or_default()
+                })
+                .await
+                .unwrap_or_default()
+            })
+            .await
+            .clone()
+    }
+}
+
+fn stamp_of(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// The file's stamp (modified, length), asked off the async workers, where a slow file system
+/// cannot hold them.
+async fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || stamp_of(&path))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The file's stamp and what it says, read off the async workers.
+async fn read(path: &Path) -> (Option<(SystemTime, u64)>, Result<Settings, String>) {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let stamp = stamp_of(&path);
+        let file = path.display().to_string();
+        if stamp.is_some() && !path.is_file() {
+            // A FIFO or a device would block the read, or never end it.
+            return (
+                stamp,
+                Err(format!("{file}: the web config is not a regular file")),
+            );
+        }
+        let mut text = String::new();
+        let read = std::fs::File::open(&path)
+            .and_then(|f| f.take(MAX_FILE + 1).read_to_string(&mut text))
+            .map_err(|e| format!("{file}: cannot read the web config: {e}"));
+        let settings = read.and_then(|n| {
+            if n as u64 > MAX_FILE {
+                return Err(format!(
+                    "{file}: the web config is more than the 1 MiB it may take"
+                ));
+            }
+            parse(&text, &file).map_err(|e| e.to_string())
+        });
+        (stamp, settings)
+    })
+    .await
+    .unwrap_or_else(|e| (None, Err(format!("reading the web config failed: {e}"))))
+}
+
+/// The user and password of a `Basic` authorization.
+fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
+    let value = value.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// A digest of what a verdict depends on: the password itself is never kept.
+fn verdict_key(user: &str, password: &str, hash: &str) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for part in [user, password, hash] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update leaves the value whole: a poisoned lock's content is still good.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `htpasswd -nbBC 4 prom secret`.
+    const HASH: &str = "$2y$04$oBpDSDXniny70TwcXMeX8uxBTbjahCQMoPCRc1bu.GxV/lK7ZuPKS";
+
+    #[test]
+    fn a_node_exporter_file_parses_and_tls_is_refused() {
+        let text = format!(
+            "http_server_config:\n  http2: true\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  prom: {HASH}\n"
+        );
+        let settings = parse(&text, "web.yml").unwrap();
+        assert_eq!(settings.users.get("prom").map(String::as_str), Some(HASH));
+        assert_eq!(settings.headers.len(), 1);
+        let tls = parse("tls_server_config:\n  cert_file: a.pem\n", "web.yml").unwrap_err();
+        assert!(tls.to_string().contains("does not serve TLS yet"), "{tls}");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let unknown = parse("basic_auth_user: {}\n", "web.yml").unwrap_err();
+        assert!(unknown.to_string().starts_with("web.yml:1:1"), "{unknown}");
+        let plain = parse("basic_auth_users:\n  prom: secret\n", "web.yml").unwrap_err();
+        assert!(plain.to_string().contains("not a bcrypt hash"), "{plain}");
+        assert!(!plain.to_string().contains("secret\""), "{plain}");
+        let header = parse(
+            "http_server_config:\n  headers:\n    Server: x\n",
+            "web.yml",
+        )
+        .unwrap_err();
+        assert!(
+            header
+                .to_string()
+                .contains("only Strict-Transport-Security")
+        );
+    }
+
+    #[test]
+    fn basic_credentials_are_read_from_the_header() {
+        let value = HeaderValue::from_static("Basic cHJvbTpzZWNyZXQ6d2l0aDpjb2xvbnM=");
+        assert_eq!(
+            basic_credentials(&value),
+            Some(("prom".into(), "secret:with:colons".into()))
+        );
+        assert_eq!(
+            basic_credentials(&HeaderValue::from_static("Bearer x")),
+            None
+        );
+    }
+}
