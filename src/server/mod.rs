@@ -2,6 +2,7 @@
 //! status page.
 
 mod connections;
+mod tls;
 pub mod web_config;
 
 use std::convert::Infallible;
@@ -21,8 +22,10 @@ use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use self::connections::{Admitted, Connections, InRequest};
@@ -129,20 +132,46 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
             }
         };
         let admitted = connections.admit();
-        tokio::spawn(connection(stream, peer, admitted, Arc::clone(&state)));
+        tokio::spawn(secured(stream, peer, admitted, Arc::clone(&state)));
         // Lets the new connection read the request that came with it before a burst of others
         // is accepted: a request in progress is never pushed out.
         tokio::task::yield_now().await;
     }
 }
 
+/// Serves one connection over TLS when the web config says so (its settings as they are now:
+/// a changed certificate applies to the next connection). A broken web config leaves the
+/// connection in plaintext, where every request answers 500.
+async fn secured(stream: TcpStream, peer: SocketAddr, admitted: Admitted, state: Arc<State>) {
+    let tls = match &state.web {
+        Some(web) => web.settings().await.ok().and_then(|s| s.tls.clone()),
+        None => None,
+    };
+    let Some(tls) = tls else {
+        return connection(stream, peer, admitted, state).await;
+    };
+    let acceptor = TlsAcceptor::from(Arc::clone(&tls.config));
+    let stream = match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => return debug!(%peer, "TLS handshake not done in time"),
+    };
+    let client = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first());
+    if !tls.allows(client) {
+        return debug!(%peer, "client certificate without an allowed SAN");
+    }
+    connection(stream, peer, admitted, state).await;
+}
+
 /// Serves one connection until it ends, reaches its lifetime, or is pushed out.
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    mut admitted: Admitted,
-    state: Arc<State>,
-) {
+async fn connection<S>(stream: S, peer: SocketAddr, mut admitted: Admitted, state: Arc<State>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let busy = admitted.busy_flag();
     let service = service_fn(move |req| {
         let state = Arc::clone(&state);

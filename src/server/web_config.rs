@@ -1,10 +1,10 @@
 //! `--web.config.file`: the Prometheus exporter-toolkit's web configuration, so that a file
-//! written for node_exporter works here. `basic_auth_users` (bcrypt hashes, as `htpasswd -nBC
-//! 10` makes them) and `http_server_config.headers` are served; a `tls_server_config` is
-//! refused until vantage serves TLS, rather than served in plaintext behind the user's back.
+//! written for node_exporter works here: `basic_auth_users` (bcrypt hashes, as `htpasswd -nBC
+//! 10` makes them), `http_server_config.headers`, and `tls_server_config` (see `tls`).
 //!
-//! As in the toolkit, the file is read again when it changes, so users and headers change
-//! without a restart; an edit that breaks it answers 500 until it is fixed.
+//! As in the toolkit, the file is read again when it changes (or a file its TLS section names
+//! does), so users, headers and certificates change without a restart; an edit that breaks it
+//! answers 500 until it is fixed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -16,9 +16,9 @@ use aws_lc_rs::digest;
 use base64::Engine;
 use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use tokio::sync::OnceCell;
 
+use super::tls::{RawTls, ServerTls};
 use crate::config::ConfigError;
 
 /// The most a web config file may take: a few users and headers.
@@ -40,7 +40,7 @@ const ALLOWED_HEADERS: [&str; 5] = [
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    tls_server_config: Option<IgnoredAny>,
+    tls_server_config: Option<RawTls>,
     http_server_config: Option<RawHttp>,
     basic_auth_users: Option<BTreeMap<String, String>>,
 }
@@ -60,10 +60,13 @@ pub struct Settings {
     /// User name to bcrypt hash; empty: no authentication.
     pub users: BTreeMap<String, String>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `tls_server_config`: the endpoints are served over TLS.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
-/// Parses a web config; `file` names it in errors.
-pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
+/// Parses a web config; `file` names it in errors, and the files it names are relative to
+/// `dir`, its folder.
+pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Settings, ConfigError> {
     let mut path = String::new();
     let raw: Raw = serde_saphyr::with_deserializer_from_str(text, |de| {
         serde_path_to_error::deserialize(de).map_err(|e| {
@@ -72,13 +75,12 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
         })
     })
     .map_err(|e| ConfigError::from_parse(file, &e, &path))?;
-    if raw.tls_server_config.is_some() {
-        return Err(ConfigError::whole_file(
-            file,
-            "tls_server_config: vantage does not serve TLS yet; terminate TLS in front of it \
-             (a sidecar or the ingress), or leave the key out",
-        ));
-    }
+    let tls = match &raw.tls_server_config {
+        None => None,
+        Some(tls) => Some(Arc::new(
+            super::tls::build(tls, dir).map_err(|e| ConfigError::whole_file(file, e))?,
+        )),
+    };
     let mut headers = Vec::new();
     for (name, value) in raw
         .http_server_config
@@ -119,7 +121,11 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
             ),
         ));
     }
-    Ok(Settings { users, headers })
+    Ok(Settings {
+        users,
+        headers,
+        tls,
+    })
 }
 
 fn is_bcrypt(hash: &str) -> bool {
@@ -139,8 +145,12 @@ pub struct WebConfig {
     dummy: OnceCell<String>,
 }
 
+/// When a file was last changed, as far as a reader can tell: modified time and length.
+type Stamp = Option<(SystemTime, u64)>;
+
 struct Loaded {
-    stamp: Option<(SystemTime, u64)>,
+    /// The web config and the files its TLS section names, each with its stamp when read.
+    files: Vec<(PathBuf, Stamp)>,
     settings: Result<Arc<Settings>, String>,
 }
 
@@ -155,12 +165,12 @@ pub enum Verdict {
 impl WebConfig {
     /// Reads the file at start-up; vantage does not start with a broken one.
     pub async fn load(path: &Path) -> Result<WebConfig, String> {
-        let (stamp, settings) = read(path).await;
+        let (files, settings) = read(path).await;
         let settings = settings?;
         Ok(WebConfig {
             path: path.to_path_buf(),
             current: Mutex::new(Loaded {
-                stamp,
+                files,
                 settings: Ok(Arc::new(settings)),
             }),
             verdicts: Mutex::new(HashMap::new()),
@@ -210,22 +220,24 @@ impl WebConfig {
         }
     }
 
-    async fn settings(&self) -> Result<Arc<Settings>, String> {
-        let stamp = stamp(&self.path).await;
-        {
+    /// The settings in force: those last read, unless the web config or one of the files its
+    /// TLS section names has changed since.
+    pub async fn settings(&self) -> Result<Arc<Settings>, String> {
+        let (files, settings) = {
             let current = lock(&self.current);
-            if current.stamp == stamp && stamp.is_some() {
-                return current.settings.clone();
-            }
+            (current.files.clone(), current.settings.clone())
+        };
+        if unchanged(files).await {
+            return settings;
         }
-        let (stamp, settings) = read(&self.path).await;
+        let (files, settings) = read(&self.path).await;
         let settings = settings.map(Arc::new);
         if let Err(e) = &settings {
             tracing::error!(error = %e, "the web config is broken: every request answers 500 until it is fixed");
         }
         let mut current = lock(&self.current);
         *current = Loaded {
-            stamp,
+            files,
             settings: settings.clone(),
         };
         lock(&self.verdicts).clear();
@@ -246,50 +258,64 @@ impl WebConfig {
     }
 }
 
-fn stamp_of(path: &Path) -> Option<(SystemTime, u64)> {
+fn stamp_of(path: &Path) -> Stamp {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
 }
 
-/// The file's stamp (modified, length), asked off the async workers, where a slow file system
-/// cannot hold them.
-async fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || stamp_of(&path))
-        .await
-        .ok()
-        .flatten()
+/// Whether every file still has its stamp (and could be looked at), asked off the async
+/// workers, where a slow file system cannot hold them.
+async fn unchanged(files: Vec<(PathBuf, Stamp)>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .all(|(path, stamp)| stamp.is_some() && stamp_of(path) == *stamp)
+    })
+    .await
+    .unwrap_or(false)
 }
 
-/// The file's stamp and what it says, read off the async workers.
-async fn read(path: &Path) -> (Option<(SystemTime, u64)>, Result<Settings, String>) {
+/// The web config's settings, read off the async workers, with the stamps of the files they
+/// came from (stamped before reading, so that a change during the read is seen next time).
+async fn read(path: &Path) -> (Vec<(PathBuf, Stamp)>, Result<Settings, String>) {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let stamp = stamp_of(&path);
-        let file = path.display().to_string();
-        if stamp.is_some() && !path.is_file() {
-            // A FIFO or a device would block the read, or never end it.
-            return (
-                stamp,
-                Err(format!("{file}: the web config is not a regular file")),
-            );
-        }
-        let mut text = String::new();
-        let read = std::fs::File::open(&path)
-            .and_then(|f| f.take(MAX_FILE + 1).read_to_string(&mut text))
-            .map_err(|e| format!("{file}: cannot read the web config: {e}"));
-        let settings = read.and_then(|n| {
-            if n as u64 > MAX_FILE {
-                return Err(format!(
-                    "{file}: the web config is more than the 1 MiB it may take"
-                ));
+        let mut files = vec![(path.clone(), stamp)];
+        let settings = read_settings(&path, stamp.is_some());
+        if let Ok(settings) = &settings {
+            for file in settings.tls.iter().flat_map(|t| &t.files) {
+                files.push((file.clone(), stamp_of(file)));
             }
-            parse(&text, &file).map_err(|e| e.to_string())
-        });
-        (stamp, settings)
+        }
+        (files, settings)
     })
     .await
-    .unwrap_or_else(|e| (None, Err(format!("reading the web config failed: {e}"))))
+    .unwrap_or_else(|e| {
+        (
+            Vec::new(),
+            Err(format!("reading the web config failed: {e}")),
+        )
+    })
+}
+
+fn read_settings(path: &Path, exists: bool) -> Result<Settings, String> {
+    let file = path.display().to_string();
+    if exists && !path.is_file() {
+        // A FIFO or a device would block the read, or never end it.
+        return Err(format!("{file}: the web config is not a regular file"));
+    }
+    let mut text = String::new();
+    let n = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE + 1).read_to_string(&mut text))
+        .map_err(|e| format!("{file}: cannot read the web config: {e}"))?;
+    if n as u64 > MAX_FILE {
+        return Err(format!(
+            "{file}: the web config is more than the 1 MiB it may take"
+        ));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    parse(&text, &file, dir).map_err(|e| e.to_string())
 }
 
 /// The user and password of a `Basic` authorization.
@@ -332,27 +358,42 @@ mod tests {
     const HASH: &str = "$2y$04$oBpDSDXniny70TwcXMeX8uxBTbjahCQMoPCRc1bu.GxV/lK7ZuPKS";
 
     #[test]
-    fn a_node_exporter_file_parses_and_tls_is_refused() {
+    fn a_node_exporter_file_parses_and_half_a_tls_section_is_refused() {
         let text = format!(
             "http_server_config:\n  http2: true\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  prom: {HASH}\n"
         );
-        let settings = parse(&text, "web.yml").unwrap();
+        let settings = parse(&text, "web.yml", Path::new(".")).unwrap();
         assert_eq!(settings.users.get("prom").map(String::as_str), Some(HASH));
         assert_eq!(settings.headers.len(), 1);
-        let tls = parse("tls_server_config:\n  cert_file: a.pem\n", "web.yml").unwrap_err();
-        assert!(tls.to_string().contains("does not serve TLS yet"), "{tls}");
+        let tls = parse(
+            "tls_server_config:\n  cert_file: a.pem\n",
+            "web.yml",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(
+            tls.to_string()
+                .contains("cert_file and key_file are both needed"),
+            "{tls}"
+        );
     }
 
     #[test]
     fn mistakes_are_named() {
-        let unknown = parse("basic_auth_user: {}\n", "web.yml").unwrap_err();
+        let unknown = parse("basic_auth_user: {}\n", "web.yml", Path::new(".")).unwrap_err();
         assert!(unknown.to_string().starts_with("web.yml:1:1"), "{unknown}");
-        let plain = parse("basic_auth_users:\n  prom: secret\n", "web.yml").unwrap_err();
+        let plain = parse(
+            "basic_auth_users:\n  prom: secret\n",
+            "web.yml",
+            Path::new("."),
+        )
+        .unwrap_err();
         assert!(plain.to_string().contains("not a bcrypt hash"), "{plain}");
         assert!(!plain.to_string().contains("secret\""), "{plain}");
         let header = parse(
             "http_server_config:\n  headers:\n    Server: x\n",
             "web.yml",
+            Path::new("."),
         )
         .unwrap_err();
         assert!(

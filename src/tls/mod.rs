@@ -43,7 +43,8 @@ use dangerous::{AcceptAnyCertificateAndRecord, Refuse};
 pub use errors::{REASONS, describe, failure, reason, rustls_error};
 use errors::{certificate_failure, handshake_failure};
 pub use path::{Anchor, VerifiedChain};
-use roots::{Roots, Trusted, mozilla_roots, provider, system_roots};
+pub use roots::provider;
+use roots::{Roots, Trusted, mozilla_roots, system_roots};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 pub enum TlsVersion {

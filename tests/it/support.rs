@@ -136,7 +136,19 @@ impl Vantage {
 
     /// Starts `command`, a vantage (perhaps behind an exec'ing wrapper) told to listen on
     /// `addr`, and waits until it is ready.
-    pub fn spawn(mut command: Command, addr: SocketAddr) -> Vantage {
+    pub fn spawn(command: Command, addr: SocketAddr) -> Vantage {
+        Vantage::spawn_until(command, addr, |addr| {
+            http_get(addr, "/-/ready", None).is_some_and(|r| r.status == 200)
+        })
+    }
+
+    /// [`Vantage::spawn`], waiting until `ready` holds for its address instead of a plaintext
+    /// `/-/ready` (for endpoints behind TLS).
+    pub fn spawn_until(
+        mut command: Command,
+        addr: SocketAddr,
+        mut ready: impl FnMut(SocketAddr) -> bool,
+    ) -> Vantage {
         let log = std::env::temp_dir().join(format!(
             "vantage-log-{}-{}.txt",
             std::process::id(),
@@ -149,7 +161,7 @@ impl Vantage {
             .unwrap();
         let vantage = Vantage { child, addr, log };
         wait_for(Duration::from_secs(20), "vantage to become ready", || {
-            http_get(vantage.addr, "/-/ready", None).is_some_and(|r| r.status == 200)
+            ready(vantage.addr)
         });
         vantage
     }

@@ -1,12 +1,17 @@
 //! `--web.config.file` through the real binary, with a file as written for node_exporter:
 //! bcrypt users made by `htpasswd`, the toolkit's headers, changes read without a restart, a
-//! broken edit, and a TLS section that vantage refuses rather than serving plaintext.
+//! broken edit, TLS with verified client certificates, and client certificates taken
+//! unverified, which vantage refuses.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 
+use crate::pki::{Ca, Issued, Leaf};
 use crate::support::{
     TempDir, Vantage, closed_port, exchange, http_get, needs, vantage_bin, wait_for,
 };
@@ -116,8 +121,105 @@ fn basic_auth_from_a_node_exporter_web_config_guards_every_endpoint() {
     });
 }
 
+/// A GET of /-/ready over TLS to `vantage.test`, trusting `ca`, with `client`'s certificate if
+/// given: the answer's first line, or why there is none.
+fn tls_get(addr: SocketAddr, ca: &Ca, client: Option<&Issued>) -> Result<String, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        Some(c) => builder
+            .with_client_auth_cert(vec![c.der()], c.key_der())
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let name = rustls::pki_types::ServerName::try_from("vantage.test").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let sock =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(b"GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    let read = tls.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).to_string();
+    match (text.lines().next(), read) {
+        (Some(first), _) => Ok(first.to_string()),
+        (None, Err(e)) => Err(e.to_string()),
+        (None, Ok(_)) => Err("closed without an answer".into()),
+    }
+}
+
 #[test]
-fn a_web_config_with_tls_is_refused_at_start_rather_than_served_in_plaintext() {
+fn mtls_from_a_web_config_admits_only_verified_clients_with_an_allowed_san() {
+    let dir = TempDir::new("webconfig-tls");
+    let server_ca = Ca::root("web server ca");
+    let client_ca = Ca::root("web client ca");
+    server_ca
+        .leaf(Leaf::server(&["vantage.test"]))
+        .write(&dir, "server");
+    dir.write("client-ca.pem", &client_ca.cert.pem());
+    let allowed = client_ca.leaf(Leaf::server(&["prometheus.vantage.test"]).client());
+    let other = client_ca.leaf(Leaf::server(&["other.vantage.test"]).client());
+    let stranger = Ca::root("stranger").leaf(Leaf::server(&["prometheus.vantage.test"]).client());
+    // Relative paths: relative to the web config's folder, as in the toolkit.
+    let web = dir.write(
+        "web.yml",
+        "tls_server_config:
+  cert_file: server.pem
+  key_file: server.key
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: client-ca.pem
+  client_allowed_sans: [prometheus.vantage.test]
+  min_version: TLS12
+  curve_preferences: [X25519, CurveP256]
+",
+    );
+    let config = dir.write(
+        "exporter.yml",
+        &format!(
+            "targets:\n  - {{name: a, type: tcp, host: 127.0.0.1, port: {}}}\n",
+            closed_port()
+        ),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
+    let mut command = Command::new(vantage_bin());
+    command
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.config.file={}", web.display()))
+        .arg(format!("--web.listen-address={addr}"));
+    let _vantage = Vantage::spawn_until(command, addr, |addr| {
+        tls_get(addr, &server_ca, Some(&allowed)).is_ok_and(|l| l.contains(" 200"))
+    });
+    assert_eq!(
+        tls_get(addr, &server_ca, Some(&allowed)).unwrap(),
+        "HTTP/1.1 200 OK"
+    );
+    assert!(
+        tls_get(addr, &server_ca, None).is_err(),
+        "no client certificate"
+    );
+    assert!(
+        tls_get(addr, &server_ca, Some(&stranger)).is_err(),
+        "a client certificate from another CA"
+    );
+    assert!(
+        tls_get(addr, &server_ca, Some(&other)).is_err(),
+        "a verified client certificate without an allowed SAN"
+    );
+    assert!(
+        http_get(addr, "/-/ready", None).is_none(),
+        "no plaintext on a TLS port"
+    );
+}
+
+#[test]
+fn a_web_config_that_would_take_unverified_client_certificates_is_refused_at_start() {
     let dir = TempDir::new("webconfig-tls");
     let config = dir.write(
         "exporter.yml",
@@ -128,7 +230,7 @@ fn a_web_config_with_tls_is_refused_at_start_rather_than_served_in_plaintext() {
     );
     let web = dir.write(
         "web.yml",
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAnyClientCert\n",
     );
     let out = Command::new(vantage_bin())
         .arg(format!("--config.file={}", config.display()))
@@ -138,5 +240,8 @@ fn a_web_config_with_tls_is_refused_at_start_rather_than_served_in_plaintext() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("does not serve TLS yet"), "{stderr}");
+    assert!(
+        stderr.contains("RequireAnyClientCert takes client certificates without verifying them"),
+        "{stderr}"
+    );
 }

@@ -1,0 +1,292 @@
+//! The web config's `tls_server_config`: the endpoints served over TLS with rustls, options
+//! named and defaulted as in the Prometheus exporter-toolkit.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
+use serde::Deserialize;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::tls::provider;
+
+/// The most a certificate, key or CA file may take.
+const MAX_PEM: u64 = 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    client_auth_type: Option<String>,
+    client_ca_file: Option<String>,
+    client_allowed_sans: Option<Vec<String>>,
+    min_version: Option<String>,
+    max_version: Option<String>,
+    cipher_suites: Option<Vec<String>>,
+    curve_preferences: Option<Vec<String>>,
+    /// Accepted for files written for the toolkit: rustls always prefers its own order.
+    #[serde(rename = "prefer_server_cipher_suites")]
+    _prefer_server_cipher_suites: Option<bool>,
+}
+
+/// TLS for the endpoints, built from the files it names.
+#[derive(Debug)]
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    /// `client_allowed_sans`: a verified client certificate must carry one of these.
+    pub allowed_sans: Vec<String>,
+    /// The files it was built from, so that a change to one of them rebuilds it.
+    pub files: Vec<PathBuf>,
+}
+
+impl PartialEq for ServerTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.files == other.files && self.allowed_sans == other.allowed_sans
+    }
+}
+
+impl Eq for ServerTls {}
+
+/// Builds the server's TLS from `raw`; relative paths are relative to `dir`, the web config's
+/// folder, as in the toolkit.
+pub fn build(raw: &RawTls, dir: &Path) -> Result<ServerTls, String> {
+    let path = |p: &str| dir.join(p);
+    let (Some(cert_file), Some(key_file)) = (&raw.cert_file, &raw.key_file) else {
+        return Err("tls_server_config: cert_file and key_file are both needed".into());
+    };
+    let auth = raw.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    let verified = match auth {
+        "NoClientCert" => None,
+        "VerifyClientCertIfGiven" => Some(true),
+        "RequireAndVerifyClientCert" => Some(false),
+        "RequestClientCert" | "RequireAnyClientCert" => {
+            return Err(format!(
+                "tls_server_config.client_auth_type: {auth} takes client certificates without \
+                 verifying them, which vantage does not do: use VerifyClientCertIfGiven or \
+                 RequireAndVerifyClientCert with a client_ca_file"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "tls_server_config.client_auth_type: unknown {other:?}: NoClientCert, \
+                 VerifyClientCertIfGiven or RequireAndVerifyClientCert"
+            ));
+        }
+    };
+    let mut files = vec![path(cert_file), path(key_file)];
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&read(&files[0], "cert_file")?)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("tls_server_config.cert_file: not PEM certificates: {e}"))?;
+    if chain.is_empty() {
+        return Err("tls_server_config.cert_file: no certificate in the file".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read(&files[1], "key_file")?)
+        .map_err(|e| format!("tls_server_config.key_file: not a PEM private key: {e}"))?;
+
+    let provider = Arc::new(narrowed(
+        &provider(),
+        raw.cipher_suites.as_deref(),
+        raw.curve_preferences.as_deref(),
+    )?);
+    let versions = versions(raw.min_version.as_deref(), raw.max_version.as_deref())?;
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("tls_server_config: {e}"))?;
+    let builder = match (verified, &raw.client_ca_file) {
+        (None, None) => builder.with_no_client_auth(),
+        (None, Some(_)) => {
+            return Err(
+                "tls_server_config.client_ca_file: needs a client_auth_type that verifies".into(),
+            );
+        }
+        (Some(_), None) => {
+            return Err(format!(
+                "tls_server_config.client_auth_type: {auth} needs a client_ca_file"
+            ));
+        }
+        (Some(optional), Some(ca_file)) => {
+            files.push(path(ca_file));
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&read(&files[2], "client_ca_file")?) {
+                let cert = cert.map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if optional {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("tls_server_config: the key does not fit the certificate: {e}"))?;
+    let allowed_sans = raw.client_allowed_sans.clone().unwrap_or_default();
+    if !allowed_sans.is_empty() && verified.is_none() {
+        return Err(
+            "tls_server_config.client_allowed_sans: needs verified client certificates".into(),
+        );
+    }
+    Ok(ServerTls {
+        config: Arc::new(config),
+        allowed_sans,
+        files,
+    })
+}
+
+impl ServerTls {
+    /// Whether a client's verified certificate may connect: with `client_allowed_sans`, one
+    /// of its subject alternative names (DNS, IP, email or URI) must be listed. A client
+    /// without a certificate (`VerifyClientCertIfGiven`) passes only when no list is set.
+    pub fn allows(&self, client: Option<&CertificateDer<'_>>) -> bool {
+        if self.allowed_sans.is_empty() {
+            return true;
+        }
+        let Some(Ok((_, cert))) = client.map(|c| X509Certificate::from_der(c.as_ref())) else {
+            return false;
+        };
+        let Ok(Some(sans)) = cert.subject_alternative_name() else {
+            return false;
+        };
+        sans.value.general_names.iter().any(|name| {
+            let text = match name {
+                GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
+                    (*s).to_string()
+                }
+                GeneralName::IPAddress(bytes) => {
+                    if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
+                        std::net::IpAddr::from(v4).to_string()
+                    } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
+                        std::net::IpAddr::from(v6).to_string()
+                    } else {
+                        return false;
+                    }
+                }
+                _ => return false,
+            };
+            self.allowed_sans.contains(&text)
+        })
+    }
+}
+
+fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    if path.exists() && !path.is_file() {
+        // A FIFO or a device would block the read, or never end it.
+        return Err(format!(
+            "tls_server_config.{key}: {shown} is not a regular file"
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("tls_server_config.{key}: cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_PEM {
+        return Err(format!(
+            "tls_server_config.{key}: {shown} is more than the 1 MiB it may take"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The TLS versions from `min` to `max`, in the toolkit's names (TLS10 and TLS11 are refused:
+/// rustls does not speak them). The toolkit's default minimum is TLS 1.2.
+fn versions(
+    min: Option<&str>,
+    max: Option<&str>,
+) -> Result<Vec<&'static SupportedProtocolVersion>, String> {
+    let rank = |v: Option<&str>, default: u8, key: &str| match v {
+        None => Ok(default),
+        Some("TLS12") => Ok(2),
+        Some("TLS13") => Ok(3),
+        Some(other @ ("TLS10" | "TLS11")) => Err(format!(
+            "tls_server_config.{key}: {other} is not offered: TLS 1.0 and 1.1 are broken"
+        )),
+        Some(other) => Err(format!(
+            "tls_server_config.{key}: unknown {other:?}: TLS12 or TLS13"
+        )),
+    };
+    let (min, max) = (rank(min, 2, "min_version")?, rank(max, 3, "max_version")?);
+    if min > max {
+        return Err("tls_server_config: min_version is above max_version".into());
+    }
+    Ok([(2, &rustls::version::TLS12), (3, &rustls::version::TLS13)]
+        .into_iter()
+        .filter(|(rank, _)| (min..=max).contains(rank))
+        .map(|(_, version)| version)
+        .collect())
+}
+
+/// rustls's name of a cipher suite from Go's, which also knows the ChaCha20 ones without their
+/// hash.
+fn rustls_suite_name(go: &str) -> String {
+    if go.ends_with("CHACHA20_POLY1305") {
+        format!("{go}_SHA256")
+    } else {
+        go.to_string()
+    }
+}
+
+/// The provider with only the listed cipher suites and key-exchange groups, in the toolkit's
+/// (Go's) names. TLS 1.3's suites are not configurable in Go, so they are always kept.
+fn narrowed(
+    provider: &CryptoProvider,
+    suites: Option<&[String]>,
+    curves: Option<&[String]>,
+) -> Result<CryptoProvider, String> {
+    let mut narrowed = provider.clone();
+    if let Some(suites) = suites {
+        let names: Vec<String> = suites.iter().map(|n| rustls_suite_name(n)).collect();
+        for (name, rustls_name) in suites.iter().zip(&names) {
+            if !provider
+                .cipher_suites
+                .iter()
+                .any(|s| format!("{:?}", s.suite()) == *rustls_name)
+            {
+                return Err(format!(
+                    "tls_server_config.cipher_suites: {name} is not one vantage offers"
+                ));
+            }
+        }
+        narrowed.cipher_suites.retain(|s| {
+            s.version() == &rustls::version::TLS13 || names.contains(&format!("{:?}", s.suite()))
+        });
+    }
+    if let Some(curves) = curves {
+        let wanted: Vec<rustls::NamedGroup> = curves
+            .iter()
+            .map(|name| match name.as_str() {
+                "X25519" => Ok(rustls::NamedGroup::X25519),
+                "CurveP256" => Ok(rustls::NamedGroup::secp256r1),
+                "CurveP384" => Ok(rustls::NamedGroup::secp384r1),
+                "CurveP521" => Ok(rustls::NamedGroup::secp521r1),
+                other => Err(format!(
+                    "tls_server_config.curve_preferences: unknown {other:?}: X25519, CurveP256, \
+                     CurveP384 or CurveP521"
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        narrowed.kx_groups = wanted
+            .iter()
+            .filter_map(|g| provider.kx_groups.iter().find(|k| k.name() == *g).copied())
+            .collect();
+        if narrowed.kx_groups.is_empty() {
+            return Err("tls_server_config.curve_preferences: none of them is offered".into());
+        }
+    }
+    Ok(narrowed)
+}
