@@ -1,7 +1,7 @@
 //! rustls errors classified by type, never by text: the stable reason of each, and the words
 //! for the failure's detail (alert names as the RFCs spell them).
 
-use rustls::{AlertDescription, CertificateError, PeerIncompatible};
+use rustls::{AlertDescription, CertificateError, InvalidMessage, PeerIncompatible};
 
 use crate::outcome::{Failure, Reason, ReasonSet};
 
@@ -103,10 +103,35 @@ pub fn describe(err: &rustls::Error) -> String {
              certificate issued by it"
                 .to_string()
         }
-        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
-            format!("the peer's answer is not TLS (a plaintext service on this port?): {err}")
+        rustls::Error::InvalidMessage(message) => invalid_message(*message, err),
+        rustls::Error::InappropriateMessage { .. } => {
+            format!("the server sent a TLS message out of order: {err}")
         }
         other => other.to_string(),
+    }
+}
+
+/// Only bytes that do not frame as TLS records suggest another protocol on the port; a message
+/// that frames but fails to parse is a TLS server's fault, and says so.
+fn invalid_message(message: InvalidMessage, err: &rustls::Error) -> String {
+    match message {
+        InvalidMessage::InvalidContentType
+        | InvalidMessage::UnknownProtocolVersion
+        | InvalidMessage::InvalidEmptyPayload => {
+            format!("the peer's answer is not TLS (a plaintext service on this port?): {err}")
+        }
+        // A record's header claiming more than TLS allows (the other source, a compressed
+        // certificate, cannot arrive: vantage offers no certificate compression).
+        InvalidMessage::MessageTooLarge => {
+            format!("the server sent a TLS record larger than the protocol allows: {err}")
+        }
+        InvalidMessage::HandshakePayloadTooLarge | InvalidMessage::CertificatePayloadTooLarge => {
+            format!(
+                "the server sent a handshake message over the 64 KiB that rustls (vantage's TLS \
+                 library) accepts, most often a certificate chain that large: {err}"
+            )
+        }
+        _ => format!("the server sent a malformed TLS message: {err}"),
     }
 }
 
@@ -166,6 +191,16 @@ mod tests {
             alert_name(AlertDescription::HandshakeFailure),
             "handshake_failure"
         );
+    }
+
+    #[test]
+    fn only_bytes_that_do_not_frame_as_tls_are_called_not_tls() {
+        let describe = |m| describe(&rustls::Error::InvalidMessage(m));
+        assert!(describe(InvalidMessage::InvalidContentType).contains("not TLS"));
+        let too_large = describe(InvalidMessage::HandshakePayloadTooLarge);
+        assert!(too_large.contains("over the 64 KiB"), "{too_large}");
+        let malformed = describe(InvalidMessage::MissingData("x"));
+        assert!(malformed.contains("malformed TLS message"), "{malformed}");
     }
 
     #[test]

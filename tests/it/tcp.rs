@@ -8,9 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use vantage::probe::{Close, Event, Reason};
+use vantage::probe::{Close, Event, Reason, Run};
 
-use crate::support::{closed_port, run, target};
+use crate::support::{closed_port, run, target, thread_peer};
 
 /// Starts a loopback server that hands every accepted connection to `serve`.
 async fn server<F, Fut>(serve: F) -> u16
@@ -360,6 +360,19 @@ async fn a_flooding_peer_fails_fast_with_a_bounded_read() {
     );
 }
 
+/// Asserts that the run's hold ended as `peer_closed` says.
+fn assert_held(run: &Run, peer_closed: bool) {
+    assert!(
+        run.outcome
+            .trace
+            .events
+            .iter()
+            .any(|e| e.what == Event::Held { peer_closed }),
+        "{:?}",
+        run.outcome.trace.events
+    );
+}
+
 #[tokio::test]
 async fn hold_keeps_the_connection_open_before_closing() {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -379,13 +392,7 @@ async fn hold_keeps_the_connection_open_before_closing() {
         open_for >= Duration::from_millis(300),
         "held only {open_for:?}"
     );
-    assert!(
-        run.outcome
-            .trace
-            .events
-            .iter()
-            .any(|e| e.what == Event::Held { peer_closed: false })
-    );
+    assert_held(&run, false);
 }
 
 #[tokio::test]
@@ -433,5 +440,90 @@ async fn a_flooding_peer_gets_its_hold_and_a_bounded_close() {
     assert!(
         run.duration < Duration::from_secs(3),
         "the hold ended, not the deadline"
+    );
+}
+
+/// CPU time this thread has used: utime and stime of `/proc/thread-self/stat`, in the kernel's
+/// fixed USER_HZ of 100 ticks a second.
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Writes as fast as the probe takes it, for at most 5 s (longer than any hold here).
+fn flood(mut stream: std::net::TcpStream) {
+    use std::io::Write;
+    let chunk = vec![b'f'; 64 * 1024];
+    let start = std::time::Instant::now();
+    for _ in 0..1_000_000 {
+        if start.elapsed() > Duration::from_secs(5) || stream.write_all(&chunk).is_err() {
+            return;
+        }
+    }
+}
+
+/// Regression (issue 23, item 3): a peer writing as fast as it could during a 2 s hold cost
+/// 1.83 CPU-s of reading and discarding. The runtime is this test's one thread, so the run's
+/// CPU time is this thread's (the peer's threads are not counted).
+#[tokio::test]
+async fn a_peer_flooding_during_hold_costs_bounded_cpu() {
+    let port = thread_peer(flood);
+    let before = thread_cpu();
+    let run = run(&target(port, "    timeout: 4s\n    tcp: {hold: 2s}\n")).await;
+    let cost = thread_cpu() - before;
+    assert!(run.success(), "{:?}", run.failure());
+    assert_held(&run, false);
+    assert!(
+        cost < Duration::from_millis(250),
+        "a 2 s hold cost {cost:?} of CPU"
+    );
+}
+
+/// Once the probe's dialogue is over (its one `send` arrived), sends 1 MiB, far past what the
+/// hold reads unpaced, then closes (FIN).
+fn send_a_lot_then_close(mut stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.read(&mut [0u8; 16]);
+    let _ = stream.write_all(&vec![b'c'; 1024 * 1024]);
+}
+
+/// Sends 1 MiB, then resets.
+fn send_a_lot_then_reset(stream: std::net::TcpStream) {
+    SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    send_a_lot_then_close(stream);
+}
+
+/// Pacing a flood must not hide what the hold is for: the peer ending the connection.
+#[tokio::test]
+async fn a_peer_that_closes_or_resets_after_a_flood_is_seen_during_the_hold() {
+    let hold = "    timeout: 8s\n    tcp: {send: \"go\", hold: 6s}\n";
+    let run_closed = run(&target(thread_peer(send_a_lot_then_close), hold)).await;
+    assert!(run_closed.success(), "{:?}", run_closed.failure());
+    assert_held(&run_closed, true);
+    assert!(
+        run_closed.duration < Duration::from_secs(6),
+        "seen before the hold ended"
+    );
+
+    let run_reset = run(&target(thread_peer(send_a_lot_then_reset), hold)).await;
+    let failure = run_reset.failure().expect("a reset fails the run");
+    assert_eq!(failure.reason, Reason::ConnectionReset, "{failure:?}");
+    assert!(failure.detail.contains("holding"), "{}", failure.detail);
+    assert!(
+        run_reset.duration < Duration::from_secs(6),
+        "seen before the hold ended"
     );
 }

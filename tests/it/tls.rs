@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -86,7 +87,11 @@ impl Server {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let config = builder.with_single_cert(self.chain, self.key).unwrap();
+        // Through a resolver, not `with_single_cert`: that parses the leaf, and webpki refuses a
+        // certificate over 64 KiB, which a test serves on purpose.
+        let key = provider.key_provider.load_private_key(self.key).unwrap();
+        let certified = Arc::new(CertifiedKey::new(self.chain, key));
+        let config = builder.with_cert_resolver(Arc::new(Fixed(certified)));
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let behaviour = (self.stall, self.plaintext_after_close);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -106,6 +111,16 @@ impl Server {
             }
         });
         (port, seen)
+    }
+}
+
+/// The one chain and key every handshake gets.
+#[derive(Debug)]
+struct Fixed(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Fixed {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
     }
 }
 
@@ -749,15 +764,22 @@ targets:
     crate::support::promtool_check(&body);
 }
 
+/// A server whose leaf is for `vantage.test` and `extra` more names (about 26 bytes each), and
+/// the leaf's size.
+async fn serve_many_names(pki: &Pki, extra: usize) -> (u16, Arc<Seen>, usize) {
+    let mut names = vec!["vantage.test".to_string()];
+    names.extend((0..extra).map(|i| format!("host-{i:05}.vantage.test")));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let leaf = pki.root.leaf(Leaf::server(&names));
+    let (port, seen) = Server::new(&leaf, &[]).start().await;
+    (port, seen, leaf.der().len())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_with_thousands_of_names_is_inspected_without_harm() {
     let pki = Pki::new("tls");
-    let mut names = vec!["vantage.test".to_string()];
-    names.extend((0..1500).map(|i| format!("host-{i:04}.vantage.test")));
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let leaf = pki.root.leaf(Leaf::server(&names));
-    assert!(leaf.der().len() > 30_000, "{}", leaf.der().len());
-    let (port, seen) = Server::new(&leaf, &[]).start().await;
+    let (port, seen, size) = serve_many_names(&pki, 1500).await;
+    assert!(size > 30_000, "{size}");
     let run = probe(port, &pki.yaml("")).await;
     assert!(run.success(), "{:?}", run.failure());
     assert_eq!(facts(&run).chain[0].names.len(), 1501);
@@ -766,6 +788,25 @@ async fn a_certificate_with_thousands_of_names_is_inspected_without_harm() {
         "the server to see the close",
         || seen.polite_closes.load(Ordering::SeqCst) == 1,
     );
+}
+
+/// Regression (issue 23, item 5): a 1 MB certificate failed with the detail "the peer's answer
+/// is not TLS (a plaintext service on this port?)"; the cause is the message's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_certificate_names_its_size_as_the_cause() {
+    let pki = Pki::new("tls");
+    let (port, _, size) = serve_many_names(&pki, 40_000).await;
+    assert!(size > 1_000_000, "{size}");
+    let run = probe(port, &pki.yaml("    timeout: 5s\n")).await;
+    assert_eq!(reason(&run), Some(Reason::TlsHandshakeFailed));
+    let detail = &run.failure().unwrap().detail;
+    assert!(!detail.contains("not TLS"), "{detail}");
+    assert!(
+        detail.contains("handshake message over the 64 KiB"),
+        "{detail}"
+    );
+    assert!(detail.contains("certificate chain"), "{detail}");
+    assert!(run.duration < Duration::from_secs(5), "failed fast");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
