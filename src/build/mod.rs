@@ -7,6 +7,7 @@
 //! type's builder through the registry.
 
 pub mod error;
+pub mod limits;
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -17,7 +18,7 @@ use serde_saphyr::{Location, Spanned};
 
 use crate::duration;
 use crate::net::dns;
-use crate::net::{Host, IpVersion};
+use crate::net::{Host, IpVersion, check_destination};
 use error::ConfigError;
 
 /// A value with the place it was written, for errors that point at it.
@@ -114,6 +115,19 @@ impl<'a> Context<'a> {
         Host::parse(&h.value)
             .map_err(|e| self.error(&h.referenced, format!("{path}.host"), e))
             .ok()
+    }
+
+    /// [`Context::host`] as a place to connect to or ping: also refuses addresses that name no
+    /// single host (see [`check_destination`]).
+    pub fn destination(&mut self, common: &Common, missing: &str) -> Option<Host> {
+        let host = self.host(common, missing)?;
+        if let (Host::Ip(ip), Some(h)) = (&host, common.host)
+            && let Err(e) = check_destination(*ip)
+        {
+            self.error(&h.referenced, format!("{}.host", common.path), e);
+            return None;
+        }
+        Some(host)
     }
 }
 

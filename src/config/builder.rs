@@ -10,13 +10,15 @@ use std::time::Duration;
 use serde_saphyr::Location;
 
 use super::assertions::assertions;
+use super::names;
 use super::raw::{RawConfig, RawDefaults, RawTarget};
 use super::target::{Config, LoadOptions, Target};
 use crate::build::error::ConfigErrors;
+use crate::build::limits::{MIN_INTERVAL, MIN_TIMEOUT};
 use crate::build::{
     Common, Context, Origin, S, Setting, builtin, describe, in_defaults, in_target,
 };
-use crate::duration::ConfigDuration;
+use crate::duration::{self, ConfigDuration};
 use crate::net::{self, IpVersion, dns};
 use crate::probe::{Addresses, Key, Kind, RunPolicy, Sections};
 use crate::shard::Shard;
@@ -27,31 +29,6 @@ const MAX_CONCURRENT_PROBES_LIMIT: usize = 1_000_000;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
-/// Label names that probe series use themselves; a static label must not shadow one.
-const RESERVED_LABELS: [&str; 21] = [
-    "name",
-    "probe",
-    "target",
-    "location",
-    "reason",
-    "step",
-    "address",
-    "result",
-    "stat",
-    "version",
-    "cipher",
-    "cert_index",
-    "subject",
-    "issuer",
-    "serial",
-    "dns_names",
-    "sha256",
-    "rcode",
-    "assertion",
-    "le",
-    "quantile",
-];
-
 /// The settings a target inherits: built-in values, overridden by `defaults`, then by the target.
 #[derive(Debug, Clone, Copy)]
 struct Schedule {
@@ -124,7 +101,7 @@ impl Builder<'_> {
             .clone()
             .or_else(|| raw.location.as_ref().map(|l| l.value.clone()))
             .unwrap_or_default();
-        let global_labels = self.labels(raw.labels.as_ref(), "labels");
+        let global_labels = names::labels(&mut self.cx, raw.labels.as_ref(), "labels");
         let builtin = Schedule {
             interval: builtin(DEFAULT_INTERVAL),
             timeout: builtin(DEFAULT_TIMEOUT),
@@ -173,18 +150,22 @@ impl Builder<'_> {
         for (i, t) in raw.targets.iter().enumerate() {
             let path = format!("targets[{i}]");
             let name = &t.value.name;
-            if let Some(first) = first_use.get(name.value.as_str()) {
-                self.error(
-                    &name.referenced,
-                    format!("{path}.name"),
-                    format!(
-                        "duplicate name {:?}: names must be unique (first used on line {})",
-                        name.value,
-                        first.line()
+            // A name that is refused is not compared: it may be megabytes long.
+            if names::name(&mut self.cx, name, &path) {
+                match first_use.get(name.value.as_str()) {
+                    Some(first) => self.error(
+                        &name.referenced,
+                        format!("{path}.name"),
+                        format!(
+                            "duplicate name {:?}: names must be unique (first used on line {})",
+                            name.value,
+                            first.line()
+                        ),
                     ),
-                );
-            } else {
-                first_use.insert(&name.value, name.referenced);
+                    None => {
+                        first_use.insert(&name.value, name.referenced);
+                    }
+                }
             }
             let runs_here = self.runs_here(&t.value, &path, &location);
             self.cx.start_target();
@@ -239,42 +220,6 @@ impl Builder<'_> {
             );
         }
         locations.value.iter().any(|l| l == location)
-    }
-
-    /// Validates static labels: Prometheus label names that do not shadow vantage's own.
-    fn labels(
-        &mut self,
-        raw: Option<&S<BTreeMap<String, String>>>,
-        path: &str,
-    ) -> BTreeMap<String, String> {
-        let Some(labels) = raw else {
-            return BTreeMap::new();
-        };
-        for key in labels.value.keys() {
-            let valid = key
-                .chars()
-                .enumerate()
-                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-            let problem = if key.is_empty() || !valid {
-                Some(
-                    "is not a valid label name: use letters, digits and _, not starting with a digit",
-                )
-            } else if key.starts_with("__") {
-                Some("starts with __, which Prometheus reserves")
-            } else if RESERVED_LABELS.contains(&key.as_str()) {
-                Some("is a label vantage sets itself")
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                self.error(
-                    &labels.referenced,
-                    format!("{path}.{key}"),
-                    format!("{key:?} {problem}"),
-                );
-            }
-        }
-        labels.value.clone()
     }
 
     fn layer(
@@ -336,20 +281,16 @@ impl Builder<'_> {
         };
         let t = s.timeout;
         let i = s.interval;
-        if i.value.is_zero() {
-            blame(
-                self,
-                &[("interval", i.origin)],
-                "must be longer than 0s".into(),
-            );
-        }
-        if t.value.is_zero() {
-            blame(
-                self,
-                &[("timeout", t.origin)],
-                "must be longer than 0s".into(),
-            );
-        } else if t.value >= i.value && !i.value.is_zero() {
+        // Relations are checked among values above their floors only: one mistake, one error.
+        let floor = |b: &mut Self, key: &str, setting: Setting<Duration>, min: Duration| {
+            if setting.value < min {
+                blame(b, &[(key, setting.origin)], too_short(setting.value, min));
+            }
+            setting.value >= min
+        };
+        let interval_ok = floor(self, "interval", i, MIN_INTERVAL);
+        let timeout_ok = floor(self, "timeout", t, MIN_TIMEOUT);
+        if interval_ok && timeout_ok && t.value >= i.value {
             blame(
                 self,
                 &[("timeout", t.origin), ("interval", i.origin)],
@@ -361,6 +302,7 @@ impl Builder<'_> {
             );
         }
         if let Some(iof) = s.interval_on_failure
+            && floor(self, "interval_on_failure", iof, MIN_INTERVAL)
             && iof.value <= t.value
         {
             blame(
@@ -402,21 +344,19 @@ impl Builder<'_> {
         location: &str,
     ) -> Option<Target> {
         let name = &t.name;
-        if name.value.trim().is_empty()
-            || name.value.trim() != name.value
-            || name.value.chars().any(char::is_control)
-        {
-            self.error(
-                &name.referenced,
-                format!("{path}.name"),
-                "must be non-empty, without surrounding spaces or control characters",
-            );
-        }
         let schedule = self.layer(defaults, &Overrides::from(t), path, Origin::Target);
         self.check_schedule(&schedule, path, in_target);
-        let target_labels = self.labels(t.labels.as_ref(), &format!("{path}.labels"));
+        let labels_path = format!("{path}.labels");
+        let target_labels = names::labels(&mut self.cx, t.labels.as_ref(), &labels_path);
         let mut labels = global_labels.clone();
         labels.extend(target_labels);
+        names::merged_count(
+            &mut self.cx,
+            t.labels.as_ref(),
+            global_labels.len(),
+            labels.len(),
+            &labels_path,
+        );
 
         let tls_table_on = t
             .tls
@@ -640,6 +580,22 @@ impl Builder<'_> {
         hasher.finish()
     }
 }
+
+/// The message for a duration below its floor ([`MIN_INTERVAL`], [`MIN_TIMEOUT`]). A sub-second
+/// value is most often minutes written as `ms`.
+fn too_short(value: Duration, min: Duration) -> String {
+    let hint = if !value.is_zero() && value < Duration::from_secs(1) {
+        " (`ms` is milliseconds; minutes are `m`)"
+    } else {
+        ""
+    };
+    format!(
+        "must be at least {}, not {}{hint}",
+        duration::format(min),
+        duration::format(value)
+    )
+}
+
 /// Digest of what every target inherits: `defaults`, global `labels` and the location.
 fn inherited_digest(raw: &RawConfig, location: &str) -> u64 {
     let mut hasher = DefaultHasher::new();

@@ -15,6 +15,7 @@ mod adhoc;
 mod assertions;
 mod builder;
 mod load;
+mod names;
 mod raw;
 mod summary;
 mod target;

@@ -7,10 +7,9 @@
 //! plain field with optional per-type tables, not an internally tagged enum, because tagged
 //! enums lose the locations.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
+use super::names::RawLabels;
 use crate::build::S;
 use crate::duration::ConfigDuration;
 use crate::net::IpVersion;
@@ -26,7 +25,7 @@ use crate::tls::config::RawTls;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub location: Option<S<String>>,
-    pub labels: Option<S<BTreeMap<String, String>>>,
+    pub labels: Option<RawLabels>,
     pub defaults: Option<S<RawDefaults>>,
     pub max_concurrent_probes: Option<S<i64>>,
     #[serde(default)]
@@ -63,7 +62,7 @@ pub struct RawTarget {
     pub interval_on_failure: Option<S<ConfigDuration>>,
     pub ip_version: Option<S<IpVersion>>,
     pub addresses: Option<S<Addresses>>,
-    pub labels: Option<S<BTreeMap<String, String>>>,
+    pub labels: Option<RawLabels>,
     pub locations: Option<S<Vec<String>>>,
     pub tcp: Option<Box<S<RawTcp>>>,
     pub tls: Option<Box<S<RawTls>>>,

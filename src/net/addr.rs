@@ -2,7 +2,7 @@
 //! DNS server's address.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::Deserialize;
 use serde::de::{self, Visitor};
@@ -169,18 +169,41 @@ pub fn ip_hash(ip: IpAddr) -> f64 {
     f64::from(hash)
 }
 
+/// Refuses an address that names no single host, as a destination to connect to, ping or ask:
+/// the unspecified address (`0.0.0.0`, `::`; Linux quietly connects it to this machine, so the
+/// probe would watch the wrong host), the limited broadcast `255.255.255.255` and multicast
+/// addresses (answered, if at all, by any number of hosts from their own addresses). A
+/// subnet's directed broadcast cannot be told without its netmask and is not caught.
+pub fn check_destination(ip: IpAddr) -> Result<(), String> {
+    let ip = ip.to_canonical();
+    let what = if ip.is_unspecified() {
+        "the unspecified address, which names no host"
+    } else if ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        "the broadcast address"
+    } else if ip.is_multicast() {
+        "a multicast address"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "{ip} is {what}: a probe checks one host, so give the address of one"
+    ))
+}
+
 /// A DNS server as configured: an IP address, with `:port` when it is not 53 (IPv6 in
-/// brackets). Not a name: resolving the resolver would need a resolver.
+/// brackets). Not a name: resolving the resolver would need a resolver. Not multicast either:
+/// the query goes over a connected socket, which drops answers from any other address.
 pub fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, 53));
-    }
-    let addr = text.parse::<SocketAddr>().map_err(|_| {
-        format!("{text:?} is not an IP address with an optional port, such as 10.0.0.53 or [2001:db8::53]:5353")
-    })?;
+    let addr = match text.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, 53),
+        Err(_) => text.parse::<SocketAddr>().map_err(|_| {
+            format!("{text:?} is not an IP address with an optional port, such as 10.0.0.53 or [2001:db8::53]:5353")
+        })?,
+    };
     if addr.port() == 0 {
         return Err(format!("{text:?}: the port must be from 1 to 65535"));
     }
+    check_destination(addr.ip())?;
     Ok(addr)
 }
 
@@ -245,6 +268,37 @@ mod tests {
         ] {
             assert!(Host::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn issue_23_destinations_that_name_no_single_host_are_refused() {
+        let check = |s: &str| check_destination(s.parse().unwrap());
+        for fine in [
+            "127.0.0.1",
+            "10.0.0.255",
+            "::1",
+            "2001:db8::1",
+            "169.254.1.1",
+        ] {
+            assert_eq!(check(fine), Ok(()), "{fine}");
+        }
+        assert_eq!(
+            check("0.0.0.0").unwrap_err(),
+            "0.0.0.0 is the unspecified address, which names no host: a probe checks one host, \
+             so give the address of one"
+        );
+        assert!(check("::").unwrap_err().contains("unspecified"));
+        assert!(check("::ffff:0.0.0.0").unwrap_err().contains("unspecified"));
+        assert!(check("255.255.255.255").unwrap_err().contains("broadcast"));
+        for multicast in ["224.0.0.1", "239.255.255.250", "ff02::1"] {
+            assert!(
+                check(multicast).unwrap_err().contains("multicast"),
+                "{multicast}"
+            );
+        }
+        assert!(parse_dns_server("224.0.0.251:5353").is_err());
+        assert!(parse_dns_server("0.0.0.0").is_err());
+        assert!(parse_dns_server("[2001:db8::53]:5353").is_ok());
     }
 
     /// The expected values come from an independent FNV-1a implementation (Python, over the

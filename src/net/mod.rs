@@ -11,6 +11,8 @@ pub mod dns;
 pub mod resolve;
 pub mod socket;
 
-pub use addr::{Host, IpVersion, ip_hash, ip_protocol, parse_dns_server, parse_host_port};
+pub use addr::{
+    Host, IpVersion, check_destination, ip_hash, ip_protocol, parse_dns_server, parse_host_port,
+};
 pub use resolve::{Resolved, locate, open, resolve, resolve_every};
 pub use socket::{CONNECT_REASONS, classify, connect, failure};

@@ -74,6 +74,61 @@ fn check_config_reports_every_error_with_file_line_column_and_key() {
     );
 }
 
+/// Issue 23, item 6: what was accepted although almost certainly a mistake, each refused at
+/// its place by the real binary.
+#[test]
+fn issue_23_check_config_refuses_almost_certain_mistakes_where_they_are_written() {
+    let dir = TempDir::new("mistakes");
+    let method = "X".repeat(100_000);
+    let path = dir.write(
+        "mistakes.yml",
+        &format!(
+            "labels: {{job: probes}}\n\
+             targets:\n\
+             \x20 - {{name: a, type: tcp, host: 0.0.0.0, port: 80, interval_on_failure: 2ms}}\n\
+             \x20 - {{name: d, type: dns, host: example.com, dns: {{expect_addresses: ['::1']}}}}\n\
+             \x20 - {{name: \"x\\u202Ey\", type: icmp, host: 224.0.0.1}}\n\
+             \x20 - {{name: w, type: http, url: http://127.0.0.1/, http: {{method: {method}}}}}\n"
+        ),
+    );
+    let out = vantage(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let file = path.display();
+    let lines: Vec<String> = stderr(&out).lines().map(str::to_string).collect();
+    let expected = [
+        format!(
+            "{file}:1:9: labels.job: \"job\" is a label Prometheus sets on every series it \
+             scrapes (naming vantage itself): this one would be stored as exported_job; choose \
+             another name"
+        ),
+        format!(
+            "{file}:3:32: targets[0].host: 0.0.0.0 is the unspecified address, which names no \
+             host: a probe checks one host, so give the address of one"
+        ),
+        format!(
+            "{file}:3:72: targets[0].interval_on_failure: must be at least 1s, not 2ms (`ms` is \
+             milliseconds; minutes are `m`)"
+        ),
+        format!(
+            "{file}:4:70: targets[1].dns.expect_addresses[0]: ::1 is an IPv6 address, which A \
+             records never hold: ask for AAAA records in a target of its own"
+        ),
+        format!(
+            "{file}:5:12: targets[2].name: the name contains U+202E, an invisible character that \
+             changes how text displays"
+        ),
+        format!(
+            "{file}:5:42: targets[2].host: 224.0.0.1 is a multicast address: a probe checks one \
+             host, so give the address of one"
+        ),
+        format!(
+            "{file}:6:66: targets[3].http.method: method is 100000 characters long; no method is \
+             longer than 32"
+        ),
+    ];
+    assert_eq!(lines, expected);
+}
+
 #[test]
 fn check_config_uses_the_config_flag_and_location_from_the_environment() {
     let dir = TempDir::new("checkloc");

@@ -33,13 +33,13 @@ fn the_first_tls_handshake_of_a_fresh_process_costs_what_later_ones_do() {
         "exporter.yml",
         &format!(
             "targets:\n  - name: first\n    type: tcp\n    host: 127.0.0.1\n    port: {}\n    \
-             interval: 200ms\n    timeout: 150ms\n    \
+             interval: 1s\n    timeout: 150ms\n    \
              tls: {{server_name: vantage.test, ca_file: root.pem}}\n",
             server.port
         ),
     );
     let vantage = Vantage::start(&config, &["--log.level=debug"]);
-    wait_for(Duration::from_secs(20), "12 successful TLS runs", || {
+    wait_for(Duration::from_secs(30), "12 successful TLS runs", || {
         handshakes(&vantage.log()).len() >= 12
     });
     let (_, log) = vantage.stop("TERM");

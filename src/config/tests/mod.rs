@@ -3,6 +3,7 @@
 //! fingerprints in the files beside this one.
 
 mod fingerprints;
+mod mistakes;
 mod schedule;
 mod types;
 

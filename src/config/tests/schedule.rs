@@ -36,14 +36,14 @@ fn zero_durations_are_refused() {
         6,
         14,
         "targets[0].timeout",
-        "longer than 0s",
+        "must be at least 10ms, not 0s",
     );
     single(
         &format!("{TCP}    interval: 0s\n"),
         6,
         15,
         "targets[0].interval",
-        "longer than 0s",
+        "must be at least 1s, not 0s",
     );
 }
 

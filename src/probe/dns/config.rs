@@ -35,7 +35,7 @@ pub struct RawDns {
     pub server: Option<S<String>>,
     pub record_type: Option<S<RawRecordType>>,
     pub transport: Option<S<Transport>>,
-    pub expect_addresses: Option<S<Vec<IpAddr>>>,
+    pub expect_addresses: Option<S<Vec<S<IpAddr>>>>,
     pub expect_regex: Option<S<String>>,
     pub valid_rcodes: Option<S<Vec<String>>>,
 }
@@ -144,18 +144,9 @@ pub fn build(cx: &mut Context, common: &Common, dns: Option<&S<RawDns>>) -> Opti
     let expect_addresses = raw
         .expect_addresses
         .as_ref()
-        .map(|a| a.value.iter().copied().collect());
-    if let Some(a) = &raw.expect_addresses
-        && !matches!(record_type, RecordType::A | RecordType::AAAA)
-    {
-        cx.error(
-            &a.referenced,
-            format!("{dpath}.expect_addresses"),
-            format!(
-                "{record_type} records hold no addresses: use expect_regex, or record_type A or AAAA"
-            ),
-        );
-        ok = false;
+        .map(|a| a.value.iter().map(|ip| ip.value).collect());
+    if let Some(a) = &raw.expect_addresses {
+        ok &= expected_family(cx, a, record_type, &dpath);
     }
     ok.then(|| DnsProbe {
         written: written.value.clone(),
@@ -168,4 +159,49 @@ pub fn build(cx: &mut Context, common: &Common, dns: Option<&S<RawDns>>) -> Opti
         expect_regex,
         valid_rcodes,
     })
+}
+
+/// Whether every expected address can be in the records asked for: none can be in records
+/// other than A and AAAA, and an A record never holds an IPv6 address (nor AAAA an IPv4 one),
+/// so such an expectation could only ever fail.
+fn expected_family(
+    cx: &mut Context,
+    addresses: &S<Vec<S<IpAddr>>>,
+    record_type: RecordType,
+    dpath: &str,
+) -> bool {
+    let family = match record_type {
+        RecordType::A => 4,
+        RecordType::AAAA => 6,
+        _ => {
+            cx.error(
+                &addresses.referenced,
+                format!("{dpath}.expect_addresses"),
+                format!(
+                    "{record_type} records hold no addresses: use expect_regex, or record_type A or AAAA"
+                ),
+            );
+            return false;
+        }
+    };
+    let mut ok = true;
+    for (i, ip) in addresses.value.iter().enumerate() {
+        let (version, holder) = match ip.value {
+            IpAddr::V4(_) => (4, "A"),
+            IpAddr::V6(_) => (6, "AAAA"),
+        };
+        if version != family {
+            cx.error(
+                &ip.referenced,
+                format!("{dpath}.expect_addresses[{i}]"),
+                format!(
+                    "{} is an IPv{version} address, which {record_type} records never hold: \
+                     ask for {holder} records in a target of its own",
+                    ip.value
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok
 }

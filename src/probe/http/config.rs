@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Location;
 
 use super::{Header, HttpProbe, Scheme, StatusCodes, Url, alpn};
+use crate::build::limits::MAX_METHOD_CHARS;
 use crate::build::{Common, Context, S, regex_message};
+use crate::net::{Host, check_destination};
 use crate::tls::config::RawTls;
 use crate::tls::{TlsClient, TlsOptions, TlsTarget};
 
@@ -114,7 +116,10 @@ pub fn build(
         cx.error(&common.at, format!("{path}.url"), "http targets need `url`");
         return None;
     };
-    let url = match Url::parse(written.value.trim()) {
+    let url = match Url::parse(written.value.trim()).and_then(|url| match url.host {
+        Host::Ip(ip) => check_destination(ip).map(|()| url),
+        Host::Name(_) => Ok(url),
+    }) {
         Ok(url) => url,
         Err(e) => {
             cx.error(&written.referenced, format!("{path}.url"), e);
@@ -376,6 +381,12 @@ fn headers(cx: &mut Context, http: &RawHttp, path: &str) -> Option<Vec<Header>> 
 
 /// An HTTP method as written: methods are case-sensitive, and `get` is not `GET`.
 fn method(text: &str) -> Result<Method, String> {
+    let chars = text.chars().count();
+    if chars > MAX_METHOD_CHARS {
+        return Err(format!(
+            "method is {chars} characters long; no method is longer than {MAX_METHOD_CHARS}"
+        ));
+    }
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(format!(
             "method {text:?} is not an upper-case method name such as GET, HEAD or POST"

@@ -18,7 +18,7 @@ pub struct RawIcmp {
 pub fn build(cx: &mut Context, common: &Common, icmp: Option<&S<RawIcmp>>) -> Option<IcmpProbe> {
     let path = common.path;
     let mut ok = true;
-    let host = cx.host(common, "icmp targets need `host`");
+    let host = cx.destination(common, "icmp targets need `host`");
     let empty = RawIcmp::default();
     let raw = icmp.map_or(&empty, |i| &i.value);
     let ipath = format!("{path}.icmp");

@@ -36,7 +36,7 @@ pub fn build(
     tls: Option<&S<RawTls>>,
 ) -> Option<TcpProbe> {
     let path = common.path;
-    let host = cx.host(common, "tcp targets need `host`");
+    let host = cx.destination(common, "tcp targets need `host`");
     let port = match common.port {
         None => {
             cx.error(
