@@ -36,7 +36,14 @@ fn main() -> ExitCode {
     }
     logging::init(cli.log_level, cli.log_format);
     match &cli.command {
-        None => runtime().block_on(run_exporter(&cli, started)),
+        None => {
+            let runtime = runtime();
+            let code = runtime.block_on(run_exporter(&cli, started));
+            // A reload still waiting for a file (up to its time limit) must not delay the exit:
+            // everything that needs a clean end has ended inside `run_exporter`.
+            runtime.shutdown_background();
+            code
+        }
         Some(Command::CheckConfig { path }) => {
             check_config(path.as_deref().unwrap_or(&cli.config_file), &cli)
         }
@@ -187,7 +194,13 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
             _ = sighup.recv() => Request { trigger: Trigger::Signal, reply: None },
             Some(request) = requests.recv() => request,
         };
-        let result = reloader.reload(request.trigger).await;
+        // A reload may wait for slow files; a signal to stop does not wait for it. A task that
+        // a cancelled apply had taken out of the scheduler ends with the runtime.
+        let result = tokio::select! {
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+            result = reloader.reload(request.trigger) => result,
+        };
         if let Some(reply) = request.reply {
             let _ = reply.send(result);
         }

@@ -7,6 +7,7 @@
 //! type's builder through the registry.
 
 pub mod error;
+pub mod file;
 pub mod limits;
 
 use std::collections::BTreeMap;
@@ -131,8 +132,10 @@ impl<'a> Context<'a> {
     }
 }
 
+/// A file the config names, read as [`file::read`] reads it: a regular file of at most
+/// [`file::NAMED_FILE`], within [`file::TIME_LIMIT`].
 pub fn read_bytes(path: &Path) -> FileRead {
-    std::fs::read(path).map_err(|e| (e.kind(), e.to_string()))
+    file::read(path, file::NAMED_FILE).map_err(|e| (e.kind(), e.to_string()))
 }
 
 pub fn digest_read(read: &FileRead) -> u64 {

@@ -7,20 +7,27 @@ use super::builder::Builder;
 use super::raw::RawConfig;
 use super::target::{Config, LoadOptions};
 use crate::build::error::{ConfigError, ConfigErrors};
-use crate::build::{Context, digest_read, read_bytes};
+use crate::build::{Context, digest_read, file, read_bytes};
 
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
     parse(&read(path)?, &path.display().to_string(), options)
 }
 
-/// The config file's text, or an error that names the file.
+/// The config file's text, or an error that names the file. Only a regular file of at most
+/// [`file::CONFIG_FILE`] is read, within [`file::TIME_LIMIT`].
 pub fn read(path: &Path) -> Result<String, ConfigErrors> {
-    std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError::whole_file(
-            &path.display().to_string(),
-            format!("cannot read the config file: {e}"),
-        )])
-    })
+    file::read(path, file::CONFIG_FILE)
+        .and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8")
+            })
+        })
+        .map_err(|e| {
+            ConfigErrors(vec![ConfigError::whole_file(
+                &path.display().to_string(),
+                format!("cannot read the config file: {e}"),
+            )])
+        })
 }
 
 /// The parser's limits. Its defaults (250,000 nodes, 1,000,000 events) stop at about 25,000

@@ -6,6 +6,10 @@
 //! did not change keep their schedule, latest results and counters. Three things trigger one:
 //! a change of the content of the file or of a file it names (see `watch`), SIGHUP, and
 //! `POST /-/reload`.
+//!
+//! Files are read as `build::file` reads them (regular files only, capped in size, each within
+//! a time limit), so a reload cannot wait forever on a FIFO or a hung mount, and the caller
+//! may drop a reload in progress to stop at once.
 
 mod request;
 mod watch;

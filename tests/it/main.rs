@@ -15,6 +15,7 @@ mod http;
 mod icmp;
 mod interop;
 mod kubernetes;
+mod named_files;
 mod netns;
 mod pki;
 mod prometheus;
