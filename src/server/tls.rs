@@ -1,7 +1,6 @@
 //! The web config's `tls_server_config`: the endpoints served over TLS with rustls, options
 //! named and defaulted as in the Prometheus exporter-toolkit.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,9 +13,6 @@ use serde::Deserialize;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::tls::provider;
-
-/// The most a certificate, key or CA file may take.
-const MAX_PEM: u64 = 1024 * 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,23 +180,12 @@ impl ServerTls {
 }
 
 fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
-    let shown = path.display();
-    if path.exists() && !path.is_file() {
-        // A FIFO or a device would block the read, or never end it.
-        return Err(format!(
-            "tls_server_config.{key}: {shown} is not a regular file"
-        ));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_PEM + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("tls_server_config.{key}: cannot read {shown}: {e}"))?;
-    if bytes.len() as u64 > MAX_PEM {
-        return Err(format!(
-            "tls_server_config.{key}: {shown} is more than the 1 MiB it may take"
-        ));
-    }
-    Ok(bytes)
+    crate::build::file::read(path, crate::build::file::NAMED_FILE).map_err(|e| {
+        format!(
+            "tls_server_config.{key}: cannot read {}: {e}",
+            path.display()
+        )
+    })
 }
 
 /// The TLS versions from `min` to `max`, in the toolkit's names (TLS10 and TLS11 are refused:

@@ -7,7 +7,6 @@
 //! answers 500 until it is fixed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -20,9 +19,6 @@ use tokio::sync::OnceCell;
 
 use super::tls::{RawTls, ServerTls};
 use crate::config::ConfigError;
-
-/// The most a web config file may take: a few users and headers.
-const MAX_FILE: u64 = 1024 * 1024;
 
 /// Verdicts kept for users who come back; the set is emptied when it grows past this, so a
 /// client trying passwords cannot grow it without bound.
@@ -282,7 +278,7 @@ async fn read(path: &Path) -> (Vec<(PathBuf, Stamp)>, Result<Settings, String>) 
     tokio::task::spawn_blocking(move || {
         let stamp = stamp_of(&path);
         let mut files = vec![(path.clone(), stamp)];
-        let settings = read_settings(&path, stamp.is_some());
+        let settings = read_settings(&path);
         if let Ok(settings) = &settings {
             for file in settings.tls.iter().flat_map(|t| &t.files) {
                 files.push((file.clone(), stamp_of(file)));
@@ -299,21 +295,12 @@ async fn read(path: &Path) -> (Vec<(PathBuf, Stamp)>, Result<Settings, String>) 
     })
 }
 
-fn read_settings(path: &Path, exists: bool) -> Result<Settings, String> {
+fn read_settings(path: &Path) -> Result<Settings, String> {
     let file = path.display().to_string();
-    if exists && !path.is_file() {
-        // A FIFO or a device would block the read, or never end it.
-        return Err(format!("{file}: the web config is not a regular file"));
-    }
-    let mut text = String::new();
-    let n = std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE + 1).read_to_string(&mut text))
+    let bytes = crate::build::file::read(path, crate::build::file::NAMED_FILE)
         .map_err(|e| format!("{file}: cannot read the web config: {e}"))?;
-    if n as u64 > MAX_FILE {
-        return Err(format!(
-            "{file}: the web config is more than the 1 MiB it may take"
-        ));
-    }
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{file}: the web config is not UTF-8"))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     parse(&text, &file, dir).map_err(|e| e.to_string())
 }

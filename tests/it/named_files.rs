@@ -95,7 +95,7 @@ fn running(tag: &str) -> (u16, TempDir, PathBuf, Vantage) {
         "ulimit -v 4194304 && exec \"$0\" \"$@\"",
         vantage_bin(),
     ]);
-    let vantage = Vantage::start_as(command, &path, &[]);
+    let vantage = Vantage::start_as(command, &path, &["--web.enable-lifecycle"]);
     still_probed(&vantage, "old");
     (peer, dir, path, vantage)
 }
