@@ -11,7 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    TempDir, Vantage, closed_port, http_get, http_request, series, vantage_bin, wait_for,
+    TempDir, Vantage, closed_port, http_get, http_request, one_target_config, series, vantage_bin,
+    wait_for,
 };
 
 /// Idle connections opened in one burst, as in the attack.
@@ -133,13 +134,7 @@ targets:
 #[test]
 fn post_reload_needs_web_enable_lifecycle() {
     let dir = TempDir::new("lifecycle");
-    let config = dir.write(
-        "exporter.yml",
-        &format!(
-            "targets:\n  - {{name: a, type: tcp, host: 127.0.0.1, port: {}}}\n",
-            closed_port()
-        ),
-    );
+    let config = one_target_config(&dir);
     let off = Vantage::start(&config, &[]);
     let refused = http_request(off.addr, "POST", "/-/reload", None).unwrap();
     assert_eq!(refused.status, 403);
@@ -172,13 +167,7 @@ fn post_reload_needs_web_enable_lifecycle() {
 #[test]
 fn a_request_head_over_16_kib_is_refused_and_the_next_one_is_served() {
     let dir = TempDir::new("bighead");
-    let config = dir.write(
-        "exporter.yml",
-        &format!(
-            "targets:\n  - {{name: a, type: tcp, host: 127.0.0.1, port: {}}}\n",
-            closed_port()
-        ),
-    );
+    let config = one_target_config(&dir);
     let vantage = Vantage::start(&config, &[]);
     let big = format!(
         "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",

@@ -518,6 +518,18 @@ pub fn scrape_when_ready(config: &Path, family: &str, targets: usize) -> String 
     http_get(vantage.addr, "/metrics", None).unwrap().body
 }
 
+/// An `exporter.yml` in `dir` with one tcp target on a closed loopback port: for tests of
+/// vantage's own endpoints, which need a config and nothing more from it.
+pub fn one_target_config(dir: &TempDir) -> PathBuf {
+    dir.write(
+        "exporter.yml",
+        &format!(
+            "targets:\n  - {{name: a, type: tcp, host: 127.0.0.1, port: {}}}\n",
+            closed_port()
+        ),
+    )
+}
+
 /// Every line of `name`'s series for target `target` in a classic-format scrape.
 pub fn series(body: &str, name: &str, target: &str) -> Vec<String> {
     let prefix = format!("{name}{{name=\"{target}\"");

@@ -13,7 +13,8 @@ use base64::Engine;
 
 use crate::pki::{Ca, Issued, Leaf};
 use crate::support::{
-    TempDir, Vantage, closed_port, exchange, http_get, needs, vantage_bin, wait_for,
+    TempDir, Vantage, closed_port, exchange, http_get, needs, one_target_config, vantage_bin,
+    wait_for,
 };
 
 /// `user:hash` from `htpasswd -nbBC 10`, as a node_exporter user would make it.
@@ -49,13 +50,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 fn basic_auth_from_a_node_exporter_web_config_guards_every_endpoint() {
     needs(&["tool:htpasswd"]);
     let dir = TempDir::new("webconfig");
-    let config = dir.write(
-        "exporter.yml",
-        &format!(
-            "targets:\n  - {{name: a, type: tcp, host: 127.0.0.1, port: {}}}\n",
-            closed_port()
-        ),
-    );
+    let config = one_target_config(&dir);
     let headers = "http_server_config:\n  http2: true\n  headers:\n    X-Frame-Options: deny\n";
     let web = dir.write("web.yml", headers);
     let vantage = Vantage::start(&config, &[&format!("--web.config.file={}", web.display())]);
@@ -180,13 +175,7 @@ fn mtls_from_a_web_config_admits_only_verified_clients_with_an_allowed_san() {
   curve_preferences: [X25519, CurveP256]
 ",
     );
-    let config = dir.write(
-        "exporter.yml",
-        &format!(
-            "targets:\n  - {{name: a, type: tcp, host: 127.0.0.1, port: {}}}\n",
-            closed_port()
-        ),
-    );
+    let config = one_target_config(&dir);
     let addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
     let mut command = Command::new(vantage_bin());
     command
@@ -221,13 +210,7 @@ fn mtls_from_a_web_config_admits_only_verified_clients_with_an_allowed_san() {
 #[test]
 fn a_web_config_that_would_take_unverified_client_certificates_is_refused_at_start() {
     let dir = TempDir::new("webconfig-tls");
-    let config = dir.write(
-        "exporter.yml",
-        &format!(
-            "targets:\n  - {{name: a, type: tcp, host: 127.0.0.1, port: {}}}\n",
-            closed_port()
-        ),
-    );
+    let config = one_target_config(&dir);
     let web = dir.write(
         "web.yml",
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAnyClientCert\n",
