@@ -139,32 +139,44 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
     }
 }
 
-/// Serves one connection over TLS when the web config says so (its settings as they are now:
-/// a changed certificate applies to the next connection). A broken web config leaves the
-/// connection in plaintext, where every request answers 500.
-async fn secured(stream: TcpStream, peer: SocketAddr, admitted: Admitted, state: Arc<State>) {
-    let tls = match &state.web {
-        Some(web) => web.settings().await.ok().and_then(|s| s.tls.clone()),
-        None => None,
-    };
-    let Some(tls) = tls else {
+/// Serves one connection, over TLS when the web config had a TLS section at start (as in the
+/// toolkit, turning TLS on or off takes a restart), with the TLS settings as they are now: a
+/// renewed certificate serves the next connection. While the file is broken, or has lost its
+/// TLS section, a TLS server takes no connection rather than fall back to plaintext.
+async fn secured(stream: TcpStream, peer: SocketAddr, mut admitted: Admitted, state: Arc<State>) {
+    let Some(web) = state.web.as_ref().filter(|w| w.serves_tls()) else {
         return connection(stream, peer, admitted, state).await;
     };
-    let acceptor = TlsAcceptor::from(Arc::clone(&tls.config));
-    let stream = match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
-        Err(_) => return debug!(%peer, "TLS handshake not done in time"),
+    // Pushed out while the handshake is under way, the connection ends at once: a handshake
+    // that never comes must not keep its socket past the cap.
+    let handshake = async {
+        let tls = web.settings().await.ok().and_then(|s| s.tls.clone());
+        let Some(tls) = tls else {
+            return Err("the web config is broken or has no TLS section".to_string());
+        };
+        let acceptor = TlsAcceptor::from(Arc::clone(&tls.config));
+        let stream = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+            .await
+            .map_err(|_| "TLS handshake not done in time".to_string())?
+            .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        let client = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first());
+        if !tls.allows(client) {
+            return Err("client certificate without an allowed SAN".into());
+        }
+        Ok(stream)
     };
-    let client = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first());
-    if !tls.allows(client) {
-        return debug!(%peer, "client certificate without an allowed SAN");
+    let stream = tokio::select! {
+        done = handshake => done,
+        _ = &mut admitted.pushed_out => Err("pushed out during the TLS handshake".into()),
+    };
+    match stream {
+        Ok(stream) => connection(stream, peer, admitted, state).await,
+        Err(why) => debug!(%peer, why, "connection closed before a request"),
     }
-    connection(stream, peer, admitted, state).await;
 }
 
 /// Serves one connection until it ends, reaches its lifetime, or is pushed out.

@@ -31,6 +31,14 @@ pub struct RawTls {
     _prefer_server_cipher_suites: Option<bool>,
 }
 
+impl RawTls {
+    /// Whether the section names no certificate: as in the toolkit, it then means no TLS.
+    pub fn is_unset(&self) -> bool {
+        non_empty(self.cert_file.as_deref()).is_none()
+            && non_empty(self.key_file.as_deref()).is_none()
+    }
+}
+
 /// TLS for the endpoints, built from the files it names.
 #[derive(Debug)]
 pub struct ServerTls {
@@ -53,15 +61,19 @@ impl Eq for ServerTls {}
 /// folder, as in the toolkit.
 pub fn build(raw: &RawTls, dir: &Path) -> Result<ServerTls, String> {
     let path = |p: &str| dir.join(p);
-    let (Some(cert_file), Some(key_file)) = (&raw.cert_file, &raw.key_file) else {
+    let (Some(cert_file), Some(key_file)) = (
+        non_empty(raw.cert_file.as_deref()),
+        non_empty(raw.key_file.as_deref()),
+    ) else {
         return Err("tls_server_config: cert_file and key_file are both needed".into());
     };
-    let auth = raw.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    // An empty value means the default, as in the toolkit (Go's zero values).
+    let auth = non_empty(raw.client_auth_type.as_deref()).unwrap_or("NoClientCert");
     let verified = match auth {
         "NoClientCert" => None,
         "VerifyClientCertIfGiven" => Some(true),
         "RequireAndVerifyClientCert" => Some(false),
-        "RequestClientCert" | "RequireAnyClientCert" => {
+        "RequestClientCert" | "RequireAnyClientCert" | "RequireClientCert" => {
             return Err(format!(
                 "tls_server_config.client_auth_type: {auth} takes client certificates without \
                  verifying them, which vantage does not do: use VerifyClientCertIfGiven or \
@@ -88,14 +100,17 @@ pub fn build(raw: &RawTls, dir: &Path) -> Result<ServerTls, String> {
 
     let provider = Arc::new(narrowed(
         &provider(),
-        raw.cipher_suites.as_deref(),
-        raw.curve_preferences.as_deref(),
+        raw.cipher_suites.as_deref().filter(|s| !s.is_empty()),
+        raw.curve_preferences.as_deref().filter(|c| !c.is_empty()),
     )?);
-    let versions = versions(raw.min_version.as_deref(), raw.max_version.as_deref())?;
+    let versions = versions(
+        non_empty(raw.min_version.as_deref()),
+        non_empty(raw.max_version.as_deref()),
+    )?;
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
         .map_err(|e| format!("tls_server_config: {e}"))?;
-    let builder = match (verified, &raw.client_ca_file) {
+    let builder = match (verified, non_empty(raw.client_ca_file.as_deref())) {
         (None, None) => builder.with_no_client_auth(),
         (None, Some(_)) => {
             return Err(
@@ -217,13 +232,23 @@ fn versions(
 }
 
 /// rustls's name of a cipher suite from Go's, which also knows the ChaCha20 ones without their
-/// hash.
+/// hash and the TLS 1.3 ones without `TLS13_`.
 fn rustls_suite_name(go: &str) -> String {
     if go.ends_with("CHACHA20_POLY1305") {
         format!("{go}_SHA256")
+    } else if ["TLS_AES_", "TLS_CHACHA20_"]
+        .iter()
+        .any(|p| go.starts_with(p))
+    {
+        go.replacen("TLS_", "TLS13_", 1)
     } else {
         go.to_string()
     }
+}
+
+/// `value`, unless it is empty: the toolkit reads an empty string as not set.
+fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.is_empty())
 }
 
 /// The provider with only the listed cipher suites and key-exchange groups, in the toolkit's

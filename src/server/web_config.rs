@@ -6,23 +6,32 @@
 //! does), so users, headers and certificates change without a restart; an edit that breaks it
 //! answers 500 until it is fixed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_lc_rs::digest;
 use base64::Engine;
 use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
-use tokio::sync::OnceCell;
+use tokio::sync::Semaphore;
 
 use super::tls::{RawTls, ServerTls};
 use crate::config::ConfigError;
 
-/// Verdicts kept for users who come back; the set is emptied when it grows past this, so a
-/// client trying passwords cannot grow it without bound.
+/// Right passwords remembered (as digests), so that a user who comes back costs no bcrypt run;
+/// only right ones, so that a client guessing cannot push them out. Emptied past this many.
 const MAX_VERDICTS: usize = 1024;
+
+/// bcrypt checks run at once. A client sending a new wrong password with every request would
+/// otherwise queue a check each (tens of ms of CPU) and starve the scrapes; past this, a
+/// password that is not remembered is refused unchecked until a check ends.
+const MAX_CHECKS: usize = 2;
+
+/// How often the files are looked at for a change: at most once a second, not at every request,
+/// which a flood of requests would turn into a flood of file system calls.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// The headers the toolkit lets a web config set, and no others (the toolkit's rule).
 const ALLOWED_HEADERS: [&str; 5] = [
@@ -71,7 +80,7 @@ pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Settings, ConfigError
         })
     })
     .map_err(|e| ConfigError::from_parse(file, &e, &path))?;
-    let tls = match &raw.tls_server_config {
+    let tls = match raw.tls_server_config.as_ref().filter(|t| !t.is_unset()) {
         None => None,
         Some(tls) => Some(Arc::new(
             super::tls::build(tls, dir).map_err(|e| ConfigError::whole_file(file, e))?,
@@ -124,6 +133,17 @@ pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Settings, ConfigError
     })
 }
 
+/// The bcrypt cost of the first user's hash (`$2y$10$...` is 10), which the unknown users'
+/// dummy hash takes too.
+fn cost_of(settings: &Settings) -> u32 {
+    settings
+        .users
+        .values()
+        .next()
+        .and_then(|hash| hash.get(4..6)?.parse().ok())
+        .unwrap_or(bcrypt::DEFAULT_COST)
+}
+
 fn is_bcrypt(hash: &str) -> bool {
     ["$2a$", "$2b$", "$2x$", "$2y$"]
         .iter()
@@ -135,10 +155,14 @@ fn is_bcrypt(hash: &str) -> bool {
 pub struct WebConfig {
     path: PathBuf,
     current: Mutex<Loaded>,
-    verdicts: Mutex<HashMap<[u8; 32], bool>>,
-    /// A hash that unknown users are checked against, so that answering them takes as long as
-    /// answering a wrong password: the timing does not tell which users exist.
-    dummy: OnceCell<String>,
+    /// Digests of right user, password and hash triples.
+    verdicts: Mutex<HashSet<[u8; 32]>>,
+    checks: Arc<Semaphore>,
+    /// Hashes that unknown users are checked against, one per bcrypt cost in use, so that
+    /// answering them takes as long as answering a wrong password: the timing does not tell
+    /// which users exist.
+    dummies: Mutex<HashMap<u32, String>>,
+    tls_at_start: bool,
 }
 
 /// When a file was last changed, as far as a reader can tell: modified time and length.
@@ -147,6 +171,7 @@ type Stamp = Option<(SystemTime, u64)>;
 struct Loaded {
     /// The web config and the files its TLS section names, each with its stamp when read.
     files: Vec<(PathBuf, Stamp)>,
+    looked: Instant,
     settings: Result<Arc<Settings>, String>,
 }
 
@@ -164,14 +189,23 @@ impl WebConfig {
         let (files, settings) = read(path).await;
         let settings = settings?;
         Ok(WebConfig {
+            tls_at_start: settings.tls.is_some(),
             path: path.to_path_buf(),
             current: Mutex::new(Loaded {
                 files,
+                looked: Instant::now(),
                 settings: Ok(Arc::new(settings)),
             }),
-            verdicts: Mutex::new(HashMap::new()),
-            dummy: OnceCell::new(),
+            verdicts: Mutex::new(HashSet::new()),
+            checks: Arc::new(Semaphore::new(MAX_CHECKS)),
+            dummies: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether the endpoints are served over TLS: decided by the file at start, as in the
+    /// toolkit.
+    pub fn serves_tls(&self) -> bool {
+        self.tls_at_start
     }
 
     /// Judges a request by its `Authorization` header under the config now in the file.
@@ -185,31 +219,32 @@ impl WebConfig {
         let Some((user, password)) = authorization.and_then(basic_credentials) else {
             return Verdict::Unauthorized(settings);
         };
-        let hash = match settings.users.get(&user) {
+        let known = settings.users.get(&user).cloned();
+        let hash = match &known {
             Some(hash) => hash.clone(),
-            None => self.dummy().await,
+            None => self.dummy(cost_of(&settings)).await,
         };
-        let known = settings.users.contains_key(&user);
         let key = verdict_key(&user, &password, &hash);
-        let cached = lock(&self.verdicts).get(&key).copied();
-        let matches = match cached {
-            Some(verdict) => verdict,
-            None => {
-                // bcrypt is slow by design: off the async workers.
-                let verdict = tokio::task::spawn_blocking(move || {
-                    bcrypt::verify(password, &hash).unwrap_or(false)
-                })
-                .await
-                .unwrap_or(false);
-                let mut verdicts = lock(&self.verdicts);
-                if verdicts.len() >= MAX_VERDICTS {
-                    verdicts.clear();
-                }
-                verdicts.insert(key, verdict);
-                verdict
-            }
+        if known.is_some() && lock(&self.verdicts).contains(&key) {
+            return Verdict::Allowed(settings);
+        }
+        let Ok(permit) = Arc::clone(&self.checks).try_acquire_owned() else {
+            return Verdict::Unauthorized(settings);
         };
-        if known && matches {
+        // bcrypt is slow by design: off the async workers.
+        let matches = tokio::task::spawn_blocking(move || {
+            let matches = bcrypt::verify(password, &hash).unwrap_or(false);
+            drop(permit);
+            matches
+        })
+        .await
+        .unwrap_or(false);
+        if known.is_some() && matches {
+            let mut verdicts = lock(&self.verdicts);
+            if verdicts.len() >= MAX_VERDICTS {
+                verdicts.clear();
+            }
+            verdicts.insert(key);
             Verdict::Allowed(settings)
         } else {
             Verdict::Unauthorized(settings)
@@ -220,7 +255,11 @@ impl WebConfig {
     /// TLS section names has changed since.
     pub async fn settings(&self) -> Result<Arc<Settings>, String> {
         let (files, settings) = {
-            let current = lock(&self.current);
+            let mut current = lock(&self.current);
+            if current.looked.elapsed() < LOOK_EVERY {
+                return current.settings.clone();
+            }
+            current.looked = Instant::now();
             (current.files.clone(), current.settings.clone())
         };
         if unchanged(files).await {
@@ -234,23 +273,25 @@ impl WebConfig {
         let mut current = lock(&self.current);
         *current = Loaded {
             files,
+            looked: Instant::now(),
             settings: settings.clone(),
         };
         lock(&self.verdicts).clear();
         settings
     }
 
-    async fn dummy(&self) -> String {
-        self.dummy
-            .get_or_init(|| async {
-                tokio::task::spawn_blocking(|| {
-                    bcrypt::hash("vantage: no such user", bcrypt::DEFAULT_COST).unwrap_or_default()
-                })
-                .await
-                .unwrap_or_default()
-            })
-            .await
-            .clone()
+    /// The hash unknown users are checked against, of the `cost` the users' hashes have.
+    async fn dummy(&self, cost: u32) -> String {
+        if let Some(dummy) = lock(&self.dummies).get(&cost) {
+            return dummy.clone();
+        }
+        let dummy = tokio::task::spawn_blocking(move || {
+            bcrypt::hash("vantage: no such user", cost).unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        lock(&self.dummies).insert(cost, dummy.clone());
+        dummy
     }
 }
 
@@ -363,6 +404,13 @@ mod tests {
                 .contains("cert_file and key_file are both needed"),
             "{tls}"
         );
+    }
+
+    #[test]
+    fn empty_values_mean_unset_as_in_the_toolkit() {
+        let text = "tls_server_config:\n  cert_file: \"\"\n  key_file: \"\"\n  client_auth_type: \"\"\n  cipher_suites: []\n";
+        let settings = parse(text, "web.yml", Path::new(".")).unwrap();
+        assert!(settings.tls.is_none(), "no certificate, no TLS");
     }
 
     #[test]

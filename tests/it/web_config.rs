@@ -100,6 +100,43 @@ fn basic_auth_from_a_node_exporter_web_config_guards_every_endpoint() {
         "unknown users answered in {unknown:?}, wrong passwords in {wrong:?}"
     );
 
+    // A flood of wrong passwords (each new, so each would need a bcrypt run) cannot starve a
+    // scrape whose password is remembered: 50 clients guessing for 3 s.
+    let addr = vantage.addr;
+    let stop = Instant::now() + Duration::from_secs(3);
+    let guessers: Vec<_> = (0..50)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut i = 0u32;
+                while Instant::now() < stop && i < 10_000 {
+                    let token = base64::engine::general_purpose::STANDARD
+                        .encode(format!("prom:guess-{t}-{i}"));
+                    let _ = exchange(
+                        addr,
+                        &format!(
+                            "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}\r\nConnection: close\r\n\r\n"
+                        ),
+                    );
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    while Instant::now() + Duration::from_millis(500) < stop {
+        let (status, took) = get_as(&vantage, "prom", "s3cret");
+        assert_eq!(status, 200, "the right password during the flood");
+        slowest = slowest.max(took);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for g in guessers {
+        g.join().unwrap();
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a scrape took {slowest:?} during the flood"
+    );
+
     // A broken edit answers 500 until it is fixed; the log says why.
     dir.write("web.yml", "basic_auth_users: [\n");
     wait_for(Duration::from_secs(5), "the broken file to show", || {

@@ -30,6 +30,20 @@ impl Scheme {
     }
 }
 
+/// `text` with everything between its scheme (`http://`, or up to the first `:`) and its last
+/// `@` replaced by `xxxxx`.
+fn without_user_info(text: &str) -> String {
+    let start = text
+        .find("://")
+        .map(|i| i + 3)
+        .or_else(|| text.find(':').map(|i| i + 1))
+        .unwrap_or(0);
+    match text.rfind('@') {
+        Some(at) if at >= start => format!("{}xxxxx{}", &text[..start], &text[at..]),
+        _ => text.to_string(),
+    }
+}
+
 /// An absolute http or https URL, without user info or fragment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
@@ -41,7 +55,25 @@ pub struct Url {
 }
 
 impl Url {
+    /// Parses `text`. A text with an `@` that is refused may carry a password (`user:pw@`, even
+    /// malformed), so its refusal never quotes it, nor any part of it: it shows the text with
+    /// everything between the scheme and the last `@` replaced.
     pub fn parse(text: &str) -> Result<Url, String> {
+        Url::parse_unguarded(text).map_err(|e| {
+            if text.contains('@') {
+                format!(
+                    "{:?} is not a URL vantage takes: it carries user info (or an @ where a host \
+                     should be); send credentials in an Authorization header (http.headers, \
+                     from a file) instead",
+                    without_user_info(text)
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    fn parse_unguarded(text: &str) -> Result<Url, String> {
         let (scheme_text, rest) = text.split_once("://").ok_or_else(|| {
             format!("{text:?} is not a URL: write http://HOST/PATH or https://...")
         })?;
@@ -52,16 +84,8 @@ impl Url {
         };
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(end);
-        if let Some((user_info, host_and_port)) = authority.rsplit_once('@') {
-            // The password (or a lone token, often one) is a secret: never in an error.
-            let user = user_info
-                .split_once(':')
-                .map_or(String::new(), |(user, _)| format!("{user}:"));
-            let shown = format!("{scheme_text}://{user}xxxxx@{host_and_port}{tail}");
-            return Err(format!(
-                "{shown:?} carries user info: send credentials in an Authorization header \
-                 (http.headers, from a file) instead"
-            ));
+        if authority.contains('@') {
+            return Err("user info".into());
         }
         let (host, port) =
             split_authority(authority, scheme).map_err(|e| format!("{text:?}: {e}"))?;
@@ -250,17 +274,31 @@ mod tests {
     }
 
     #[test]
-    fn user_info_is_refused_without_showing_the_password_or_a_lone_token() {
-        let e = Url::parse("https://user:hunter2@example.com:8443/x?y").unwrap_err();
+    fn user_info_is_refused_without_showing_any_of_it() {
+        for (text, shown) in [
+            (
+                "https://user:hunter2@example.com:8443/x?y",
+                "https://xxxxx@example.com:8443/x?y",
+            ),
+            ("http://ghp_token@example.com/", "http://xxxxx@example.com/"),
+            // Malformed: a `/` in the password, a missing `/`: the password is still hidden.
+            (
+                "http://admin:hunt/er2@example.com/",
+                "http://xxxxx@example.com/",
+            ),
+            ("http:/admin:sekrit@example.com/", "http:xxxxx@example.com/"),
+        ] {
+            let e = Url::parse(text).unwrap_err();
+            assert!(e.starts_with(&format!("{shown:?} is not a URL")), "{e}");
+            for secret in ["hunter2", "ghp_token", "hunt", "er2", "sekrit"] {
+                assert!(!e.contains(secret), "{e}");
+            }
+        }
         assert!(
-            e.starts_with("\"https://user:xxxxx@example.com:8443/x?y\" carries user info"),
-            "{e}"
+            Url::parse("http://example.com/@me").is_ok(),
+            "an @ in the path"
         );
-        let e = Url::parse("http://ghp_token@example.com/").unwrap_err();
-        assert!(e.starts_with("\"http://xxxxx@example.com/\""), "{e}");
-        assert!(!e.contains("ghp_token"));
     }
-
     #[test]
     fn parses_scheme_host_port_and_path() {
         let u = url("https://Example.com:8443/a/b?x=1#frag");
