@@ -49,14 +49,6 @@ pub struct ServerTls {
     pub files: Vec<PathBuf>,
 }
 
-impl PartialEq for ServerTls {
-    fn eq(&self, other: &Self) -> bool {
-        self.files == other.files && self.allowed_sans == other.allowed_sans
-    }
-}
-
-impl Eq for ServerTls {}
-
 /// Builds the server's TLS from `raw`; relative paths are relative to `dir`, the web config's
 /// folder, as in the toolkit.
 pub fn build(raw: &RawTls, dir: &Path) -> Result<ServerTls, String> {
@@ -88,13 +80,7 @@ pub fn build(raw: &RawTls, dir: &Path) -> Result<ServerTls, String> {
         }
     };
     let mut files = vec![path(cert_file), path(key_file)];
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(&read(&files[0], "cert_file")?)
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("tls_server_config.cert_file: not PEM certificates: {e}"))?;
-    if chain.is_empty() {
-        return Err("tls_server_config.cert_file: no certificate in the file".into());
-    }
+    let chain = certificates(&files[0], "cert_file")?;
     let key = PrivateKeyDer::from_pem_slice(&read(&files[1], "key_file")?)
         .map_err(|e| format!("tls_server_config.key_file: not a PEM private key: {e}"))?;
 
@@ -125,8 +111,7 @@ pub fn build(raw: &RawTls, dir: &Path) -> Result<ServerTls, String> {
         (Some(optional), Some(ca_file)) => {
             files.push(path(ca_file));
             let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(&read(&files[2], "client_ca_file")?) {
-                let cert = cert.map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+            for cert in certificates(&files[2], "client_ca_file")? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
@@ -192,6 +177,19 @@ impl ServerTls {
             self.allowed_sans.contains(&text)
         })
     }
+}
+
+/// The PEM certificates in the file at `path`, at least one.
+fn certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(path, key)?)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls_server_config.{key}: not PEM certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "tls_server_config.{key}: no certificate in the file"
+        ));
+    }
+    Ok(certs)
 }
 
 fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {

@@ -60,7 +60,7 @@ struct RawHttp {
 }
 
 /// What a web config file says.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Settings {
     /// User name to bcrypt hash; empty: no authentication.
     pub users: BTreeMap<String, String>,
@@ -382,6 +382,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    fn parsed(text: &str) -> Result<Settings, ConfigError> {
+        parse(text, "web.yml", Path::new("."))
+    }
+
     /// `htpasswd -nbBC 4 prom secret`.
     const HASH: &str = "$2y$04$oBpDSDXniny70TwcXMeX8uxBTbjahCQMoPCRc1bu.GxV/lK7ZuPKS";
 
@@ -390,15 +394,10 @@ mod tests {
         let text = format!(
             "http_server_config:\n  http2: true\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  prom: {HASH}\n"
         );
-        let settings = parse(&text, "web.yml", Path::new(".")).unwrap();
+        let settings = parsed(&text).unwrap();
         assert_eq!(settings.users.get("prom").map(String::as_str), Some(HASH));
         assert_eq!(settings.headers.len(), 1);
-        let tls = parse(
-            "tls_server_config:\n  cert_file: a.pem\n",
-            "web.yml",
-            Path::new("."),
-        )
-        .unwrap_err();
+        let tls = parsed("tls_server_config:\n  cert_file: a.pem\n").unwrap_err();
         assert!(
             tls.to_string()
                 .contains("cert_file and key_file are both needed"),
@@ -409,28 +408,18 @@ mod tests {
     #[test]
     fn empty_values_mean_unset_as_in_the_toolkit() {
         let text = "tls_server_config:\n  cert_file: \"\"\n  key_file: \"\"\n  client_auth_type: \"\"\n  cipher_suites: []\n";
-        let settings = parse(text, "web.yml", Path::new(".")).unwrap();
+        let settings = parsed(text).unwrap();
         assert!(settings.tls.is_none(), "no certificate, no TLS");
     }
 
     #[test]
     fn mistakes_are_named() {
-        let unknown = parse("basic_auth_user: {}\n", "web.yml", Path::new(".")).unwrap_err();
+        let unknown = parsed("basic_auth_user: {}\n").unwrap_err();
         assert!(unknown.to_string().starts_with("web.yml:1:1"), "{unknown}");
-        let plain = parse(
-            "basic_auth_users:\n  prom: secret\n",
-            "web.yml",
-            Path::new("."),
-        )
-        .unwrap_err();
+        let plain = parsed("basic_auth_users:\n  prom: secret\n").unwrap_err();
         assert!(plain.to_string().contains("not a bcrypt hash"), "{plain}");
         assert!(!plain.to_string().contains("secret\""), "{plain}");
-        let header = parse(
-            "http_server_config:\n  headers:\n    Server: x\n",
-            "web.yml",
-            Path::new("."),
-        )
-        .unwrap_err();
+        let header = parsed("http_server_config:\n  headers:\n    Server: x\n").unwrap_err();
         assert!(
             header
                 .to_string()

@@ -171,8 +171,8 @@ fn expected_family(
     dpath: &str,
 ) -> bool {
     let family = match record_type {
-        RecordType::A => 4,
-        RecordType::AAAA => 6,
+        RecordType::A => net::IpVersion::V4,
+        RecordType::AAAA => net::IpVersion::V6,
         _ => {
             cx.error(
                 &addresses.referenced,
@@ -186,11 +186,12 @@ fn expected_family(
     };
     let mut ok = true;
     for (i, ip) in addresses.value.iter().enumerate() {
-        let (version, holder) = match ip.value {
-            IpAddr::V4(_) => (4, "A"),
-            IpAddr::V6(_) => (6, "AAAA"),
-        };
-        if version != family {
+        if !family.accepts(ip.value) {
+            let (version, holder) = if ip.value.is_ipv4() {
+                (4, "A")
+            } else {
+                (6, "AAAA")
+            };
             cx.error(
                 &ip.referenced,
                 format!("{dpath}.expect_addresses[{i}]"),

@@ -326,10 +326,13 @@ const HOLD_PACE: Duration = Duration::from_millis(10);
 /// a bounded pace (6.4 MB/s), TCP's flow control slows the peer to that pace, and a close or
 /// reset is still seen once what came before it is read.
 async fn hold<S: AsyncRead + Unpin>(stream: &mut S, until: Instant) -> Result<bool, Failure> {
-    let mut scratch = vec![0u8; HOLD_CHUNK];
+    // Small for the usual hold, where the peer sends little or nothing; a paced read takes a
+    // whole chunk.
+    let mut scratch = vec![0u8; 4096];
     let mut received = 0;
     loop {
         if received >= HOLD_UNPACED {
+            scratch.resize(HOLD_CHUNK, 0);
             tokio::time::sleep_until(until.min(Instant::now() + HOLD_PACE)).await;
         }
         // Explicit: a peer that never stops sending would never let the read's timer fire.
