@@ -202,6 +202,11 @@ fn sigterm_ends_vantage_at_once_even_during_a_long_reload() {
         "SIGTERM took {:?} to end vantage",
         started.elapsed()
     );
+    // The reload was still under way when SIGTERM came: it never got to its verdict.
+    assert!(
+        !log.contains("targets[20000]"),
+        "the reload had ended:\n{log}"
+    );
 }
 
 /// `vantage check-config PATH`, which must end within 10 s.
