@@ -10,6 +10,7 @@ mod probes;
 mod process;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use prometheus_client::collector::Collector;
@@ -79,6 +80,9 @@ pub struct Build {
 
 pub struct Metrics {
     registry: Registry,
+    /// The size of the last rendering, to start the next one at about its size: growing a
+    /// String of many megabytes by doubling leaves freed copies behind in the allocator.
+    last_size: AtomicUsize,
 }
 
 impl Metrics {
@@ -107,14 +111,19 @@ impl Metrics {
         registry.register_collector(Box::new(process::ProcessCollector {
             started: build.started,
         }));
-        Metrics { registry }
+        Metrics {
+            registry,
+            last_size: AtomicUsize::new(0),
+        }
     }
 
     pub fn render(&self, format: Format) -> String {
-        let mut out = String::new();
+        let last = self.last_size.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(last + last / 16);
         // Writing into a String cannot fail; an encoder error would be a bug in the collectors.
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("encoding metrics into a String");
+        self.last_size.store(out.len(), Ordering::Relaxed);
         match format {
             Format::OpenMetrics => out,
             Format::Classic => classic::from_openmetrics(&out),

@@ -1,4 +1,6 @@
-//! The connections the endpoints serve, bounded without letting idle clients starve a scrape.
+//! The connections the endpoints serve, bounded without letting idle clients starve a scrape,
+//! and the responses they hold, bounded without letting clients that never read them take the
+//! memory.
 //!
 //! A cap that makes new connections wait while it is full lets any client on the network take
 //! every slot with connections that say nothing, and the scrape and the kubelet's health check
@@ -6,16 +8,22 @@
 //! one that has waited longest without a request in progress is closed instead: idle clients
 //! only ever push out each other (and a kept-alive connection between scrapes, which Prometheus
 //! simply opens again), while a request that has arrived is answered.
+//!
+//! A request stays in progress until its response has been handed to the socket, so a client
+//! that asks for `/metrics` and never reads keeps a whole rendering in memory. At most
+//! `max_in_progress` requests are in progress at once; the next one closes the connection of
+//! the one that has been in progress longest, so memory holds a few renderings, not one per
+//! connection, while a scrape that reads its response (in milliseconds) is never the oldest.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-/// The connections being served, oldest first.
+/// The connections being served, oldest first, and the requests in progress on them.
 pub struct Connections {
     cap: usize,
+    max_in_progress: usize,
     live: Mutex<Live>,
 }
 
@@ -23,27 +31,42 @@ pub struct Connections {
 struct Live {
     next: u64,
     by_age: BTreeMap<u64, Entry>,
+    /// The requests in progress, by when they started (from `next`), and their connections.
+    in_progress: BTreeMap<u64, u64>,
 }
 
 struct Entry {
-    busy: Arc<AtomicBool>,
+    /// When the request in progress on this connection started, if one is.
+    request: Option<u64>,
     close: oneshot::Sender<()>,
 }
 
-/// One admitted connection: says whether a request is in progress, learns when it is pushed
-/// out, and leaves the set when dropped.
+/// One admitted connection: starts its requests, learns when it is pushed out, and leaves the
+/// set when dropped.
 pub struct Admitted {
-    id: u64,
-    connections: Arc<Connections>,
-    busy: Arc<AtomicBool>,
-    /// Resolves when a newer connection pushed this one out.
+    slot: Slot,
+    /// Resolves when a newer connection or request pushed this one out.
     pub pushed_out: oneshot::Receiver<()>,
 }
 
+/// What a connection's service needs to start a request on it.
+#[derive(Clone)]
+pub struct Slot {
+    id: u64,
+    connections: Arc<Connections>,
+}
+
+/// A request in progress on a connection; the connection is idle again once it is dropped.
+pub struct InRequest {
+    started: u64,
+    slot: Slot,
+}
+
 impl Connections {
-    pub fn new(cap: usize) -> Arc<Connections> {
+    pub fn new(cap: usize, max_in_progress: usize) -> Arc<Connections> {
         Arc::new(Connections {
             cap,
+            max_in_progress,
             live: Mutex::new(Live::default()),
         })
     }
@@ -56,29 +79,26 @@ impl Connections {
             let oldest_idle = live
                 .by_age
                 .iter()
-                .find(|(_, e)| !e.busy.load(Ordering::Acquire))
+                .find(|(_, e)| e.request.is_none())
                 .map(|(&id, _)| id);
-            let victim = oldest_idle.or_else(|| live.by_age.keys().next().copied());
-            if let Some(entry) = victim.and_then(|id| live.by_age.remove(&id)) {
-                // Its task may have just ended on its own: then there is nobody to tell.
-                let _ = entry.close.send(());
+            if let Some(victim) = oldest_idle.or_else(|| live.by_age.keys().next().copied()) {
+                live.push_out(victim);
             }
         }
-        let id = live.next;
-        live.next += 1;
-        let busy = Arc::new(AtomicBool::new(false));
+        let id = live.tick();
         let (close, pushed_out) = oneshot::channel();
         live.by_age.insert(
             id,
             Entry {
-                busy: Arc::clone(&busy),
+                request: None,
                 close,
             },
         );
         Admitted {
-            id,
-            connections: Arc::clone(self),
-            busy,
+            slot: Slot {
+                id,
+                connections: Arc::clone(self),
+            },
             pushed_out,
         }
     }
@@ -89,34 +109,68 @@ impl Connections {
     }
 }
 
+impl Live {
+    fn tick(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    /// Closes a connection: it leaves the set, with its request, and its task is told.
+    fn push_out(&mut self, id: u64) {
+        if let Some(entry) = self.by_age.remove(&id) {
+            if let Some(started) = entry.request {
+                self.in_progress.remove(&started);
+            }
+            // Its task may have just ended on its own: then there is nobody to tell.
+            let _ = entry.close.send(());
+        }
+    }
+}
+
 impl Admitted {
-    /// The flag that says a request is in progress, for the connection's service to set through
-    /// [`InRequest`].
-    pub fn busy_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.busy)
+    /// The handle a connection's service starts its requests with.
+    pub fn slot(&self) -> Slot {
+        self.slot.clone()
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.connections.lock().by_age.remove(&self.id);
+        self.slot.connections.lock().push_out(self.slot.id);
     }
 }
 
-/// A request in progress on a connection; the connection is idle again once it is dropped.
-pub struct InRequest(Arc<AtomicBool>);
-
-impl InRequest {
-    /// Marks a request as in progress on the connection whose flag `busy` is.
-    pub fn on(busy: &Arc<AtomicBool>) -> InRequest {
-        busy.store(true, Ordering::Release);
-        InRequest(Arc::clone(busy))
+impl Slot {
+    /// Marks a request as in progress on this connection, first pushing out the connection of
+    /// the oldest request in progress when `max_in_progress` already are.
+    pub fn start(&self) -> InRequest {
+        let mut live = self.connections.lock();
+        if live.in_progress.len() >= self.connections.max_in_progress {
+            let oldest = live.in_progress.first_key_value().map(|(_, &c)| c);
+            if let Some(victim) = oldest.filter(|&c| c != self.id) {
+                live.push_out(victim);
+            }
+        }
+        let started = live.tick();
+        if let Some(entry) = live.by_age.get_mut(&self.id) {
+            entry.request = Some(started);
+            live.in_progress.insert(started, self.id);
+        }
+        InRequest {
+            started,
+            slot: self.clone(),
+        }
     }
 }
 
 impl Drop for InRequest {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        let mut live = self.slot.connections.lock();
+        if live.in_progress.remove(&self.started).is_some()
+            && let Some(entry) = live.by_age.get_mut(&self.slot.id)
+        {
+            entry.request = None;
+        }
     }
 }
 
@@ -130,11 +184,11 @@ mod tests {
 
     #[test]
     fn the_oldest_idle_connection_makes_room_and_requests_in_progress_are_kept() {
-        let connections = Connections::new(3);
+        let connections = Connections::new(3, 3);
         let mut first = connections.admit();
         let mut second = connections.admit();
         let mut third = connections.admit();
-        let serving = InRequest::on(&first.busy_flag());
+        let serving = first.slot().start();
         let mut fourth = connections.admit();
         assert!(!pushed_out(&mut first), "a request in progress is kept");
         assert!(pushed_out(&mut second), "the oldest idle one makes room");
@@ -148,23 +202,62 @@ mod tests {
 
     #[test]
     fn with_every_connection_busy_the_oldest_makes_room() {
-        let connections = Connections::new(2);
+        let connections = Connections::new(2, 2);
         let mut first = connections.admit();
         let second = connections.admit();
-        let _a = InRequest::on(&first.busy_flag());
-        let _b = InRequest::on(&second.busy_flag());
+        let _a = first.slot().start();
+        let _b = second.slot().start();
         let _third = connections.admit();
         assert!(pushed_out(&mut first));
-        assert_eq!(connections.lock().by_age.len(), 2, "the cap holds");
+        let live = connections.lock();
+        assert_eq!(live.by_age.len(), 2, "the cap holds");
+        assert_eq!(
+            live.in_progress.len(),
+            1,
+            "the pushed-out request went with it"
+        );
     }
 
     #[test]
     fn a_connection_that_ends_frees_its_place() {
-        let connections = Connections::new(2);
+        let connections = Connections::new(2, 2);
         let mut first = connections.admit();
         let second = connections.admit();
         drop(second);
         let _third = connections.admit();
         assert!(!pushed_out(&mut first), "room was free");
+    }
+
+    #[test]
+    fn past_the_limit_a_new_request_pushes_out_the_oldest_one_in_progress() {
+        let connections = Connections::new(10, 2);
+        let mut first = connections.admit();
+        let mut second = connections.admit();
+        let mut third = connections.admit();
+        let _a = first.slot().start();
+        let b = second.slot().start();
+        let _c = third.slot().start();
+        assert!(pushed_out(&mut first), "the oldest request in progress");
+        assert!(!pushed_out(&mut second) && !pushed_out(&mut third));
+        drop(b);
+        let mut fourth = connections.admit();
+        let _d = fourth.slot().start();
+        assert!(!pushed_out(&mut third), "a finished request made room");
+        assert!(!pushed_out(&mut fourth));
+        assert_eq!(connections.lock().in_progress.len(), 2);
+    }
+
+    #[test]
+    fn a_request_ending_after_its_connection_was_pushed_out_changes_nothing() {
+        let connections = Connections::new(1, 1);
+        let first = connections.admit();
+        let request = first.slot().start();
+        let mut second = connections.admit();
+        let _b = second.slot().start();
+        drop(request);
+        drop(first);
+        assert!(!pushed_out(&mut second));
+        let live = connections.lock();
+        assert_eq!((live.by_age.len(), live.in_progress.len()), (1, 1));
     }
 }

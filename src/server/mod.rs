@@ -1,6 +1,7 @@
 //! vantage's own HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload` and the
 //! status page.
 
+mod body;
 mod connections;
 mod tls;
 pub mod web_config;
@@ -14,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
@@ -24,11 +24,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-use self::connections::{Admitted, Connections, InRequest};
+use self::body::Body;
+use self::connections::{Admitted, Connections};
 use self::web_config::{Verdict, WebConfig};
 use crate::metrics::{Format, Metrics};
 use crate::reload::{Reloaded, Request, Trigger};
@@ -43,6 +44,18 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// descriptors that probes need; past it a new connection pushes out the oldest idle one (see
 /// [`connections`]).
 const MAX_CONNECTIONS: usize = 256;
+
+/// At most this many requests are in progress at once, a response counting until the socket
+/// has taken it; past it a new request pushes out the oldest (see [`connections`]). This bounds
+/// the memory that clients which ask for `/metrics` and never read can hold to this many
+/// renderings.
+const MAX_IN_PROGRESS: usize = 8;
+
+/// Renderings (of `/metrics` and the status page) run on blocking threads, at most this many
+/// at once: rendering many targets keeps a core busy for a while, which on a runtime thread
+/// would hold up probes' timers and the health check, and a flood of scrapes must queue for
+/// the cores rather than hold a rendering each.
+static RENDERS: Semaphore = Semaphore::const_new(2);
 
 /// The most a request's head may take (hyper's read buffer): vantage's requests are a line and
 /// a few headers, and a client must not make a connection hold more.
@@ -116,7 +129,7 @@ fn bind_socket(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
 /// Serves until `shutdown` completes.
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let connections = Connections::new(MAX_CONNECTIONS);
+    let connections = Connections::new(MAX_CONNECTIONS, MAX_IN_PROGRESS);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => return,
@@ -184,14 +197,13 @@ async fn connection<S>(stream: S, peer: SocketAddr, mut admitted: Admitted, stat
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let busy = admitted.busy_flag();
+    let slot = admitted.slot();
     let service = service_fn(move |req| {
         let state = Arc::clone(&state);
-        let in_request = InRequest::on(&busy);
+        let in_request = slot.start();
         async move {
             let response = guarded(&req, &state).await;
-            drop(in_request);
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(response.map(|body| Body::new(body, in_request)))
         }
     });
     let conn = http1::Builder::new()
@@ -212,7 +224,7 @@ where
 }
 
 /// [`handle`], behind the web config's users and with its headers.
-async fn guarded(req: &hyper::Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+async fn guarded(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response<Bytes> {
     let Some(web) = &state.web else {
         return handle(req, state).await;
     };
@@ -239,7 +251,7 @@ async fn guarded(req: &hyper::Request<Incoming>, state: &State) -> Response<Full
     response
 }
 
-async fn handle(req: &hyper::Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+async fn handle(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response<Bytes> {
     let path = req.uri().path();
     if !matches!(
         path,
@@ -267,28 +279,60 @@ async fn handle(req: &hyper::Request<Incoming>, state: &State) -> Response<Full<
         "/metrics" => {
             let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
             let format = Format::negotiate(accept);
-            respond(
-                StatusCode::OK,
-                format.content_type(),
-                state.metrics.render(format),
-            )
+            rendered(state, format.content_type(), move |s| {
+                s.metrics.render(format)
+            })
+            .await
         }
         "/-/healthy" => text(StatusCode::OK, "vantage is healthy.\n"),
         "/-/ready" if state.ready.load(Ordering::Acquire) => {
             text(StatusCode::OK, "vantage is ready.\n")
         }
         "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "vantage is not ready.\n"),
-        _ => respond(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            status_page::render(&state.store),
-        ),
+        _ => {
+            rendered(state, "text/html; charset=utf-8", |s| {
+                status_page::render(&s.store)
+            })
+            .await
+        }
+    }
+}
+
+/// Answers with what `render` makes, rendered on a blocking thread once one of the [`RENDERS`]
+/// is free.
+async fn rendered(
+    state: &Arc<State>,
+    content_type: &'static str,
+    render: impl FnOnce(&State) -> String + Send + 'static,
+) -> Response<Bytes> {
+    let state = Arc::clone(state);
+    // A request pushed out while it waits here renders nothing; once started, a rendering
+    // finishes, holding its permit, so the bound holds whatever happens to its request.
+    let rendering = match RENDERS.acquire().await {
+        Ok(permit) => tokio::task::spawn_blocking(move || {
+            let mut body = render(&state);
+            // Held until its client reads it: not with the spare room a growing String has.
+            body.shrink_to_fit();
+            drop(permit);
+            body
+        }),
+        Err(_) => unreachable!("RENDERS is never closed"),
+    };
+    match rendering.await {
+        Ok(body) => respond(StatusCode::OK, content_type, body),
+        Err(e) => {
+            warn!(error = %e, "rendering a response failed");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering failed; see the log\n",
+            )
+        }
     }
 }
 
 /// Asks for a reload and answers with its result: 200 when applied, 400 with the errors when
 /// the file is bad (the previous config keeps running).
-async fn reload(state: &State) -> Response<Full<Bytes>> {
+async fn reload(state: &State) -> Response<Bytes> {
     let (reply, result) = oneshot::channel();
     let request = Request {
         trigger: Trigger::Api,
@@ -321,7 +365,7 @@ async fn reload(state: &State) -> Response<Full<Bytes>> {
     }
 }
 
-fn not_allowed(body: &'static str, allow: &'static str) -> Response<Full<Bytes>> {
+fn not_allowed(body: &'static str, allow: &'static str) -> Response<Bytes> {
     let mut response = text(StatusCode::METHOD_NOT_ALLOWED, body);
     response
         .headers_mut()
@@ -329,12 +373,16 @@ fn not_allowed(body: &'static str, allow: &'static str) -> Response<Full<Bytes>>
     response
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    respond(status, "text/plain; charset=utf-8", body.to_string())
+fn text(status: StatusCode, body: &'static str) -> Response<Bytes> {
+    respond(status, "text/plain; charset=utf-8", body)
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Bytes> {
+    let mut response = Response::new(body.into());
     *response.status_mut() = status;
     response
         .headers_mut()

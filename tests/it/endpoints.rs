@@ -230,3 +230,96 @@ fn a_password_in_a_url_never_reaches_check_config_the_reload_answer_or_the_log()
     });
     assert!(!vantage.log().contains(SECRET), "{}", vantage.log());
 }
+
+/// Scrapes that ask for `/metrics` and never read their answer: each would keep a whole
+/// rendering in vantage's memory, so their number bounds nothing. However many there are,
+/// vantage holds a few renderings at most (the eight requests in progress, two being rendered
+/// and what the allocator keeps), and a scrape and a health check are still answered.
+#[test]
+fn scrapes_that_never_read_their_response_hold_a_few_renderings_at_most() {
+    const UNREAD: usize = 100;
+    let dir = TempDir::new("unread");
+    // 20 targets with 60 labels of a kilobyte each: a rendering of about 15 MB, large against
+    // what the sockets' kernel buffers take, so that what vantage holds shows in its memory.
+    let labels = (0..60)
+        .map(|i| format!("l{i}: \"{}{i}\"", "x".repeat(1000)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let port = closed_port();
+    let targets: String = (0..20)
+        .map(|t| {
+            format!("  - {{name: t{t}, type: tcp, host: 127.0.0.1, port: {port}, labels: {{{labels}}}}}\n")
+        })
+        .collect();
+    let config = dir.write(
+        "exporter.yml",
+        &format!("defaults: {{interval: 2s, timeout: 1s}}\ntargets:\n{targets}"),
+    );
+    let vantage = Vantage::start(&config, &[]);
+    let pid = vantage.child.id();
+    let mut rendering = 0;
+    wait_for(Duration::from_secs(30), "a run of every target", || {
+        let body = http_get(vantage.addr, "/metrics", None).map_or_else(String::new, |r| r.body);
+        rendering = body.len();
+        body.matches("\nprobe_success{").count() == 20
+    });
+    assert!(rendering > 10_000_000, "a rendering of {rendering} bytes");
+    let before = resident(pid);
+
+    let unread: Vec<TcpStream> = (0..UNREAD).map(|_| unread_scrape(vantage.addr)).collect();
+    wait_for(
+        Duration::from_secs(120),
+        "every unread scrape answered or closed",
+        || {
+            unread.iter().all(|s| !matches!(s.peek(&mut [0]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock))
+        },
+    );
+    let grown = resident(pid).saturating_sub(before);
+    assert!(
+        grown < 24 * rendering,
+        "{UNREAD} unread scrapes grew vantage by {} MB, {} renderings of {} MB",
+        grown >> 20,
+        grown / rendering,
+        rendering >> 20
+    );
+    assert_eq!(
+        http_get(vantage.addr, "/-/healthy", None).map(|r| r.status),
+        Some(200)
+    );
+    let scrape = http_get(vantage.addr, "/metrics", None).expect("a scrape that reads");
+    assert_eq!(
+        (
+            scrape.status,
+            scrape.body.matches("\nprobe_success{").count()
+        ),
+        (200, 20)
+    );
+    drop(unread);
+}
+
+/// A connection that asks for `/metrics` and then reads nothing, with a small receive buffer
+/// so that the kernel takes little of the answer off vantage's hands.
+fn unread_scrape(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(2))
+        .unwrap();
+    let mut stream = TcpStream::from(socket);
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    stream.set_nonblocking(true).unwrap();
+    stream
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn resident(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib * 1024
+}
