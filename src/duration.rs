@@ -25,6 +25,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     if text.is_empty() {
         return Err("empty duration: write a number with a unit, e.g. \"30s\"".to_string());
     }
+    // A bare 0 is zero whatever the unit, as in Prometheus.
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bare_number_hint(text));
     }
@@ -105,7 +109,9 @@ impl<'de> Deserialize<'de> for ConfigDuration {
             }
 
             fn visit_u64<E: de::Error>(self, number: u64) -> Result<ConfigDuration, E> {
-                Err(E::custom(bare_number_hint(&number.to_string())))
+                parse(&number.to_string())
+                    .map(ConfigDuration)
+                    .map_err(E::custom)
             }
 
             fn visit_i64<E: de::Error>(self, number: i64) -> Result<ConfigDuration, E> {
@@ -149,6 +155,7 @@ mod tests {
         assert_eq!(parse("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse("1w"), Ok(Duration::from_secs(604_800)));
         assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("0"), Ok(Duration::ZERO), "a bare 0, as in Prometheus");
         assert_eq!(parse("1s500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse("0s"), Ok(Duration::ZERO));
     }

@@ -3,6 +3,7 @@
 
 mod body;
 mod connections;
+mod rate_limit;
 mod tls;
 pub mod web_config;
 
@@ -238,6 +239,10 @@ async fn guarded(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response
             );
             (response, settings)
         }
+        Verdict::Limited(settings) => (
+            text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"),
+            settings,
+        ),
         Verdict::Broken => {
             return text(
                 StatusCode::INTERNAL_SERVER_ERROR,

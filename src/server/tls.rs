@@ -17,9 +17,12 @@ use crate::tls::provider;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
+    cert: Option<String>,
     cert_file: Option<String>,
+    key: Option<String>,
     key_file: Option<String>,
     client_auth_type: Option<String>,
+    client_ca: Option<String>,
     client_ca_file: Option<String>,
     client_allowed_sans: Option<Vec<String>>,
     min_version: Option<String>,
@@ -34,8 +37,9 @@ pub struct RawTls {
 impl RawTls {
     /// Whether the section names no certificate: as in the toolkit, it then means no TLS.
     pub fn is_unset(&self) -> bool {
-        non_empty(self.cert_file.as_deref()).is_none()
-            && non_empty(self.key_file.as_deref()).is_none()
+        [&self.cert, &self.cert_file, &self.key, &self.key_file]
+            .iter()
+            .all(|v| non_empty(v.as_deref()).is_none())
     }
 }
 
@@ -52,13 +56,15 @@ pub struct ServerTls {
 /// Builds the server's TLS from `raw`; relative paths are relative to `dir`, the web config's
 /// folder, as in the toolkit.
 pub fn build(raw: &RawTls, dir: &Path) -> Result<ServerTls, String> {
-    let path = |p: &str| dir.join(p);
-    let (Some(cert_file), Some(key_file)) = (
-        non_empty(raw.cert_file.as_deref()),
-        non_empty(raw.key_file.as_deref()),
-    ) else {
-        return Err("tls_server_config: cert_file and key_file are both needed".into());
-    };
+    let cert = Pem::of(&raw.cert, &raw.cert_file, "cert")?;
+    let key = Pem::of(&raw.key, &raw.key_file, "key")?;
+    if matches!(cert, Pem::Unset) || matches!(key, Pem::Unset) {
+        return Err(
+            "tls_server_config: a certificate (cert_file or cert) and its key (key_file or \
+             key) are both needed"
+                .into(),
+        );
+    }
     // An empty value means the default, as in the toolkit (Go's zero values).
     let auth = non_empty(raw.client_auth_type.as_deref()).unwrap_or("NoClientCert");
     let verified = match auth {
@@ -79,11 +85,18 @@ pub fn build(raw: &RawTls, dir: &Path) -> Result<ServerTls, String> {
             ));
         }
     };
-    let mut files = vec![path(cert_file), path(key_file)];
-    let chain = certificates(&files[0], "cert_file")?;
-    let key = PrivateKeyDer::from_pem_slice(&read(&files[1], "key_file")?)
-        .map_err(|e| format!("tls_server_config.key_file: not a PEM private key: {e}"))?;
-
+    let mut files = Vec::new();
+    let chain = cert.read(dir, "cert", &mut files)?.unwrap_or_default();
+    let key = key.read(dir, "key", &mut files)?.unwrap_or_default();
+    let client_ca = Pem::of(&raw.client_ca, &raw.client_ca_file, "client_ca")?.read(
+        dir,
+        "client_ca",
+        &mut files,
+    )?;
+    let chain =
+        crate::tls::pem_certificates(&chain).map_err(|e| format!("tls_server_config.cert: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|e| format!("tls_server_config.key: not a PEM private key: {e}"))?;
     let provider = Arc::new(narrowed(
         &provider(),
         raw.cipher_suites.as_deref().filter(|s| !s.is_empty()),
@@ -96,25 +109,27 @@ pub fn build(raw: &RawTls, dir: &Path) -> Result<ServerTls, String> {
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
         .map_err(|e| format!("tls_server_config: {e}"))?;
-    let builder = match (verified, non_empty(raw.client_ca_file.as_deref())) {
+    let builder = match (verified, client_ca) {
         (None, None) => builder.with_no_client_auth(),
         (None, Some(_)) => {
             return Err(
-                "tls_server_config.client_ca_file: needs a client_auth_type that verifies".into(),
+                "tls_server_config.client_ca: needs a client_auth_type that verifies".into(),
             );
         }
         (Some(_), None) => {
             return Err(format!(
-                "tls_server_config.client_auth_type: {auth} needs a client_ca_file"
+                "tls_server_config.client_auth_type: {auth} needs a client_ca_file (or \
+                 client_ca)"
             ));
         }
-        (Some(optional), Some(ca_file)) => {
-            files.push(path(ca_file));
+        (Some(optional), Some(client_ca)) => {
             let mut roots = RootCertStore::empty();
-            for cert in certificates(&files[2], "client_ca_file")? {
+            for cert in crate::tls::pem_certificates(&client_ca)
+                .map_err(|e| format!("tls_server_config.client_ca: {e}"))?
+            {
                 roots
                     .add(cert)
-                    .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+                    .map_err(|e| format!("tls_server_config.client_ca: {e}"))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if optional {
@@ -124,7 +139,7 @@ pub fn build(raw: &RawTls, dir: &Path) -> Result<ServerTls, String> {
             };
             let verifier = verifier
                 .build()
-                .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+                .map_err(|e| format!("tls_server_config.client_ca: {e}"))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -179,26 +194,50 @@ impl ServerTls {
     }
 }
 
-/// The PEM certificates in the file at `path`, at least one.
-fn certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(path, key)?)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls_server_config.{key}: not PEM certificates: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "tls_server_config.{key}: no certificate in the file"
-        ));
-    }
-    Ok(certs)
+/// Where a PEM value comes from: inline in the web config (`cert`) or a file it names
+/// (`cert_file`), one or the other, as in the toolkit.
+enum Pem<'a> {
+    Unset,
+    Inline(&'a str),
+    File(&'a str),
 }
 
-fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
-    crate::build::file::read(path, crate::build::file::NAMED_FILE).map_err(|e| {
-        format!(
-            "tls_server_config.{key}: cannot read {}: {e}",
-            path.display()
-        )
-    })
+impl<'a> Pem<'a> {
+    fn of(inline: &'a Option<String>, file: &'a Option<String>, key: &str) -> Result<Self, String> {
+        match (non_empty(inline.as_deref()), non_empty(file.as_deref())) {
+            (Some(_), Some(_)) => Err(format!(
+                "tls_server_config: {key} and {key}_file are both set: one or the other"
+            )),
+            (Some(text), None) => Ok(Pem::Inline(text)),
+            (None, Some(path)) => Ok(Pem::File(path)),
+            (None, None) => Ok(Pem::Unset),
+        }
+    }
+
+    /// The PEM text, adding a file it came from to `files`, so that a change to it is seen.
+    fn read(
+        self,
+        dir: &Path,
+        key: &str,
+        files: &mut Vec<PathBuf>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Pem::Unset => Ok(None),
+            Pem::Inline(text) => Ok(Some(text.as_bytes().to_vec())),
+            Pem::File(path) => {
+                let path = dir.join(path);
+                let text = crate::build::file::read(&path, crate::build::file::NAMED_FILE)
+                    .map_err(|e| {
+                        format!(
+                            "tls_server_config.{key}_file: cannot read {}: {e}",
+                            path.display()
+                        )
+                    })?;
+                files.push(path);
+                Ok(Some(text))
+            }
+        }
+    }
 }
 
 /// The TLS versions from `min` to `max`, in the toolkit's names (TLS10 and TLS11 are refused:

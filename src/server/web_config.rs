@@ -1,6 +1,7 @@
 //! `--web.config.file`: the Prometheus exporter-toolkit's web configuration, so that a file
 //! written for node_exporter works here: `basic_auth_users` (bcrypt hashes, as `htpasswd -nBC
-//! 10` makes them), `http_server_config.headers`, and `tls_server_config` (see `tls`).
+//! 10` makes them), `http_server_config.headers`, `tls_server_config` (see `tls`) and
+//! `rate_limit` (see `rate_limit`).
 //!
 //! As in the toolkit, the file is read again when it changes (or a file its TLS section names
 //! does), so users, headers and certificates change without a restart; an edit that breaks it
@@ -17,6 +18,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+use super::rate_limit::{Bucket, Rate, RawRateLimit};
 use super::tls::{RawTls, ServerTls};
 use crate::config::ConfigError;
 
@@ -48,6 +50,7 @@ struct Raw {
     tls_server_config: Option<RawTls>,
     http_server_config: Option<RawHttp>,
     basic_auth_users: Option<BTreeMap<String, String>>,
+    rate_limit: Option<RawRateLimit>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +70,8 @@ pub struct Settings {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// `tls_server_config`: the endpoints are served over TLS.
     pub tls: Option<Arc<ServerTls>>,
+    /// `rate_limit`: how fast requests may come, over all clients.
+    pub rate: Option<Rate>,
 }
 
 /// Parses a web config; `file` names it in errors, and the files it names are relative to
@@ -104,6 +109,21 @@ pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Settings, ConfigError
                 ),
             ));
         }
+        // The two headers whose values the toolkit checks, checked alike (case-sensitively).
+        let allowed: &[&str] = match name.to_ascii_lowercase().as_str() {
+            "x-content-type-options" => &["nosniff"],
+            "x-frame-options" => &["deny", "sameorigin"],
+            _ => &[],
+        };
+        if !allowed.is_empty() && !allowed.contains(&value.as_str()) {
+            return Err(ConfigError::whole_file(
+                file,
+                format!(
+                    "http_server_config.headers.{name}: {value:?} is not one of {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
         let header = (
             HeaderName::try_from(name.as_str()),
             HeaderValue::try_from(value.as_str()),
@@ -126,10 +146,15 @@ pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Settings, ConfigError
             ),
         ));
     }
+    let rate = match &raw.rate_limit {
+        Some(limit) => limit.rate().map_err(|e| ConfigError::whole_file(file, e))?,
+        None => None,
+    };
     Ok(Settings {
         users,
         headers,
         tls,
+        rate,
     })
 }
 
@@ -163,6 +188,8 @@ pub struct WebConfig {
     /// which users exist.
     dummies: Mutex<HashMap<u32, String>>,
     tls_at_start: bool,
+    /// The `rate_limit` tokens left; the rate is the file's as it is now.
+    bucket: Mutex<Bucket>,
 }
 
 /// When a file was last changed, as far as a reader can tell: modified time and length.
@@ -179,6 +206,8 @@ struct Loaded {
 pub enum Verdict {
     Allowed(Arc<Settings>),
     Unauthorized(Arc<Settings>),
+    /// Past `rate_limit`.
+    Limited(Arc<Settings>),
     /// The file is broken (its error was logged when it changed).
     Broken,
 }
@@ -199,6 +228,7 @@ impl WebConfig {
             verdicts: Mutex::new(HashSet::new()),
             checks: Arc::new(Semaphore::new(MAX_CHECKS)),
             dummies: Mutex::new(HashMap::new()),
+            bucket: Mutex::new(Bucket::new()),
         })
     }
 
@@ -213,6 +243,12 @@ impl WebConfig {
         let Ok(settings) = self.settings().await else {
             return Verdict::Broken;
         };
+        // Before the users, as in the toolkit: a flood is turned away without a bcrypt run.
+        if let Some(rate) = settings.rate
+            && !lock(&self.bucket).allow(rate, Instant::now())
+        {
+            return Verdict::Limited(settings);
+        }
         if settings.users.is_empty() {
             return Verdict::Allowed(settings);
         }
@@ -400,7 +436,7 @@ mod tests {
         let tls = parsed("tls_server_config:\n  cert_file: a.pem\n").unwrap_err();
         assert!(
             tls.to_string()
-                .contains("cert_file and key_file are both needed"),
+                .contains("a certificate (cert_file or cert) and its key"),
             "{tls}"
         );
     }
@@ -419,6 +455,10 @@ mod tests {
         let plain = parsed("basic_auth_users:\n  prom: secret\n").unwrap_err();
         assert!(plain.to_string().contains("not a bcrypt hash"), "{plain}");
         assert!(!plain.to_string().contains("secret\""), "{plain}");
+        let frame = parsed("http_server_config:\n  headers:\n    X-Frame-Options: DENY\n");
+        assert!(frame.unwrap_err().to_string().contains("deny, sameorigin"));
+        let rate = parsed("rate_limit: {interval: 1s, burst: 0}\n").unwrap_err();
+        assert!(rate.to_string().contains("rate_limit.burst"), "{rate}");
         let header = parsed("http_server_config:\n  headers:\n    Server: x\n").unwrap_err();
         assert!(
             header

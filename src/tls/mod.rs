@@ -515,15 +515,17 @@ fn read_certificates(
     key: OptionKey,
     read_file: ReadFile,
 ) -> Result<Vec<CertificateDer<'static>>, BuildError> {
-    let pem = read(path, key, read_file)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    pem_certificates(&read(path, key, read_file)?)
+        .map_err(|e| BuildError::new(key, format!("{}: {e}", path.display())))
+}
+
+/// The certificates in `pem`, at least one.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| BuildError::new(key, format!("{} is not valid PEM: {e}", path.display())))?;
+        .map_err(|e| format!("not valid PEM: {e}"))?;
     if certs.is_empty() {
-        return Err(BuildError::new(
-            key,
-            format!("{} holds no PEM certificate", path.display()),
-        ));
+        return Err("no PEM certificate in it".into());
     }
     Ok(certs)
 }

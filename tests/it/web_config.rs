@@ -153,6 +153,18 @@ fn basic_auth_from_a_node_exporter_web_config_guards_every_endpoint() {
     });
 }
 
+/// vantage on a one-target config and the web config `web`, and the address it will listen on.
+fn tls_vantage(dir: &TempDir, web: &std::path::Path) -> (Command, SocketAddr) {
+    let config = one_target_config(dir);
+    let addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
+    let mut command = Command::new(vantage_bin());
+    command
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.config.file={}", web.display()))
+        .arg(format!("--web.listen-address={addr}"));
+    (command, addr)
+}
+
 /// A GET of /-/ready over TLS to `vantage.test`, trusting `ca`, with `client`'s certificate if
 /// given: the answer's first line, or why there is none.
 fn tls_get(addr: SocketAddr, ca: &Ca, client: Option<&Issued>) -> Result<String, String> {
@@ -212,13 +224,7 @@ fn mtls_from_a_web_config_admits_only_verified_clients_with_an_allowed_san() {
   curve_preferences: [X25519, CurveP256]
 ",
     );
-    let config = one_target_config(&dir);
-    let addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
-    let mut command = Command::new(vantage_bin());
-    command
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.config.file={}", web.display()))
-        .arg(format!("--web.listen-address={addr}"));
+    let (command, addr) = tls_vantage(&dir, &web);
     let _vantage = Vantage::spawn_until(command, addr, |addr| {
         tls_get(addr, &server_ca, Some(&allowed)).is_ok_and(|l| l.contains(" 200"))
     });
@@ -263,5 +269,61 @@ fn a_web_config_that_would_take_unverified_client_certificates_is_refused_at_sta
     assert!(
         stderr.contains("RequireAnyClientCert takes client certificates without verifying them"),
         "{stderr}"
+    );
+}
+
+/// The toolkit's inline PEM (`cert`, `key`, `client_ca`, for certificates kept in a secret
+/// manager rather than files) and its `rate_limit`, which turns away requests past the burst
+/// with 429 before any check of the client.
+#[test]
+fn inline_certificates_and_a_rate_limit_from_the_toolkit_format_work() {
+    let dir = TempDir::new("webconfig-inline");
+    let server_ca = Ca::root("web server ca");
+    let client_ca = Ca::root("web client ca");
+    let server = server_ca.leaf(Leaf::server(&["vantage.test"]));
+    let client = client_ca.leaf(Leaf::server(&["prometheus.vantage.test"]).client());
+    let block = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let web = dir.write(
+        "web.yml",
+        &format!(
+            "tls_server_config:
+  cert: |
+{}  key: |
+{}  client_ca: |
+{}  client_auth_type: RequireAndVerifyClientCert
+rate_limit:
+  interval: 1m
+  burst: 3
+",
+            block(&server.cert.pem()),
+            block(&server.key.serialize_pem()),
+            block(&client_ca.cert.pem()),
+        ),
+    );
+    let (command, addr) = tls_vantage(&dir, &web);
+    // The first answer takes the first of the burst's three requests.
+    let _vantage = Vantage::spawn_until(command, addr, |addr| {
+        tls_get(addr, &server_ca, Some(&client)).is_ok_and(|l| l.contains(" 200"))
+    });
+    let statuses: Vec<String> = (0..4)
+        .map(|_| tls_get(addr, &server_ca, Some(&client)).unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 429 Too Many Requests",
+            "HTTP/1.1 429 Too Many Requests"
+        ],
+        "a burst of 3, then one a minute"
+    );
+    assert!(
+        tls_get(addr, &server_ca, None).is_err(),
+        "the inline client CA is required"
     );
 }

@@ -234,7 +234,7 @@ fn a_ca_file_without_certificates_is_refused() {
         7,
         16,
         "targets[0].tls.ca_file",
-        "holds no PEM certificate",
+        "no PEM certificate in it",
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
