@@ -19,7 +19,7 @@ use serde_saphyr::{Location, Spanned};
 
 use crate::duration;
 use crate::net::dns;
-use crate::net::{Host, IpVersion, check_destination};
+use crate::net::{Host, IpVersion};
 use error::ConfigError;
 
 /// A value with the place it was written, for errors that point at it.
@@ -119,12 +119,10 @@ impl<'a> Context<'a> {
     }
 
     /// [`Context::host`] as a place to connect to or ping: also refuses addresses that name no
-    /// single host (see [`check_destination`]).
+    /// single host (see [`Host::check_destination`]).
     pub fn destination(&mut self, common: &Common, missing: &str) -> Option<Host> {
         let host = self.host(common, missing)?;
-        if let (Host::Ip(ip), Some(h)) = (&host, common.host)
-            && let Err(e) = check_destination(*ip)
-        {
+        if let (Err(e), Some(h)) = (host.check_destination(), common.host) {
             self.error(&h.referenced, format!("{}.host", common.path), e);
             return None;
         }

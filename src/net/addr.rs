@@ -15,6 +15,15 @@ pub enum Host {
 }
 
 impl Host {
+    /// Refuses an IP literal that names no single host (see [`check_destination`]), for a host
+    /// to connect to or ping; a name is checked once resolved.
+    pub fn check_destination(&self) -> Result<(), String> {
+        match self {
+            Host::Ip(ip) => check_destination(*ip),
+            Host::Name(_) => Ok(()),
+        }
+    }
+
     /// Accepts a DNS name or an IP literal; IPv6 literals may be bracketed.
     pub fn parse(text: &str) -> Result<Host, String> {
         let unbracketed = text
@@ -175,19 +184,27 @@ pub fn ip_hash(ip: IpAddr) -> f64 {
 /// addresses (answered, if at all, by any number of hosts from their own addresses). A
 /// subnet's directed broadcast cannot be told without its netmask and is not caught.
 pub fn check_destination(ip: IpAddr) -> Result<(), String> {
+    match no_single_host(ip) {
+        None => Ok(()),
+        Some(what) => Err(format!(
+            "{} is {what}: a probe checks one host, so give the address of one",
+            ip.to_canonical()
+        )),
+    }
+}
+
+/// What `ip` is when it names no single host (see [`check_destination`]).
+pub fn no_single_host(ip: IpAddr) -> Option<&'static str> {
     let ip = ip.to_canonical();
-    let what = if ip.is_unspecified() {
-        "the unspecified address, which names no host"
+    if ip.is_unspecified() {
+        Some("the unspecified address, which names no host")
     } else if ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
-        "the broadcast address"
+        Some("the broadcast address")
     } else if ip.is_multicast() {
-        "a multicast address"
+        Some("a multicast address")
     } else {
-        return Ok(());
-    };
-    Err(format!(
-        "{ip} is {what}: a probe checks one host, so give the address of one"
-    ))
+        None
+    }
 }
 
 /// A DNS server as configured: an IP address, with `:port` when it is not 53 (IPv6 in

@@ -9,7 +9,7 @@ use hickory_proto::rr::{Name, RecordType};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
-use super::addr::{Host, IpVersion};
+use super::addr::{Host, IpVersion, check_destination, no_single_host};
 use super::dns;
 use super::socket::connect;
 use crate::outcome::{Failure, Reason, Trace};
@@ -42,6 +42,7 @@ pub async fn resolve(
                     format!("{ip} is not an IPv{ip_version} address"),
                 ));
             }
+            check_destination(*ip).map_err(|e| Failure::new(Reason::DnsError, e))?;
             return Ok(Resolved {
                 addr: SocketAddr::new(*ip, port),
                 lookup: None,
@@ -62,10 +63,13 @@ pub async fn resolve(
         IpVersion::V6 => pick(false),
     };
     match addr {
-        Some(addr) => Ok(Resolved {
-            addr,
-            lookup: Some(lookup),
-        }),
+        Some(addr) => {
+            resolved_to(name, &[addr.ip()])?;
+            Ok(Resolved {
+                addr,
+                lookup: Some(lookup),
+            })
+        }
         None => Err(Failure::new(
             Reason::DnsError,
             match ip_version {
@@ -87,6 +91,7 @@ async fn ask_server(
 ) -> Result<Resolved, Failure> {
     let start = Instant::now();
     let ips = ask_for(name, ip_version, server, false, deadline).await?;
+    resolved_to(name, &ips[..1])?;
     Ok(Resolved {
         addr: SocketAddr::new(ips[0], port),
         lookup: Some(start.elapsed()),
@@ -183,7 +188,21 @@ pub async fn resolve_every(
             unique(ips)
         }
     };
+    resolved_to(name, &ips)?;
     Ok((ips, Some(start.elapsed())))
+}
+
+/// Fails when `name` resolved to an address that names no single host (see
+/// [`check_destination`]): connecting to `0.0.0.0` reaches this machine, so a probe would
+/// report on the wrong host. DNS filters answer blocked names with it.
+fn resolved_to(name: &str, ips: &[IpAddr]) -> Result<(), Failure> {
+    match ips.iter().find_map(|&ip| Some((ip, no_single_host(ip)?))) {
+        None => Ok(()),
+        Some((ip, what)) => Err(Failure::new(
+            Reason::DnsError,
+            format!("{name} resolves to {ip}, {what} (a DNS filter's answer for a blocked name?)"),
+        )),
+    }
 }
 
 /// `ips` without repeats, in their first order.
@@ -259,6 +278,29 @@ mod tests {
         .unwrap();
         assert_eq!(resolved.addr, "127.0.0.1:9".parse().unwrap());
         assert!(resolved.lookup.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_address_that_names_no_host_fails_before_connecting() {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        for literal in ["0.0.0.0", "::", "255.255.255.255", "224.0.0.1"] {
+            let host = Host::parse(literal).unwrap();
+            let failure = resolve(&host, 80, IpVersion::Auto, None, deadline)
+                .await
+                .unwrap_err();
+            assert_eq!(failure.reason, Reason::DnsError);
+            assert!(
+                failure.detail.contains("a probe checks one host"),
+                "{failure:?}"
+            );
+        }
+        let failure = resolved_to("ads.example", &["0.0.0.0".parse().unwrap()]).unwrap_err();
+        assert!(
+            failure
+                .detail
+                .starts_with("ads.example resolves to 0.0.0.0, the unspecified"),
+            "{failure:?}"
+        );
     }
 
     #[tokio::test]

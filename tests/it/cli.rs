@@ -415,4 +415,23 @@ fn probe_by_name_points_an_http_check_at_another_url() {
         "{}",
         stderr(&not_a_url)
     );
+
+    // Pointed elsewhere, a check is held to what the config holds it to: an address that
+    // names no host (Linux would connect 0.0.0.0 to this machine) is refused before a run.
+    for address in ["http://0.0.0.0:80/", "http://[ff02::1]/"] {
+        let nowhere = vantage(&["probe", &flag, "--name=web", address]);
+        assert_eq!(nowhere.status.code(), Some(2), "{address}");
+        assert!(
+            stderr(&nowhere).contains("a probe checks one host"),
+            "{address}: {}",
+            stderr(&nowhere)
+        );
+    }
+    let adhoc = vantage(&["probe", "0.0.0.0:80"]);
+    assert_eq!(adhoc.status.code(), Some(2));
+    assert!(
+        stderr(&adhoc).contains("the unspecified address"),
+        "{}",
+        stderr(&adhoc)
+    );
 }

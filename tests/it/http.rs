@@ -373,6 +373,28 @@ async fn a_redirect_loop_stops_after_ten_hops() {
     assert_eq!(log.accepted.load(Ordering::SeqCst), 11);
 }
 
+/// A redirect to 0.0.0.0 would reach this machine, whatever the target is: refused unconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_an_address_that_names_no_host_fails_without_connecting() {
+    let (port, log) = Web::plain().start().await;
+    let run = get(
+        &format!("http://127.0.0.1:{port}/to?http://0.0.0.0:{port}/ok"),
+        "",
+    )
+    .await;
+    assert_eq!(reason(&run), Some(Reason::DnsError));
+    let detail = &run.failure().unwrap().detail;
+    assert!(
+        detail.contains("0.0.0.0 is the unspecified address"),
+        "{detail}"
+    );
+    assert_eq!(
+        log.accepted.load(Ordering::SeqCst),
+        1,
+        "only the first hop connected"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_to_another_host_is_resolved_connected_and_timed_without_credentials() {
     let (other_port, other_log) = Web {

@@ -15,7 +15,6 @@ use serde_saphyr::Location;
 use super::{Header, HttpProbe, Scheme, StatusCodes, Url, alpn};
 use crate::build::limits::MAX_METHOD_CHARS;
 use crate::build::{Common, Context, S, regex_message};
-use crate::net::{Host, check_destination};
 use crate::tls::config::RawTls;
 use crate::tls::{TlsClient, TlsOptions, TlsTarget};
 
@@ -116,10 +115,9 @@ pub fn build(
         cx.error(&common.at, format!("{path}.url"), "http targets need `url`");
         return None;
     };
-    let url = match Url::parse(written.value.trim()).and_then(|url| match url.host {
-        Host::Ip(ip) => check_destination(ip).map(|()| url),
-        Host::Name(_) => Ok(url),
-    }) {
+    let url = match Url::parse(written.value.trim())
+        .and_then(|url| url.host.check_destination().map(|()| url))
+    {
         Ok(url) => url,
         Err(e) => {
             cx.error(&written.referenced, format!("{path}.url"), e);

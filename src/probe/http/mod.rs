@@ -186,6 +186,7 @@ impl HttpProbe {
     /// The same check against another URL.
     pub fn retarget(&self, address: &str) -> Result<HttpProbe, String> {
         let url = Url::parse(address.trim())?;
+        url.host.check_destination()?;
         Ok(HttpProbe {
             tls: self.tls.client.target(&url.host)?,
             url,

@@ -88,8 +88,10 @@ impl IcmpProbe {
 
     /// The same echoes to another host.
     pub fn retarget(&self, address: &str) -> Result<IcmpProbe, String> {
+        let host = Host::parse(address.trim())?;
+        host.check_destination()?;
         Ok(IcmpProbe {
-            host: Host::parse(address.trim())?,
+            host,
             ..self.clone()
         })
     }

@@ -74,6 +74,7 @@ impl TcpProbe {
     /// The same check against another `HOST:PORT`.
     pub fn retarget(&self, address: &str) -> Result<TcpProbe, String> {
         let (host, port) = net::parse_host_port(address)?;
+        host.check_destination()?;
         Ok(TcpProbe {
             tls: match &self.tls {
                 Some(tls) => Some(tls.client.target(&host)?),
