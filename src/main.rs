@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use clap::{CommandFactory, Parser};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
 
@@ -189,18 +189,17 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
 
     let signal = loop {
         let request = tokio::select! {
-            _ = sigterm.recv() => break "SIGTERM",
-            _ = sigint.recv() => break "SIGINT",
+            signal = stop_signal(&mut sigterm, &mut sigint) => break signal,
             _ = sighup.recv() => Request { trigger: Trigger::Signal, reply: None },
             Some(request) = requests.recv() => request,
         };
-        // A reload may wait for slow files; a signal to stop does not wait for it. A task that
-        // a cancelled apply had taken out of the scheduler ends with the runtime.
-        let result = tokio::select! {
-            _ = sigterm.recv() => break "SIGTERM",
-            _ = sigint.recv() => break "SIGINT",
-            result = reloader.reload(request.trigger) => result,
+        // Reading the config may wait for slow files; a signal to stop does not wait for it.
+        // Applying what was read is quick and is not cut short.
+        let read = tokio::select! {
+            signal = stop_signal(&mut sigterm, &mut sigint) => break signal,
+            read = reloader.read(request.trigger) => read,
         };
+        let result = reloader.apply(request.trigger, read).await;
         if let Some(reply) = request.reply {
             let _ = reply.send(result);
         }
@@ -210,6 +209,14 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
     let _ = stop_server.send(());
     let _ = server.await;
     ExitCode::SUCCESS
+}
+
+/// The name of the signal that asks vantage to stop, once one comes.
+async fn stop_signal(sigterm: &mut Signal, sigint: &mut Signal) -> &'static str {
+    tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+    }
 }
 
 async fn probe_once(cli: &Cli, args: &ProbeArgs) -> ExitCode {

@@ -9,8 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::Duration;
 
 /// `O_NONBLOCK` of `<fcntl.h>`, as Linux defines it on x86, ARM and RISC-V (std has no name for
@@ -75,33 +74,29 @@ fn within<T: Send + 'static>(
     if stuck().contains(path) {
         return Err(timed_out());
     }
-    // Both flags change only under the lock of `STUCK`, so that a read abandoned just as it
-    // returns cannot leave its path marked stuck for good.
-    let finished = Arc::new(AtomicBool::new(false));
-    let abandoned = Arc::new(AtomicBool::new(false));
+    // The reader hands over its result under the lock of `STUCK`, and the waiter gives up
+    // (marking the path stuck and dropping its end) under it too: so the reader finds the
+    // waiter gone exactly when the path was marked, and unmarks it.
     let (done, result) = mpsc::sync_channel(1);
     let owned = path.to_path_buf();
-    let flags = (Arc::clone(&finished), Arc::clone(&abandoned));
     std::thread::Builder::new()
         .name("vantage-read".to_string())
         .spawn(move || {
             let read = read(&owned);
             let mut stuck = stuck();
-            flags.0.store(true, Ordering::Relaxed);
-            if flags.1.load(Ordering::Relaxed) {
+            if done.send(read).is_err() {
                 stuck.remove(&owned);
             }
-            drop(stuck);
-            let _ = done.send(read);
         })?;
     match result.recv_timeout(time) {
         Ok(read) => read,
         Err(mpsc::RecvTimeoutError::Timeout) => {
             let mut stuck = stuck();
-            if !finished.load(Ordering::Relaxed) {
-                abandoned.store(true, Ordering::Relaxed);
-                stuck.insert(path.to_path_buf());
+            if let Ok(read) = result.try_recv() {
+                return read;
             }
+            stuck.insert(path.to_path_buf());
+            drop(result);
             Err(timed_out())
         }
         Err(mpsc::RecvTimeoutError::Disconnected) => {

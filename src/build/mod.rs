@@ -29,12 +29,18 @@ pub type S<T> = Spanned<T>;
 /// sees the same result.
 pub type FileRead = Result<Vec<u8>, (std::io::ErrorKind, String)>;
 
+/// Files as read, by path.
+pub type Reads = BTreeMap<PathBuf, FileRead>;
+
 /// The state of one load: errors so far, and the files read.
 pub struct Context<'a> {
     file: &'a str,
     errors: Vec<ConfigError>,
     /// Every file the config names, as read during this load.
-    files: BTreeMap<PathBuf, FileRead>,
+    files: Reads,
+    /// Files read just before the load (to see whether they changed), taken instead of
+    /// reading them again.
+    read_before: Reads,
     /// The files the target being built reads, for its fingerprint.
     used: Vec<PathBuf>,
 }
@@ -42,10 +48,16 @@ pub struct Context<'a> {
 impl<'a> Context<'a> {
     /// `file` names the config in errors, and is the folder that relative paths start from.
     pub fn new(file: &'a str) -> Self {
+        Self::with_reads(file, Reads::new())
+    }
+
+    /// [`Context::new`], taking the files in `read_before` as read already.
+    pub fn with_reads(file: &'a str, read_before: Reads) -> Self {
         Context {
             file,
             errors: Vec::new(),
-            files: BTreeMap::new(),
+            files: Reads::new(),
+            read_before,
             used: Vec::new(),
         }
     }
@@ -76,10 +88,11 @@ impl<'a> Context<'a> {
     /// a load cannot leave a target running old content under a new fingerprint.
     pub fn read_file(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
         self.used.push(path.to_path_buf());
+        let before = &mut self.read_before;
         let read = self
             .files
             .entry(path.to_path_buf())
-            .or_insert_with(|| read_bytes(path));
+            .or_insert_with(|| before.remove(path).unwrap_or_else(|| read_bytes(path)));
         read.clone()
             .map_err(|(kind, message)| std::io::Error::new(kind, message))
     }
@@ -208,4 +221,30 @@ pub fn regex_message(err: &regex::Error) -> String {
         .find(|l| !l.trim().is_empty())
         .unwrap_or(&text);
     last.trim().trim_start_matches("error: ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_read_before_the_load_is_not_read_again() {
+        let path = PathBuf::from("/vantage-test/not-on-disk/token");
+        let before = Reads::from([(path.clone(), Ok(b"read before".to_vec()))]);
+        let mut cx = Context::with_reads("exporter.yml", before);
+        assert_eq!(cx.read_file(&path).unwrap(), b"read before");
+        assert_eq!(cx.digests().len(), 1, "still one of the load's files");
+        let other = PathBuf::from("/vantage-test/not-on-disk/other");
+        let missing = cx.read_file(&other).unwrap_err();
+        assert_eq!(
+            missing.kind(),
+            std::io::ErrorKind::NotFound,
+            "others are read"
+        );
+        let unused = Context::with_reads("exporter.yml", Reads::from([(path, Ok(vec![]))]));
+        assert!(
+            unused.digests().is_empty(),
+            "a file no longer named is not the load's"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use super::builder::Builder;
 use super::raw::RawConfig;
 use super::target::{Config, LoadOptions};
 use crate::build::error::{ConfigError, ConfigErrors};
-use crate::build::{Context, digest_read, file, read_bytes};
+use crate::build::{Context, Reads, digest_read, file, read_bytes};
 
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
     parse(&read(path)?, &path.display().to_string(), options)
@@ -45,15 +45,16 @@ fn parse_options() -> serde_saphyr::Options {
 
 /// Parses and validates config text; `file` names it in errors.
 pub fn parse(text: &str, file: &str, options: &LoadOptions) -> Result<Config, ConfigErrors> {
-    parse_with_inputs(text, file, options).0
+    parse_with_inputs(text, file, options, Reads::new()).0
 }
 
 /// [`parse`], also returning the files the config names as read during the load (those read
-/// before an error, when it fails).
+/// before an error, when it fails). A file in `read` is taken as read already, not read again.
 pub fn parse_with_inputs(
     text: &str,
     file: &str,
     options: &LoadOptions,
+    read: Reads,
 ) -> (Result<Config, ConfigErrors>, Inputs) {
     let mut path = String::new();
     let raw: Result<RawConfig, _> =
@@ -69,7 +70,7 @@ pub fn parse_with_inputs(
         Err(errors) => return (Err(errors), Inputs::default()),
     };
     let mut builder = Builder {
-        cx: Context::new(file),
+        cx: Context::with_reads(file, read),
     };
     let config = builder.build(&raw, options);
     let inputs = Inputs {
@@ -86,10 +87,18 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// Whether every file still has the content it had when the config was built.
-    pub fn unchanged_on_disk(&self) -> bool {
-        self.files
+    /// Reads every file again: whether each still has the content it had when the config was
+    /// built, and what was read, for a load that follows not to read it a second time.
+    pub fn read_again(&self) -> (bool, Reads) {
+        let read: Reads = self
+            .files
+            .keys()
+            .map(|path| (path.clone(), read_bytes(path)))
+            .collect();
+        let unchanged = self
+            .files
             .iter()
-            .all(|(path, digest)| digest_read(&read_bytes(path)) == *digest)
+            .all(|(path, digest)| read.get(path).map(digest_read) == Some(*digest));
+        (unchanged, read)
     }
 }

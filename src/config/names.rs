@@ -72,7 +72,7 @@ pub fn labels(cx: &mut Context, raw: Option<&RawLabels>, path: &str) -> BTreeMap
         } else {
             format!("{path}.{key}")
         };
-        if let Some(problem) = label_name_problem(key) {
+        if let Some(problem) = label_name_problem(key, chars) {
             cx.error(&labels.referenced, &at, problem);
         }
         if let Some(problem) = text_problem(&value.value, MAX_LABEL_VALUE_CHARS) {
@@ -115,8 +115,8 @@ fn too_many(count: usize, with: &str) -> String {
     )
 }
 
-fn label_name_problem(key: &str) -> Option<String> {
-    let chars = key.chars().count();
+/// What is wrong with the label name `key`, of `chars` characters, if anything.
+fn label_name_problem(key: &str, chars: usize) -> Option<String> {
     if chars > MAX_LABEL_NAME_CHARS {
         return Some(format!(
             "a label name of {chars} characters; the limit is {MAX_LABEL_NAME_CHARS}"

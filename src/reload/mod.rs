@@ -23,6 +23,7 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info};
 
+use crate::build::Reads;
 use crate::config::{self, Config, ConfigErrors, Inputs, LoadOptions};
 use crate::scheduler::{Runner, Scheduler, Shared};
 pub use request::{Reloaded, Request, Trigger};
@@ -119,7 +120,7 @@ pub struct Initial {
 
 /// Reads and validates the config at start-up; an error here stops vantage.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Initial, ConfigErrors> {
-    let (config, seen) = parse(path, options, &config::read(path)?);
+    let (config, seen) = parse(path, options, &config::read(path)?, Reads::new());
     Ok(Initial {
         config: config?,
         seen,
@@ -127,8 +128,14 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Initial, ConfigErrors>
 }
 
 /// Validates the config text read from `path`, noting what it was built from.
-fn parse(path: &Path, options: &LoadOptions, text: &str) -> (Result<Config, ConfigErrors>, Seen) {
-    let (config, inputs) = config::parse_with_inputs(text, &path.display().to_string(), options);
+fn parse(
+    path: &Path,
+    options: &LoadOptions,
+    text: &str,
+    read_before: Reads,
+) -> (Result<Config, ConfigErrors>, Seen) {
+    let (config, inputs) =
+        config::parse_with_inputs(text, &path.display().to_string(), options, read_before);
     let seen = Seen {
         text: digest(text),
         inputs,
@@ -170,6 +177,14 @@ impl<R: Runner> Reloader<R> {
     /// Reloads the config file. On error the running config is untouched; the error text names
     /// file, line, column and key of every mistake.
     pub async fn reload(&mut self, trigger: Trigger) -> Result<Reloaded, String> {
+        let read = self.read(trigger).await;
+        self.apply(trigger, read).await
+    }
+
+    /// The first half of [`reload`](Self::reload), which may wait on slow files and can be
+    /// given up (for a signal to stop) without changing anything: reads and validates the
+    /// config, unless a file event finds nothing changed.
+    pub async fn read(&self, trigger: Trigger) -> ReadConfig {
         let file = self.path.display().to_string();
         let path = self.path.clone();
         let options = self.options.clone();
@@ -186,7 +201,14 @@ impl<R: Runner> Reloader<R> {
                 let seen = Seen::failed(&errors);
                 Read::Bad { errors, seen }
             });
-        let parsed = match read {
+        ReadConfig(read)
+    }
+
+    /// The second half of [`reload`](Self::reload): runs what [`read`](Self::read) found, or
+    /// reports why it cannot. Quick, and not to be cut short: it changes the running targets.
+    pub async fn apply(&mut self, trigger: Trigger, read: ReadConfig) -> Result<Reloaded, String> {
+        let file = self.path.display().to_string();
+        let parsed = match read.0 {
             Read::Unchanged => {
                 debug!(
                     file,
@@ -256,6 +278,9 @@ pub fn log_elsewhere(config: &Config) {
     }
 }
 
+/// A config read for a reload, for [`Reloader::apply`].
+pub struct ReadConfig(Read);
+
 /// The outcome of reading the config file for a reload.
 #[derive(Debug)]
 enum Read {
@@ -278,12 +303,20 @@ fn read_unless(path: &Path, options: &LoadOptions, unless: Option<Seen>) -> Read
             return Read::Bad { errors, seen };
         }
     };
-    if let Some(last) = unless
-        && (text.is_empty() || (last.text == digest(&text) && last.inputs.unchanged_on_disk()))
-    {
-        return Read::Unchanged;
+    let mut read_before = Reads::new();
+    if let Some(last) = unless {
+        if text.is_empty() {
+            return Read::Unchanged;
+        }
+        if last.text == digest(&text) {
+            let (unchanged, read) = last.inputs.read_again();
+            if unchanged {
+                return Read::Unchanged;
+            }
+            read_before = read;
+        }
     }
-    let (config, seen) = parse(path, options, &text);
+    let (config, seen) = parse(path, options, &text, read_before);
     match config {
         Ok(config) => Read::Good { config, seen },
         Err(errors) => Read::Bad { errors, seen },
