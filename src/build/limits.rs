@@ -10,6 +10,9 @@ use std::time::Duration;
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest `timeout`: below it a run fails on scheduling jitter alone.
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(10);
+/// Extra attempts within one run: more retry a dead service in a tight loop (the run's
+/// timeout bounds them in time, not in number) and hide a flapping one.
+pub const MAX_RETRIES: u32 = 10;
 /// A target name is the `name` label of every series and a line on the status page.
 pub const MAX_NAME_CHARS: usize = 256;
 /// Static labels on one target, its own and the global ones together.

@@ -14,7 +14,7 @@ use super::names;
 use super::raw::{RawConfig, RawDefaults, RawTarget};
 use super::target::{Config, LoadOptions, Target};
 use crate::build::error::ConfigErrors;
-use crate::build::limits::{MIN_INTERVAL, MIN_TIMEOUT};
+use crate::build::limits::{MAX_RETRIES, MIN_INTERVAL, MIN_TIMEOUT};
 use crate::build::{
     Common, Context, Origin, S, Setting, builtin, describe, in_defaults, in_target,
 };
@@ -238,15 +238,19 @@ impl Builder<'_> {
         let retries = match over.retries {
             None => base.retries,
             Some(r) => match u32::try_from(r.value) {
-                Ok(value) => Setting {
+                Ok(value) if value <= MAX_RETRIES => Setting {
                     value,
                     origin: origin(r.referenced),
                 },
-                Err(_) => {
+                _ => {
                     self.error(
                         &r.referenced,
                         format!("{path}.retries"),
-                        format!("must be 0 or more, not {}", r.value),
+                        format!(
+                            "must be 0 to {MAX_RETRIES}, not {}: each retry is another \
+                             connection to a service that just failed",
+                            r.value
+                        ),
                     );
                     base.retries
                 }

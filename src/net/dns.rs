@@ -311,8 +311,14 @@ fn unanswered(server: SocketAddr, err: &std::io::Error) -> Failure {
 /// The first `nameserver` of `/etc/resolv.conf`: the system's resolver, for dns probes that
 /// name no server. Read at every call, so an edited resolv.conf applies without a restart.
 pub fn system_server(ip_version: IpVersion) -> Result<SocketAddr, String> {
-    let text = std::fs::read_to_string("/etc/resolv.conf")
+    use std::io::Read;
+    // Its first 64 KiB, far more than a resolver reads (glibc takes three nameservers): a
+    // runaway file must not be read whole at every run.
+    let mut bytes = Vec::new();
+    std::fs::File::open("/etc/resolv.conf")
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut bytes))
         .map_err(|e| format!("cannot read /etc/resolv.conf: {e}"))?;
+    let text = String::from_utf8_lossy(&bytes);
     first_nameserver(&text, ip_version).ok_or_else(|| match ip_version {
         IpVersion::Auto => "/etc/resolv.conf lists no nameserver".to_string(),
         v => format!("/etc/resolv.conf lists no IPv{v} nameserver"),

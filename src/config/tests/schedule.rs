@@ -59,7 +59,7 @@ fn interval_on_failure_must_outlast_the_timeout() {
 }
 
 #[test]
-fn retries_must_fit_in_the_timeout_and_not_be_negative() {
+fn retries_must_fit_in_the_timeout_and_be_at_most_ten() {
     single(
         &format!("{TCP}    timeout: 2s\n    retries: 1\n    retry_delay: 2s\n"),
         8,
@@ -72,8 +72,16 @@ fn retries_must_fit_in_the_timeout_and_not_be_negative() {
         6,
         14,
         "targets[0].retries",
-        "0 or more",
+        "must be 0 to 10, not -1",
     );
+    single(
+        &format!("{TCP}    retries: 1000000\n    retry_delay: 0s\n"),
+        6,
+        14,
+        "targets[0].retries",
+        "must be 0 to 10, not 1000000: each retry is another connection",
+    );
+    ok(&format!("{TCP}    retries: 10\n    retry_delay: 0s\n"));
 }
 
 #[test]
