@@ -15,7 +15,7 @@
 //! the one that has been in progress longest, so memory holds a few renderings, not one per
 //! connection, while a scrape that reads its response (in milliseconds) is never the oldest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
@@ -36,8 +36,8 @@ struct Live {
 }
 
 struct Entry {
-    /// When the request in progress on this connection started, if one is.
-    request: Option<u64>,
+    /// When the requests in progress on this connection started (HTTP/2 carries several).
+    requests: BTreeSet<u64>,
     close: oneshot::Sender<()>,
 }
 
@@ -79,7 +79,7 @@ impl Connections {
             let oldest_idle = live
                 .by_age
                 .iter()
-                .find(|(_, e)| e.request.is_none())
+                .find(|(_, e)| e.requests.is_empty())
                 .map(|(&id, _)| id);
             if let Some(victim) = oldest_idle.or_else(|| live.by_age.keys().next().copied()) {
                 live.push_out(victim);
@@ -90,7 +90,7 @@ impl Connections {
         live.by_age.insert(
             id,
             Entry {
-                request: None,
+                requests: BTreeSet::new(),
                 close,
             },
         );
@@ -118,8 +118,8 @@ impl Live {
     /// Closes a connection: it leaves the set, with its request, and its task is told.
     fn push_out(&mut self, id: u64) {
         if let Some(entry) = self.by_age.remove(&id) {
-            if let Some(started) = entry.request {
-                self.in_progress.remove(&started);
+            for started in &entry.requests {
+                self.in_progress.remove(started);
             }
             // Its task may have just ended on its own: then there is nobody to tell.
             let _ = entry.close.send(());
@@ -142,18 +142,20 @@ impl Drop for Admitted {
 
 impl Slot {
     /// Marks a request as in progress on this connection, first pushing out the connection of
-    /// the oldest request in progress when `max_in_progress` already are.
+    /// the oldest request in progress when `max_in_progress` already are. A request started
+    /// on a connection that was pushed out is counted nowhere: its connection is closing.
     pub fn start(&self) -> InRequest {
         let mut live = self.connections.lock();
         if live.in_progress.len() >= self.connections.max_in_progress {
-            let oldest = live.in_progress.first_key_value().map(|(_, &c)| c);
-            if let Some(victim) = oldest.filter(|&c| c != self.id) {
+            // Over HTTP/2 that may be this very connection: a client holding the oldest answer
+            // unread loses the connection, its new request with it.
+            if let Some((_, &victim)) = live.in_progress.first_key_value() {
                 live.push_out(victim);
             }
         }
         let started = live.tick();
         if let Some(entry) = live.by_age.get_mut(&self.id) {
-            entry.request = Some(started);
+            entry.requests.insert(started);
             live.in_progress.insert(started, self.id);
         }
         InRequest {
@@ -169,7 +171,7 @@ impl Drop for InRequest {
         if live.in_progress.remove(&self.started).is_some()
             && let Some(entry) = live.by_age.get_mut(&self.slot.id)
         {
-            entry.request = None;
+            entry.requests.remove(&self.started);
         }
     }
 }
@@ -245,6 +247,30 @@ mod tests {
         assert!(!pushed_out(&mut third), "a finished request made room");
         assert!(!pushed_out(&mut fourth));
         assert_eq!(connections.lock().in_progress.len(), 2);
+    }
+
+    #[test]
+    fn requests_side_by_side_on_one_connection_are_each_counted() {
+        let connections = Connections::new(10, 3);
+        let mut multiplexed = connections.admit();
+        let mut other = connections.admit();
+        let first = multiplexed.slot().start();
+        let _second = multiplexed.slot().start();
+        drop(first);
+        let _third = other.slot().start();
+        let _fourth = multiplexed.slot().start();
+        assert!(
+            !pushed_out(&mut multiplexed),
+            "three in progress, the limit"
+        );
+        let _fifth = other.slot().start();
+        assert!(pushed_out(&mut multiplexed), "the oldest was on it");
+        assert!(!pushed_out(&mut other));
+        assert_eq!(
+            connections.lock().in_progress.len(),
+            2,
+            "both of its requests went"
+        );
     }
 
     #[test]

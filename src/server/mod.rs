@@ -18,10 +18,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -159,7 +159,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
 /// TLS section, a TLS server takes no connection rather than fall back to plaintext.
 async fn secured(stream: TcpStream, peer: SocketAddr, mut admitted: Admitted, state: Arc<State>) {
     let Some(web) = state.web.as_ref().filter(|w| w.serves_tls()) else {
-        return connection(stream, peer, admitted, state).await;
+        return connection(stream, peer, admitted, state, Protocol::Http1).await;
     };
     // Pushed out while the handshake is under way, the connection ends at once: a handshake
     // that never comes must not keep its socket past the cap.
@@ -181,21 +181,37 @@ async fn secured(stream: TcpStream, peer: SocketAddr, mut admitted: Admitted, st
         if !tls.allows(client) {
             return Err("client certificate without an allowed SAN".into());
         }
-        Ok(stream)
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        Ok((stream, h2))
     };
     let stream = tokio::select! {
         done = handshake => done,
         _ = &mut admitted.pushed_out => Err("pushed out during the TLS handshake".into()),
     };
     match stream {
-        Ok(stream) => connection(stream, peer, admitted, state).await,
+        Ok((stream, h2)) => {
+            let protocol = if h2 { Protocol::Http2 } else { Protocol::Http1 };
+            connection(stream, peer, admitted, state, protocol).await;
+        }
         Err(why) => debug!(%peer, why, "connection closed before a request"),
     }
 }
 
+/// How a connection speaks: HTTP/2 only when TLS negotiated it (ALPN), as in the toolkit.
+#[derive(Clone, Copy)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
 /// Serves one connection until it ends, reaches its lifetime, or is pushed out.
-async fn connection<S>(stream: S, peer: SocketAddr, mut admitted: Admitted, state: Arc<State>)
-where
+async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    mut admitted: Admitted,
+    state: Arc<State>,
+    protocol: Protocol,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let slot = admitted.slot();
@@ -207,11 +223,29 @@ where
             Ok::<_, Infallible>(response.map(|body| Body::new(body, in_request)))
         }
     });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_REQUEST_HEAD)
-        .serve_connection(TokioIo::new(stream), service);
+    let io = TokioIo::new(stream);
+    let conn = async move {
+        match protocol {
+            Protocol::Http1 => {
+                http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(MAX_REQUEST_HEAD)
+                    .serve_connection(io, service)
+                    .await
+            }
+            // Streams a connection may have open at once: past the requests in progress a
+            // whole server allows, more would only push out the connection's own.
+            Protocol::Http2 => {
+                http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(MAX_IN_PROGRESS as u32)
+                    .max_header_list_size(MAX_REQUEST_HEAD as u32)
+                    .serve_connection(io, service)
+                    .await
+            }
+        }
+    };
     tokio::select! {
         ended = tokio::time::timeout(CONNECTION_LIFETIME, conn) => match ended {
             Err(_) => debug!(%peer, "connection closed at the end of its lifetime"),

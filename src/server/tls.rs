@@ -53,9 +53,9 @@ pub struct ServerTls {
     pub files: Vec<PathBuf>,
 }
 
-/// Builds the server's TLS from `raw`; relative paths are relative to `dir`, the web config's
-/// folder, as in the toolkit.
-pub fn build(raw: &RawTls, dir: &Path) -> Result<ServerTls, String> {
+/// Builds the server's TLS from `raw`, offering HTTP/2 through ALPN with `http2`; relative
+/// paths are relative to `dir`, the web config's folder, as in the toolkit.
+pub fn build(raw: &RawTls, dir: &Path, http2: bool) -> Result<ServerTls, String> {
     let cert = Pem::of(&raw.cert, &raw.cert_file, "cert")?;
     let key = Pem::of(&raw.key, &raw.key_file, "key")?;
     if matches!(cert, Pem::Unset) || matches!(key, Pem::Unset) {
@@ -143,9 +143,14 @@ pub fn build(raw: &RawTls, dir: &Path) -> Result<ServerTls, String> {
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| format!("tls_server_config: the key does not fit the certificate: {e}"))?;
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     let allowed_sans = raw.client_allowed_sans.clone().unwrap_or_default();
     if !allowed_sans.is_empty() && verified.is_none() {
         return Err(

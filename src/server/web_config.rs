@@ -57,9 +57,8 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     headers: Option<BTreeMap<String, String>>,
-    /// Accepted for files written for the toolkit: vantage's endpoints speak HTTP/1.1 only.
-    #[serde(rename = "http2")]
-    _http2: Option<bool>,
+    /// HTTP/2 for clients that offer it through TLS (ALPN); on by default, as in the toolkit.
+    http2: Option<bool>,
 }
 
 /// What a web config file says.
@@ -85,10 +84,15 @@ pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Settings, ConfigError
         })
     })
     .map_err(|e| ConfigError::from_parse(file, &e, &path))?;
+    let http2 = raw
+        .http_server_config
+        .as_ref()
+        .and_then(|h| h.http2)
+        .unwrap_or(true);
     let tls = match raw.tls_server_config.as_ref().filter(|t| !t.is_unset()) {
         None => None,
         Some(tls) => Some(Arc::new(
-            super::tls::build(tls, dir).map_err(|e| ConfigError::whole_file(file, e))?,
+            super::tls::build(tls, dir, http2).map_err(|e| ConfigError::whole_file(file, e))?,
         )),
     };
     let mut headers = Vec::new();

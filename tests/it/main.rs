@@ -29,3 +29,4 @@ mod tcp;
 mod timers;
 mod tls;
 mod web_config;
+mod web_http2;

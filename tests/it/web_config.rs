@@ -154,7 +154,7 @@ fn basic_auth_from_a_node_exporter_web_config_guards_every_endpoint() {
 }
 
 /// vantage on a one-target config and the web config `web`, and the address it will listen on.
-fn tls_vantage(dir: &TempDir, web: &std::path::Path) -> (Command, SocketAddr) {
+pub fn tls_vantage(dir: &TempDir, web: &std::path::Path) -> (Command, SocketAddr) {
     let config = one_target_config(dir);
     let addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
     let mut command = Command::new(vantage_bin());
@@ -167,7 +167,7 @@ fn tls_vantage(dir: &TempDir, web: &std::path::Path) -> (Command, SocketAddr) {
 
 /// A GET of /-/ready over TLS to `vantage.test`, trusting `ca`, with `client`'s certificate if
 /// given: the answer's first line, or why there is none.
-fn tls_get(addr: SocketAddr, ca: &Ca, client: Option<&Issued>) -> Result<String, String> {
+pub fn tls_get(addr: SocketAddr, ca: &Ca, client: Option<&Issued>) -> Result<String, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der()).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
