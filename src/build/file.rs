@@ -71,6 +71,7 @@ fn within<T: Send + 'static>(
             ),
         )
     };
+    let failed = || io::Error::other("the thread reading it failed");
     if stuck().contains(path) {
         return Err(timed_out());
     }
@@ -92,16 +93,17 @@ fn within<T: Send + 'static>(
         Ok(read) => read,
         Err(mpsc::RecvTimeoutError::Timeout) => {
             let mut stuck = stuck();
-            if let Ok(read) = result.try_recv() {
-                return read;
+            match result.try_recv() {
+                Ok(read) => return read,
+                // The reader panicked: nothing would ever unmark the path.
+                Err(mpsc::TryRecvError::Disconnected) => return Err(failed()),
+                Err(mpsc::TryRecvError::Empty) => {}
             }
             stuck.insert(path.to_path_buf());
             drop(result);
             Err(timed_out())
         }
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Err(io::Error::other("the thread reading it failed"))
-        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(failed()),
     }
 }
 

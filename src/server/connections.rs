@@ -1,5 +1,5 @@
 //! The connections the endpoints serve, bounded without letting idle clients starve a scrape,
-//! and the responses they hold, bounded without letting clients that never read them take the
+//! and the answers they hold, bounded without letting clients that never read them take the
 //! memory.
 //!
 //! A cap that makes new connections wait while it is full lets any client on the network take
@@ -7,23 +7,25 @@
 //! then wait behind them. So a new connection is always taken, and when the cap is reached the
 //! one that has waited longest without a request in progress is closed instead: idle clients
 //! only ever push out each other (and a kept-alive connection between scrapes, which Prometheus
-//! simply opens again), while a request that has arrived is answered.
+//! simply opens again).
 //!
-//! A request stays in progress until its response has been handed to the socket, so a client
-//! that asks for `/metrics` and never reads keeps a whole rendering in memory. At most
-//! `max_in_progress` requests are in progress at once; the next one closes the connection of
-//! the one that has been in progress longest, so memory holds a few renderings, not one per
-//! connection, while a scrape that reads its response (in milliseconds) is never the oldest.
+//! An answer is unsent from when it is handed to hyper until hyper has taken its last piece
+//! (see `body`), so a client that asks for `/metrics` and never reads keeps a rendering in
+//! memory. At most `max_unsent` answers are unsent at once; the next one closes the connection
+//! of the one unsent longest. Memory then holds a few renderings, not one per connection, while
+//! a scrape that reads its answer (taken off vantage's hands within milliseconds) is never the
+//! oldest. Only answers count: a request waiting for its rendering holds nothing, and one
+//! refused (401, 429) is answered in a single piece.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-/// The connections being served, oldest first, and the requests in progress on them.
+/// The connections being served, oldest first, and the answers unsent on them.
 pub struct Connections {
     cap: usize,
-    max_in_progress: usize,
+    max_unsent: usize,
     live: Mutex<Live>,
 }
 
@@ -31,22 +33,31 @@ pub struct Connections {
 struct Live {
     next: u64,
     by_age: BTreeMap<u64, Entry>,
-    /// The requests in progress, by when they started (from `next`), and their connections.
-    in_progress: BTreeMap<u64, u64>,
+    /// The unsent answers, by when their requests started (from `next`), and their connections.
+    unsent: BTreeMap<u64, u64>,
 }
 
 struct Entry {
     /// When the requests in progress on this connection started (HTTP/2 carries several).
     requests: BTreeSet<u64>,
-    close: oneshot::Sender<()>,
+    close: oneshot::Sender<PushedOut>,
+}
+
+/// Why a connection was closed to make room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushedOut {
+    /// It had no request in progress, and the connections were at their cap.
+    Idle,
+    /// Its answer had been unsent longest when too many were.
+    Unsent,
 }
 
 /// One admitted connection: starts its requests, learns when it is pushed out, and leaves the
 /// set when dropped.
 pub struct Admitted {
     slot: Slot,
-    /// Resolves when a newer connection or request pushed this one out.
-    pub pushed_out: oneshot::Receiver<()>,
+    /// Resolves when a newer connection or answer pushed this one out.
+    pub pushed_out: oneshot::Receiver<PushedOut>,
 }
 
 /// What a connection's service needs to start a request on it.
@@ -63,10 +74,10 @@ pub struct InRequest {
 }
 
 impl Connections {
-    pub fn new(cap: usize, max_in_progress: usize) -> Arc<Connections> {
+    pub fn new(cap: usize, max_unsent: usize) -> Arc<Connections> {
         Arc::new(Connections {
             cap,
-            max_in_progress,
+            max_unsent,
             live: Mutex::new(Live::default()),
         })
     }
@@ -82,7 +93,7 @@ impl Connections {
                 .find(|(_, e)| e.requests.is_empty())
                 .map(|(&id, _)| id);
             if let Some(victim) = oldest_idle.or_else(|| live.by_age.keys().next().copied()) {
-                live.push_out(victim);
+                live.push_out(victim, PushedOut::Idle);
             }
         }
         let id = live.tick();
@@ -115,14 +126,14 @@ impl Live {
         self.next
     }
 
-    /// Closes a connection: it leaves the set, with its request, and its task is told.
-    fn push_out(&mut self, id: u64) {
+    /// Closes a connection: it leaves the set, with its requests, and its task is told why.
+    fn push_out(&mut self, id: u64, why: PushedOut) {
         if let Some(entry) = self.by_age.remove(&id) {
             for started in &entry.requests {
-                self.in_progress.remove(started);
+                self.unsent.remove(started);
             }
             // Its task may have just ended on its own: then there is nobody to tell.
-            let _ = entry.close.send(());
+            let _ = entry.close.send(why);
         }
     }
 }
@@ -136,27 +147,22 @@ impl Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.slot.connections.lock().push_out(self.slot.id);
+        self.slot
+            .connections
+            .lock()
+            .push_out(self.slot.id, PushedOut::Idle);
     }
 }
 
 impl Slot {
-    /// Marks a request as in progress on this connection, first pushing out the connection of
-    /// the oldest request in progress when `max_in_progress` already are. A request started
-    /// on a connection that was pushed out is counted nowhere: its connection is closing.
+    /// Marks a request as in progress on this connection, which is no longer idle. A request
+    /// started on a connection that was pushed out is counted nowhere: its connection is
+    /// closing.
     pub fn start(&self) -> InRequest {
         let mut live = self.connections.lock();
-        if live.in_progress.len() >= self.connections.max_in_progress {
-            // Over HTTP/2 that may be this very connection: a client holding the oldest answer
-            // unread loses the connection, its new request with it.
-            if let Some((_, &victim)) = live.in_progress.first_key_value() {
-                live.push_out(victim);
-            }
-        }
         let started = live.tick();
         if let Some(entry) = live.by_age.get_mut(&self.id) {
             entry.requests.insert(started);
-            live.in_progress.insert(started, self.id);
         }
         InRequest {
             started,
@@ -165,12 +171,30 @@ impl Slot {
     }
 }
 
+impl InRequest {
+    /// Counts the request's answer as unsent, first pushing out the connection of the answer
+    /// unsent longest when `max_unsent` already are. Over HTTP/2 that may be this very
+    /// connection: a client holding the oldest answer unread loses the connection, this answer
+    /// with it.
+    pub fn unsent(&self) {
+        let connections = &self.slot.connections;
+        let mut live = connections.lock();
+        if live.unsent.len() >= connections.max_unsent
+            && let Some((_, &victim)) = live.unsent.first_key_value()
+        {
+            live.push_out(victim, PushedOut::Unsent);
+        }
+        if live.by_age.contains_key(&self.slot.id) {
+            live.unsent.insert(self.started, self.slot.id);
+        }
+    }
+}
+
 impl Drop for InRequest {
     fn drop(&mut self) {
         let mut live = self.slot.connections.lock();
-        if live.in_progress.remove(&self.started).is_some()
-            && let Some(entry) = live.by_age.get_mut(&self.slot.id)
-        {
+        live.unsent.remove(&self.started);
+        if let Some(entry) = live.by_age.get_mut(&self.slot.id) {
             entry.requests.remove(&self.started);
         }
     }
@@ -180,8 +204,15 @@ impl Drop for InRequest {
 mod tests {
     use super::*;
 
-    fn pushed_out(a: &mut Admitted) -> bool {
-        a.pushed_out.try_recv().is_ok()
+    fn pushed_out(a: &mut Admitted) -> Option<PushedOut> {
+        a.pushed_out.try_recv().ok()
+    }
+
+    /// A request in progress on `a`, its answer unsent.
+    fn unsent(a: &Admitted) -> InRequest {
+        let request = a.slot().start();
+        request.unsent();
+        request
     }
 
     #[test]
@@ -192,13 +223,21 @@ mod tests {
         let mut third = connections.admit();
         let serving = first.slot().start();
         let mut fourth = connections.admit();
-        assert!(!pushed_out(&mut first), "a request in progress is kept");
-        assert!(pushed_out(&mut second), "the oldest idle one makes room");
-        assert!(!pushed_out(&mut third));
+        assert_eq!(
+            pushed_out(&mut first),
+            None,
+            "a request in progress is kept"
+        );
+        assert_eq!(pushed_out(&mut second), Some(PushedOut::Idle));
+        assert_eq!(pushed_out(&mut third), None);
         drop(serving);
         let _fifth = connections.admit();
-        assert!(pushed_out(&mut first), "idle again, and now the oldest");
-        assert!(!pushed_out(&mut third) && !pushed_out(&mut fourth));
+        assert_eq!(
+            pushed_out(&mut first),
+            Some(PushedOut::Idle),
+            "now the oldest"
+        );
+        assert!(pushed_out(&mut third).is_none() && pushed_out(&mut fourth).is_none());
         assert_eq!(connections.lock().by_age.len(), 3);
     }
 
@@ -207,17 +246,13 @@ mod tests {
         let connections = Connections::new(2, 2);
         let mut first = connections.admit();
         let second = connections.admit();
-        let _a = first.slot().start();
-        let _b = second.slot().start();
+        let _a = unsent(&first);
+        let _b = unsent(&second);
         let _third = connections.admit();
-        assert!(pushed_out(&mut first));
+        assert_eq!(pushed_out(&mut first), Some(PushedOut::Idle));
         let live = connections.lock();
         assert_eq!(live.by_age.len(), 2, "the cap holds");
-        assert_eq!(
-            live.in_progress.len(),
-            1,
-            "the pushed-out request went with it"
-        );
+        assert_eq!(live.unsent.len(), 1, "the pushed-out answer went with it");
     }
 
     #[test]
@@ -227,49 +262,55 @@ mod tests {
         let second = connections.admit();
         drop(second);
         let _third = connections.admit();
-        assert!(!pushed_out(&mut first), "room was free");
+        assert_eq!(pushed_out(&mut first), None, "room was free");
     }
 
     #[test]
-    fn past_the_limit_a_new_request_pushes_out_the_oldest_one_in_progress() {
+    fn past_the_limit_a_new_answer_pushes_out_the_oldest_unsent_one() {
         let connections = Connections::new(10, 2);
         let mut first = connections.admit();
         let mut second = connections.admit();
         let mut third = connections.admit();
-        let _a = first.slot().start();
-        let b = second.slot().start();
-        let _c = third.slot().start();
-        assert!(pushed_out(&mut first), "the oldest request in progress");
-        assert!(!pushed_out(&mut second) && !pushed_out(&mut third));
+        let _a = unsent(&first);
+        let b = unsent(&second);
+        // Requests waiting for their answers hold nothing and push out nobody.
+        let mut waiting: Vec<Admitted> = (0..5).map(|_| connections.admit()).collect();
+        let _in_progress: Vec<InRequest> = waiting.iter().map(|a| a.slot().start()).collect();
+        assert_eq!(pushed_out(&mut first), None);
+        let _c = unsent(&third);
+        assert_eq!(pushed_out(&mut first), Some(PushedOut::Unsent));
+        assert!(pushed_out(&mut second).is_none() && pushed_out(&mut third).is_none());
         drop(b);
         let mut fourth = connections.admit();
-        let _d = fourth.slot().start();
-        assert!(!pushed_out(&mut third), "a finished request made room");
-        assert!(!pushed_out(&mut fourth));
-        assert_eq!(connections.lock().in_progress.len(), 2);
+        let _d = unsent(&fourth);
+        assert_eq!(pushed_out(&mut third), None, "a finished answer made room");
+        assert_eq!(pushed_out(&mut fourth), None);
+        assert!(waiting.iter_mut().all(|a| pushed_out(a).is_none()));
+        assert_eq!(connections.lock().unsent.len(), 2);
     }
 
     #[test]
-    fn requests_side_by_side_on_one_connection_are_each_counted() {
+    fn answers_side_by_side_on_one_connection_are_each_counted() {
         let connections = Connections::new(10, 3);
         let mut multiplexed = connections.admit();
         let mut other = connections.admit();
-        let first = multiplexed.slot().start();
-        let _second = multiplexed.slot().start();
+        let first = unsent(&multiplexed);
+        let _second = unsent(&multiplexed);
         drop(first);
-        let _third = other.slot().start();
-        let _fourth = multiplexed.slot().start();
-        assert!(
-            !pushed_out(&mut multiplexed),
-            "three in progress, the limit"
-        );
-        let _fifth = other.slot().start();
-        assert!(pushed_out(&mut multiplexed), "the oldest was on it");
-        assert!(!pushed_out(&mut other));
+        let _third = unsent(&other);
+        let _fourth = unsent(&multiplexed);
         assert_eq!(
-            connections.lock().in_progress.len(),
+            pushed_out(&mut multiplexed),
+            None,
+            "three unsent, the limit"
+        );
+        let _fifth = unsent(&other);
+        assert_eq!(pushed_out(&mut multiplexed), Some(PushedOut::Unsent));
+        assert_eq!(pushed_out(&mut other), None);
+        assert_eq!(
+            connections.lock().unsent.len(),
             2,
-            "both of its requests went"
+            "both of its answers went"
         );
     }
 
@@ -277,13 +318,13 @@ mod tests {
     fn a_request_ending_after_its_connection_was_pushed_out_changes_nothing() {
         let connections = Connections::new(1, 1);
         let first = connections.admit();
-        let request = first.slot().start();
+        let request = unsent(&first);
         let mut second = connections.admit();
-        let _b = second.slot().start();
+        let _b = unsent(&second);
         drop(request);
         drop(first);
-        assert!(!pushed_out(&mut second));
+        assert_eq!(pushed_out(&mut second), None);
         let live = connections.lock();
-        assert_eq!((live.by_age.len(), live.in_progress.len()), (1, 1));
+        assert_eq!((live.by_age.len(), live.unsent.len()), (1, 1));
     }
 }

@@ -27,10 +27,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use self::body::Body;
-use self::connections::{Admitted, Connections};
+use self::connections::{Admitted, Connections, PushedOut};
 use self::web_config::{Verdict, WebConfig};
 use crate::metrics::{Format, Metrics};
 use crate::reload::{Reloaded, Request, Trigger};
@@ -46,11 +46,15 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`connections`]).
 const MAX_CONNECTIONS: usize = 256;
 
-/// At most this many requests are in progress at once, a response counting until the socket
-/// has taken it; past it a new request pushes out the oldest (see [`connections`]). This bounds
-/// the memory that clients which ask for `/metrics` and never read can hold to this many
-/// renderings.
-const MAX_IN_PROGRESS: usize = 8;
+/// At most this many answers larger than a piece are unsent at once (hyper has not taken
+/// their last piece); past it a new one pushes out the connection of the oldest (see
+/// [`connections`]). This bounds the memory that clients which ask for `/metrics` and never
+/// read can hold to this many renderings.
+const MAX_UNSENT: usize = 8;
+
+/// Requests an HTTP/2 connection may have open at once: as many as there may be unsent
+/// answers, since more would only push out the connection's own.
+const MAX_STREAMS: u32 = MAX_UNSENT as u32;
 
 /// Renderings (of `/metrics` and the status page) run on blocking threads, at most this many
 /// at once: rendering many targets keeps a core busy for a while, which on a runtime thread
@@ -130,7 +134,7 @@ fn bind_socket(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
 /// Serves until `shutdown` completes.
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let connections = Connections::new(MAX_CONNECTIONS, MAX_IN_PROGRESS);
+    let connections = Connections::new(MAX_CONNECTIONS, MAX_UNSENT);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => return,
@@ -234,12 +238,10 @@ async fn connection<S>(
                     .serve_connection(io, service)
                     .await
             }
-            // Streams a connection may have open at once: past the requests in progress a
-            // whole server allows, more would only push out the connection's own.
             Protocol::Http2 => {
                 http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
-                    .max_concurrent_streams(MAX_IN_PROGRESS as u32)
+                    .max_concurrent_streams(MAX_STREAMS)
                     .max_header_list_size(MAX_REQUEST_HEAD as u32)
                     .serve_connection(io, service)
                     .await
@@ -252,8 +254,14 @@ async fn connection<S>(
             Ok(Err(e)) => debug!(%peer, error = %e, "connection ended with an error"),
             Ok(Ok(())) => {}
         },
-        _ = &mut admitted.pushed_out => {
-            debug!(%peer, "idle connection closed to make room for a new one");
+        why = &mut admitted.pushed_out => match why {
+            Ok(PushedOut::Unsent) => info!(
+                %peer,
+                "connection closed with its answer unread: {MAX_UNSENT} newer answers were \
+                 waiting for their clients (a client that stopped reading, or too many scrapes \
+                 at once)"
+            ),
+            _ => debug!(%peer, "idle connection closed to make room for a new one"),
         }
     }
 }

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 use serde::Deserialize;
@@ -86,17 +85,20 @@ pub fn build(raw: &RawTls, dir: &Path, http2: bool) -> Result<ServerTls, String>
         }
     };
     let mut files = Vec::new();
-    let chain = cert.read(dir, "cert", &mut files)?.unwrap_or_default();
-    let key = key.read(dir, "key", &mut files)?.unwrap_or_default();
+    let (Some(chain), Some(key)) = (
+        cert.read(dir, "cert", &mut files)?,
+        key.read(dir, "key", &mut files)?,
+    ) else {
+        unreachable!("both were checked to be set");
+    };
     let client_ca = Pem::of(&raw.client_ca, &raw.client_ca_file, "client_ca")?.read(
         dir,
         "client_ca",
         &mut files,
     )?;
     let chain =
-        crate::tls::pem_certificates(&chain).map_err(|e| format!("tls_server_config.cert: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(&key)
-        .map_err(|e| format!("tls_server_config.key: not a PEM private key: {e}"))?;
+        crate::tls::pem_certificates(&chain.text).map_err(|e| format!("{}: {e}", chain.from))?;
+    let key = crate::tls::pem_private_key(&key.text).map_err(|e| format!("{}: {e}", key.from))?;
     let provider = Arc::new(narrowed(
         &provider(),
         raw.cipher_suites.as_deref().filter(|s| !s.is_empty()),
@@ -123,13 +125,12 @@ pub fn build(raw: &RawTls, dir: &Path, http2: bool) -> Result<ServerTls, String>
             ));
         }
         (Some(optional), Some(client_ca)) => {
+            let from = &client_ca.from;
             let mut roots = RootCertStore::empty();
-            for cert in crate::tls::pem_certificates(&client_ca)
-                .map_err(|e| format!("tls_server_config.client_ca: {e}"))?
+            for cert in
+                crate::tls::pem_certificates(&client_ca.text).map_err(|e| format!("{from}: {e}"))?
             {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("tls_server_config.client_ca: {e}"))?;
+                roots.add(cert).map_err(|e| format!("{from}: {e}"))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if optional {
@@ -219,30 +220,37 @@ impl<'a> Pem<'a> {
         }
     }
 
-    /// The PEM text, adding a file it came from to `files`, so that a change to it is seen.
+    /// The PEM text and where it came from, for errors (never quoting it: a key is secret);
+    /// a file it came from is added to `files`, so that a change to it is seen.
     fn read(
         self,
         dir: &Path,
         key: &str,
         files: &mut Vec<PathBuf>,
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<PemText>, String> {
         match self {
             Pem::Unset => Ok(None),
-            Pem::Inline(text) => Ok(Some(text.as_bytes().to_vec())),
+            Pem::Inline(text) => Ok(Some(PemText {
+                text: text.as_bytes().to_vec(),
+                from: format!("tls_server_config.{key}"),
+            })),
             Pem::File(path) => {
                 let path = dir.join(path);
+                let from = format!("tls_server_config.{key}_file ({})", path.display());
                 let text = crate::build::file::read(&path, crate::build::file::NAMED_FILE)
-                    .map_err(|e| {
-                        format!(
-                            "tls_server_config.{key}_file: cannot read {}: {e}",
-                            path.display()
-                        )
-                    })?;
+                    .map_err(|e| format!("{from}: cannot read it: {e}"))?;
                 files.push(path);
-                Ok(Some(text))
+                Ok(Some(PemText { text, from }))
             }
         }
     }
+}
+
+/// PEM text as read, and where from: `tls_server_config.key` or `tls_server_config.key_file
+/// (PATH)`.
+struct PemText {
+    text: Vec<u8>,
+    from: String,
 }
 
 /// The TLS versions from `min` to `max`, in the toolkit's names (TLS10 and TLS11 are refused:

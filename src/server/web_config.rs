@@ -471,6 +471,41 @@ mod tests {
         );
     }
 
+    /// A PEM that lost its line breaks (a secret manager, an environment variable, `helm
+    /// --set`) is one long BEGIN line: its error must not repeat it, key included.
+    #[test]
+    fn a_pem_that_lost_its_line_breaks_is_refused_without_quoting_it() {
+        let issued = rcgen::generate_simple_self_signed(vec!["vantage.test".into()]).unwrap();
+        let (cert, key) = (issued.cert.pem(), issued.signing_key.serialize_pem());
+        let block = |pem: &str| {
+            pem.lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        };
+        let flat = |pem: &str| pem.replace('\n', " ");
+        let secret: Vec<&str> = key.lines().filter(|l| !l.starts_with("-----")).collect();
+        for (cert, key, says) in [
+            (
+                block(&cert),
+                format!("    {}\n", flat(&key)),
+                "tls_server_config.key: a BEGIN line",
+            ),
+            (
+                format!("    {}\n", flat(&format!("{cert}{key}"))),
+                block(&key),
+                "tls_server_config.cert: a BEGIN line",
+            ),
+        ] {
+            let text = format!("tls_server_config:\n  cert: |\n{cert}  key: |\n{key}");
+            let err = parsed(&text).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+            assert!(err.contains("were the line breaks lost?"), "{err}");
+            for line in &secret {
+                assert!(!err.contains(&line[..16]), "the key leaked: {err}");
+            }
+        }
+    }
+
     #[test]
     fn basic_credentials_are_read_from_the_header() {
         let value = HeaderValue::from_static("Basic cHJvbTpzZWNyZXQ6d2l0aDpjb2xvbnM=");

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::ClientConfig;
 use rustls::client::{Resumption, WebPkiServerVerifier};
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -198,10 +198,10 @@ impl TlsClient {
             Some(files) => {
                 let chain = read_certificates(&files.cert_file, OptionKey::CertFile, read_file)?;
                 let key = read(&files.key_file, OptionKey::KeyFile, read_file).and_then(|pem| {
-                    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                    pem_private_key(&pem).map_err(|e| {
                         BuildError::new(
                             OptionKey::KeyFile,
-                            format!("no private key in {}: {e}", files.key_file.display()),
+                            format!("{}: {e}", files.key_file.display()),
                         )
                     })
                 })?;
@@ -519,11 +519,34 @@ fn read_certificates(
         .map_err(|e| BuildError::new(key, format!("{}: {e}", path.display())))
 }
 
+/// The private key in `pem`.
+pub fn pem_private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => "no PEM private key in it".to_string(),
+        e => pem_problem(&e),
+    })
+}
+
+/// What is wrong with PEM text, never quoting it: a file whose line breaks were lost reads as
+/// one long BEGIN line, which the parser's own error would repeat whole, a private key in it
+/// included.
+fn pem_problem(e: &pem::Error) -> String {
+    match e {
+        pem::Error::MissingSectionEnd { .. } => {
+            "a BEGIN line without its END line (were the line breaks lost?)"
+        }
+        pem::Error::IllegalSectionStart { .. } => "a malformed BEGIN line",
+        pem::Error::Base64Decode(_) => "not valid base64 between a BEGIN and an END line",
+        _ => "not valid PEM",
+    }
+    .to_string()
+}
+
 /// The certificates in `pem`, at least one.
 pub fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not valid PEM: {e}"))?;
+        .map_err(|e| pem_problem(&e))?;
     if certs.is_empty() {
         return Err("no PEM certificate in it".into());
     }
