@@ -37,16 +37,25 @@ pub struct Context<'a> {
     files: BTreeMap<PathBuf, FileRead>,
     /// The files the target being built reads, for its fingerprint.
     used: Vec<PathBuf>,
+    /// How a file the config names is read: [`read_bytes`], but for the fuzzer.
+    read: fn(&Path) -> FileRead,
 }
 
 impl<'a> Context<'a> {
     /// `file` names the config in errors, and is the folder that relative paths start from.
     pub fn new(file: &'a str) -> Self {
+        Context::reading(file, read_bytes)
+    }
+
+    /// A context whose files are read by `read`. The fuzzer passes one that reads nothing from
+    /// disk, so that no config it makes up can name a real file.
+    pub fn reading(file: &'a str, read: fn(&Path) -> FileRead) -> Self {
         Context {
             file,
             errors: Vec::new(),
             files: BTreeMap::new(),
             used: Vec::new(),
+            read,
         }
     }
 
@@ -79,7 +88,7 @@ impl<'a> Context<'a> {
         let read = self
             .files
             .entry(path.to_path_buf())
-            .or_insert_with(|| read_bytes(path));
+            .or_insert_with(|| (self.read)(path));
         read.clone()
             .map_err(|(kind, message)| std::io::Error::new(kind, message))
     }

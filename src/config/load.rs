@@ -7,7 +7,7 @@ use super::builder::Builder;
 use super::raw::RawConfig;
 use super::target::{Config, LoadOptions};
 use crate::build::error::{ConfigError, ConfigErrors};
-use crate::build::{Context, digest_read, file, read_bytes};
+use crate::build::{Context, FileRead, digest_read, file, read_bytes};
 
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
     parse(&read(path)?, &path.display().to_string(), options)
@@ -55,6 +55,17 @@ pub fn parse_with_inputs(
     file: &str,
     options: &LoadOptions,
 ) -> (Result<Config, ConfigErrors>, Inputs) {
+    parse_reading(text, file, options, read_bytes)
+}
+
+/// [`parse_with_inputs`] with the files the config names read by `read` (see
+/// [`Context::reading`]).
+pub fn parse_reading(
+    text: &str,
+    file: &str,
+    options: &LoadOptions,
+    read: fn(&Path) -> FileRead,
+) -> (Result<Config, ConfigErrors>, Inputs) {
     let mut path = String::new();
     let raw: Result<RawConfig, _> =
         serde_saphyr::with_deserializer_from_str_with_options(text, parse_options(), |de| {
@@ -69,7 +80,7 @@ pub fn parse_with_inputs(
         Err(errors) => return (Err(errors), Inputs::default()),
     };
     let mut builder = Builder {
-        cx: Context::new(file),
+        cx: Context::reading(file, read),
     };
     let config = builder.build(&raw, options);
     let inputs = Inputs {
