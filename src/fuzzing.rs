@@ -97,8 +97,10 @@ pub fn config(data: &[u8]) {
         }
         Err(errors) => {
             assert!(!errors.0.is_empty());
-            // Every error points into the file, on a line of its own.
-            let lines = text.lines().count() as u64 + 1;
+            // Every error points into the file, on a line of its own. YAML breaks lines at CR
+            // LF, LF and a lone CR alike.
+            let breaks = text.replace("\r\n", "\n").matches(['\r', '\n']).count();
+            let lines = breaks as u64 + 1;
             for error in &errors.0 {
                 assert!(error.line <= lines, "{error}");
                 assert!(!error.message.contains('\n'), "{error}");
