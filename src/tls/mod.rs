@@ -333,7 +333,7 @@ impl TlsTarget {
         let mut refused = false;
         if let Some(recorded) = recorder.recorded() {
             refused = recorded.refused;
-            // Here, after the handshake's timer stopped, not inside it.
+            // Our own work on the chain: done here, after the handshake's timer stopped.
             facts.record(recorded, &self.client.trusted.roots);
         }
         let outcome = match result {
