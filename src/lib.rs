@@ -11,6 +11,8 @@ pub mod cli;
 pub mod config;
 pub mod duration;
 pub mod family;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod logging;
 pub mod metrics;
 pub mod net;

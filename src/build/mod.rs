@@ -43,22 +43,35 @@ pub struct Context<'a> {
     read_before: Reads,
     /// The files the target being built reads, for its fingerprint.
     used: Vec<PathBuf>,
+    /// How a file the config names is read: [`read_bytes`], but for the fuzzer.
+    read: fn(&Path) -> FileRead,
 }
 
 impl<'a> Context<'a> {
     /// `file` names the config in errors, and is the folder that relative paths start from.
     pub fn new(file: &'a str) -> Self {
-        Self::with_reads(file, Reads::new())
+        Self::with(file, read_bytes, Reads::new())
     }
 
     /// [`Context::new`], taking the files in `read_before` as read already.
     pub fn with_reads(file: &'a str, read_before: Reads) -> Self {
+        Self::with(file, read_bytes, read_before)
+    }
+
+    /// A context whose files are read by `read`. The fuzzer passes one that reads nothing from
+    /// disk, so that no config it makes up can name a real file.
+    pub fn reading(file: &'a str, read: fn(&Path) -> FileRead) -> Self {
+        Self::with(file, read, Reads::new())
+    }
+
+    fn with(file: &'a str, read: fn(&Path) -> FileRead, read_before: Reads) -> Self {
         Context {
             file,
             errors: Vec::new(),
             files: Reads::new(),
             read_before,
             used: Vec::new(),
+            read,
         }
     }
 
@@ -88,12 +101,13 @@ impl<'a> Context<'a> {
     /// a load cannot leave a target running old content under a new fingerprint.
     pub fn read_file(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
         self.used.push(path.to_path_buf());
-        let before = &mut self.read_before;
-        let read = self
+        let (before, read) = (&mut self.read_before, self.read);
+        let content = self
             .files
             .entry(path.to_path_buf())
-            .or_insert_with(|| before.remove(path).unwrap_or_else(|| read_bytes(path)));
-        read.clone()
+            .or_insert_with(|| before.remove(path).unwrap_or_else(|| read(path)));
+        content
+            .clone()
             .map_err(|(kind, message)| std::io::Error::new(kind, message))
     }
 

@@ -7,7 +7,7 @@ use super::builder::Builder;
 use super::raw::RawConfig;
 use super::target::{Config, LoadOptions};
 use crate::build::error::{ConfigError, ConfigErrors};
-use crate::build::{Context, Reads, digest_read, file, read_bytes};
+use crate::build::{Context, FileRead, Reads, digest_read, file, read_bytes};
 
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
     parse(&read(path)?, &path.display().to_string(), options)
@@ -56,6 +56,27 @@ pub fn parse_with_inputs(
     options: &LoadOptions,
     read: Reads,
 ) -> (Result<Config, ConfigErrors>, Inputs) {
+    parse_in(text, file, options, Context::with_reads(file, read))
+}
+
+/// [`parse_with_inputs`] with the files the config names read by `read` (see
+/// [`Context::reading`]).
+pub fn parse_reading(
+    text: &str,
+    file: &str,
+    options: &LoadOptions,
+    read: fn(&Path) -> FileRead,
+) -> (Result<Config, ConfigErrors>, Inputs) {
+    parse_in(text, file, options, Context::reading(file, read))
+}
+
+/// Parses and builds in `cx`.
+fn parse_in(
+    text: &str,
+    file: &str,
+    options: &LoadOptions,
+    cx: Context,
+) -> (Result<Config, ConfigErrors>, Inputs) {
     let mut path = String::new();
     let raw: Result<RawConfig, _> =
         serde_saphyr::with_deserializer_from_str_with_options(text, parse_options(), |de| {
@@ -69,9 +90,7 @@ pub fn parse_with_inputs(
         Ok(raw) => raw,
         Err(errors) => return (Err(errors), Inputs::default()),
     };
-    let mut builder = Builder {
-        cx: Context::with_reads(file, read),
-    };
+    let mut builder = Builder { cx };
     let config = builder.build(&raw, options);
     let inputs = Inputs {
         files: builder.cx.digests(),

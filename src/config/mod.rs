@@ -22,7 +22,7 @@ mod target;
 
 pub use crate::build::error::{ConfigError, ConfigErrors};
 pub use builder::DEFAULT_MAX_CONCURRENT_PROBES;
-pub use load::{Inputs, load, parse, parse_with_inputs, read};
+pub use load::{Inputs, load, parse, parse_reading, parse_with_inputs, read};
 pub use target::{Config, LoadOptions, Target};
 
 #[cfg(test)]

@@ -145,10 +145,7 @@ pub async fn ask(
         .to_vec()
         .map_err(|e| Failure::new(Reason::DnsError, format!("encoding the question: {e}")))?;
     let started = Instant::now();
-    let expect = Expected {
-        id: query.metadata.id,
-        query: &query,
-    };
+    let expect = Expected::new(&query);
     let (message, transport, took) = match server.transport {
         Transport::Tcp => {
             let (message, took) =
@@ -173,14 +170,21 @@ pub async fn ask(
 }
 
 /// What an answer must match: our message ID, and our question echoed back.
-struct Expected<'q> {
+pub(crate) struct Expected<'q> {
     id: u16,
     query: &'q Message,
 }
 
-impl Expected<'_> {
+impl<'q> Expected<'q> {
+    pub(crate) fn new(query: &'q Message) -> Self {
+        Expected {
+            id: query.metadata.id,
+            query,
+        }
+    }
+
     /// Parses `bytes` as the answer to our question.
-    fn answer(&self, server: SocketAddr, bytes: &[u8]) -> Result<Message, Failure> {
+    pub(crate) fn answer(&self, server: SocketAddr, bytes: &[u8]) -> Result<Message, Failure> {
         let message = Message::from_vec(bytes).map_err(|e| {
             Failure::new(
                 Reason::DnsError,
@@ -200,7 +204,7 @@ impl Expected<'_> {
 
     /// Whether a message is a response to us (its ID, the QR bit), read from the raw header
     /// so that a truncated answer is recognised even when its records are cut off.
-    fn ours(&self, bytes: &[u8]) -> bool {
+    pub(crate) fn ours(&self, bytes: &[u8]) -> bool {
         bytes.len() >= 12
             && u16::from_be_bytes([bytes[0], bytes[1]]) == self.id
             && bytes[2] & 0x80 != 0

@@ -14,6 +14,8 @@ mod dangerous;
 pub mod dialect;
 mod errors;
 pub mod expiry;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod metrics;
 mod path;
 pub mod report;
@@ -39,7 +41,7 @@ use crate::net::Host;
 use crate::net::close::Closable;
 use crate::outcome::{Failure, Reason, Trace};
 use cert::CertFacts;
-use dangerous::{AcceptAnyCertificateAndRecord, Refuse};
+use dangerous::{AcceptAnyCertificateAndRecord, Recorded, Refuse};
 pub use errors::{REASONS, describe, failure, reason, rustls_error};
 use errors::{certificate_failure, handshake_failure};
 pub use path::{Anchor, VerifiedChain};
@@ -331,30 +333,8 @@ impl TlsTarget {
         let mut refused = false;
         if let Some(recorded) = recorder.recorded() {
             refused = recorded.refused;
-            facts.chain = recorded
-                .chain
-                .iter()
-                .map(|der| CertFacts::inspect(der))
-                .collect();
-            // Which path verified is for the report and the verified chain's expiry: found
-            // here, after the handshake's timer stopped, not inside it.
-            if recorded.chain_verdict.is_ok()
-                && let Some((leaf, intermediates)) = recorded.chain.split_first()
-            {
-                facts.verified = path::verified_chain(
-                    &self.client.trusted.roots,
-                    leaf,
-                    intermediates,
-                    recorded.now,
-                )
-                .map(Box::new);
-            }
-            facts.verification = Some(Verification {
-                chain: recorded.chain_verdict.map_err(|e| certificate_failure(&e)),
-                hostname: recorded
-                    .hostname_verdict
-                    .map_err(|e| certificate_failure(&e)),
-            });
+            // Our own work on the chain: done here, after the handshake's timer stopped.
+            facts.record(recorded, &self.client.trusted.roots);
         }
         let outcome = match result {
             Err(_) => Handshake::Failed {
@@ -431,6 +411,31 @@ pub struct TlsFacts {
     pub verified: Option<Box<VerifiedChain>>,
     /// The target's warning threshold for the chain's expiry (see `expiry`).
     pub alert_before_expiry: Option<Duration>,
+}
+
+impl TlsFacts {
+    /// Takes in what the verifier recorded of the presented chain: each certificate's facts,
+    /// the verdicts, and the path that verified over `roots` (for the report and the verified
+    /// chain's expiry).
+    fn record(&mut self, recorded: Recorded, roots: &Roots) {
+        self.chain = recorded
+            .chain
+            .iter()
+            .map(|der| CertFacts::inspect(der))
+            .collect();
+        if recorded.chain_verdict.is_ok()
+            && let Some((leaf, intermediates)) = recorded.chain.split_first()
+        {
+            self.verified =
+                path::verified_chain(roots, leaf, intermediates, recorded.now).map(Box::new);
+        }
+        self.verification = Some(Verification {
+            chain: recorded.chain_verdict.map_err(|e| certificate_failure(&e)),
+            hostname: recorded
+                .hostname_verdict
+                .map_err(|e| certificate_failure(&e)),
+        });
+    }
 }
 
 /// The truth about the presented chain, whatever `verify` says.

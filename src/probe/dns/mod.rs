@@ -3,6 +3,8 @@
 //! records and split-horizon views that answer differently than they should.
 
 pub mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod metrics;
 pub mod report;
 

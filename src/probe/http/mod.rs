@@ -7,6 +7,8 @@
 //! certificate failed verification: `tcp::secure` hands out only verified streams.
 
 pub mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 
 mod lent;
 pub mod metrics;

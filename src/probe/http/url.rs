@@ -30,14 +30,27 @@ impl Scheme {
     }
 }
 
-/// `text` with everything between its scheme (`http://`, or up to the first `:`) and its last
-/// `@` replaced by `xxxxx`.
+/// Where user info could start in `text`: after a leading scheme (`http:`, and `//` when it
+/// follows), else at the start. Only a leading run of scheme characters is a scheme: a `://`
+/// further on (in a query, say) may follow the user info, which must not show either.
+pub(super) fn user_info_start(text: &str) -> usize {
+    match text.split_once(':') {
+        Some((scheme, rest))
+            if !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) =>
+        {
+            let slashes = if rest.starts_with("//") { 2 } else { 0 };
+            scheme.len() + 1 + slashes
+        }
+        _ => 0,
+    }
+}
+
+/// `text` with everything between its scheme and its last `@` replaced by `xxxxx`.
 fn without_user_info(text: &str) -> String {
-    let start = text
-        .find("://")
-        .map(|i| i + 3)
-        .or_else(|| text.find(':').map(|i| i + 1))
-        .unwrap_or(0);
+    let start = user_info_start(text);
     match text.rfind('@') {
         Some(at) if at >= start => format!("{}xxxxx{}", &text[..start], &text[at..]),
         _ => text.to_string(),
@@ -287,6 +300,12 @@ mod tests {
                 "http://xxxxx@example.com/",
             ),
             ("http:/admin:sekrit@example.com/", "http:xxxxx@example.com/"),
+            // Regression (found by the location fuzz target): a `://` after the user info, in
+            // a query, was taken for the scheme's, and the whole text was shown.
+            (
+                "https//admin:sekrit@example.com/?next=https://example.org/",
+                "xxxxx@example.com/?next=https://example.org/",
+            ),
         ] {
             let e = Url::parse(text).unwrap_err();
             assert!(e.starts_with(&format!("{shown:?} is not a URL")), "{e}");

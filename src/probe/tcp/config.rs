@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use regex::bytes::RegexBuilder;
+use regex::bytes::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::starttls::Dialect;
@@ -208,9 +208,7 @@ fn step(
         return Some(Step::Send(send.value.as_bytes().to_vec()));
     }
     let expect = expect?;
-    // Multi-line: after a partial match the rest of that line is still unread, and `^250`
-    // must still find the next reply line. `\A` anchors at the unread bytes' start.
-    match RegexBuilder::new(&expect.value).multi_line(true).build() {
+    match expect_regex(&expect.value) {
         Ok(regex) => Some(Step::Expect(regex)),
         Err(e) => {
             cx.error(
@@ -221,4 +219,11 @@ fn step(
             None
         }
     }
+}
+
+/// An `expect` pattern as a step matches it. Multi-line: after a partial match the rest of
+/// that line is still unread, and `^250` must still find the next reply line. `\A` anchors at
+/// the unread bytes' start.
+pub(super) fn expect_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern).multi_line(true).build()
 }

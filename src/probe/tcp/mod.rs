@@ -11,6 +11,10 @@
 //! (STARTTLS adds the protocol's goodbye, see `starttls`).
 
 pub mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
+#[cfg(any(test, feature = "fuzzing"))]
+mod peer;
 pub mod report;
 pub mod starttls;
 pub mod stream;

@@ -20,6 +20,8 @@
 mod ber;
 mod common;
 mod ftp;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 mod ldap;
 mod mail;
 mod postgres;
