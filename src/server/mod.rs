@@ -355,16 +355,14 @@ async fn rendered(
     let state = Arc::clone(state);
     // A request pushed out while it waits here renders nothing; once started, a rendering
     // finishes, holding its permit, so the bound holds whatever happens to its request.
-    let rendering = match RENDERS.acquire().await {
-        Ok(permit) => tokio::task::spawn_blocking(move || {
-            let mut body = render(&state);
-            // Held until its client reads it: not with the spare room a growing String has.
-            body.shrink_to_fit();
-            drop(permit);
-            body
-        }),
-        Err(_) => unreachable!("RENDERS is never closed"),
-    };
+    let permit = RENDERS.acquire().await.expect("RENDERS is never closed");
+    let rendering = tokio::task::spawn_blocking(move || {
+        let mut body = render(&state);
+        // Held until its client reads it: not with the spare room a growing String has.
+        body.shrink_to_fit();
+        drop(permit);
+        body
+    });
     match rendering.await {
         Ok(body) => respond(StatusCode::OK, content_type, body),
         Err(e) => {

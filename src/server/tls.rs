@@ -55,15 +55,16 @@ pub struct ServerTls {
 /// Builds the server's TLS from `raw`, offering HTTP/2 through ALPN with `http2`; relative
 /// paths are relative to `dir`, the web config's folder, as in the toolkit.
 pub fn build(raw: &RawTls, dir: &Path, http2: bool) -> Result<ServerTls, String> {
-    let cert = Pem::of(&raw.cert, &raw.cert_file, "cert")?;
-    let key = Pem::of(&raw.key, &raw.key_file, "key")?;
-    if matches!(cert, Pem::Unset) || matches!(key, Pem::Unset) {
+    let (Some(cert), Some(key)) = (
+        Pem::of(&raw.cert, &raw.cert_file, "cert")?,
+        Pem::of(&raw.key, &raw.key_file, "key")?,
+    ) else {
         return Err(
             "tls_server_config: a certificate (cert_file or cert) and its key (key_file or \
              key) are both needed"
                 .into(),
         );
-    }
+    };
     // An empty value means the default, as in the toolkit (Go's zero values).
     let auth = non_empty(raw.client_auth_type.as_deref()).unwrap_or("NoClientCert");
     let verified = match auth {
@@ -85,17 +86,12 @@ pub fn build(raw: &RawTls, dir: &Path, http2: bool) -> Result<ServerTls, String>
         }
     };
     let mut files = Vec::new();
-    let (Some(chain), Some(key)) = (
-        cert.read(dir, "cert", &mut files)?,
-        key.read(dir, "key", &mut files)?,
-    ) else {
-        unreachable!("both were checked to be set");
+    let chain = cert.read(dir, &mut files)?;
+    let key = key.read(dir, &mut files)?;
+    let client_ca = match Pem::of(&raw.client_ca, &raw.client_ca_file, "client_ca")? {
+        Some(pem) => Some(pem.read(dir, &mut files)?),
+        None => None,
     };
-    let client_ca = Pem::of(&raw.client_ca, &raw.client_ca_file, "client_ca")?.read(
-        dir,
-        "client_ca",
-        &mut files,
-    )?;
     let chain =
         crate::tls::pem_certificates(&chain.text).map_err(|e| format!("{}: {e}", chain.from))?;
     let key = crate::tls::pem_private_key(&key.text).map_err(|e| format!("{}: {e}", key.from))?;
@@ -201,46 +197,44 @@ impl ServerTls {
 }
 
 /// Where a PEM value comes from: inline in the web config (`cert`) or a file it names
-/// (`cert_file`), one or the other, as in the toolkit.
+/// (`cert_file`), one or the other, as in the toolkit; `key` is the option's name.
 enum Pem<'a> {
-    Unset,
-    Inline(&'a str),
-    File(&'a str),
+    Inline { key: &'static str, text: &'a str },
+    File { key: &'static str, path: &'a str },
 }
 
 impl<'a> Pem<'a> {
-    fn of(inline: &'a Option<String>, file: &'a Option<String>, key: &str) -> Result<Self, String> {
+    /// The source of option `key`, if either form is set.
+    fn of(
+        inline: &'a Option<String>,
+        file: &'a Option<String>,
+        key: &'static str,
+    ) -> Result<Option<Self>, String> {
         match (non_empty(inline.as_deref()), non_empty(file.as_deref())) {
             (Some(_), Some(_)) => Err(format!(
                 "tls_server_config: {key} and {key}_file are both set: one or the other"
             )),
-            (Some(text), None) => Ok(Pem::Inline(text)),
-            (None, Some(path)) => Ok(Pem::File(path)),
-            (None, None) => Ok(Pem::Unset),
+            (Some(text), None) => Ok(Some(Pem::Inline { key, text })),
+            (None, Some(path)) => Ok(Some(Pem::File { key, path })),
+            (None, None) => Ok(None),
         }
     }
 
     /// The PEM text and where it came from, for errors (never quoting it: a key is secret);
     /// a file it came from is added to `files`, so that a change to it is seen.
-    fn read(
-        self,
-        dir: &Path,
-        key: &str,
-        files: &mut Vec<PathBuf>,
-    ) -> Result<Option<PemText>, String> {
+    fn read(self, dir: &Path, files: &mut Vec<PathBuf>) -> Result<PemText, String> {
         match self {
-            Pem::Unset => Ok(None),
-            Pem::Inline(text) => Ok(Some(PemText {
+            Pem::Inline { key, text } => Ok(PemText {
                 text: text.as_bytes().to_vec(),
                 from: format!("tls_server_config.{key}"),
-            })),
-            Pem::File(path) => {
+            }),
+            Pem::File { key, path } => {
                 let path = dir.join(path);
                 let from = format!("tls_server_config.{key}_file ({})", path.display());
                 let text = crate::build::file::read(&path, crate::build::file::NAMED_FILE)
                     .map_err(|e| format!("{from}: cannot read it: {e}"))?;
                 files.push(path);
-                Ok(Some(PemText { text, from }))
+                Ok(PemText { text, from })
             }
         }
     }
