@@ -11,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    TempDir, Vantage, closed_port, http_get, http_request, one_target_config, series, vantage_bin,
-    wait_for,
+    TempDir, Vantage, closed_port, http_get, http_request, one_target_config, quiet_peer, series,
+    vantage_bin, wait_for,
 };
 
 /// Idle connections opened in one burst, as in the attack.
@@ -246,7 +246,9 @@ fn scrapes_that_never_read_their_response_hold_a_few_renderings_at_most() {
         .map(|i| format!("l{i}: \"{}{i}\"", "x".repeat(1000)))
         .collect::<Vec<_>>()
         .join(", ");
-    let port = closed_port();
+    // A peer held for the whole test: a port merely closed could be taken by another test's
+    // server, which would then count these probes' connections as its own.
+    let port = quiet_peer();
     let targets: String = (0..20)
         .map(|t| {
             format!("  - {{name: t{t}, type: tcp, host: 127.0.0.1, port: {port}, labels: {{{labels}}}}}\n")
