@@ -6,6 +6,7 @@ mod architecture;
 mod chain;
 mod cli;
 mod container;
+mod delay;
 mod dns;
 mod endpoints;
 mod exporter;
