@@ -4,7 +4,7 @@
 //! traces, runs) <- `net` (sockets, resolution, the gentle close, a DNS client) <- `build` (what
 //! a type's config builder needs) <- `tls` <- the probe types under `probe/` <- the registry
 //! (`probe`) <- `config` <- the runtime (`store`, `scheduler`, `reload`) <- the outputs
-//! (`server`, `metrics`, `status_page`, `report`) <- `main`.
+//! (`server`, `metrics`, `push`, `status_page`, `report`) <- `main`.
 
 pub mod build;
 pub mod cli;
@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod net;
 pub mod outcome;
 pub mod probe;
+pub mod push;
 pub mod reload;
 pub mod report;
 pub mod scheduler;

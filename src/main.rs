@@ -15,6 +15,7 @@ use vantage::cli::{self, Cli, Command, ProbeArgs, ProbeType};
 use vantage::config::{self, LoadOptions, Target};
 use vantage::metrics::{Build, Metrics};
 use vantage::probe;
+use vantage::push::{Push, PushCollector};
 use vantage::reload::{self, ReloadStatus, Reloader, Request, Trigger};
 use vantage::report;
 use vantage::scheduler::Telemetry;
@@ -22,6 +23,9 @@ use vantage::scheduler::{Limiter, Probes, Shared};
 use vantage::shard::Shard;
 use vantage::store::Store;
 use vantage::{logging, server};
+
+/// How long a stop waits for the remote_write receivers to take what is queued.
+const PUSH_FLUSH: Duration = Duration::from_secs(5);
 
 /// `vantage probe` could not run at all (bad arguments or config), as opposed to a failed probe.
 const CANNOT_RUN: u8 = 2;
@@ -151,9 +155,19 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         started,
         shard: options.shard,
     };
+    let push = Arc::new(Push::new());
+    shared.store.observe(Arc::clone(&push) as _);
+    let metrics = Arc::new(Metrics::new(
+        &shared,
+        Arc::clone(&status),
+        build,
+        vec![Box::new(PushCollector(Arc::clone(&push)))],
+    ));
+    push.set_own_metrics(Arc::clone(&metrics));
+    push.apply(&initial.config.remote_write);
     let (reloads, mut requests) = mpsc::channel::<Request>(16);
     let state = Arc::new(server::State {
-        metrics: Metrics::new(&shared, Arc::clone(&status), build),
+        metrics,
         store: Arc::clone(&shared.store),
         ready: AtomicBool::new(false),
         reloads: reloads.clone(),
@@ -184,6 +198,10 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         status,
     )
     .await;
+    reloader.on_apply({
+        let push = Arc::clone(&push);
+        Box::new(move |config| push.apply(&config.remote_write))
+    });
     state.ready.store(true, Ordering::Release);
     reloader.watch(reloads);
 
@@ -206,6 +224,9 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
     };
     info!(signal, "shutting down");
     reloader.stop().await;
+    // What the receivers have not taken yet goes now, within a bound: a stop must not hang on
+    // a receiver that is away.
+    push.stop(tokio::time::Instant::now() + PUSH_FLUSH).await;
     let _ = stop_server.send(());
     let _ = server.await;
     ExitCode::SUCCESS

@@ -5,13 +5,13 @@
 //! its series at once and no stale series can linger.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crate::config::Target;
 use crate::probe::{Reason, Run};
 
 /// One target's state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     pub target: Arc<Target>,
     /// `None` until the first run completes.
@@ -24,9 +24,19 @@ pub struct Entry {
     pub failures_by_reason: BTreeMap<Reason, u64>,
 }
 
+/// What is told of every change to the store: the push to remote_write receivers, which
+/// sends each run as it completes instead of waiting for a scrape.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// A run was recorded; `entry` is the target's state with it.
+    fn recorded(&self, entry: Entry);
+    /// A reload left the store with targets of these names; others left.
+    fn applied(&self, names: &[&str]);
+}
+
 #[derive(Debug, Default)]
 pub struct Store {
     state: Mutex<State>,
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +85,26 @@ impl Store {
             })
             .collect();
         location.clone_into(&mut state.location);
+        if let Some(observer) = self.observer.get() {
+            let names: Vec<&str> = state.entries.keys().map(String::as_str).collect();
+            observer.applied(&names);
+        }
+    }
+
+    /// A store of this one entry, for rendering a single target's series.
+    pub fn of(entry: Entry) -> Store {
+        let store = Store::default();
+        store
+            .lock()
+            .entries
+            .insert(entry.target.name.clone(), entry);
+        store
+    }
+
+    /// Tells `observer` of every run recorded and every reload from now on. Only the first
+    /// call counts: there is one push per process.
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        let _ = self.observer.set(observer);
     }
 
     pub fn location(&self) -> String {
@@ -109,6 +139,13 @@ impl Store {
             }
         }
         entry.last = Some(run);
+        let Some(observer) = self.observer.get() else {
+            return;
+        };
+        // The observer renders what it was given; the store's lock is not held meanwhile.
+        let entry = entry.clone();
+        drop(state);
+        observer.recorded(entry);
     }
 
     /// Reads every entry, in name order, under one lock.

@@ -80,6 +80,11 @@ impl<'a> Context<'a> {
             .push(ConfigError::at(self.file, at, path, message));
     }
 
+    /// How many errors so far: a part of the config that adds none is sound.
+    pub fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }

@@ -190,6 +190,10 @@ impl Builder<'_> {
             }
         }
 
+        let hostname = crate::shard::Shard::hostname().ok();
+        let remote_write =
+            super::remote_write::build(&mut self.cx, &raw.remote_write, hostname.as_deref());
+
         if !self.cx.has_errors() {
             Ok(Config {
                 location,
@@ -202,6 +206,7 @@ impl Builder<'_> {
                     options.shard
                 },
                 other_shards,
+                remote_write,
             })
         } else {
             Err(ConfigErrors(self.cx.take_errors()))
@@ -612,7 +617,7 @@ fn inherited_digest(raw: &RawConfig, location: &str) -> u64 {
     hasher.finish()
 }
 
-fn hash_serialized(hasher: &mut DefaultHasher, value: &impl serde::Serialize) {
+pub(super) fn hash_serialized(hasher: &mut DefaultHasher, value: &impl serde::Serialize) {
     /// Feeds serialized bytes straight into the hasher, without building the text.
     struct Feed<'h>(&'h mut DefaultHasher);
     impl std::io::Write for Feed<'_> {

@@ -17,6 +17,7 @@ mod builder;
 mod load;
 mod names;
 mod raw;
+pub mod remote_write;
 mod summary;
 mod target;
 

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::names::RawLabels;
+use super::remote_write::RawRemoteWrite;
 use crate::build::S;
 use crate::duration::ConfigDuration;
 use crate::net::IpVersion;
@@ -30,6 +31,8 @@ pub struct RawConfig {
     pub max_concurrent_probes: Option<S<i64>>,
     #[serde(default)]
     pub targets: Vec<S<RawTarget>>,
+    #[serde(default)]
+    pub remote_write: Vec<S<RawRemoteWrite>>,
 }
 
 /// The settings every target inherits unless it sets them itself; `RawTarget` repeats these

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::remote_write::RemoteWrite;
 use crate::probe::{Assertion, Probe, Reason, ReasonSet, RunPolicy};
 use crate::shard::Shard;
 
@@ -21,6 +22,8 @@ pub struct Config {
     /// other shards probe.
     pub shard: Shard,
     pub other_shards: usize,
+    /// The receivers this instance pushes its series to.
+    pub remote_write: Vec<RemoteWrite>,
 }
 
 /// One configured check.

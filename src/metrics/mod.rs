@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, text};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -23,7 +23,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::reload::ReloadStatus;
 use crate::scheduler::{Limiter, Shared};
 use crate::shard::Shard;
-use crate::store::Store;
+use crate::store::{Entry, Store};
 
 /// The exposition format of one scrape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,40 +79,60 @@ pub struct Build {
 }
 
 pub struct Metrics {
-    registry: Registry,
+    /// The probe series, rendered from the store.
+    probes: Registry,
+    /// vantage's own metrics: the scheduler's, the config's, the push's, `process_*`.
+    own: Registry,
     /// The size of the last rendering, to start the next one at about its size: growing a
     /// String of many megabytes by doubling leaves freed copies behind in the allocator.
     last_size: AtomicUsize,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
 impl Metrics {
-    pub fn new(shared: &Shared, reloads: Arc<ReloadStatus>, build: Build) -> Self {
+    /// `extra` are collectors of vantage's own metrics from outside this module (the push's).
+    pub fn new(
+        shared: &Shared,
+        reloads: Arc<ReloadStatus>,
+        build: Build,
+        extra: Vec<Box<dyn Collector>>,
+    ) -> Self {
         let telemetry = &shared.telemetry;
         let store = Arc::clone(&shared.store);
-        let mut registry = Registry::default();
-        registry.register_with_unit(
+        let mut probes = Registry::default();
+        probes.register_collector(Box::new(probes::ProbeCollector::new(Arc::clone(&store))));
+        let mut own = Registry::default();
+        own.register_with_unit(
             "vantage_probe_schedule_delay",
             "How late runs start against their schedule, waiting for the concurrency limit included",
             Unit::Seconds,
             telemetry.schedule_delay.clone(),
         );
-        registry.register(
+        own.register(
             "vantage_probes_in_flight",
             "Runs in progress now",
             telemetry.in_flight.clone(),
         );
-        registry.register_collector(Box::new(probes::ProbeCollector::new(Arc::clone(&store))));
-        registry.register_collector(Box::new(SelfCollector {
+        own.register_collector(Box::new(SelfCollector {
             store,
             limiter: Arc::clone(&shared.limiter),
             reloads,
             build: build.clone(),
         }));
-        registry.register_collector(Box::new(process::ProcessCollector {
+        for collector in extra {
+            own.register_collector(collector);
+        }
+        own.register_collector(Box::new(process::ProcessCollector {
             started: build.started,
         }));
         Metrics {
-            registry,
+            probes,
+            own,
             last_size: AtomicUsize::new(0),
         }
     }
@@ -121,14 +141,33 @@ impl Metrics {
         let last = self.last_size.load(Ordering::Relaxed);
         let mut out = String::with_capacity(last + last / 16);
         // Writing into a String cannot fail; an encoder error would be a bug in the collectors.
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("encoding metrics into a String");
+        text::encode_registry(&mut out, &self.probes).expect("encoding metrics into a String");
+        text::encode_registry(&mut out, &self.own).expect("encoding metrics into a String");
+        text::encode_eof(&mut out).expect("encoding metrics into a String");
         self.last_size.store(out.len(), Ordering::Relaxed);
         match format {
             Format::OpenMetrics => out,
             Format::Classic => classic::from_openmetrics(&out),
         }
     }
+
+    /// vantage's own metrics alone, in OpenMetrics: what a push sends of them.
+    pub fn render_own(&self) -> String {
+        let mut out = String::new();
+        text::encode(&mut out, &self.own).expect("encoding metrics into a String");
+        out
+    }
+}
+
+/// One target's probe series, in OpenMetrics: what a push sends of a run.
+pub fn render_entry(entry: Entry) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(probes::ProbeCollector::new(Arc::new(Store::of(
+        entry,
+    )))));
+    let mut out = String::new();
+    text::encode(&mut out, &registry).expect("encoding metrics into a String");
+    out
 }
 
 /// `vantage_build_info`, the config state, `vantage_targets` and the concurrency limit.

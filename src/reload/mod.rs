@@ -92,7 +92,12 @@ pub struct Reloader<R: Runner> {
     running: Inputs,
     /// The files to watch besides the config: those of the running config and of the last try.
     watched: tokio::sync::watch::Sender<Vec<PathBuf>>,
+    /// Told of every config that is about to run (the push takes its receivers from it).
+    on_apply: Option<OnApply>,
 }
+
+/// See [`Reloader::on_apply`].
+pub type OnApply = Box<dyn Fn(&Config) + Send + Sync>;
 
 /// The content a load was built from: the config text and the files it names; or the error
 /// that kept the config from being read.
@@ -165,7 +170,13 @@ impl<R: Runner> Reloader<R> {
             seen: initial.seen,
             running,
             watched,
+            on_apply: None,
         }
+    }
+
+    /// Calls `hook` with every reloaded config, just before its targets start.
+    pub fn on_apply(&mut self, hook: OnApply) {
+        self.on_apply = Some(hook);
     }
 
     /// Watches the config and the files it names, and sends a [`Trigger::File`] request to
@@ -248,6 +259,9 @@ impl<R: Runner> Reloader<R> {
                 return Err(errors.to_string());
             }
         };
+        if let Some(hook) = &self.on_apply {
+            hook(&config);
+        }
         let changes = self.scheduler.apply(&config).await;
         self.status.succeeded();
         info!(

@@ -71,7 +71,7 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 pub struct State {
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub store: Arc<Store>,
     /// Set once the config is loaded and probing has started.
     pub ready: AtomicBool,

@@ -1,0 +1,110 @@
+//! The push's own metrics, in Prometheus' terms (`prometheus_remote_storage_*`), one series per
+//! receiver, labelled `remote_name` and `url` as Prometheus labels its own.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::{Push, Remote};
+
+/// Renders the push's metrics at scrape time; no series while nothing is configured.
+#[derive(Debug)]
+pub struct PushCollector(pub Arc<Push>);
+
+type Read = fn(&Remote) -> f64;
+
+fn counted(counter: &AtomicU64) -> f64 {
+    counter.load(Ordering::Relaxed) as f64
+}
+
+fn seconds(ms: &AtomicU64) -> f64 {
+    ms.load(Ordering::Relaxed) as f64 / 1000.0
+}
+
+const FAMILIES: [(&str, &str, MetricType, Read); 7] = [
+    (
+        "vantage_remote_write_samples",
+        "Samples the receiver accepted",
+        MetricType::Counter,
+        |r| counted(&r.stats.sent),
+    ),
+    (
+        "vantage_remote_write_samples_failed",
+        "Samples the receiver refused for good (an answer of 4xx other than 429), or that were not sent when vantage stopped",
+        MetricType::Counter,
+        |r| counted(&r.stats.failed),
+    ),
+    (
+        "vantage_remote_write_samples_dropped",
+        "Samples dropped from a full queue, oldest first, while the receiver was slow or away",
+        MetricType::Counter,
+        |r| counted(&r.stats.dropped),
+    ),
+    (
+        "vantage_remote_write_samples_retried",
+        "Samples sent again after a 5xx, a 429 or a network error",
+        MetricType::Counter,
+        |r| counted(&r.stats.retried),
+    ),
+    (
+        "vantage_remote_write_samples_pending",
+        "Samples waiting in the queue, the batch being sent included",
+        MetricType::Gauge,
+        |r| (r.queue.len() + r.in_flight.load(Ordering::Relaxed)) as f64,
+    ),
+    (
+        "vantage_remote_write_queue_capacity_samples",
+        "The queue's capacity (queue.capacity)",
+        MetricType::Gauge,
+        |r| r.queue.capacity() as f64,
+    ),
+    (
+        "vantage_remote_write_last_send_timestamp_seconds",
+        "When the receiver last accepted a batch, as a Unix timestamp; 0 before the first",
+        MetricType::Gauge,
+        |r| seconds(&r.stats.last_send_ms),
+    ),
+];
+
+impl Collector for PushCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let remotes = self.0.remotes();
+        if remotes.is_empty() {
+            return Ok(());
+        }
+        let labels: Vec<[(&str, String); 2]> = remotes
+            .iter()
+            .map(|r| {
+                let s = r.settings();
+                [
+                    ("remote_name", s.name.clone()),
+                    ("url", s.shown_url.clone()),
+                ]
+            })
+            .collect();
+        let families = FAMILIES.iter().copied().chain([(
+            "vantage_remote_write_highest_sent_timestamp_seconds",
+            "The newest sample time the receiver accepted, as a Unix timestamp: how far behind the push is",
+            MetricType::Gauge,
+            (|r: &Remote| seconds(&r.stats.highest_sent_ms)) as Read,
+        )]);
+        for (name, help, kind, read) in families {
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for (remote, labels) in remotes.iter().zip(&labels) {
+                let value = read(remote);
+                let series = family.encode_family(labels)?;
+                match kind {
+                    MetricType::Counter => ConstCounter::new(value as u64).encode(series)?,
+                    _ => ConstGauge::new(value).encode(series)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}

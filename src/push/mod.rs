@@ -1,0 +1,262 @@
+//! Pushing to `remote_write` receivers: every completed run's series, timestamped at the run's
+//! end, go to each receiver's queue and on as Prometheus remote write 1.0; series that end get
+//! a staleness marker; vantage's own metrics go on their own interval.
+//!
+//! The scheduler never waits for any of it: a run is rendered and queued (a bounded queue,
+//! whose oldest samples give way), and each receiver has a task of its own that sends.
+
+mod metrics;
+mod queue;
+mod send;
+mod series;
+mod wire;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::config::remote_write::RemoteWrite;
+use crate::metrics::{Metrics, render_entry};
+use crate::store::{Entry, Observer};
+use queue::{Queue, Stats};
+use series::LastSent;
+
+pub use metrics::PushCollector;
+
+/// The source name of vantage's own series among a receiver's [`LastSent`]: no target can
+/// have it, since target names have no control characters.
+const SELF: &str = "\u{0}vantage";
+
+/// The push to every configured receiver. With none configured, it does nothing at all.
+#[derive(Debug, Default)]
+pub struct Push {
+    remotes: Mutex<Vec<Running>>,
+    /// vantage's own metrics, for the receivers that push them.
+    own: Mutex<Option<Arc<Metrics>>>,
+}
+
+#[derive(Debug)]
+struct Running {
+    remote: Arc<Remote>,
+    sender: JoinHandle<()>,
+    own: Option<JoinHandle<()>>,
+}
+
+/// One receiver: its settings (which a reload may change), its queue and counts.
+#[derive(Debug)]
+pub struct Remote {
+    settings: Mutex<Arc<RemoteWrite>>,
+    queue: Queue,
+    stats: Stats,
+    last: Mutex<LastSent>,
+    /// Wakes a sender that waits out a backoff, when a shutdown or a reload comes.
+    wake: Notify,
+    shutdown_deadline: Mutex<Option<Instant>>,
+    /// Samples of the batch being sent: taken from the queue, not yet accepted or refused.
+    in_flight: AtomicUsize,
+}
+
+impl Remote {
+    fn new(settings: RemoteWrite) -> Remote {
+        Remote {
+            queue: Queue::new(settings.queue.capacity),
+            settings: Mutex::new(Arc::new(settings)),
+            stats: Stats::default(),
+            last: Mutex::new(LastSent::default()),
+            wake: Notify::new(),
+            shutdown_deadline: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn settings(&self) -> Arc<RemoteWrite> {
+        Arc::clone(&lock(&self.settings))
+    }
+
+    /// When a closing sender gives up; far away while not closing.
+    fn shutdown_deadline(&self) -> Instant {
+        lock(&self.shutdown_deadline).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    /// A backoff's wait, cut short by a shutdown or a reload.
+    async fn sleep(&self, wait: Duration) {
+        let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+    }
+
+    /// Queues a rendering of `source` at `at`, counting what gave way.
+    fn queue_rendering(&self, source: &str, parsed: Vec<series::Parsed>, at: SystemTime) {
+        let settings = self.settings();
+        let extra = [
+            ("job", settings.job.as_str()),
+            ("instance", settings.instance.as_str()),
+        ];
+        let at_ms = i64::try_from(send::unix_ms(at)).unwrap_or(i64::MAX);
+        let samples = lock(&self.last).samples(source, parsed, &extra, at_ms);
+        let dropped = self.queue.push(samples);
+        self.count_dropped(dropped);
+    }
+
+    fn count_dropped(&self, dropped: usize) {
+        if dropped > 0 {
+            Stats::add(&self.stats.dropped, dropped);
+            let settings = self.settings();
+            warn!(remote = %settings.name, url = %settings.shown_url, dropped, capacity = self.queue.capacity(), "remote_write queue full: the oldest samples were dropped");
+        }
+    }
+}
+
+impl Push {
+    pub fn new() -> Push {
+        Push::default()
+    }
+
+    /// Gives the push vantage's own metrics, for the receivers with `self_metrics_interval`.
+    pub fn set_own_metrics(&self, metrics: Arc<Metrics>) {
+        *lock(&self.own) = Some(metrics);
+    }
+
+    /// The receivers of a (re)loaded config: a receiver of the same name keeps its queue and
+    /// counts under its new settings; a new one starts; one no longer listed sends what it
+    /// holds, within its timeout, and ends.
+    pub fn apply(self: &Arc<Self>, configured: &[RemoteWrite]) {
+        let mut remotes = lock(&self.remotes);
+        let mut previous = std::mem::take(&mut *remotes);
+        for settings in configured {
+            let kept = previous
+                .iter()
+                .position(|r| r.remote.settings().name == settings.name)
+                .map(|i| previous.swap_remove(i));
+            let running = match kept {
+                Some(running) if running.remote.settings().fingerprint == settings.fingerprint => {
+                    running
+                }
+                Some(mut running) => {
+                    let remote = &running.remote;
+                    let dropped = remote.queue.set_capacity(settings.queue.capacity);
+                    *lock(&remote.settings) = Arc::new(settings.clone());
+                    remote.count_dropped(dropped);
+                    remote.wake.notify_one();
+                    if let Some(own) = running.own.take() {
+                        own.abort();
+                    }
+                    running.own = self.start_own(remote);
+                    info!(remote = %settings.name, url = %settings.shown_url, "remote_write receiver's settings changed");
+                    running
+                }
+                None => {
+                    let remote = Arc::new(Remote::new(settings.clone()));
+                    info!(remote = %settings.name, url = %settings.shown_url, "pushing to a remote_write receiver");
+                    Running {
+                        sender: tokio::spawn(send::run(Arc::clone(&remote))),
+                        own: self.start_own(&remote),
+                        remote,
+                    }
+                }
+            };
+            remotes.push(running);
+        }
+        drop(remotes);
+        for gone in previous {
+            let settings = gone.remote.settings();
+            info!(remote = %settings.name, url = %settings.shown_url, "remote_write receiver no longer configured: sending what it holds, then stopping");
+            tokio::spawn(async move {
+                let timeout = gone.remote.settings().timeout;
+                gone.finish(Instant::now() + timeout).await;
+            });
+        }
+    }
+
+    /// The task that pushes vantage's own metrics to `remote` on its interval.
+    fn start_own(&self, remote: &Arc<Remote>) -> Option<JoinHandle<()>> {
+        let interval = remote.settings().self_metrics_interval?;
+        let metrics = lock(&self.own).clone()?;
+        let remote = Arc::clone(remote);
+        Some(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let text = metrics.render_own();
+                remote.queue_rendering(SELF, series::parse(&text), SystemTime::now());
+            }
+        }))
+    }
+
+    /// The receivers now, for the self metrics.
+    fn remotes(&self) -> Vec<Arc<Remote>> {
+        lock(&self.remotes)
+            .iter()
+            .map(|r| Arc::clone(&r.remote))
+            .collect()
+    }
+
+    /// Sends what every queue holds, until `deadline`; what is left then is counted as failed.
+    pub async fn stop(&self, deadline: Instant) {
+        let remotes = std::mem::take(&mut *lock(&self.remotes));
+        for running in remotes {
+            running.finish(deadline).await;
+        }
+    }
+}
+
+impl Running {
+    async fn finish(self, deadline: Instant) {
+        if let Some(own) = &self.own {
+            own.abort();
+        }
+        let remote = &self.remote;
+        *lock(&remote.shutdown_deadline) = Some(deadline);
+        remote.queue.close();
+        remote.wake.notify_one();
+        let mut sender = self.sender;
+        if tokio::time::timeout_at(deadline, &mut sender)
+            .await
+            .is_err()
+        {
+            sender.abort();
+            let left = remote.queue.len() + remote.in_flight.load(Ordering::Relaxed);
+            Stats::add(&remote.stats.failed, left);
+            let settings = remote.settings();
+            warn!(remote = %settings.name, url = %settings.shown_url, samples = left, "stopped before the remote_write receiver took every sample");
+        }
+    }
+}
+
+impl Observer for Push {
+    fn recorded(&self, entry: Entry) {
+        let remotes = self.remotes();
+        if remotes.is_empty() {
+            return;
+        }
+        let Some(finished) = entry.last.as_ref().map(|r| r.finished_at) else {
+            return;
+        };
+        let name = entry.target.name.clone();
+        let parsed = series::parse(&render_entry(entry));
+        for remote in &remotes {
+            remote.queue_rendering(&name, parsed.clone(), finished);
+        }
+    }
+
+    fn applied(&self, names: &[&str]) {
+        let keep: HashSet<&str> = names.iter().copied().chain([SELF]).collect();
+        let now = i64::try_from(send::unix_ms(SystemTime::now())).unwrap_or(i64::MAX);
+        for remote in self.remotes() {
+            let markers = lock(&remote.last).retain(&keep, now);
+            let dropped = remote.queue.push(markers);
+            remote.count_dropped(dropped);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data: a panic elsewhere while holding the lock leaves nothing half-done that
+    // matters more than carrying on.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

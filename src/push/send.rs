@@ -1,0 +1,296 @@
+//! Sending batches to one receiver: an HTTP/1.1 connection kept open between sends, retries
+//! with backoff on 5xx, 429 and network errors (a `Retry-After` honoured), none on other
+//! refusals, which are logged with the receiver's answer.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, timeout_at};
+use tracing::{debug, info, warn};
+
+use super::Remote;
+use super::queue::{Next, Sample, Stats};
+use super::wire;
+use crate::config::remote_write::RemoteWrite;
+use crate::net::IpVersion;
+use crate::net::resolve;
+use crate::outcome::Trace;
+use crate::tls::Handshake;
+
+/// The longest `Retry-After` obeyed: a receiver that asks for an hour is more likely wrong
+/// than right, and samples keep arriving meanwhile.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// How much of a refusal's body the log shows.
+const SHOWN_BODY: usize = 512;
+/// How much of any answer's body is read before the connection is given up instead.
+const READ_BODY: usize = 64 * 1024;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Takes batches from the remote's queue and sends them until the queue closes and is empty.
+pub async fn run(remote: Arc<Remote>) {
+    let mut client = Client::default();
+    loop {
+        let settings = remote.settings();
+        let next = remote
+            .queue
+            .next_batch(
+                settings.queue.max_samples_per_send,
+                settings.queue.batch_send_deadline,
+            )
+            .await;
+        let Next::Batch(batch) = next else {
+            return;
+        };
+        remote.in_flight.store(batch.len(), Ordering::Relaxed);
+        deliver(&remote, &mut client, &batch).await;
+        remote.in_flight.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Sends one batch until the receiver accepts or refuses it for good. While closing, it gives
+/// up when the shutdown's time is over, counting the batch as failed.
+async fn deliver(remote: &Remote, client: &mut Client, batch: &[Sample]) {
+    let body = Bytes::from(wire::encode(batch));
+    let n = batch.len();
+    let mut backoff: Option<Duration> = None;
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let settings = remote.settings();
+        let answer = client.send(&settings, body.clone()).await;
+        let wait = match answer {
+            Ok((status, _, _)) if status.is_success() => {
+                Stats::add(&remote.stats.sent, n);
+                let now = unix_ms(SystemTime::now());
+                remote.stats.last_send_ms.store(now, Ordering::Relaxed);
+                let newest = batch.iter().map(|s| s.timestamp_ms).max().unwrap_or(0);
+                remote
+                    .stats
+                    .highest_sent_ms
+                    .fetch_max(u64::try_from(newest).unwrap_or(0), Ordering::Relaxed);
+                if let Some(since) = failing_since {
+                    info!(remote = %settings.name, url = %settings.shown_url, failing_for = ?since.elapsed(), "remote_write receiver accepts samples again");
+                }
+                return;
+            }
+            Ok((status, retry_after, text))
+                if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() =>
+            {
+                let log = failing_since.is_none();
+                if log {
+                    warn!(remote = %settings.name, url = %settings.shown_url, status = status.as_u16(), answer = %text, "remote_write receiver cannot take samples now; retrying");
+                } else {
+                    debug!(remote = %settings.name, status = status.as_u16(), "remote_write retry refused");
+                }
+                retry_after.map(|d| d.min(MAX_RETRY_AFTER))
+            }
+            Ok((status, _, text)) => {
+                Stats::add(&remote.stats.failed, n);
+                warn!(remote = %settings.name, url = %settings.shown_url, status = status.as_u16(), answer = %text, samples = n, "remote_write receiver refused samples; not retrying them");
+                return;
+            }
+            Err(error) => {
+                if failing_since.is_none() {
+                    warn!(remote = %settings.name, url = %settings.shown_url, %error, "cannot send to the remote_write receiver; retrying");
+                } else {
+                    debug!(remote = %settings.name, %error, "remote_write retry failed");
+                }
+                None
+            }
+        };
+        failing_since.get_or_insert_with(Instant::now);
+        let next = backoff.map_or(settings.queue.min_backoff, |b| {
+            (b * 2).min(settings.queue.max_backoff)
+        });
+        backoff = Some(next);
+        let wait = wait.unwrap_or(next);
+        if remote.queue.is_closing() && Instant::now() + wait > remote.shutdown_deadline() {
+            Stats::add(&remote.stats.failed, n);
+            warn!(remote = %settings.name, url = %settings.shown_url, samples = n, "shutting down before the remote_write receiver took these samples");
+            return;
+        }
+        Stats::add(&remote.stats.retried, n);
+        remote.sleep(wait).await;
+    }
+}
+
+pub fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One kept-open connection to the receiver, made again when it closes.
+#[derive(Default)]
+struct Client {
+    connection: Option<SendRequest<Full<Bytes>>>,
+}
+
+/// The status, `Retry-After` and the start of the body of an answer.
+type Answer = (StatusCode, Option<Duration>, String);
+
+impl Client {
+    /// Sends one request within the receiver's `timeout`, connecting first if need be.
+    async fn send(&mut self, settings: &RemoteWrite, body: Bytes) -> Result<Answer, String> {
+        let deadline = Instant::now() + settings.timeout;
+        let result = timeout_at(deadline, self.exchange(settings, body, deadline)).await;
+        let answer = match result {
+            Err(_) => Err(format!(
+                "no answer within the timeout ({:?})",
+                settings.timeout
+            )),
+            Ok(answer) => answer,
+        };
+        if answer.is_err() {
+            // Whatever state the connection is in, the next try starts afresh.
+            self.connection = None;
+        }
+        answer
+    }
+
+    async fn exchange(
+        &mut self,
+        settings: &RemoteWrite,
+        body: Bytes,
+        deadline: Instant,
+    ) -> Result<Answer, String> {
+        let reusable = self
+            .connection
+            .as_ref()
+            .is_some_and(|c| !c.is_closed() && c.is_ready());
+        if !reusable {
+            self.connection = Some(connect(settings, deadline).await?);
+        }
+        let sender = self.connection.as_mut().expect("connected above");
+        let mut request = Request::post(settings.url.clone())
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .header(header::CONTENT_ENCODING, "snappy")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .header(
+                header::USER_AGENT,
+                concat!("vantage/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(body))
+            .map_err(|e| format!("building the request: {e}"))?;
+        let headers = request.headers_mut();
+        if let Some(authority) = settings.url.authority()
+            && let Ok(host) = HeaderValue::try_from(authority.as_str())
+        {
+            headers.insert(header::HOST, host);
+        }
+        for (name, value) in &settings.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("sending: {e}"))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry_after);
+        let body = Limited::new(response.into_body(), READ_BODY)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?
+            .to_bytes();
+        let shown = String::from_utf8_lossy(&body[..body.len().min(SHOWN_BODY)])
+            .trim()
+            .to_string();
+        Ok((status, retry_after, shown))
+    }
+}
+
+/// Connects (TLS for https), and starts HTTP/1.1 over it.
+async fn connect(
+    settings: &RemoteWrite,
+    deadline: Instant,
+) -> Result<SendRequest<Full<Bytes>>, String> {
+    let mut trace = Trace::start();
+    let tcp = resolve::open(
+        &settings.host,
+        settings.port,
+        IpVersion::Auto,
+        None,
+        deadline,
+        &mut trace,
+    )
+    .await
+    .map_err(|f| f.to_string())?;
+    let stream: Box<dyn Io> = match &settings.tls {
+        None => Box::new(tcp),
+        Some(tls) => {
+            let mut seen = None;
+            match tls.handshake(tcp, deadline, &mut trace, &mut seen).await {
+                Handshake::Done(stream) => {
+                    // Nothing is sent before the verdict: no credentials reach a server that
+                    // failed verification.
+                    if let Some(facts) = &seen {
+                        tls.verdict(facts).map_err(|f| f.to_string())?;
+                    }
+                    Box::new(stream)
+                }
+                Handshake::Failed { failure, .. } => return Err(failure.to_string()),
+            }
+        }
+    };
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("starting HTTP: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(error = %e, "remote_write connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn retry_after(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let format = time::format_description::well_known::Rfc2822;
+    let at = time::OffsetDateTime::parse(text, &format)
+        .or_else(|_| time::OffsetDateTime::parse(&text.replace("GMT", "+0000"), &format))
+        .ok()?;
+    let now = time::OffsetDateTime::now_utc();
+    Some(Duration::try_from(at - now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        assert_eq!(retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon"), None);
+        let in_a_minute = time::OffsetDateTime::now_utc() + time::Duration::seconds(60);
+        let date = in_a_minute
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap()
+            .replace("+0000", "GMT");
+        let wait = retry_after(&date).unwrap();
+        assert!(
+            wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
+            "{date}: {wait:?}"
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "a date in the past: retry now"
+        );
+    }
+}
