@@ -32,7 +32,8 @@ pub struct Cli {
     )]
     pub config_file: PathBuf,
 
-    /// Address to serve /metrics on; ":PORT" listens on every interface
+    /// Address to serve /metrics on; ":PORT" listens on every interface; "" serves nothing
+    /// (an instance that only pushes, with remote_write)
     #[arg(
         long = "web.listen-address",
         value_name = "ADDR",

@@ -135,12 +135,16 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
             }
         },
     };
-    let listener = match server::bind(&cli.listen_address).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            error!(listen_address = %cli.listen_address, error = %e, "cannot listen");
-            return ExitCode::FAILURE;
-        }
+    // Without an address nothing is served: the instance only pushes (or only logs).
+    let listener = match cli.listen_address.as_str() {
+        "" => None,
+        address => match server::bind(address).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                error!(listen_address = %address, error = %e, "cannot listen");
+                return ExitCode::FAILURE;
+            }
+        },
     };
 
     let shared = Shared {
@@ -175,9 +179,14 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         web,
     });
     let (stop_server, server_stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, Arc::clone(&state), async {
-        let _ = server_stopped.await;
-    }));
+    let server = listener.map(|listener| {
+        tokio::spawn(server::serve(listener, Arc::clone(&state), async {
+            let _ = server_stopped.await;
+        }))
+    });
+    if server.is_none() {
+        info!("--web.listen-address is empty: serving no endpoints");
+    }
     info!(
         listen_address = %cli.listen_address,
         config = %cli.config_file.display(),
@@ -228,7 +237,9 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
     // a receiver that is away.
     push.stop(tokio::time::Instant::now() + PUSH_FLUSH).await;
     let _ = stop_server.send(());
-    let _ = server.await;
+    if let Some(server) = server {
+        let _ = server.await;
+    }
     ExitCode::SUCCESS
 }
 

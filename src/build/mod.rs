@@ -242,6 +242,23 @@ pub fn regex_message(err: &regex::Error) -> String {
     last.trim().trim_start_matches("error: ").to_string()
 }
 
+/// Hashes `value` as serialized, which sees every setting and ignores layout and comments.
+pub fn hash_serialized(hasher: &mut DefaultHasher, value: &impl serde::Serialize) {
+    /// Feeds serialized bytes straight into the hasher, without building the text.
+    struct Feed<'h>(&'h mut DefaultHasher);
+    impl std::io::Write for Feed<'_> {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    // Plain data into a writer that cannot fail: serializing cannot fail either.
+    let _ = serde_json::to_writer(Feed(hasher), value);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

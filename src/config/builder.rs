@@ -16,7 +16,7 @@ use super::target::{Config, LoadOptions, Target};
 use crate::build::error::ConfigErrors;
 use crate::build::limits::{MAX_RETRIES, MIN_INTERVAL, MIN_TIMEOUT};
 use crate::build::{
-    Common, Context, Origin, S, Setting, builtin, describe, in_defaults, in_target,
+    Common, Context, Origin, S, Setting, builtin, describe, hash_serialized, in_defaults, in_target,
 };
 use crate::duration::{self, ConfigDuration};
 use crate::net::{self, IpVersion, dns};
@@ -615,20 +615,4 @@ fn inherited_digest(raw: &RawConfig, location: &str) -> u64 {
     );
     hash_serialized(&mut hasher, &inherited);
     hasher.finish()
-}
-
-pub(super) fn hash_serialized(hasher: &mut DefaultHasher, value: &impl serde::Serialize) {
-    /// Feeds serialized bytes straight into the hasher, without building the text.
-    struct Feed<'h>(&'h mut DefaultHasher);
-    impl std::io::Write for Feed<'_> {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.write(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    // Plain data into a writer that cannot fail: serializing cannot fail either.
-    let _ = serde_json::to_writer(Feed(hasher), value);
 }

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::names::RawLabels;
-use super::remote_write::RawRemoteWrite;
+use super::remote_write::raw::RawRemoteWrite;
 use crate::build::S;
 use crate::duration::ConfigDuration;
 use crate::net::IpVersion;

@@ -59,6 +59,25 @@ impl Config {
             }
             let _ = writeln!(out);
         }
+        for r in &self.remote_write {
+            let auth = r
+                .headers
+                .iter()
+                .any(|(name, _)| name == http::header::AUTHORIZATION);
+            let _ = writeln!(
+                out,
+                "remote_write {}: {}{} as job={} instance={}, queue of {} samples{}",
+                r.name,
+                r.shown_url,
+                if auth { " with credentials" } else { "" },
+                r.job,
+                r.instance,
+                r.queue.capacity,
+                r.self_metrics_interval
+                    .map(|i| format!(", own metrics every {}", duration::format(i)))
+                    .unwrap_or_default()
+            );
+        }
         if !self.elsewhere.is_empty() {
             let _ = writeln!(
                 out,

@@ -5,17 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use super::{Push, Remote};
-
-/// Renders the push's metrics at scrape time; no series while nothing is configured.
-#[derive(Debug)]
-pub struct PushCollector(pub Arc<Push>);
+use super::remote::Remote;
 
 type Read = fn(&Remote) -> f64;
 
@@ -72,9 +67,9 @@ const FAMILIES: [(&str, &str, MetricType, Read); 7] = [
     ),
 ];
 
-impl Collector for PushCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let remotes = self.0.remotes();
+/// Every family, a series for each of `remotes`; nothing while there are none.
+pub fn encode(mut encoder: DescriptorEncoder, remotes: &[Arc<Remote>]) -> fmt::Result {
+    {
         if remotes.is_empty() {
             return Ok(());
         }

@@ -7,16 +7,16 @@
 
 mod metrics;
 mod queue;
+mod remote;
 mod send;
 mod series;
 mod wire;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -24,10 +24,10 @@ use tracing::{info, warn};
 use crate::config::remote_write::RemoteWrite;
 use crate::metrics::{Metrics, render_entry};
 use crate::store::{Entry, Observer};
-use queue::{Queue, Stats};
-use series::LastSent;
-
-pub use metrics::PushCollector;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use queue::Stats;
+use remote::{Remote, lock, unix_ms};
 
 /// The source name of vantage's own series among a receiver's [`LastSent`]: no target can
 /// have it, since target names have no control characters.
@@ -46,69 +46,6 @@ struct Running {
     remote: Arc<Remote>,
     sender: JoinHandle<()>,
     own: Option<JoinHandle<()>>,
-}
-
-/// One receiver: its settings (which a reload may change), its queue and counts.
-#[derive(Debug)]
-pub struct Remote {
-    settings: Mutex<Arc<RemoteWrite>>,
-    queue: Queue,
-    stats: Stats,
-    last: Mutex<LastSent>,
-    /// Wakes a sender that waits out a backoff, when a shutdown or a reload comes.
-    wake: Notify,
-    shutdown_deadline: Mutex<Option<Instant>>,
-    /// Samples of the batch being sent: taken from the queue, not yet accepted or refused.
-    in_flight: AtomicUsize,
-}
-
-impl Remote {
-    fn new(settings: RemoteWrite) -> Remote {
-        Remote {
-            queue: Queue::new(settings.queue.capacity),
-            settings: Mutex::new(Arc::new(settings)),
-            stats: Stats::default(),
-            last: Mutex::new(LastSent::default()),
-            wake: Notify::new(),
-            shutdown_deadline: Mutex::new(None),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
-    pub fn settings(&self) -> Arc<RemoteWrite> {
-        Arc::clone(&lock(&self.settings))
-    }
-
-    /// When a closing sender gives up; far away while not closing.
-    fn shutdown_deadline(&self) -> Instant {
-        lock(&self.shutdown_deadline).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
-    }
-
-    /// A backoff's wait, cut short by a shutdown or a reload.
-    async fn sleep(&self, wait: Duration) {
-        let _ = tokio::time::timeout(wait, self.wake.notified()).await;
-    }
-
-    /// Queues a rendering of `source` at `at`, counting what gave way.
-    fn queue_rendering(&self, source: &str, parsed: Vec<series::Parsed>, at: SystemTime) {
-        let settings = self.settings();
-        let extra = [
-            ("job", settings.job.as_str()),
-            ("instance", settings.instance.as_str()),
-        ];
-        let at_ms = i64::try_from(send::unix_ms(at)).unwrap_or(i64::MAX);
-        let samples = lock(&self.last).samples(source, parsed, &extra, at_ms);
-        let dropped = self.queue.push(samples);
-        self.count_dropped(dropped);
-    }
-
-    fn count_dropped(&self, dropped: usize) {
-        if dropped > 0 {
-            Stats::add(&self.stats.dropped, dropped);
-            let settings = self.settings();
-            warn!(remote = %settings.name, url = %settings.shown_url, dropped, capacity = self.queue.capacity(), "remote_write queue full: the oldest samples were dropped");
-        }
-    }
 }
 
 impl Push {
@@ -246,7 +183,7 @@ impl Observer for Push {
 
     fn applied(&self, names: &[&str]) {
         let keep: HashSet<&str> = names.iter().copied().chain([SELF]).collect();
-        let now = i64::try_from(send::unix_ms(SystemTime::now())).unwrap_or(i64::MAX);
+        let now = i64::try_from(unix_ms(SystemTime::now())).unwrap_or(i64::MAX);
         for remote in self.remotes() {
             let markers = lock(&remote.last).retain(&keep, now);
             let dropped = remote.queue.push(markers);
@@ -255,8 +192,12 @@ impl Observer for Push {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Plain data: a panic elsewhere while holding the lock leaves nothing half-done that
-    // matters more than carrying on.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+/// Renders the push's metrics at scrape time; no series while nothing is configured.
+#[derive(Debug)]
+pub struct PushCollector(pub Arc<Push>);
+
+impl Collector for PushCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        metrics::encode(encoder, &self.0.remotes())
+    }
 }

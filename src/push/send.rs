@@ -15,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout_at};
 use tracing::{debug, info, warn};
 
-use super::Remote;
 use super::queue::{Next, Sample, Stats};
+use super::remote::{Remote, unix_ms};
 use super::wire;
 use crate::config::remote_write::RemoteWrite;
 use crate::net::IpVersion;
@@ -122,11 +122,6 @@ async fn deliver(remote: &Remote, client: &mut Client, batch: &[Sample]) {
     }
 }
 
-pub fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// One kept-open connection to the receiver, made again when it closes.
 #[derive(Default)]
 struct Client {
@@ -169,7 +164,13 @@ impl Client {
             self.connection = Some(connect(settings, deadline).await?);
         }
         let sender = self.connection.as_mut().expect("connected above");
-        let mut request = Request::post(settings.url.clone())
+        // The origin form (path and query), as a client that is not talking to a proxy sends.
+        let target = settings
+            .url
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let mut request = Request::post(target)
             .header(header::CONTENT_TYPE, "application/x-protobuf")
             .header(header::CONTENT_ENCODING, "snappy")
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")

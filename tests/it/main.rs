@@ -23,6 +23,7 @@ mod pki;
 mod prometheus;
 mod queries;
 mod reload;
+mod remote_write;
 mod servers;
 mod shard;
 mod starttls;
