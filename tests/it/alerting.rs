@@ -158,7 +158,10 @@ fn the_dashboard_asks_only_for_a_prometheus_datasource() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(variables, ["datasource", "location", "target", "probe"]);
+    assert_eq!(
+        variables,
+        ["datasource", "location", "target", "probe", "compare"]
+    );
     assert_eq!(dashboard["templating"]["list"][0]["type"], "datasource");
     assert_eq!(dashboard["templating"]["list"][0]["query"], "prometheus");
     assert!(
@@ -408,7 +411,7 @@ targets:
         ],
         &dir,
     );
-    let prometheus = Prometheus::start(&dir, vantage.addr, alertmanager_addr);
+    let prometheus = Prometheus::start(&dir, &[vantage.addr], alertmanager_addr);
     let prometheus_addr = prometheus.addr;
     wait_ready(alertmanager_addr, &alertmanager, "alertmanager");
 

@@ -239,6 +239,13 @@ fn every_rendering_and_the_sidecar_example_pass_the_kubernetes_schemas() {
                 "StatefulSet",
             ],
             Some("netraw-values.yaml") => &["Deployment", "Service"],
+            // Push only: no Service, no ServiceMonitor.
+            Some("edge-values.yaml") => &[
+                "ConfigMap",
+                "Deployment",
+                "PodDisruptionBudget",
+                "ServiceAccount",
+            ],
             Some(other) => panic!("add the kinds that ci/{other} renders to this test"),
         };
         kinds.iter().map(|k| k.to_string()).collect()
@@ -377,14 +384,18 @@ fn the_prometheus_rule_is_alerts_yml_and_the_service_monitor_scrapes_job_vantage
 
     let monitor = find(&docs, "ServiceMonitor");
     let endpoint = &monitor["spec"]["endpoints"][0];
-    let job = endpoint["relabelings"]
-        .as_array()
-        .unwrap()
+    let relabelings = endpoint["relabelings"].as_array().unwrap();
+    let job = relabelings
         .iter()
         .find(|r| r["targetLabel"] == "job")
         .expect("the scrape sets job")["replacement"]
         .as_str()
         .unwrap();
+    // The values' own relabelings come after the job's.
+    assert_eq!(
+        relabelings.last().unwrap(),
+        &json!({"action": "labeldrop", "regex": "namespace|service|endpoint|container"})
+    );
     assert!(
         alerts_text.contains(&format!("up{{job=\"{job}\"}}")),
         "the rules look for another job than {job:?}"
@@ -423,6 +434,130 @@ fn the_prometheus_rule_is_alerts_yml_and_the_service_monitor_scrapes_job_vantage
         .map(|p| &p["name"])
         .collect();
     assert!(port_names.contains(&&endpoint["port"]));
+}
+
+/// Every `*_file` value under `value`, with its key: the files a config section names.
+fn named_files(value: &Value, found: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match v.as_str() {
+                    Some(path) if key.ends_with("_file") => {
+                        found.push((key.clone(), path.to_string()));
+                    }
+                    _ => named_files(v, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| named_files(v, found)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_edge_values_only_push_with_no_service_and_their_secrets_mounted() {
+    tools(false);
+    let edge = Path::new(CHART).join("ci/edge-values.yaml");
+    let edge = edge.to_str().unwrap();
+    let docs = documents(&template(&["-f", edge]));
+    let kinds = kinds(&docs);
+    assert!(
+        !kinds.contains("Service") && !kinds.contains("ServiceMonitor"),
+        "{kinds:?}"
+    );
+
+    // The config holds the remote_write entries as the values give them.
+    let map = find(&docs, "ConfigMap");
+    let config: Value = serde_saphyr::from_str(map["data"]["exporter.yml"].as_str().unwrap())
+        .expect("the rendered config is YAML");
+    let remote_write = config["remote_write"].as_array().expect("remote_write");
+    assert_eq!(remote_write.len(), 2, "{config}");
+    assert_eq!(
+        remote_write[0]["url"],
+        "https://prometheus.example.com/api/v1/write"
+    );
+    assert_eq!(remote_write[0]["basic_auth"]["username"], "office-berlin");
+    assert_eq!(remote_write[1]["headers"]["X-Scope-OrgID"], "team-a");
+    assert_eq!(config["targets"].as_array().unwrap().len(), 2);
+
+    // Each file it names lies in a folder mounted read-only from the Secret that holds it.
+    let mut files = Vec::new();
+    named_files(&config["remote_write"], &mut files);
+    let pod = workload(&docs);
+    let vantage = container(pod, "vantage");
+    let volumes = pod["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    let mut secrets = BTreeSet::new();
+    for (key, path) in &files {
+        let (folder, file) = path
+            .strip_prefix("../")
+            .and_then(|p| p.split_once('/'))
+            .unwrap_or_else(|| panic!("{key}: {path} is not ../FOLDER/FILE"));
+        let mount = vantage["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == format!("/etc/vantage/{folder}"))
+            .unwrap_or_else(|| panic!("{key}: nothing mounted for {path}"));
+        assert_eq!(mount["readOnly"], true, "{mount}");
+        let volume = volumes.iter().find(|v| v["name"] == mount["name"]).unwrap();
+        let secret = &volume["secret"];
+        let name = secret["secretName"].as_str().expect("a Secret volume");
+        if let Some(items) = secret["items"].as_array() {
+            assert!(
+                items.iter().any(|i| i["path"] == file),
+                "{key}: {file} is not among the items of {name}: {volume}"
+            );
+        }
+        secrets.insert(name.to_string());
+    }
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(
+        secrets,
+        BTreeSet::from(["vantage-remote-write".into(), "vantage-mimir-token".into()])
+    );
+
+    // The kubelet still asks the pod's own port.
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(vantage[probe]["httpGet"]["port"], "http-metrics", "{probe}");
+    }
+    assert_eq!(vantage["ports"][0]["name"], "http-metrics");
+
+    // What cannot work is refused, not rendered.
+    for (args, refusal) in [
+        (
+            vec!["--set", "serviceMonitor.enabled=true"],
+            "serviceMonitor.enabled needs service.enabled",
+        ),
+        (
+            vec!["--set", "existingConfigMap=mine"],
+            "with existingConfigMap, put remote_write in that ConfigMap",
+        ),
+        (
+            vec![
+                "--set-json",
+                r#"config={"remote_write": [{"url": "http://a/api/v1/write"}]}"#,
+            ],
+            "remote_write is set twice",
+        ),
+        (
+            vec![
+                "--set-json",
+                r#"secretMounts=[{"name": "config", "secretName": "x"}]"#,
+            ],
+            "secretMounts",
+        ),
+    ] {
+        let out = Command::new("helm")
+            .args(["template", RELEASE, CHART, "-f", edge])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} rendered");
+        assert!(stderr.contains(refusal), "{args:?}: {stderr}");
+    }
 }
 
 /// The image's user, from the Dockerfile's `USER uid:gid`.

@@ -1,6 +1,6 @@
 //! The real monitoring stack as tests start it: the shipped files (Prometheus config, rules,
-//! dashboard), daemons run by PID with their output in files, Debian's Prometheus scraping a
-//! vantage every second with the shipped rules, and its HTTP API. Everything listens on
+//! dashboard), daemons run by PID with their output in files, Debian's Prometheus scraping
+//! vantages every second with the shipped rules, and its HTTP API. Everything listens on
 //! 127.0.0.1. Shared by the alerting end-to-end test and the query test.
 
 use std::net::SocketAddr;
@@ -91,15 +91,19 @@ impl Drop for Daemon {
 }
 
 /// Debian's Prometheus with the shipped `prometheus.yml` and `alerts.yml`, changed only where
-/// a test must: 1 s scrape and evaluation intervals, and this test's vantage and Alertmanager.
+/// a test must: 1 s scrape and evaluation intervals, and this test's vantages (each a target
+/// of the job `vantage`) and Alertmanager. It also takes pushes (remote write 1.0).
 pub struct Prometheus {
     pub addr: SocketAddr,
     pub daemon: Daemon,
 }
 
 impl Prometheus {
-    pub fn start(dir: &TempDir, vantage: SocketAddr, alertmanager: SocketAddr) -> Prometheus {
+    pub fn start(dir: &TempDir, vantages: &[SocketAddr], alertmanager: SocketAddr) -> Prometheus {
         let addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
+        // `targets: ["localhost:9875"]` becomes `targets: ["A", "B"]`.
+        let targets: Vec<String> = vantages.iter().map(SocketAddr::to_string).collect();
+        let targets = targets.join("\", \"");
         dir.write(
             "prometheus.yml",
             &rewrite(
@@ -108,7 +112,7 @@ impl Prometheus {
                     ("scrape_interval: 15s", "scrape_interval: 1s"),
                     ("evaluation_interval: 15s", "evaluation_interval: 1s"),
                     ("localhost:9093", &alertmanager.to_string()),
-                    ("localhost:9875", &vantage.to_string()),
+                    ("localhost:9875", &targets),
                 ],
             ),
         );
@@ -120,6 +124,7 @@ impl Prometheus {
                 format!("--config.file={}", path("prometheus.yml")),
                 format!("--storage.tsdb.path={}", path("prom-data")),
                 format!("--web.listen-address={addr}"),
+                "--web.enable-remote-write-receiver".to_string(),
             ],
             dir,
         );

@@ -405,6 +405,7 @@ fn every_query(pki: &Pki, healthy_port: u16, expiring_port: u16) {
     let chain = Chain::new("queries-ldap");
     let slapd = servers::slapd(Some(&chain));
     let flapping_port = closed_port();
+    let web = thread_peer(slow_page);
     let config = dir.write(
         "exporter.yml",
         &format!(
@@ -436,7 +437,6 @@ targets:
 ",
             up = thread_peer(drain),
             down = closed_port(),
-            web = thread_peer(slow_page),
             healthy_tls = pki.yaml(""),
             ldap_port = slapd.ports[0],
             ldap_tls = chain.pki.yaml("      starttls: ldap\n"),
@@ -444,14 +444,29 @@ targets:
         ),
     );
     let vantage = Vantage::start(&config, &[]);
+    // A second vantage point, whose runs of slow-web give up before its answer: the target
+    // fails from there while e2e reaches it, the path problem that the dashboard's comparison
+    // row and annotation show.
+    let far_config = dir.write(
+        "far.yml",
+        &format!(
+            "location: e2e-far
+defaults: {{interval: 1s, timeout: 300ms}}
+targets:
+  - {{name: slow-web, type: http, url: \"http://127.0.0.1:{web}/\"}}
+"
+        ),
+    );
+    let far = Vantage::start(&far_config, &[]);
     // No Alertmanager: the rules load and evaluate, their alerts go nowhere.
     let nowhere: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
-    let prometheus = Prometheus::start(&dir, vantage.addr, nowhere);
+    let prometheus = Prometheus::start(&dir, &[vantage.addr, far.addr], nowhere);
     let explain = || {
         format!(
-            "prometheus log:\n{}\nvantage log:\n{}",
+            "prometheus log:\n{}\nvantage log:\n{}\nfar vantage log:\n{}",
             prometheus.daemon.output(),
-            vantage.log()
+            vantage.log(),
+            far.log()
         )
     };
 
@@ -495,10 +510,11 @@ targets:
     problems.extend(failures(prometheus.addr, shown, Duration::from_secs(30)));
     assert!(
         problems.is_empty(),
-        "{} of {count} queries failed:\n{}\nvantage log:\n{}",
+        "{} of {count} queries failed:\n{}\nvantage log:\n{}\nfar vantage log:\n{}",
         problems.len(),
         problems.join("\n"),
-        vantage.log()
+        vantage.log(),
+        far.log()
     );
 }
 
