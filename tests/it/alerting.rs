@@ -19,6 +19,7 @@ use crate::prometheus::{
     Daemon, Prometheus, beside_certificate_servers, dashboard, expressions, get_json, http10,
     query, read_shipped, rewrite, shipped, wait_ready, wait_until,
 };
+use crate::remote_write::Receiver;
 use crate::support::{self, TempDir, Vantage, closed_port, read_request_head, thread_peer};
 
 /// Runs a checking tool; returns whether it succeeded and everything it printed.
@@ -336,6 +337,7 @@ async fn alerts_reach_alertmanager_and_resolve_on_recovery() {
 
 fn end_to_end(pki: &Pki, healthy_port: u16, expiring_port: u16) {
     let dir = TempDir::new("alerting");
+    let receiver = Receiver::start(|_| Some((204, "")));
     let dnsmasq = Dnsmasq::start(&[]);
     let web_port = thread_peer(web_page);
     let failing_port = closed_port();
@@ -369,10 +371,15 @@ targets:
     host: www.vantage.test
     dns: {{server: \"{dns}\", expect_addresses: [127.0.0.99]}}
   - {{name: loopback, type: icmp, host: 127.0.0.1, icmp: {{count: 2}}, labels: {{slow_above: 1s}}}}
+remote_write:
+  - {{url: \"{sink}\", name: sink, self_metrics_interval: 0s}}
 ",
             healthy_tls = pki.yaml(""),
             expiring_tls = pki.yaml("      alert_before_expiry: 30d\n"),
             dns = dnsmasq.server(),
+            // A receiver that takes everything: its metrics reach Prometheus by the scrape,
+            // and the rules about pushes have data to watch.
+            sink = receiver.url(),
         ),
     );
     let vantage = Vantage::start(&config, &[]);

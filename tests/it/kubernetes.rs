@@ -315,7 +315,14 @@ fn materialize(root: &Path, docs: &[Value], container_name: &str) -> PathBuf {
         let (dir, file) = (&found[1], &found[2]);
         mount(&format!("/etc/vantage/{dir}"));
         std::fs::create_dir_all(root.join(dir)).unwrap();
-        std::fs::write(root.join(dir).join(file), &ca).unwrap();
+        // Certificates and keys get a PEM; anything else (a password, a token) a word.
+        let pem = [".crt", ".pem", ".key"].iter().any(|e| file.ends_with(e));
+        let content = if pem {
+            ca.as_str()
+        } else {
+            "materialized-secret"
+        };
+        std::fs::write(root.join(dir).join(file), content).unwrap();
     }
     config
 }
@@ -357,6 +364,18 @@ fn the_rendered_configs_pass_check_config_as_the_pod_mounts_them() {
         "vantage",
     );
     assert!(sidecar.contains("targets: 2\n"), "{sidecar}");
+    let edge = Path::new(CHART).join("ci/edge-values.yaml");
+    let edge = check_config(
+        &documents(&template(&["-f", edge.to_str().unwrap()])),
+        "vantage",
+    );
+    for receiver in [
+        "remote_write central: https://prometheus.example.com/api/v1/write with credentials",
+        "remote_write mimir: https://mimir.example.com/api/v1/push with credentials",
+    ] {
+        assert!(edge.contains(receiver), "{edge}");
+    }
+    assert!(!edge.contains("materialized-secret"), "{edge}");
 }
 
 #[test]

@@ -447,6 +447,11 @@ targets:
     // A second vantage point, whose runs of slow-web give up before its answer: the target
     // fails from there while e2e reaches it, the path problem that the dashboard's comparison
     // row and annotation show.
+    // It pushes (remote_write) rather than being scraped, as an edge vantage point does, so
+    // that the push's panels and queries have data too.
+    // No Alertmanager: the rules load and evaluate, their alerts go nowhere.
+    let nowhere: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
+    let prometheus = Prometheus::start(&dir, &[vantage.addr], nowhere);
     let far_config = dir.write(
         "far.yml",
         &format!(
@@ -454,13 +459,16 @@ targets:
 defaults: {{interval: 1s, timeout: 300ms}}
 targets:
   - {{name: slow-web, type: http, url: \"http://127.0.0.1:{web}/\"}}
-"
+remote_write:
+  - url: http://{prometheus}/api/v1/write
+    name: central
+    self_metrics_interval: 1s
+    queue: {{batch_send_deadline: 1s}}
+",
+            prometheus = prometheus.addr
         ),
     );
     let far = Vantage::start(&far_config, &[]);
-    // No Alertmanager: the rules load and evaluate, their alerts go nowhere.
-    let nowhere: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
-    let prometheus = Prometheus::start(&dir, &[vantage.addr, far.addr], nowhere);
     let explain = || {
         format!(
             "prometheus log:\n{}\nvantage log:\n{}\nfar vantage log:\n{}",

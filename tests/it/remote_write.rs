@@ -71,15 +71,15 @@ impl Received {
 
 /// How the receiver answers its n-th request (from 0): a status line's code and extra headers,
 /// or `None` to never answer.
-type Script = fn(usize) -> Option<(u16, &'static str)>;
+pub type Script = fn(usize) -> Option<(u16, &'static str)>;
 
-struct Receiver {
-    addr: SocketAddr,
+pub struct Receiver {
+    pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    fn start(script: Script) -> Receiver {
+    pub fn start(script: Script) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -93,7 +93,7 @@ impl Receiver {
         Receiver { addr, received }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://{}/api/v1/write", self.addr)
     }
 
