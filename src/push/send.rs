@@ -122,10 +122,11 @@ async fn deliver(remote: &Remote, client: &mut Client, batch: &[Sample]) {
     }
 }
 
-/// One kept-open connection to the receiver, made again when it closes.
+/// One kept-open connection to the receiver, made again when it closes, and when a reload
+/// changed the settings it was made with (another URL, other TLS files).
 #[derive(Default)]
 struct Client {
-    connection: Option<SendRequest<Full<Bytes>>>,
+    connection: Option<(u64, SendRequest<Full<Bytes>>)>,
 }
 
 /// The status, `Retry-After` and the start of the body of an answer.
@@ -156,14 +157,16 @@ impl Client {
         body: Bytes,
         deadline: Instant,
     ) -> Result<Answer, String> {
-        let reusable = self
-            .connection
-            .as_ref()
-            .is_some_and(|c| !c.is_closed() && c.is_ready());
+        let reusable = self.connection.as_ref().is_some_and(|(made_with, c)| {
+            *made_with == settings.fingerprint && !c.is_closed() && c.is_ready()
+        });
         if !reusable {
-            self.connection = Some(connect(settings, deadline).await?);
+            // Dropping the old sender lets its connection end.
+            self.connection = None;
+            let sender = connect(settings, deadline).await?;
+            self.connection = Some((settings.fingerprint, sender));
         }
-        let sender = self.connection.as_mut().expect("connected above");
+        let (_, sender) = self.connection.as_mut().expect("connected above");
         // The origin form (path and query), as a client that is not talking to a proxy sends.
         let target = settings
             .url

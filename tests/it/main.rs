@@ -21,6 +21,7 @@ mod named_files;
 mod netns;
 mod pki;
 mod prometheus;
+mod push_lifecycle;
 mod queries;
 mod reload;
 mod remote_write;

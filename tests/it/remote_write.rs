@@ -16,38 +16,38 @@ use crate::pki::{Ca, Issued, Leaf, Pki};
 use crate::support::{TempDir, Vantage, http_get, quiet_peer, read_request_head, wait_for};
 
 #[derive(Clone, PartialEq, Message)]
-struct WriteRequest {
+pub struct WriteRequest {
     #[prost(message, repeated, tag = "1")]
-    timeseries: Vec<TimeSeries>,
+    pub timeseries: Vec<TimeSeries>,
 }
 
 #[derive(Clone, PartialEq, Message)]
-struct TimeSeries {
+pub struct TimeSeries {
     #[prost(message, repeated, tag = "1")]
-    labels: Vec<Label>,
+    pub labels: Vec<Label>,
     #[prost(message, repeated, tag = "2")]
-    samples: Vec<Sample>,
+    pub samples: Vec<Sample>,
 }
 
 #[derive(Clone, PartialEq, Message)]
-struct Label {
+pub struct Label {
     #[prost(string, tag = "1")]
-    name: String,
+    pub name: String,
     #[prost(string, tag = "2")]
-    value: String,
+    pub value: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
-struct Sample {
+pub struct Sample {
     #[prost(double, tag = "1")]
-    value: f64,
+    pub value: f64,
     #[prost(int64, tag = "2")]
-    timestamp: i64,
+    pub timestamp: i64,
 }
 
 /// One request as the receiver got it.
 #[derive(Clone, Debug)]
-struct Received {
+pub struct Received {
     at: Instant,
     head: String,
     body: Vec<u8>,
@@ -61,7 +61,7 @@ impl Received {
         })
     }
 
-    fn decode(&self) -> WriteRequest {
+    pub fn decode(&self) -> WriteRequest {
         let protobuf = snap::raw::Decoder::new()
             .decompress_vec(&self.body)
             .expect("a snappy block-format body");
@@ -97,12 +97,12 @@ impl Receiver {
         format!("http://{}/api/v1/write", self.addr)
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 
     /// Every sample of the series named `name`, as (labels, timestamp, value), in arrival order.
-    fn samples(&self, name: &str) -> Vec<(BTreeMap<String, String>, i64, f64)> {
+    pub fn samples(&self, name: &str) -> Vec<(BTreeMap<String, String>, i64, f64)> {
         let mut out = Vec::new();
         for request in self.received() {
             for series in request.decode().timeseries {
