@@ -94,6 +94,9 @@ impl LastSent {
                     labels.push(((*name).to_string(), (*v).to_string()));
                 }
             }
+            // An empty value is no label to Prometheus (a scrape drops it, as the default
+            // empty `location`), and the remote write spec asks senders not to send one.
+            labels.retain(|(_, value)| !value.is_empty());
             labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let series: Arc<Series> = match previous.get(labels.as_slice()) {
                 Some(known) => Arc::clone(known),
@@ -173,15 +176,18 @@ mod tests {
     fn a_series_that_ends_gets_a_staleness_marker_once() {
         let mut last = LastSent::default();
         let extra = [("job", "vantage"), ("instance", "edge-1")];
-        let first = last.samples(
-            "a",
-            parsed(&[("up", 1.0), ("failure_info", 1.0)]),
-            &extra,
-            10,
-        );
+        let mut with_empty = parsed(&[("up", 1.0), ("failure_info", 1.0)]);
+        with_empty[0]
+            .0
+            .push(("location".to_string(), String::new()));
+        let first = last.samples("a", with_empty, &extra, 10);
         assert_eq!(first.len(), 2);
         let names: Vec<&str> = first[0].series.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["__name__", "instance", "job"], "sorted by name");
+        assert_eq!(
+            names,
+            ["__name__", "instance", "job"],
+            "sorted by name, the empty location left out"
+        );
         let second = last.samples("a", parsed(&[("up", 1.0)]), &extra, 20);
         assert_eq!(second.len(), 2, "the value and one marker: {second:?}");
         assert!(Arc::ptr_eq(&first[0].series, &second[0].series), "reused");
