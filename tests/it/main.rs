@@ -10,6 +10,7 @@ mod delay;
 mod dns;
 mod endpoints;
 mod exporter;
+mod fleet;
 mod gentle;
 mod hostile;
 mod http;
