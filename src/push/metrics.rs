@@ -22,7 +22,13 @@ fn seconds(ms: &AtomicU64) -> f64 {
     ms.load(Ordering::Relaxed) as f64 / 1000.0
 }
 
-const FAMILIES: [(&str, &str, MetricType, Read); 7] = [
+const FAMILIES: [(&str, &str, MetricType, Read); 8] = [
+    (
+        "vantage_remote_write_samples_in",
+        "Samples queued for the receiver: runs' series, staleness markers and vantage's own metrics",
+        MetricType::Counter,
+        |r| counted(&r.stats.queued),
+    ),
     (
         "vantage_remote_write_samples",
         "Samples the receiver accepted",

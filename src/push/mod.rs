@@ -75,10 +75,12 @@ impl Push {
                 }
                 Some(mut running) => {
                     let remote = &running.remote;
-                    let dropped = remote.queue.set_capacity(settings.queue.capacity);
                     *lock(&remote.settings) = Arc::new(settings.clone());
+                    // After the settings: the sender, woken by the queue, takes its next batch
+                    // by the new ones.
+                    let dropped = remote.queue.set_capacity(settings.queue.capacity);
                     remote.count_dropped(dropped);
-                    remote.wake.notify_one();
+                    remote.wake();
                     if let Some(own) = running.own.take() {
                         own.abort();
                     }
@@ -150,7 +152,7 @@ impl Running {
         let remote = &self.remote;
         *lock(&remote.shutdown_deadline) = Some(deadline);
         remote.queue.close();
-        remote.wake.notify_one();
+        remote.wake();
         let mut sender = self.sender;
         if tokio::time::timeout_at(deadline, &mut sender)
             .await
@@ -186,8 +188,7 @@ impl Observer for Push {
         let now = i64::try_from(unix_ms(SystemTime::now())).unwrap_or(i64::MAX);
         for remote in self.remotes() {
             let markers = lock(&remote.last).retain(&keep, now);
-            let dropped = remote.queue.push(markers);
-            remote.count_dropped(dropped);
+            remote.enqueue(markers);
         }
     }
 }

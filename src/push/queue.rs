@@ -32,6 +32,9 @@ impl Sample {
 /// Counts in Prometheus' own terms (`prometheus_remote_storage_*`).
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Samples queued (runs, markers and vantage's own): sent, failed, dropped and pending
+    /// account for every one.
+    pub queued: AtomicU64,
     /// Samples the receiver accepted.
     pub sent: AtomicU64,
     /// Samples the receiver refused for good (a 4xx other than 429), or not sent at shutdown.
@@ -100,11 +103,15 @@ impl Queue {
         dropped
     }
 
-    /// Sets a new capacity (a reload); returns how many of the oldest gave way.
+    /// Sets a new capacity (a reload); returns how many of the oldest gave way. A sender
+    /// waiting for a batch looks again, by the settings it reads now.
     pub fn set_capacity(&self, capacity: usize) -> usize {
         let mut inner = self.lock();
         inner.capacity = capacity;
-        inner.trim()
+        let dropped = inner.trim();
+        drop(inner);
+        self.changed.notify_one();
+        dropped
     }
 
     pub fn len(&self) -> usize {
@@ -127,11 +134,13 @@ impl Queue {
     }
 
     /// Waits for a batch: `max` samples, or fewer once the oldest has waited `deadline`, or
-    /// whatever is left when closing.
-    pub async fn next_batch(&self, max: usize, deadline: Duration) -> Next {
+    /// whatever is left when closing. `settings` gives `max` and `deadline`, read at every
+    /// look, so that a reload's apply to the batch being gathered.
+    pub async fn next_batch(&self, settings: impl Fn() -> (usize, Duration)) -> Next {
         loop {
             // Registered before looking, so that a push between the look and the wait wakes it.
             let changed = self.changed.notified();
+            let (max, deadline) = settings();
             let wait_until = {
                 let mut inner = self.lock();
                 let due = inner.since.map(|since| since + deadline);
@@ -197,7 +206,7 @@ mod tests {
         assert_eq!(queue.push(samples(0..3)), 0);
         assert_eq!(queue.push(samples(3..8)), 3, "0, 1, 2 gave way");
         assert_eq!(queue.len(), 5);
-        let Next::Batch(batch) = queue.next_batch(10, Duration::from_secs(5)).await else {
+        let Next::Batch(batch) = queue.next_batch(|| (10, Duration::from_secs(5))).await else {
             panic!("samples are waiting")
         };
         assert_eq!(times(&batch), [3, 4, 5, 6, 7], "the newest five, in order");
@@ -211,12 +220,12 @@ mod tests {
         let queue = Arc::new(Queue::new(100));
         queue.push(samples(0..4));
         let started = Instant::now();
-        let Next::Batch(batch) = queue.next_batch(3, Duration::from_secs(5)).await else {
+        let Next::Batch(batch) = queue.next_batch(|| (3, Duration::from_secs(5))).await else {
             panic!()
         };
         assert_eq!(times(&batch), [0, 1, 2], "a full batch goes at once");
         assert_eq!(started.elapsed(), Duration::ZERO);
-        let Next::Batch(batch) = queue.next_batch(3, Duration::from_secs(5)).await else {
+        let Next::Batch(batch) = queue.next_batch(|| (3, Duration::from_secs(5))).await else {
             panic!()
         };
         assert_eq!(times(&batch), [3]);
@@ -227,7 +236,7 @@ mod tests {
         );
         let waiting = tokio::spawn({
             let queue = Arc::clone(&queue);
-            async move { queue.next_batch(3, Duration::from_secs(5)).await }
+            async move { queue.next_batch(|| (3, Duration::from_secs(5))).await }
         });
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(!waiting.is_finished(), "an empty queue waits");
@@ -236,18 +245,51 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_waiting_sender_takes_new_settings_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let queue = Arc::new(Queue::new(100));
+        let max = Arc::new(AtomicUsize::new(3));
+        queue.push(samples(0..2));
+        let waiting = tokio::spawn({
+            let (queue, max) = (Arc::clone(&queue), Arc::clone(&max));
+            async move {
+                let settings = || (max.load(Ordering::SeqCst), Duration::from_secs(60));
+                queue.next_batch(settings).await
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            !waiting.is_finished(),
+            "two samples wait for a batch of three"
+        );
+        // A reload: smaller batches, and the capacity set again, which wakes the sender.
+        max.store(2, Ordering::SeqCst);
+        assert_eq!(queue.set_capacity(100), 0);
+        let woken = Instant::now();
+        let Next::Batch(batch) = waiting.await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(times(&batch), [0, 1]);
+        assert_eq!(
+            woken.elapsed(),
+            Duration::ZERO,
+            "taken by the new size at once, not at the old deadline"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn closing_sends_what_is_left_at_once() {
         let queue = Queue::new(100);
         queue.push(samples(0..2));
         queue.close();
         let started = Instant::now();
-        let Next::Batch(batch) = queue.next_batch(10, Duration::from_secs(5)).await else {
+        let Next::Batch(batch) = queue.next_batch(|| (10, Duration::from_secs(5))).await else {
             panic!()
         };
         assert_eq!(times(&batch), [0, 1]);
         assert_eq!(started.elapsed(), Duration::ZERO);
         assert!(matches!(
-            queue.next_batch(10, Duration::from_secs(5)).await,
+            queue.next_batch(|| (10, Duration::from_secs(5))).await,
             Next::Done
         ));
     }

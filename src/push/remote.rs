@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::queue::{Queue, Stats};
+use super::queue::{Queue, Sample, Stats};
 use super::series::{self, LastSent};
 use crate::config::remote_write::RemoteWrite;
 
@@ -68,8 +68,20 @@ impl Remote {
         ];
         let at_ms = i64::try_from(unix_ms(at)).unwrap_or(i64::MAX);
         let samples = lock(&self.last).samples(source, parsed, &extra, at_ms);
+        self.enqueue(samples);
+    }
+
+    /// Queues samples, counting them and what gave way.
+    pub(super) fn enqueue(&self, samples: Vec<Sample>) {
+        Stats::add(&self.stats.queued, samples.len());
         let dropped = self.queue.push(samples);
         self.count_dropped(dropped);
+    }
+
+    /// A backoff under way ends now, to go on with new settings or to finish. Only a wait in
+    /// progress is woken: none is held over to cut the next outage's first backoff short.
+    pub(super) fn wake(&self) {
+        self.wake.notify_waiters();
     }
 
     pub(super) fn count_dropped(&self, dropped: usize) {

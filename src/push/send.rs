@@ -39,13 +39,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub async fn run(remote: Arc<Remote>) {
     let mut client = Client::default();
     loop {
-        let settings = remote.settings();
         let next = remote
             .queue
-            .next_batch(
-                settings.queue.max_samples_per_send,
-                settings.queue.batch_send_deadline,
-            )
+            .next_batch(|| {
+                let settings = remote.settings();
+                (
+                    settings.queue.max_samples_per_send,
+                    settings.queue.batch_send_deadline,
+                )
+            })
             .await;
         let Next::Batch(batch) = next else {
             return;
