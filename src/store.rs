@@ -27,10 +27,13 @@ pub struct Entry {
 /// What is told of every change to the store: the push to remote_write receivers, which
 /// sends each run as it completes instead of waiting for a scrape.
 pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// Whether it wants runs now: when not, the store spares itself the copy of the entry.
+    fn active(&self) -> bool;
     /// A run was recorded; `entry` is the target's state with it.
     fn recorded(&self, entry: Entry);
-    /// A reload left the store with targets of these names; others left.
-    fn applied(&self, names: &[&str]);
+    /// A reload left the store with targets of `names`; others left, and those of `fresh`
+    /// (among `names`) start afresh, their labels changed.
+    fn applied(&self, names: &[&str], fresh: &[&str]);
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +71,7 @@ impl Store {
     pub fn apply(&self, targets: &[Arc<Target>], location: &str) {
         let mut state = self.lock();
         let mut previous = std::mem::take(&mut state.entries);
+        let mut fresh = Vec::new();
         state.entries = targets
             .iter()
             .map(|t| {
@@ -79,7 +83,11 @@ impl Store {
                         kept.consecutive_failures = 0;
                         kept
                     }
-                    _ => Entry::new(t),
+                    Some(_) => {
+                        fresh.push(t.name.as_str());
+                        Entry::new(t)
+                    }
+                    None => Entry::new(t),
                 };
                 (t.name.clone(), entry)
             })
@@ -87,7 +95,7 @@ impl Store {
         location.clone_into(&mut state.location);
         if let Some(observer) = self.observer.get() {
             let names: Vec<&str> = state.entries.keys().map(String::as_str).collect();
-            observer.applied(&names);
+            observer.applied(&names, &fresh);
         }
     }
 
@@ -139,7 +147,7 @@ impl Store {
             }
         }
         entry.last = Some(run);
-        let Some(observer) = self.observer.get() else {
+        let Some(observer) = self.observer.get().filter(|o| o.active()) else {
             return;
         };
         // The observer renders what it was given; the store's lock is not held meanwhile.

@@ -64,10 +64,15 @@ impl Config {
                 .headers
                 .iter()
                 .any(|(name, _)| name == http::header::AUTHORIZATION);
+            // The name only when it is not the URL, its default.
+            let named = if r.name == r.shown_url {
+                String::new()
+            } else {
+                format!("{}: ", r.name)
+            };
             let _ = writeln!(
                 out,
-                "remote_write {}: {}{} as job={} instance={}, queue of {} samples{}",
-                r.name,
+                "remote_write {named}{}{} as job={} instance={}, queue of {} samples{}",
                 r.shown_url,
                 if auth { " with credentials" } else { "" },
                 r.job,

@@ -85,6 +85,11 @@ impl Push {
                         own.abort();
                     }
                     running.own = self.start_own(remote);
+                    if running.own.is_none() {
+                        // Its own metrics are no longer pushed: the receiver drops them now.
+                        let now = i64::try_from(unix_ms(SystemTime::now())).unwrap_or(i64::MAX);
+                        remote.enqueue(lock(&remote.last).forget(SELF, now));
+                    }
                     info!(remote = %settings.name, url = %settings.shown_url, "remote_write receiver's settings changed");
                     running
                 }
@@ -136,20 +141,27 @@ impl Push {
     }
 
     /// Sends what every queue holds, until `deadline`; what is left then is counted as failed.
+    /// The receivers finish side by side: one that is away does not take the others' time.
     pub async fn stop(&self, deadline: Instant) {
         let remotes = std::mem::take(&mut *lock(&self.remotes));
-        for running in remotes {
-            running.finish(deadline).await;
+        let finishing: Vec<JoinHandle<()>> = remotes
+            .into_iter()
+            .map(|running| tokio::spawn(running.finish(deadline)))
+            .collect();
+        for finished in finishing {
+            let _ = finished.await;
         }
     }
 }
 
 impl Running {
     async fn finish(self, deadline: Instant) {
-        if let Some(own) = &self.own {
-            own.abort();
-        }
         let remote = &self.remote;
+        // Its own metrics stop first, and for good, so that nothing is queued after the close.
+        if let Some(mut own) = self.own {
+            own.abort();
+            let _ = (&mut own).await;
+        }
         *lock(&remote.shutdown_deadline) = Some(deadline);
         remote.queue.close();
         remote.wake();
@@ -158,7 +170,9 @@ impl Running {
             .await
             .is_err()
         {
+            // Ended before the counts are read: a send cannot complete between the two.
             sender.abort();
+            let _ = (&mut sender).await;
             let left = remote.queue.len() + remote.in_flight.load(Ordering::Relaxed);
             Stats::add(&remote.stats.failed, left);
             let settings = remote.settings();
@@ -168,6 +182,10 @@ impl Running {
 }
 
 impl Observer for Push {
+    fn active(&self) -> bool {
+        !lock(&self.remotes).is_empty()
+    }
+
     fn recorded(&self, entry: Entry) {
         let remotes = self.remotes();
         if remotes.is_empty() {
@@ -183,8 +201,15 @@ impl Observer for Push {
         }
     }
 
-    fn applied(&self, names: &[&str]) {
-        let keep: HashSet<&str> = names.iter().copied().chain([SELF]).collect();
+    fn applied(&self, names: &[&str], fresh: &[&str]) {
+        // A target that starts afresh under the same name has new labels: its old series end.
+        let fresh: HashSet<&str> = fresh.iter().copied().collect();
+        let keep: HashSet<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !fresh.contains(n))
+            .chain([SELF])
+            .collect();
         let now = i64::try_from(unix_ms(SystemTime::now())).unwrap_or(i64::MAX);
         for remote in self.remotes() {
             let markers = lock(&remote.last).retain(&keep, now);

@@ -9,6 +9,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// An empty queue holding room for more samples than this gives it back.
+const SHRINK_ABOVE: usize = 65_536;
+
 /// A series' labels, sorted by name, `__name__` among them; shared by every sample of it.
 pub type Series = [(String, String)];
 
@@ -93,10 +96,15 @@ impl Queue {
     /// Adds a run's samples; returns how many of the oldest gave way.
     pub fn push(&self, samples: impl IntoIterator<Item = Sample>) -> usize {
         let mut inner = self.lock();
+        let was_empty = inner.samples.is_empty();
+        inner.samples.extend(samples);
         if inner.samples.is_empty() {
+            // Nothing came: no deadline may start, or the sender would wake for nothing.
+            return 0;
+        }
+        if was_empty {
             inner.since = Some(Instant::now());
         }
-        inner.samples.extend(samples);
         let dropped = inner.trim();
         drop(inner);
         self.changed.notify_one();
@@ -143,7 +151,10 @@ impl Queue {
             let (max, deadline) = settings();
             let wait_until = {
                 let mut inner = self.lock();
-                let due = inner.since.map(|since| since + deadline);
+                let due = inner
+                    .since
+                    .filter(|_| !inner.samples.is_empty())
+                    .map(|since| since + deadline);
                 let ready = inner.samples.len() >= max
                     || (!inner.samples.is_empty()
                         && (inner.closing || due.is_some_and(|d| d <= Instant::now())));
@@ -179,6 +190,11 @@ impl Inner {
     fn take(&mut self, max: usize) -> Vec<Sample> {
         let n = max.min(self.samples.len());
         let batch: Vec<Sample> = self.samples.drain(..n).collect();
+        // After an outage the queue may have grown to its capacity; emptied, it gives the
+        // memory back.
+        if self.samples.is_empty() && self.samples.capacity() > SHRINK_ABOVE {
+            self.samples.shrink_to_fit();
+        }
         // What is left has waited since the batch's newest sample was queued, at most; starting
         // its deadline now errs towards fuller batches, never towards a lost sample.
         self.since = (!self.samples.is_empty()).then(Instant::now);
@@ -275,6 +291,24 @@ mod tests {
             Duration::ZERO,
             "taken by the new size at once, not at the old deadline"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pushing_nothing_starts_no_deadline() {
+        let queue = Arc::new(Queue::new(100));
+        assert_eq!(queue.push(Vec::new()), 0);
+        let waiting = tokio::spawn({
+            let queue = Arc::clone(&queue);
+            async move { queue.next_batch(|| (3, Duration::from_secs(5))).await }
+        });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!waiting.is_finished(), "still waiting, for a sample");
+        assert!(
+            queue.lock().since.is_none(),
+            "no deadline: a due one with nothing to take would spin the sender"
+        );
+        queue.close();
+        assert!(matches!(waiting.await.unwrap(), Next::Done));
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -67,6 +67,7 @@ async fn deliver(remote: &Remote, client: &mut Client, batch: &[Sample]) {
     let mut failing_since: Option<Instant> = None;
     loop {
         let settings = remote.settings();
+        let began = remote.generation();
         let answer = client.send(&settings, body.clone()).await;
         let wait = match answer {
             Ok((status, _, _)) if status.is_success() => {
@@ -92,7 +93,11 @@ async fn deliver(remote: &Remote, client: &mut Client, batch: &[Sample]) {
                 } else {
                     debug!(remote = %settings.name, status = status.as_u16(), "remote_write retry refused");
                 }
-                retry_after.map(|d| d.min(MAX_RETRY_AFTER))
+                // A zero (or a date gone by) would retry at once, again and again: as in
+                // Prometheus, only a real wait replaces the backoff.
+                retry_after
+                    .filter(|d| !d.is_zero())
+                    .map(|d| d.min(MAX_RETRY_AFTER))
             }
             Ok((status, _, text)) => {
                 Stats::add(&remote.stats.failed, n);
@@ -120,7 +125,7 @@ async fn deliver(remote: &Remote, client: &mut Client, batch: &[Sample]) {
             return;
         }
         Stats::add(&remote.stats.retried, n);
-        remote.sleep(wait).await;
+        remote.sleep(wait, began).await;
     }
 }
 
@@ -159,9 +164,13 @@ impl Client {
         body: Bytes,
         deadline: Instant,
     ) -> Result<Answer, String> {
-        let reusable = self.connection.as_ref().is_some_and(|(made_with, c)| {
-            *made_with == settings.fingerprint && !c.is_closed() && c.is_ready()
-        });
+        let mut reusable = false;
+        if let Some((made_with, sender)) = &mut self.connection
+            && *made_with == settings.fingerprint
+        {
+            // Waits for the connection to take a request, which it may not have said yet.
+            reusable = sender.ready().await.is_ok();
+        }
         if !reusable {
             // Dropping the old sender lets its connection end.
             self.connection = None;
@@ -204,14 +213,31 @@ impl Client {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(retry_after);
-        let body = Limited::new(response.into_body(), READ_BODY)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        let shown = String::from_utf8_lossy(&body[..body.len().min(SHOWN_BODY)])
-            .trim()
-            .to_string();
+        // The status decides; the body is only shown. One too long or cut short costs the
+        // connection (it cannot carry another request), never the answer.
+        let mut body = response.into_body();
+        let mut start = Vec::new();
+        let mut read = 0;
+        let whole = loop {
+            match body.frame().await {
+                None => break true,
+                Some(Err(_)) => break false,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        read += data.len();
+                        let room = SHOWN_BODY.saturating_sub(start.len());
+                        start.extend_from_slice(&data[..data.len().min(room)]);
+                    }
+                    if read > READ_BODY {
+                        break false;
+                    }
+                }
+            }
+        };
+        if !whole {
+            self.connection = None;
+        }
+        let shown = String::from_utf8_lossy(&start).trim().to_string();
         Ok((status, retry_after, shown))
     }
 }

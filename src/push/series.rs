@@ -114,6 +114,16 @@ impl LastSent {
         samples
     }
 
+    /// Markers for every series of `source`, which is then forgotten.
+    pub fn forget(&mut self, source: &str, timestamp_ms: i64) -> Vec<Sample> {
+        self.by_source
+            .remove(source)
+            .into_iter()
+            .flatten()
+            .map(|series| Sample::new(&series, timestamp_ms, stale()))
+            .collect()
+    }
+
     /// Markers for every series of the sources not in `keep` (targets a reload removed), which
     /// are then forgotten.
     pub fn retain(&mut self, keep: &HashSet<&str>, timestamp_ms: i64) -> Vec<Sample> {

@@ -23,7 +23,7 @@ const WINDOW: &str = "10m";
 
 /// A Prometheus with only its remote-write receiver: no scrape job, so all it holds was
 /// pushed. Its data directory outlives a [`Receiver::kill`], for a restart on the same port.
-struct Receiver {
+pub struct Receiver {
     addr: SocketAddr,
     dir: TempDir,
     daemon: Option<Daemon>,
@@ -32,7 +32,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start(addr: SocketAddr) -> Receiver {
+    pub fn start(addr: SocketAddr) -> Receiver {
         let dir = TempDir::new("fleet-prometheus");
         dir.write("prometheus.yml", "global:\n  scrape_interval: 15s\n");
         let mut receiver = Receiver {
@@ -46,7 +46,7 @@ impl Receiver {
     }
 
     /// Starts it (again) on the same address and data directory; returns once it is ready.
-    fn restart(&mut self) {
+    pub fn restart(&mut self) {
         assert!(self.daemon.is_none(), "it is running");
         let logs = TempDir::new("fleet-prometheus-log");
         let path = |name: &str| self.dir.0.join(name).display().to_string();
@@ -66,16 +66,16 @@ impl Receiver {
     }
 
     /// Kills it by PID with SIGKILL, as a crash would, and reaps it.
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         drop(self.daemon.take().expect("it is running"));
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://{}/api/v1/write", self.addr)
     }
 
     /// What every start logged, for a failure's message.
-    fn output(&self) -> String {
+    pub fn output(&self) -> String {
         self.logs
             .iter()
             .map(|dir| {
@@ -91,7 +91,7 @@ impl Receiver {
     }
 
     /// An instant query's result, evaluated now or at `at` (Unix seconds).
-    fn query(&self, expr: &str, at: Option<f64>) -> Vec<Value> {
+    pub fn query(&self, expr: &str, at: Option<f64>) -> Vec<Value> {
         let time = at.map(|t| format!("&time={t:.3}")).unwrap_or_default();
         let path = format!("/api/v1/query?query={}{time}", percent_encode(expr));
         let data = api(self.addr, &path)
@@ -100,7 +100,7 @@ impl Receiver {
     }
 
     /// The one value of an instant query that must return one series.
-    fn value(&self, expr: &str) -> f64 {
+    pub fn value(&self, expr: &str) -> f64 {
         let result = self.query(expr, None);
         assert_eq!(result.len(), 1, "{expr}: {result:?}");
         number(&result[0]["value"][1])
@@ -108,7 +108,7 @@ impl Receiver {
 
     /// Every raw sample of each series `selector` picks over the window, oldest first: (Unix
     /// milliseconds, value), by the series' labels. Staleness markers are not among them.
-    fn raw(&self, selector: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
+    pub fn raw(&self, selector: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
         let expr = format!("{selector}[{WINDOW}]");
         self.query(&expr, None)
             .iter()
@@ -127,7 +127,7 @@ impl Receiver {
     /// The runs of the series `labels` picks (e.g. `location="office"`) that arrived: (run's
     /// end in Unix milliseconds, run number), oldest first, read from the raw
     /// `probe_runs_total` samples, whose results (success, failure) add up to the run number.
-    fn runs(&self, labels: &str) -> Vec<(i64, u64)> {
+    pub fn runs(&self, labels: &str) -> Vec<(i64, u64)> {
         let mut by_time: BTreeMap<i64, f64> = BTreeMap::new();
         for samples in self.raw(&format!("probe_runs_total{{{labels}}}")).values() {
             for (at, value) in samples {
@@ -138,7 +138,7 @@ impl Receiver {
     }
 
     /// The timestamps of the raw `probe_success` samples of the series `labels` picks.
-    fn success_times(&self, labels: &str) -> Vec<i64> {
+    pub fn success_times(&self, labels: &str) -> Vec<i64> {
         let raw = self.raw(&format!("probe_success{{{labels}}}"));
         assert_eq!(
             raw.len(),
@@ -172,18 +172,18 @@ fn unix_now() -> f64 {
 
 /// A vantage's probe and push counts in one scrape of its `/metrics` (summed over series).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Counts {
-    runs: f64,
-    sent: f64,
-    failed: f64,
-    dropped: f64,
-    retried: f64,
-    pending: f64,
-    capacity: f64,
+pub struct Counts {
+    pub runs: f64,
+    pub sent: f64,
+    pub failed: f64,
+    pub dropped: f64,
+    pub retried: f64,
+    pub pending: f64,
+    pub capacity: f64,
 }
 
 impl Counts {
-    fn read(vantage: &Vantage) -> Option<Counts> {
+    pub fn read(vantage: &Vantage) -> Option<Counts> {
         let body = http_get(vantage.addr, "/metrics", None)?.body;
         let total = |name: &str| -> f64 {
             body.lines()
@@ -207,7 +207,7 @@ impl Counts {
 
     /// Counts taken between runs and sends: two scrapes in a row that agree, so no run or
     /// send was half-counted. Waits (at most `limit`) for such a pair for which `ready` holds.
-    fn quiet(
+    pub fn quiet(
         vantage: &Vantage,
         limit: Duration,
         what: &str,
@@ -230,7 +230,7 @@ impl Counts {
     }
 
     /// Waits (at most `limit`) until a scrape's counts satisfy `done`, and returns them.
-    fn wait(
+    pub fn wait(
         vantage: &Vantage,
         limit: Duration,
         what: &str,
@@ -252,7 +252,7 @@ impl Counts {
 
 /// Stops `vantage` with SIGTERM, which sends what its queues hold first, and checks that it
 /// exited cleanly with every sample taken.
-fn stop_cleanly(vantage: Vantage) {
+pub fn stop_cleanly(vantage: Vantage) {
     let (exit, log) = vantage.stop("TERM");
     assert!(exit.success(), "{exit}\n{log}");
     for trouble in [
@@ -267,7 +267,7 @@ fn stop_cleanly(vantage: Vantage) {
 /// Checks that `runs` (from [`Receiver::runs`]) are exactly runs 1, 2, ... up to at least
 /// `at_least`, each once, and returns how many.
 #[track_caller]
-fn every_run_once(runs: &[(i64, u64)], at_least: f64, what: &str) -> u64 {
+pub fn every_run_once(runs: &[(i64, u64)], at_least: f64, what: &str) -> u64 {
     let numbers: Vec<u64> = runs.iter().map(|r| r.1).collect();
     let last = numbers.last().copied().unwrap_or(0);
     assert_eq!(
@@ -285,7 +285,7 @@ fn every_run_once(runs: &[(i64, u64)], at_least: f64, what: &str) -> u64 {
 /// `times` (Unix ms) strictly increase, at least half a second apart, and most steps are one
 /// interval: the runs' own ends, one a second, not a burst or a grid of pushes.
 #[track_caller]
-fn one_a_second(times: &[i64], what: &str) {
+pub fn one_a_second(times: &[i64], what: &str) {
     let steps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(
         steps.iter().all(|&s| s >= 500),
@@ -301,7 +301,7 @@ fn one_a_second(times: &[i64], what: &str) {
 }
 
 /// A config of one loopback tcp target `t` pushing to `url` with `queue`, no self metrics.
-fn loopback_config(dir: &TempDir, port: u16, url: &str, queue: &str) -> PathBuf {
+pub fn loopback_config(dir: &TempDir, port: u16, url: &str, queue: &str) -> PathBuf {
     dir.write(
         "exporter.yml",
         &format!(
@@ -314,11 +314,11 @@ fn loopback_config(dir: &TempDir, port: u16, url: &str, queue: &str) -> PathBuf 
 }
 
 /// A Prometheus on a free loopback port.
-fn loopback_receiver() -> Receiver {
+pub fn loopback_receiver() -> Receiver {
     Receiver::start(format!("127.0.0.1:{}", closed_port()).parse().unwrap())
 }
 
-fn rewrite(config: &Path, from: &str, to: &str) {
+pub fn rewrite(config: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(config).unwrap();
     assert!(text.contains(from), "{from:?} in\n{text}");
     std::fs::write(config, text.replace(from, to)).unwrap();
@@ -477,206 +477,6 @@ fn two_locations_push_to_one_prometheus() {
     }
     eprintln!(
         "two_locations_push_to_one_prometheus took {:?}",
-        started.elapsed()
-    );
-}
-
-#[test]
-fn a_receiver_outage_shorter_than_the_queue_loses_nothing() {
-    needs(&["tool:prometheus"]);
-    let started = Instant::now();
-    let mut prometheus = loopback_receiver();
-    let dir = TempDir::new("fleet-outage");
-    let config = loopback_config(
-        &dir,
-        quiet_peer(),
-        &prometheus.url(),
-        "batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 500ms",
-    );
-    let vantage = Vantage::start(&config, &[]);
-
-    Counts::wait(&vantage, Duration::from_secs(20), "samples sent", |c| {
-        c.runs >= 3.0 && c.sent > 0.0
-    });
-    prometheus.kill();
-    let killed = Counts::read(&vantage).unwrap();
-    // Eight runs' worth of outage: counted, not slept.
-    let during = Counts::wait(&vantage, Duration::from_secs(40), "8 runs more", |c| {
-        c.runs >= killed.runs + 8.0
-    });
-    assert!(
-        during.pending > 0.0,
-        "nothing waits while the receiver is away: {during:?}"
-    );
-    prometheus.restart();
-    let drained = Counts::quiet(
-        &vantage,
-        Duration::from_secs(30),
-        "the queue to drain",
-        |c| c.pending == 0.0 && c.runs > during.runs && c.sent > during.sent,
-    );
-    assert!(drained.retried > 0.0, "no retry counted: {drained:?}");
-    assert_eq!(drained.dropped, 0.0, "{drained:?}");
-    assert_eq!(drained.failed, 0.0, "{drained:?}");
-    stop_cleanly(vantage);
-
-    let runs = prometheus.runs("name=\"t\"");
-    let last = every_run_once(&runs, drained.runs, "after an outage");
-    let times = prometheus.success_times("name=\"t\"");
-    assert_eq!(
-        times.len() as u64,
-        last,
-        "probe_success samples for {last} runs"
-    );
-    assert_eq!(times, runs.iter().map(|r| r.0).collect::<Vec<_>>());
-    one_a_second(&times, "after an outage");
-    eprintln!(
-        "{last} runs stored, {} made while Prometheus was down; {} samples retried; took {:?}",
-        during.runs - killed.runs,
-        drained.retried,
-        started.elapsed()
-    );
-}
-
-#[test]
-fn a_longer_outage_drops_the_oldest_and_says_how_many() {
-    needs(&["tool:prometheus"]);
-    let started = Instant::now();
-    let mut prometheus = loopback_receiver();
-    let dir = TempDir::new("fleet-drop");
-    let config = loopback_config(
-        &dir,
-        quiet_peer(),
-        &prometheus.url(),
-        "capacity: 100000, max_samples_per_send: 2000, batch_send_deadline: 1s, \
-         min_backoff: 100ms, max_backoff: 500ms",
-    );
-    let vantage = Vantage::start(&config, &[]);
-
-    // Samples per run, from what was sent once every run so far was taken.
-    let first = Counts::quiet(&vantage, Duration::from_secs(20), "runs sent", |c| {
-        c.runs >= 2.0 && c.pending == 0.0 && c.sent > 0.0
-    });
-    let per_run = first.sent / first.runs;
-    assert_eq!(per_run.fract(), 0.0, "{first:?}");
-    let per_run = per_run as u64;
-    let series = prometheus.value("count({name=\"t\"})");
-    assert_eq!(
-        series, per_run as f64,
-        "every series of a run is pushed, and only those"
-    );
-
-    // A queue of five runs and batches of one, set by a reload (the queue and its counts
-    // stay). The batch being sent is out of the queue: while the receiver is away, it is the
-    // one run retried on and on, and the queue holds the five newest after it.
-    let runs_held = 5;
-    let capacity = runs_held * per_run;
-    rewrite(
-        &config,
-        "capacity: 100000, max_samples_per_send: 2000",
-        &format!("capacity: {capacity}, max_samples_per_send: {per_run}"),
-    );
-    vantage.signal("HUP");
-    let reloaded = Counts::wait(&vantage, Duration::from_secs(20), "the new capacity", |c| {
-        c.capacity == capacity as f64
-    });
-    // The sender reads its settings between batches: one sent since the reload, and the next
-    // is taken under the new ones.
-    Counts::quiet(
-        &vantage,
-        Duration::from_secs(20),
-        "a send after the reload",
-        |c| c.sent > reloaded.sent && c.pending == 0.0,
-    );
-
-    prometheus.kill();
-    let killed = Counts::read(&vantage).unwrap();
-    let outage_runs = 12.0;
-    let during = Counts::wait(&vantage, Duration::from_secs(60), "12 runs more", |c| {
-        c.runs >= killed.runs + outage_runs
-    });
-    assert!(during.dropped > 0.0, "nothing dropped: {during:?}");
-    prometheus.restart();
-    let ready = Counts::read(&vantage).unwrap();
-    let drained = Counts::quiet(
-        &vantage,
-        Duration::from_secs(30),
-        "the queue to drain",
-        |c| c.pending == 0.0 && c.runs > ready.runs && c.sent > ready.sent,
-    );
-    // Every sample made is accounted for: taken, dropped, failed or still waiting.
-    assert_eq!(
-        drained.sent + drained.dropped + drained.failed + drained.pending,
-        drained.runs * per_run as f64,
-        "{per_run} samples a run: {drained:?}"
-    );
-    assert_eq!(drained.failed, 0.0, "{drained:?}");
-    assert_eq!(
-        drained.dropped % per_run as f64,
-        0.0,
-        "whole runs give way: {drained:?}"
-    );
-    let dropped_runs = (drained.dropped / per_run as f64) as u64;
-    let log = vantage.log();
-    let said: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("remote_write queue full: the oldest samples were dropped"))
-        .collect();
-    assert!(!said.is_empty(), "no word of the drop:\n{log}");
-    assert!(
-        said.iter()
-            .all(|l| l.contains(&format!("dropped={per_run}"))
-                && l.contains(&format!("capacity={capacity}"))),
-        "each run pushed into the full queue drops one run's samples: {said:?}"
-    );
-    stop_cleanly(vantage);
-
-    // What arrived: the runs before the outage (and the one in flight), a hole of exactly the
-    // dropped runs starting right after them (the oldest of the outage), then the newest, from
-    // before Prometheus was back to the end.
-    let runs = prometheus.runs("name=\"t\"");
-    let numbers: Vec<u64> = runs.iter().map(|r| r.1).collect();
-    let last = *numbers.last().unwrap();
-    assert!(last as f64 >= drained.runs, "{numbers:?}, {drained:?}");
-    let missing: Vec<u64> = (1..=last).filter(|n| !numbers.contains(n)).collect();
-    assert_eq!(
-        numbers.len() as u64 + missing.len() as u64,
-        last,
-        "a run stored twice: {numbers:?}"
-    );
-    assert_eq!(
-        missing.len() as u64,
-        dropped_runs,
-        "the runs missing are the runs dropped: {numbers:?}"
-    );
-    let (hole_start, hole_end) = (missing[0], *missing.last().unwrap());
-    assert_eq!(
-        hole_end - hole_start + 1,
-        dropped_runs,
-        "the missing runs are not one stretch: {missing:?}"
-    );
-    // Run `killed.runs` was the last before the outage; the next may be the batch in flight,
-    // retried until it was taken.
-    assert!(
-        hole_start >= 2 && hole_start <= killed.runs as u64 + 2,
-        "the hole starts at run {hole_start}, not at the outage's start (run {} was the last \
-         before it, and one more may have been in flight): {numbers:?}",
-        killed.runs
-    );
-    assert!(
-        hole_end < ready.runs as u64,
-        "the hole ends at run {hole_end}: none of the runs made while Prometheus was down \
-         (up to run {}) arrived, though the newest were in the queue: {numbers:?}",
-        ready.runs
-    );
-    let times = prometheus.success_times("name=\"t\"");
-    assert_eq!(times, runs.iter().map(|r| r.0).collect::<Vec<_>>());
-    eprintln!(
-        "{per_run} samples a run, a queue of {runs_held} runs; {} runs while Prometheus was \
-         down; runs {hole_start}..={hole_end} dropped ({} samples); {} runs stored; took {:?}",
-        ready.runs - killed.runs,
-        drained.dropped,
-        numbers.len(),
         started.elapsed()
     );
 }

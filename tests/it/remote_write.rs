@@ -48,9 +48,9 @@ pub struct Sample {
 /// One request as the receiver got it.
 #[derive(Clone, Debug)]
 pub struct Received {
-    at: Instant,
-    head: String,
-    body: Vec<u8>,
+    pub at: Instant,
+    pub head: String,
+    pub body: Vec<u8>,
 }
 
 impl Received {
@@ -69,8 +69,8 @@ impl Received {
     }
 }
 
-/// How the receiver answers its n-th request (from 0): a status line's code and extra headers,
-/// or `None` to never answer.
+/// How the receiver answers its n-th request (from 0): a status line's code and extra headers
+/// (`X-Body-Bytes: N` adds a body of N bytes), or `None` to never answer.
 pub type Script = fn(usize) -> Option<(u16, &'static str)>;
 
 pub struct Receiver {
@@ -159,10 +159,15 @@ fn serve(mut stream: TcpStream, script: Script, log: &Mutex<Vec<Received>>) {
             std::thread::sleep(Duration::from_secs(120));
             return;
         };
+        // A header `X-Body-Bytes: N` in the script's answer asks for a body of N bytes.
+        let padding = extra
+            .lines()
+            .find_map(|l| l.strip_prefix("X-Body-Bytes: ")?.trim().parse().ok())
+            .map_or(String::new(), |n: usize| "x".repeat(n));
         let answer = if status == 400 {
             "out of bounds: sample too old"
         } else {
-            ""
+            padding.as_str()
         };
         let response = format!(
             "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n{extra}\r\n{answer}",
@@ -175,7 +180,7 @@ fn serve(mut stream: TcpStream, script: Script, log: &Mutex<Vec<Received>>) {
 }
 
 /// A config of `targets` tcp targets on a peer that accepts, every second, pushing to `url`.
-fn config(dir: &TempDir, targets: usize, remote: &str) -> std::path::PathBuf {
+pub fn config(dir: &TempDir, targets: usize, remote: &str) -> std::path::PathBuf {
     let port = quiet_peer();
     let mut yaml =
         String::from("location: lab\ndefaults: {interval: 1s, timeout: 500ms}\ntargets:\n");
@@ -189,7 +194,7 @@ fn config(dir: &TempDir, targets: usize, remote: &str) -> std::path::PathBuf {
 }
 
 /// The value of the first series of `family` in a classic scrape of `vantage`, 0 if none.
-fn metric(vantage: &Vantage, family: &str) -> f64 {
+pub fn metric(vantage: &Vantage, family: &str) -> f64 {
     let body = http_get(vantage.addr, "/metrics", None).unwrap().body;
     body.lines()
         .find(|l| l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{family} ")))

@@ -116,6 +116,15 @@ fn secret(
             let path = cx.relative(&f.value);
             match cx.read_file(&path) {
                 Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) if text.trim().is_empty() => {
+                        // An unpopulated Secret: every send would be refused, counted failed.
+                        cx.error(
+                            &f.referenced,
+                            format!("{table}.{key}_file"),
+                            format!("{} is empty", path.display()),
+                        );
+                        None
+                    }
                     Ok(text) => Some(text.trim_end_matches(['\n', '\r']).to_string()),
                     Err(_) => {
                         cx.error(

@@ -316,15 +316,27 @@ fn bounded_duration(
     d.value.0
 }
 
-/// Headers the protocol sets itself, which a `headers` entry must not change.
-const RESERVED: [&str; 7] = [
+/// Headers a `headers` entry must not set: those the protocol and the HTTP connection set
+/// themselves (the remote write spec's reserved ones and hop-by-hop ones), and credentials,
+/// which have keys of their own.
+const RESERVED: [&str; 17] = [
     "host",
     "content-type",
     "content-encoding",
     "content-length",
+    "transfer-encoding",
     "user-agent",
     "x-prometheus-remote-write-version",
     "authorization",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "www-authenticate",
+    "connection",
+    "keep-alive",
+    "te",
+    "upgrade",
+    "expect",
+    "accept-encoding",
 ];
 
 fn headers(
@@ -335,21 +347,31 @@ fn headers(
     let Some(raw) = raw else {
         return Vec::new();
     };
-    let mut out = Vec::new();
+    let mut out: Vec<(HeaderName, HeaderValue)> = Vec::new();
     for (name, value) in &raw.value {
         let key = format!("{path}.headers.{name}");
+        // The key itself carries no place; its value is on the same line in either style.
+        let at = &value.referenced;
         let Ok(header) = HeaderName::try_from(name.as_str()) else {
-            cx.error(&raw.referenced, key, "is not a valid HTTP header name");
+            cx.error(at, key, "is not a valid HTTP header name");
             continue;
         };
         if RESERVED.contains(&header.as_str()) {
             let hint = if header == header::AUTHORIZATION {
-                ": use basic_auth or authorization, which keep the secret out of the config's \
-                 digest and of any output"
+                ": use basic_auth or authorization, which read the secret from a file and keep \
+                 it out of any output"
             } else {
-                ": remote write sets it"
+                ": remote write or HTTP sets it"
             };
-            cx.error(&raw.referenced, key, format!("cannot be set{hint}"));
+            cx.error(at, key, format!("cannot be set{hint}"));
+            continue;
+        }
+        if out.iter().any(|(n, _)| *n == header) {
+            cx.error(
+                at,
+                key,
+                "is another spelling of a header set above: header names are case-insensitive",
+            );
             continue;
         }
         match HeaderValue::try_from(value.value.as_str()) {

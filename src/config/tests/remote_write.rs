@@ -103,14 +103,28 @@ fn mistakes_are_located_at_their_key() {
         (
             "  - url: http://127.0.0.1/\n    headers: {Content-Encoding: gzip}\n",
             5,
-            14,
+            33,
             "remote_write[0].headers.Content-Encoding",
-            "remote write sets it",
+            "remote write or HTTP sets it",
+        ),
+        (
+            "  - url: http://127.0.0.1/\n    headers: {Transfer-Encoding: chunked}\n",
+            5,
+            34,
+            "remote_write[0].headers.Transfer-Encoding",
+            "sets it",
+        ),
+        (
+            "  - url: http://127.0.0.1/\n    headers: {X-Tenant: a, x-tenant: b}\n",
+            5,
+            38,
+            "remote_write[0].headers.x-tenant",
+            "case-insensitive",
         ),
         (
             "  - url: http://127.0.0.1/\n    headers: {Authorization: x}\n",
             5,
-            14,
+            30,
             "remote_write[0].headers.Authorization",
             "basic_auth or authorization",
         ),
@@ -241,5 +255,15 @@ fn a_changed_credential_file_changes_the_fingerprint() {
     assert_eq!(ok(&yaml).remote_write[0].fingerprint, first, "stable");
     std::fs::write(&token, "two").unwrap();
     assert_ne!(ok(&yaml).remote_write[0].fingerprint, first);
+    // An unpopulated Secret would send an empty token, refused at every send.
+    std::fs::write(&token, "\n").unwrap();
+    let errs = errors(&yaml);
+    assert!(
+        errs.iter().any(
+            |e| e.path == "remote_write[0].authorization.credentials_file"
+                && e.message.ends_with("is empty")
+        ),
+        "{errs:?}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
