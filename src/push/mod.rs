@@ -10,7 +10,7 @@ mod queue;
 mod remote;
 mod send;
 mod series;
-mod wire;
+pub mod wire;
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;

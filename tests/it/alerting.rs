@@ -20,7 +20,9 @@ use crate::prometheus::{
     query, read_shipped, rewrite, shipped, wait_ready, wait_until,
 };
 use crate::remote_write::Receiver;
-use crate::support::{self, TempDir, Vantage, closed_port, read_request_head, thread_peer};
+use crate::support::{
+    self, TempDir, Vantage, closed_port, read_request, read_request_head, thread_peer,
+};
 
 /// Runs a checking tool; returns whether it succeeded and everything it printed.
 fn check(program: &str, args: &[&str]) -> (bool, String) {
@@ -214,25 +216,9 @@ fn sink<T: Send + 'static>(session: fn(TcpStream, &Inbox<T>)) -> (SocketAddr, In
 /// Alertmanager's webhook receiver: files every notification's JSON.
 fn webhook_session(mut stream: TcpStream, inbox: &Inbox<Value>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let Some(head) = read_request_head(&mut stream) else {
+    let Some((_, body)) = read_request(&mut stream) else {
         return;
     };
-    let head = String::from_utf8_lossy(&head).to_string();
-    let (head, started) = head.split_once("\r\n\r\n").unwrap();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = started.as_bytes().to_vec();
-    let mut rest = vec![0; length.saturating_sub(body.len()).min(1 << 20)];
-    if stream.read_exact(&mut rest).is_err() {
-        return;
-    }
-    body.extend(rest);
     if let Ok(json) = serde_json::from_slice(&body) {
         inbox.lock().unwrap().push(json);
     }

@@ -4,23 +4,18 @@
 
 use std::time::{Duration, Instant};
 
-use crate::remote_write::{Receiver, config, metric};
+use crate::remote_write::{Receiver, config, gaps, metric, pushing};
 use crate::support::{TempDir, Vantage, wait_for};
 
 #[test]
 fn a_long_answer_body_does_not_turn_a_success_into_a_retry() {
     // 100 KB of body after a 200, as a proxy's page might be: the status decides.
     let receiver = Receiver::start(|_| Some((200, "X-Body-Bytes: 100000\r\n")));
-    let dir = TempDir::new("push-long-body");
-    let path = config(
-        &dir,
-        1,
-        &format!(
-            "remote_write:\n  - url: {}\n    self_metrics_interval: 0s\n    queue: {{batch_send_deadline: 200ms, min_backoff: 30ms}}\n",
-            receiver.url()
-        ),
+    let (vantage, _dir) = pushing(
+        &receiver,
+        "push-long-body",
+        "batch_send_deadline: 200ms, min_backoff: 30ms",
     );
-    let vantage = Vantage::start(&path, &[]);
     wait_for(Duration::from_secs(15), "three batches accepted", || {
         metric(&vantage, "vantage_remote_write_samples_total") > 0.0
             && receiver.received().len() >= 3
@@ -46,24 +41,16 @@ fn a_retry_after_of_0_waits_the_backoff() {
             (204, "")
         })
     });
-    let dir = TempDir::new("push-retry-after-0");
-    let path = config(
-        &dir,
-        1,
-        &format!(
-            "remote_write:\n  - url: {}\n    self_metrics_interval: 0s\n    queue: {{batch_send_deadline: 200ms, min_backoff: 300ms, max_backoff: 5s}}\n",
-            receiver.url()
-        ),
+    let (_vantage, _dir) = pushing(
+        &receiver,
+        "push-retry-after-0",
+        "batch_send_deadline: 200ms, min_backoff: 300ms, max_backoff: 5s",
     );
-    let _vantage = Vantage::start(&path, &[]);
     wait_for(Duration::from_secs(15), "three 429s and a success", || {
         receiver.received().len() >= 4
     });
     let received = receiver.received();
-    let gaps: Vec<Duration> = received[..4]
-        .windows(2)
-        .map(|w| w[1].at - w[0].at)
-        .collect();
+    let gaps = gaps(&received[..4]);
     for (gap, floor) in gaps.iter().zip([300, 600, 1200]) {
         assert!(
             *gap >= Duration::from_millis(floor - 20),

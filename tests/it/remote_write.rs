@@ -5,45 +5,16 @@
 //! push into a real Prometheus is `fleet`'s.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message;
+use vantage::push::wire::WriteRequest;
 
 use crate::pki::{Ca, Issued, Leaf, Pki};
-use crate::support::{TempDir, Vantage, http_get, quiet_peer, read_request_head, wait_for};
-
-#[derive(Clone, PartialEq, Message)]
-pub struct WriteRequest {
-    #[prost(message, repeated, tag = "1")]
-    pub timeseries: Vec<TimeSeries>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct TimeSeries {
-    #[prost(message, repeated, tag = "1")]
-    pub labels: Vec<Label>,
-    #[prost(message, repeated, tag = "2")]
-    pub samples: Vec<Sample>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct Label {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub value: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct Sample {
-    #[prost(double, tag = "1")]
-    pub value: f64,
-    #[prost(int64, tag = "2")]
-    pub timestamp: i64,
-}
+use crate::support::{TempDir, Vantage, http_get, quiet_peer, read_request, wait_for};
 
 /// One request as the receiver got it.
 #[derive(Clone, Debug)]
@@ -124,27 +95,9 @@ impl Receiver {
 
 fn serve(mut stream: TcpStream, script: Script, log: &Mutex<Vec<Received>>) {
     loop {
-        let Some(head) = read_request_head(&mut stream) else {
+        let Some((text, body)) = read_request(&mut stream) else {
             return;
         };
-        let split = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let text = String::from_utf8_lossy(&head[..split]).to_string();
-        let length: usize = text
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        let mut body = head[split..].to_vec();
-        while body.len() < length {
-            let mut buf = [0u8; 8192];
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => body.extend_from_slice(&buf[..n]),
-            }
-        }
         let n = {
             let mut log = log.lock().unwrap();
             log.push(Received {
@@ -191,6 +144,27 @@ pub fn config(dir: &TempDir, targets: usize, remote: &str) -> std::path::PathBuf
     }
     yaml.push_str(remote);
     dir.write("exporter.yml", &yaml)
+}
+
+/// A vantage probing one target every second and pushing to `receiver` (its own metrics
+/// off), with `queue` as the entry's queue settings (`key: value, ...`). The folder of its
+/// config goes with it, after it.
+pub fn pushing(receiver: &Receiver, tag: &str, queue: &str) -> (Vantage, TempDir) {
+    let dir = TempDir::new(tag);
+    let path = config(
+        &dir,
+        1,
+        &format!(
+            "remote_write:\n  - url: {}\n    self_metrics_interval: 0s\n    queue: {{{queue}}}\n",
+            receiver.url()
+        ),
+    );
+    (Vantage::start(&path, &[]), dir)
+}
+
+/// The time between each request and the next.
+pub fn gaps(received: &[Received]) -> Vec<Duration> {
+    received.windows(2).map(|w| w[1].at - w[0].at).collect()
 }
 
 /// The value of the first series of `family` in a classic scrape of `vantage`, 0 if none.
@@ -298,16 +272,11 @@ fn a_429_with_retry_after_is_honoured_and_the_batch_is_sent_again() {
             (200, "")
         })
     });
-    let dir = TempDir::new("rw-429");
-    let path = config(
-        &dir,
-        1,
-        &format!(
-            "remote_write:\n  - url: {}\n    self_metrics_interval: 0s\n    queue: {{batch_send_deadline: 200ms, min_backoff: 30ms, max_backoff: 100ms}}\n",
-            receiver.url()
-        ),
+    let (vantage, _dir) = pushing(
+        &receiver,
+        "rw-429",
+        "batch_send_deadline: 200ms, min_backoff: 30ms, max_backoff: 100ms",
     );
-    let vantage = Vantage::start(&path, &[]);
     wait_for(Duration::from_secs(20), "the retry accepted", || {
         receiver.received().len() >= 2
     });
@@ -330,16 +299,11 @@ fn a_429_with_retry_after_is_honoured_and_the_batch_is_sent_again() {
 #[test]
 fn server_errors_are_retried_with_a_growing_backoff() {
     let receiver = Receiver::start(|n| Some(if n < 3 { (503, "") } else { (200, "") }));
-    let dir = TempDir::new("rw-503");
-    let path = config(
-        &dir,
-        1,
-        &format!(
-            "remote_write:\n  - url: {}\n    self_metrics_interval: 0s\n    queue: {{batch_send_deadline: 200ms, min_backoff: 200ms, max_backoff: 5s}}\n",
-            receiver.url()
-        ),
+    let (_vantage, _dir) = pushing(
+        &receiver,
+        "rw-503",
+        "batch_send_deadline: 200ms, min_backoff: 200ms, max_backoff: 5s",
     );
-    let _vantage = Vantage::start(&path, &[]);
     wait_for(
         Duration::from_secs(20),
         "three refusals and a success",
@@ -350,10 +314,7 @@ fn server_errors_are_retried_with_a_growing_backoff() {
         received[1..4].iter().all(|r| r.body == received[0].body),
         "one batch, sent until accepted"
     );
-    let gaps: Vec<Duration> = received[..4]
-        .windows(2)
-        .map(|w| w[1].at - w[0].at)
-        .collect();
+    let gaps = gaps(&received[..4]);
     for (gap, floor) in gaps.iter().zip([200, 400, 800]) {
         assert!(
             *gap >= Duration::from_millis(floor - 20),
@@ -365,16 +326,11 @@ fn server_errors_are_retried_with_a_growing_backoff() {
 #[test]
 fn a_refusal_is_not_retried_and_the_log_has_the_receivers_answer() {
     let receiver = Receiver::start(|_| Some((400, "")));
-    let dir = TempDir::new("rw-400");
-    let path = config(
-        &dir,
-        1,
-        &format!(
-            "remote_write:\n  - url: {}\n    self_metrics_interval: 0s\n    queue: {{batch_send_deadline: 200ms, min_backoff: 30ms}}\n",
-            receiver.url()
-        ),
+    let (vantage, _dir) = pushing(
+        &receiver,
+        "rw-400",
+        "batch_send_deadline: 200ms, min_backoff: 30ms",
     );
-    let vantage = Vantage::start(&path, &[]);
     wait_for(Duration::from_secs(20), "three batches refused", || {
         receiver.received().len() >= 3
     });

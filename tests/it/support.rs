@@ -506,6 +506,32 @@ pub fn read_request_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     Some(head)
 }
 
+/// Reads an HTTP request from a blocking stream: its head (through the blank line) as text,
+/// and its body of `Content-Length` bytes (at most 16 MiB); `None` if the client closes or
+/// fails first.
+pub fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let head = read_request_head(stream)?;
+    let split = head.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = String::from_utf8_lossy(&head[..split]).to_string();
+    let length: usize = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = head[split..].to_vec();
+    let mut buf = [0u8; 8192];
+    while body.len() < length.min(16 << 20) {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some((text, body))
+}
+
 /// Starts vantage on `config`, waits until `family` has a series for `targets` targets, and
 /// returns that scrape (classic text format). Blocking: call it from `spawn_blocking`.
 pub fn scrape_when_ready(config: &Path, family: &str, targets: usize) -> String {
