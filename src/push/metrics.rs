@@ -22,7 +22,7 @@ fn seconds(ms: &AtomicU64) -> f64 {
     ms.load(Ordering::Relaxed) as f64 / 1000.0
 }
 
-const FAMILIES: [(&str, &str, MetricType, Read); 8] = [
+const FAMILIES: [(&str, &str, MetricType, Read); 9] = [
     (
         "vantage_remote_write_samples_in",
         "Samples queued for the receiver: runs' series, staleness markers and vantage's own metrics",
@@ -71,41 +71,39 @@ const FAMILIES: [(&str, &str, MetricType, Read); 8] = [
         MetricType::Gauge,
         |r| seconds(&r.stats.last_send_ms),
     ),
+    (
+        "vantage_remote_write_highest_sent_timestamp_seconds",
+        "The newest sample time the receiver accepted, as a Unix timestamp: how far behind the push is",
+        MetricType::Gauge,
+        |r| seconds(&r.stats.highest_sent_ms),
+    ),
 ];
 
 /// Every family, a series for each of `remotes`; nothing while there are none.
 pub fn encode(mut encoder: DescriptorEncoder, remotes: &[Arc<Remote>]) -> fmt::Result {
-    {
-        if remotes.is_empty() {
-            return Ok(());
-        }
-        let labels: Vec<[(&str, String); 2]> = remotes
-            .iter()
-            .map(|r| {
-                let s = r.settings();
-                [
-                    ("remote_name", s.name.clone()),
-                    ("url", s.shown_url.clone()),
-                ]
-            })
-            .collect();
-        let families = FAMILIES.iter().copied().chain([(
-            "vantage_remote_write_highest_sent_timestamp_seconds",
-            "The newest sample time the receiver accepted, as a Unix timestamp: how far behind the push is",
-            MetricType::Gauge,
-            (|r: &Remote| seconds(&r.stats.highest_sent_ms)) as Read,
-        )]);
-        for (name, help, kind, read) in families {
-            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
-            for (remote, labels) in remotes.iter().zip(&labels) {
-                let value = read(remote);
-                let series = family.encode_family(labels)?;
-                match kind {
-                    MetricType::Counter => ConstCounter::new(value as u64).encode(series)?,
-                    _ => ConstGauge::new(value).encode(series)?,
-                }
+    if remotes.is_empty() {
+        return Ok(());
+    }
+    let labels: Vec<[(&str, String); 2]> = remotes
+        .iter()
+        .map(|r| {
+            let s = r.settings();
+            [
+                ("remote_name", s.name.clone()),
+                ("url", s.shown_url.clone()),
+            ]
+        })
+        .collect();
+    for (name, help, kind, read) in FAMILIES {
+        let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+        for (remote, labels) in remotes.iter().zip(&labels) {
+            let value = read(remote);
+            let series = family.encode_family(labels)?;
+            match kind {
+                MetricType::Counter => ConstCounter::new(value as u64).encode(series)?,
+                _ => ConstGauge::new(value).encode(series)?,
             }
         }
-        Ok(())
     }
+    Ok(())
 }

@@ -27,7 +27,7 @@ use crate::store::{Entry, Observer};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use queue::Stats;
-use remote::{Remote, lock, unix_ms};
+use remote::{Remote, lock, timestamp_ms};
 
 /// The source name of vantage's own series among a receiver's [`LastSent`]: no target can
 /// have it, since target names have no control characters.
@@ -87,7 +87,7 @@ impl Push {
                     running.own = self.start_own(remote);
                     if running.own.is_none() {
                         // Its own metrics are no longer pushed: the receiver drops them now.
-                        let now = i64::try_from(unix_ms(SystemTime::now())).unwrap_or(i64::MAX);
+                        let now = timestamp_ms(SystemTime::now());
                         remote.enqueue(lock(&remote.last).forget(SELF, now));
                     }
                     info!(remote = %settings.name, url = %settings.shown_url, "remote_write receiver's settings changed");
@@ -210,7 +210,7 @@ impl Observer for Push {
             .filter(|n| !fresh.contains(n))
             .chain([SELF])
             .collect();
-        let now = i64::try_from(unix_ms(SystemTime::now())).unwrap_or(i64::MAX);
+        let now = timestamp_ms(SystemTime::now());
         for remote in self.remotes() {
             let markers = lock(&remote.last).retain(&keep, now);
             remote.enqueue(markers);

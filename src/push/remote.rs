@@ -88,7 +88,7 @@ impl Remote {
             ("job", settings.job.as_str()),
             ("instance", settings.instance.as_str()),
         ];
-        let at_ms = i64::try_from(unix_ms(at)).unwrap_or(i64::MAX);
+        let at_ms = timestamp_ms(at);
         let samples = lock(&self.last).samples(source, parsed, &extra, at_ms);
         self.enqueue(samples);
     }
@@ -140,4 +140,9 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(super) fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `at` as a sample's timestamp: Unix milliseconds.
+pub(super) fn timestamp_ms(at: SystemTime) -> i64 {
+    i64::try_from(unix_ms(at)).unwrap_or(i64::MAX)
 }

@@ -211,22 +211,13 @@ impl Counts {
         vantage: &Vantage,
         limit: Duration,
         what: &str,
-        mut ready: impl FnMut(&Counts) -> bool,
+        ready: impl FnMut(&Counts) -> bool,
     ) -> Counts {
-        let last = Cell::new(None);
-        wait_until(
-            limit,
-            what,
-            || {
-                let (Some(a), Some(b)) = (Counts::read(vantage), Counts::read(vantage)) else {
-                    return false;
-                };
-                last.set(Some(b));
-                a == b && ready(&b)
-            },
-            || format!("last counts: {:?}\nvantage:\n{}", last.get(), vantage.log()),
-        );
-        last.get().unwrap()
+        let agreeing = || {
+            let (a, b) = (Counts::read(vantage)?, Counts::read(vantage)?);
+            (a == b).then_some(b)
+        };
+        Counts::poll(vantage, limit, what, agreeing, ready)
     }
 
     /// Waits (at most `limit`) until a scrape's counts satisfy `done`, and returns them.
@@ -234,6 +225,17 @@ impl Counts {
         vantage: &Vantage,
         limit: Duration,
         what: &str,
+        done: impl FnMut(&Counts) -> bool,
+    ) -> Counts {
+        Counts::poll(vantage, limit, what, || Counts::read(vantage), done)
+    }
+
+    /// Reads counts with `read` until they satisfy `done` (at most `limit`), and returns them.
+    fn poll(
+        vantage: &Vantage,
+        limit: Duration,
+        what: &str,
+        read: impl Fn() -> Option<Counts>,
         mut done: impl FnMut(&Counts) -> bool,
     ) -> Counts {
         let last = Cell::new(None);
@@ -241,8 +243,11 @@ impl Counts {
             limit,
             what,
             || {
-                last.set(Counts::read(vantage));
-                last.get().as_ref().is_some_and(&mut done)
+                let counts = read();
+                if counts.is_some() {
+                    last.set(counts);
+                }
+                counts.as_ref().is_some_and(&mut done)
             },
             || format!("last counts: {:?}\nvantage:\n{}", last.get(), vantage.log()),
         );

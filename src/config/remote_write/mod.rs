@@ -14,6 +14,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Scheme, Uri};
 use serde_saphyr::Location;
 
+use crate::build::limits::{MAX_LABEL_VALUE_CHARS, text_problem};
 use crate::build::{Context, S, hash_serialized};
 use crate::duration::{self, ConfigDuration};
 use crate::net::Host;
@@ -281,8 +282,8 @@ fn parse_url(cx: &mut Context, raw: &S<String>, path: &str) -> Option<ParsedUrl>
 
 /// A label value (`name`, `job`, `instance`): a short single line of text.
 fn label_value(cx: &mut Context, raw: &S<String>, key: &str) -> Option<String> {
-    if let Some(problem) = crate::build::limits::text_problem(&raw.value, 256) {
-        cx.error(&raw.referenced, key, problem);
+    if let Some(problem) = text_problem(&raw.value, MAX_LABEL_VALUE_CHARS) {
+        cx.error(&raw.referenced, key, format!("the value {problem}"));
         return None;
     }
     if raw.value.is_empty() {
