@@ -19,8 +19,18 @@ pub struct Dnsmasq {
 
 impl Dnsmasq {
     /// Serves the `vantage.test` zone from its command line, answering NXDOMAIN for other
-    /// names under `test`. `extra` adds options.
+    /// names under `test`. `extra` adds options. A dnsmasq that exits before it listens (its
+    /// port taken by a concurrent test in between) is started again on another port.
     pub fn start(extra: &[&str]) -> Dnsmasq {
+        for _ in 0..3 {
+            if let Some(server) = Self::try_start(extra) {
+                return server;
+            }
+        }
+        panic!("dnsmasq exited before listening, three times on three ports");
+    }
+
+    fn try_start(extra: &[&str]) -> Option<Dnsmasq> {
         let port = closed_port();
         let dir = TempDir::new("dnsmasq");
         let child = Command::new("dnsmasq")
@@ -47,15 +57,17 @@ impl Dnsmasq {
             .stderr(Stdio::null())
             .spawn()
             .expect("dnsmasq runs");
-        let server = Dnsmasq {
+        let mut server = Dnsmasq {
             child,
             port,
             _dir: dir,
         };
+        let mut exited = false;
         wait_for(Duration::from_secs(10), "dnsmasq to listen", || {
-            crate::support::socket_states(port).contains("LISTEN")
+            exited = matches!(server.child.try_wait(), Ok(Some(_)));
+            exited || crate::support::socket_states(port).contains("LISTEN")
         });
-        server
+        (!exited).then_some(server)
     }
 
     pub fn server(&self) -> String {

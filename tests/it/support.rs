@@ -58,10 +58,28 @@ pub fn thread_peer(serve: fn(TcpStream)) -> u16 {
     port
 }
 
-/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+/// A port on 127.0.0.1 that nothing listens on, free for TCP and UDP when chosen. It is drawn
+/// from just below the kernel's ephemeral range: a port the kernel hands out (`bind(0)`) could
+/// be given again to a concurrent test's client socket (a DNS probe's UDP source port, say)
+/// before a server started on it had bound, which made dnsmasq fail to start in CI.
 pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    use std::hash::{BuildHasher, RandomState};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = ephemeral_low.saturating_sub(12_000).max(10_000);
+    let span = u64::from(ephemeral_low.saturating_sub(low).max(1));
+    let seed = RandomState::new();
+    for attempt in 0u64..1000 {
+        let port = low + (seed.hash_one(attempt) % span) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{ephemeral_low} after 1000 tries");
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
