@@ -31,7 +31,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// The settings a target inherits: built-in values, overridden by `defaults`, then by the target.
 #[derive(Debug, Clone, Copy)]
-struct Schedule {
+pub(super) struct Schedule {
     interval: Setting<Duration>,
     timeout: Setting<Duration>,
     retries: Setting<u32>,
@@ -142,6 +142,7 @@ impl Builder<'_> {
             },
         };
 
+        let (modules, broken) = self.modules(raw, &defaults, &location);
         let inherited = inherited_digest(raw, &location);
         let mut first_use: HashMap<&str, Location> = HashMap::new();
         let mut targets = Vec::new();
@@ -169,15 +170,21 @@ impl Builder<'_> {
             }
             let runs_here = self.runs_here(&t.value, &path, &location);
             self.cx.start_target();
+            let Some((entry, kind)) =
+                self.with_module(&t.value, raw, &broken, &path, &t.referenced)
+            else {
+                continue;
+            };
             if let Some(mut target) = self.target(
-                &t.value,
+                &entry,
+                kind,
                 &t.referenced,
                 &path,
                 &defaults,
                 &global_labels,
                 &location,
             ) {
-                target.fingerprint = self.fingerprint(inherited, &t.value);
+                target.fingerprint = self.fingerprint(inherited, &entry);
                 if options.every_location {
                     targets.push(Arc::new(target));
                 } else if !runs_here {
@@ -207,6 +214,7 @@ impl Builder<'_> {
                 },
                 other_shards,
                 remote_write,
+                modules,
             })
         } else {
             Err(ConfigErrors(self.cx.take_errors()))
@@ -343,9 +351,11 @@ impl Builder<'_> {
         }
     }
 
-    fn target(
+    #[allow(clippy::too_many_arguments)] // a target and what it inherits, each from elsewhere
+    pub(super) fn target(
         &mut self,
         t: &RawTarget,
+        kind: Kind,
         at: &Location,
         path: &str,
         defaults: &Schedule,
@@ -376,12 +386,11 @@ impl Builder<'_> {
                 .get(..8)
                 .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
         });
-        let tls_on = tls_table_on || (t.kind.value == Kind::Http && https);
+        let tls_on = tls_table_on || (kind == Kind::Http && https);
         let assertions = assertions(&mut self.cx, t.assertions.as_ref(), path, tls_on);
-        let kind = t.kind.value;
-        let foreign_ok = self.foreign_keys(t, path);
+        let foreign_ok = self.foreign_keys(t, kind, path);
         let resolver = if kind.resolves_host() {
-            self.resolver(t, path)
+            self.resolver(t, kind, path)
         } else {
             Some(None)
         };
@@ -424,7 +433,7 @@ impl Builder<'_> {
 
     /// `dns.server` (and `dns.transport`) on a tcp or http target: the resolver of its host.
     /// `Some(None)` without one, `None` after reporting errors.
-    fn resolver(&mut self, t: &RawTarget, path: &str) -> Option<Option<dns::Server>> {
+    fn resolver(&mut self, t: &RawTarget, kind: Kind, path: &str) -> Option<Option<dns::Server>> {
         let Some(raw) = &t.dns else {
             return Some(None);
         };
@@ -454,7 +463,7 @@ impl Builder<'_> {
                     format!("{path}.dns.{key}"),
                     format!(
                         "`{key}` applies to dns targets; on {} targets `dns` picks the resolver (`server`, `transport`)",
-                        t.kind.value.as_str()
+                        kind.as_str()
                     ),
                 );
                 ok = false;
@@ -487,11 +496,12 @@ impl Builder<'_> {
     /// Keys that belong to other target types, each an error where it is written. Returns
     /// whether there were none. Which type takes which key is the registry's
     /// ([`Kind::accepts`]).
-    fn foreign_keys(&mut self, t: &RawTarget, path: &str) -> bool {
+    fn foreign_keys(&mut self, t: &RawTarget, kind: Kind, path: &str) -> bool {
         // Without `..`: a key added to targets does not compile until it is placed here.
         let RawTarget {
             name: _,
-            kind,
+            kind: _,
+            module: _,
             host,
             port,
             url,
@@ -511,7 +521,6 @@ impl Builder<'_> {
             dns: _,
             assertions: _,
         } = t;
-        let kind = kind.value;
         let keys = [
             (
                 "host",

@@ -12,9 +12,11 @@
 //! re-exports, so that the files form no cycle.
 
 mod adhoc;
+pub mod allow;
 mod assertions;
 mod builder;
 mod load;
+mod modules;
 mod names;
 mod raw;
 pub mod remote_write;
@@ -24,7 +26,7 @@ mod target;
 pub use crate::build::error::{ConfigError, ConfigErrors};
 pub use builder::DEFAULT_MAX_CONCURRENT_PROBES;
 pub use load::{Inputs, load, parse, parse_reading, parse_with_inputs, read};
-pub use target::{Config, LoadOptions, Target};
+pub use target::{Config, LoadOptions, Module, Target};
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,11 @@
 //! plain field with optional per-type tables, not an internally tagged enum, because tagged
 //! enums lose the locations.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use super::allow::RawAllow;
 
 use super::names::RawLabels;
 use super::remote_write::raw::RawRemoteWrite;
@@ -28,6 +32,9 @@ pub struct RawConfig {
     pub location: Option<S<String>>,
     pub labels: Option<RawLabels>,
     pub defaults: Option<S<RawDefaults>>,
+    /// Named probe settings that targets reference with `module:`, and that `/probe` runs.
+    #[serde(default)]
+    pub modules: BTreeMap<String, S<RawModule>>,
     pub max_concurrent_probes: Option<S<i64>>,
     #[serde(default)]
     pub targets: Vec<S<RawTarget>>,
@@ -49,12 +56,14 @@ pub struct RawDefaults {
     pub addresses: Option<S<Addresses>>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
     pub name: S<String>,
+    /// Required unless a `module` gives it.
     #[serde(rename = "type")]
-    pub kind: S<Kind>,
+    pub kind: Option<S<Kind>>,
+    pub module: Option<S<String>>,
     pub host: Option<S<String>>,
     pub port: Option<S<i64>>,
     pub url: Option<S<String>>,
@@ -73,6 +82,31 @@ pub struct RawTarget {
     pub icmp: Option<Box<S<RawIcmp>>>,
     pub dns: Option<Box<S<RawDns>>>,
     pub assertions: Option<S<Vec<RawAssertion>>>,
+}
+
+/// A module: what a target of its type says about how to probe, without where. `host` is for
+/// dns modules only (the name asked), since `/probe`'s target is then the server.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModule {
+    #[serde(rename = "type")]
+    pub kind: S<Kind>,
+    pub host: Option<S<String>>,
+    pub interval: Option<S<ConfigDuration>>,
+    pub timeout: Option<S<ConfigDuration>>,
+    pub retries: Option<S<i64>>,
+    pub retry_delay: Option<S<ConfigDuration>>,
+    pub interval_on_failure: Option<S<ConfigDuration>>,
+    pub ip_version: Option<S<IpVersion>>,
+    pub addresses: Option<S<Addresses>>,
+    pub tcp: Option<Box<S<RawTcp>>>,
+    pub tls: Option<Box<S<RawTls>>>,
+    pub http: Option<Box<S<RawHttp>>>,
+    pub icmp: Option<Box<S<RawIcmp>>>,
+    pub dns: Option<Box<S<RawDns>>>,
+    pub assertions: Option<S<Vec<RawAssertion>>>,
+    /// Who `/probe` may reach with this module; without it, `/probe` refuses the module.
+    pub allow: Option<S<RawAllow>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -95,7 +129,7 @@ impl AssertionKind {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAssertion {
     #[serde(rename = "type")]

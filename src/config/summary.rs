@@ -83,6 +83,26 @@ impl Config {
                     .unwrap_or_default()
             );
         }
+        for m in self.modules.values() {
+            let t = &m.template;
+            let _ = writeln!(
+                out,
+                "module {} ({}{}) timeout {}, {}",
+                m.name,
+                t.probe.kind(),
+                if m.asks_name {
+                    format!(" {}", t.probe.target())
+                } else {
+                    String::new()
+                },
+                duration::format(t.policy.timeout),
+                if m.allow.is_some() {
+                    "/probe may use it within its allow list"
+                } else {
+                    "not on /probe (no allow list)"
+                }
+            );
+        }
         if !self.elsewhere.is_empty() {
             let _ = writeln!(
                 out,

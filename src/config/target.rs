@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::allow::Allow;
 use super::remote_write::RemoteWrite;
 use crate::probe::{Assertion, Probe, Reason, ReasonSet, RunPolicy};
 use crate::shard::Shard;
@@ -24,6 +25,20 @@ pub struct Config {
     pub other_shards: usize,
     /// The receivers this instance pushes its series to.
     pub remote_write: Vec<RemoteWrite>,
+    /// The config's modules, built, for `/probe`.
+    pub modules: BTreeMap<String, Arc<Module>>,
+}
+
+/// A module built on its own: a target at a stand-in address that `/probe` points at the
+/// target its caller gives (see [`crate::probe::Probe::retarget`]).
+#[derive(Debug)]
+pub struct Module {
+    pub name: String,
+    pub template: Target,
+    /// A dns module that names the host it asks about: `/probe`'s target is then the server.
+    pub asks_name: bool,
+    /// Whom `/probe` may reach with it; `None`: `/probe` refuses the module.
+    pub allow: Option<Allow>,
 }
 
 /// One configured check.

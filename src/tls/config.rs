@@ -13,7 +13,7 @@ use crate::build::{Context, S};
 use crate::duration::ConfigDuration;
 use crate::net::Host;
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub enabled: Option<bool>,

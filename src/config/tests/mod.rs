@@ -4,6 +4,7 @@
 
 mod fingerprints;
 mod mistakes;
+mod modules;
 mod remote_write;
 mod schedule;
 mod types;

@@ -28,7 +28,7 @@ pub enum RawRecordType {
     Caa,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDns {
     /// `host:port` of the server to ask; on tcp and http targets, the resolver to use.

@@ -34,20 +34,20 @@ const OWN_HEADERS: [&str; 6] = [
 ];
 
 /// A header value given inline, or read from a file (for tokens that must not sit in the config).
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum RawHeaderValue {
     Value(String),
     File(RawFileRef),
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFileRef {
     pub file: String,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub method: Option<S<String>>,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::IcmpProbe;
 use crate::build::{Common, Context, S};
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIcmp {
     pub count: Option<S<i64>>,

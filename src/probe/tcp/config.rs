@@ -12,7 +12,7 @@ use crate::build::{Common, Context, S, describe, in_target, regex_message};
 use crate::duration::{self, ConfigDuration};
 use crate::tls::config::RawTls;
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTcp {
     pub send: Option<S<String>>,
@@ -21,7 +21,7 @@ pub struct RawTcp {
     pub steps: Option<S<Vec<S<RawStep>>>>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
     pub send: Option<S<String>>,
