@@ -50,6 +50,21 @@ pub struct Cli {
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
 
+    /// Serve GET /probe?module=M&target=T, blackbox_exporter's endpoint, for modules that have
+    /// an allow list
+    #[arg(long = "web.enable-probe")]
+    pub enable_probe: bool,
+
+    /// Taken from the scrape's X-Prometheus-Scrape-Timeout-Seconds to bound a /probe run, so
+    /// that the answer arrives before the scraper gives up
+    #[arg(
+        long = "probe.timeout-offset",
+        value_name = "DURATION",
+        value_parser = duration::parse,
+        default_value = "500ms"
+    )]
+    pub probe_timeout_offset: Duration,
+
     /// This instance's location label, overriding `location` in the config
     #[arg(
         long = "location",

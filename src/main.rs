@@ -13,13 +13,14 @@ use tracing::{error, info};
 
 use vantage::cli::{self, Cli, Command, ProbeArgs, ProbeType};
 use vantage::config::{self, LoadOptions, Target};
-use vantage::metrics::{Build, Metrics};
+use vantage::metrics::{self, Build, Metrics};
 use vantage::probe;
 use vantage::push::{Push, PushCollector};
 use vantage::reload::{self, ReloadStatus, Reloader, Request, Trigger};
 use vantage::report;
 use vantage::scheduler::Telemetry;
 use vantage::scheduler::{Limiter, Probes, Shared};
+use vantage::server::probe::{ProbeCollector, ProbeEndpoint};
 use vantage::shard::Shard;
 use vantage::store::Store;
 use vantage::{logging, server};
@@ -96,6 +97,20 @@ fn check_config(path: &Path, cli: &Cli) -> ExitCode {
     }
 }
 
+/// The collectors of what `/metrics` shows beside probes and the scheduler: the push's, and
+/// `/probe`'s when it is served.
+fn extra_collectors(
+    push: &Arc<Push>,
+    probe: Option<&Arc<ProbeEndpoint>>,
+) -> Vec<Box<dyn prometheus_client::collector::Collector>> {
+    let mut extra: Vec<Box<dyn prometheus_client::collector::Collector>> =
+        vec![Box::new(PushCollector(Arc::clone(push)))];
+    if let Some(probe) = probe {
+        extra.push(Box::new(ProbeCollector(Arc::clone(probe))));
+    }
+    extra
+}
+
 async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
     // Installed first, so a SIGTERM during start-up is not the default (abrupt) exit.
     let (mut sigterm, mut sigint, mut sighup) = match (
@@ -159,13 +174,18 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         started,
         shard: options.shard,
     };
+    let probe = cli.enable_probe.then(|| {
+        let endpoint = ProbeEndpoint::new(cli.probe_timeout_offset, metrics::render_probe);
+        endpoint.apply(&initial.config.modules);
+        Arc::new(endpoint)
+    });
     let push = Arc::new(Push::new());
     shared.store.observe(Arc::clone(&push) as _);
     let metrics = Arc::new(Metrics::new(
         &shared,
         Arc::clone(&status),
         build,
-        vec![Box::new(PushCollector(Arc::clone(&push)))],
+        extra_collectors(&push, probe.as_ref()),
     ));
     push.set_own_metrics(Arc::clone(&metrics));
     push.apply(&initial.config.remote_write);
@@ -177,6 +197,7 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         reloads: reloads.clone(),
         lifecycle: cli.enable_lifecycle,
         web,
+        probe: probe.clone(),
     });
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let server = listener.map(|listener| {
@@ -209,7 +230,12 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
     .await;
     reloader.on_apply({
         let push = Arc::clone(&push);
-        Box::new(move |config| push.apply(&config.remote_write))
+        Box::new(move |config| {
+            push.apply(&config.remote_write);
+            if let Some(probe) = &probe {
+                probe.apply(&config.modules);
+            }
+        })
     });
     state.ready.store(true, Ordering::Release);
     reloader.watch(reloads);

@@ -1,6 +1,7 @@
 //! A module's `allow` list: whom `/probe` may reach with it. `/probe` lets whoever can call it
 //! choose the target, so without a list a module is refused there, and with one a target must
-//! be a host the list names, or resolve only to addresses in its networks, on a port it lists.
+//! be a host the list names, or an address in its networks (a name: the address it resolves
+//! to, which the probe is then pinned to), on a port it lists.
 
 use std::net::IpAddr;
 
@@ -64,8 +65,8 @@ pub struct Allow {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     Allowed,
-    /// A name the list does not name: allowed if every address it resolves to is in a network
-    /// of the list (see [`Allow::allows_address`]).
+    /// A name the list does not name: allowed if the address it resolves to, where the probe
+    /// will then connect, is in a network of the list (see [`Allow::allows_address`]).
     IfAddressesAllowed,
     Refused(String),
 }

@@ -170,6 +170,28 @@ pub fn render_entry(entry: Entry) -> String {
     out
 }
 
+/// One `/probe` run's series, in `format`: the run as the target's families render it.
+pub fn render_probe(
+    run: &crate::probe::Run,
+    target: &crate::config::Target,
+    format: Format,
+) -> String {
+    let entry = Entry {
+        target: Arc::new(target.clone()),
+        last: Some(run.clone()),
+        successes: u64::from(run.failure().is_none()),
+        failures: u64::from(run.failure().is_some()),
+        consecutive_failures: u64::from(run.failure().is_some()),
+        failures_by_reason: run.failure().map(|f| (f.reason, 1)).into_iter().collect(),
+    };
+    let mut out = render_entry(entry);
+    text::encode_eof(&mut out).expect("encoding metrics into a String");
+    match format {
+        Format::OpenMetrics => out,
+        Format::Classic => classic::from_openmetrics(&out),
+    }
+}
+
 /// `vantage_build_info`, the config state, `vantage_targets` and the concurrency limit.
 #[derive(Debug)]
 struct SelfCollector {

@@ -3,6 +3,7 @@
 
 mod body;
 mod connections;
+pub mod probe;
 mod rate_limit;
 mod tls;
 pub mod web_config;
@@ -31,6 +32,7 @@ use tracing::{debug, info, warn};
 
 use self::body::Body;
 use self::connections::{Admitted, Connections, PushedOut};
+use self::probe::ProbeEndpoint;
 use self::web_config::{Verdict, WebConfig};
 use crate::metrics::{Format, Metrics};
 use crate::reload::{Reloaded, Request, Trigger};
@@ -81,6 +83,8 @@ pub struct State {
     pub lifecycle: bool,
     /// `--web.config.file`: users and headers for every endpoint.
     pub web: Option<WebConfig>,
+    /// `/probe`, with `--web.enable-probe`.
+    pub probe: Option<Arc<ProbeEndpoint>>,
 }
 
 /// Binds the listen address. `:PORT` means every interface, IPv4 and IPv6, as in Prometheus.
@@ -302,7 +306,7 @@ async fn handle(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response<
     let path = req.uri().path();
     if !matches!(
         path,
-        "/metrics" | "/-/healthy" | "/-/ready" | "/-/reload" | "/"
+        "/metrics" | "/probe" | "/-/healthy" | "/-/ready" | "/-/reload" | "/"
     ) {
         return text(StatusCode::NOT_FOUND, "not found; try /metrics\n");
     }
@@ -330,6 +334,20 @@ async fn handle(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response<
                 s.metrics.render(format)
             })
             .await
+        }
+        "/probe" => {
+            let Some(endpoint) = &state.probe else {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "/probe is not enabled: start vantage with --web.enable-probe\n",
+                );
+            };
+            let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+            let query = req.uri().query().unwrap_or_default();
+            let (status, content_type, body) = endpoint
+                .answer(query, req.headers(), Format::negotiate(accept))
+                .await;
+            respond(status, content_type, body)
         }
         "/-/healthy" => text(StatusCode::OK, "vantage is healthy.\n"),
         "/-/ready" if state.ready.load(Ordering::Acquire) => {

@@ -22,6 +22,7 @@ mod kubernetes;
 mod named_files;
 mod netns;
 mod pki;
+mod probe_endpoint;
 mod prometheus;
 mod push_edges;
 mod push_lifecycle;

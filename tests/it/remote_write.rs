@@ -387,9 +387,12 @@ fn a_receiver_that_never_answers_does_not_slow_probing() {
         count_a >= count_b * 0.9,
         "runs started: {count_a} pushing vs {count_b} not"
     );
+    // Waiting on the receiver would delay runs by its 2 s timeout; the pushing instance's own
+    // rendering competes for the same two cores as everything else on this machine, which in
+    // CI has cost tens of milliseconds of delay (18 ms against 5 ms once), never more.
     let (mean_a, mean_b) = (sum_a / count_a, sum_b / count_b);
     assert!(
-        mean_a <= mean_b * 2.0 + 0.005,
+        mean_a <= mean_b * 2.0 + 0.05,
         "mean schedule delay {mean_a:.4}s pushing vs {mean_b:.4}s not"
     );
 }

@@ -53,7 +53,13 @@ fn basic_auth_from_a_node_exporter_web_config_guards_every_endpoint() {
     let config = one_target_config(&dir);
     let headers = "http_server_config:\n  http2: true\n  headers:\n    X-Frame-Options: deny\n";
     let web = dir.write("web.yml", headers);
-    let vantage = Vantage::start(&config, &[&format!("--web.config.file={}", web.display())]);
+    let vantage = Vantage::start(
+        &config,
+        &[
+            &format!("--web.config.file={}", web.display()),
+            "--web.enable-probe",
+        ],
+    );
     let open = http_get(vantage.addr, "/metrics", None).unwrap();
     assert_eq!(open.status, 200, "no users: no authentication");
     assert_eq!(open.header("x-frame-options"), Some("deny"));
@@ -70,7 +76,7 @@ fn basic_auth_from_a_node_exporter_web_config_guards_every_endpoint() {
     wait_for(Duration::from_secs(5), "the users to apply", || {
         http_get(vantage.addr, "/metrics", None).is_some_and(|r| r.status == 401)
     });
-    for path in ["/metrics", "/-/healthy", "/"] {
+    for path in ["/metrics", "/-/healthy", "/", "/probe?target=127.0.0.1"] {
         let refused = http_get(vantage.addr, path, None).unwrap();
         assert_eq!(refused.status, 401, "{path}");
         assert_eq!(
