@@ -1,0 +1,343 @@
+//! blackbox_exporter's `modules` as vantage modules: the keys every module has (`prober`,
+//! `timeout`), the ones several probers share (the IP protocol, `tls_config`), and icmp's;
+//! the http, tcp and dns tables have files of their own.
+
+use std::time::Duration;
+
+use super::emit::{Map, Out};
+use super::findings::Findings;
+use super::node::{self, Node, Table, line};
+use super::{dns, http, tcp};
+use crate::build::S;
+use crate::duration;
+
+/// A blackbox prober that vantage has a type for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prober {
+    Http,
+    Tcp,
+    Icmp,
+    Dns,
+}
+
+impl Prober {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prober::Http => "http",
+            Prober::Tcp => "tcp",
+            Prober::Icmp => "icmp",
+            Prober::Dns => "dns",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Prober> {
+        [Prober::Http, Prober::Tcp, Prober::Icmp, Prober::Dns]
+            .into_iter()
+            .find(|p| p.as_str() == text)
+    }
+}
+
+/// One blackbox module, converted.
+#[derive(Debug)]
+pub struct Module {
+    pub name: String,
+    pub prober: Prober,
+    /// The module as vantage's `modules` table writes it.
+    pub out: Map,
+    /// A dns module's `dns` table, which each of its targets carries with the server added:
+    /// blackbox's target is the server, and a target may not add to a table its module sets.
+    pub dns: Option<Map>,
+    /// The module's own timeout, which a scrape's timeout may shorten.
+    pub timeout: Option<Duration>,
+}
+
+/// Keys of a module that vantage has nothing for, and why.
+const MODULE_KEYS: [(&str, &str); 0] = [];
+
+/// Probers blackbox has and vantage does not.
+const OTHER_PROBERS: [(&str, &str); 3] = [
+    ("grpc", "vantage has no gRPC health check"),
+    ("unix", "vantage probes no Unix sockets"),
+    ("websocket", "vantage has no WebSocket probe"),
+];
+
+/// Every module of a blackbox.yml, converted as far as vantage allows; `Err` when the file
+/// is not a blackbox config at all.
+pub fn modules(doc: &S<Node>, findings: &mut Findings) -> Result<Vec<Module>, String> {
+    let Node::Map(_) = &doc.value else {
+        return Err(
+            "it is not a blackbox_exporter config: expected a mapping with `modules`".into(),
+        );
+    };
+    let mut top = Table::of(doc, "", findings).ok_or("not a mapping")?;
+    let Some(modules) = top.take("modules") else {
+        return Err("it is not a blackbox_exporter config: it has no `modules`".into());
+    };
+    top.path = String::new();
+    for (key, _, at) in top.rest() {
+        findings.skip(at, key, "not a key of blackbox.yml that vantage knows");
+    }
+    let Node::Map(entries) = &modules.value else {
+        return Err(format!(
+            "line {}: `modules` must be a mapping of module names to modules",
+            line(modules)
+        ));
+    };
+    Ok(entries
+        .iter()
+        .filter_map(|(name, module)| convert(&name.value, module, findings))
+        .collect())
+}
+
+/// One module, or `None` (reported) when it cannot be converted at all.
+fn convert(name: &str, module: &S<Node>, findings: &mut Findings) -> Option<Module> {
+    let path = format!("modules.{name}");
+    let mut table = Table::of(module, &path, findings)?;
+    let Some(prober_node) = table.take("prober") else {
+        findings.skip(table.line, &path, "the module has no `prober`");
+        return None;
+    };
+    let prober_text = node::text(prober_node, &table.key("prober"), findings)?;
+    let Some(prober) = Prober::parse(&prober_text) else {
+        let why = OTHER_PROBERS
+            .iter()
+            .find(|(p, _)| *p == prober_text)
+            .map_or("not a prober vantage knows", |(_, why)| why);
+        findings.skip(
+            line(prober_node),
+            &table.key("prober"),
+            format!("prober {prober_text:?}: {why}; the module and its targets are left out"),
+        );
+        return None;
+    };
+    let mut out = Map::new();
+    out.str("type", prober.as_str());
+    let timeout = table
+        .take("timeout")
+        .and_then(|t| module_timeout(t, &table.key("timeout"), findings));
+    if let Some(timeout) = timeout {
+        out.str("timeout", &duration::format(timeout));
+    }
+    let mut module = Module {
+        name: name.to_string(),
+        prober,
+        out,
+        dns: None,
+        timeout,
+    };
+    let own = table.take(prober.as_str());
+    let mut settings = match own {
+        Some(own) => Table::of(own, &table.key(prober.as_str()), findings)?,
+        None => Table::of(&EMPTY, &table.key(prober.as_str()), findings)?,
+    };
+    match prober {
+        Prober::Http => http::convert(&mut settings, &mut module.out, findings),
+        Prober::Tcp => tcp::convert(&mut settings, &mut module.out, findings),
+        Prober::Icmp => icmp(&mut settings, &mut module.out, findings),
+        Prober::Dns => module.dns = dns::convert(&mut settings, &mut module.out, findings),
+    }
+    // Tables of other probers are ignored by blackbox too, but they were written for a reason.
+    for other in ["http", "tcp", "icmp", "dns", "grpc"] {
+        if other == prober.as_str() {
+            continue;
+        }
+        if let Some(value) = table.take(other) {
+            findings.skip(
+                table.line_of(other).unwrap_or(line(value)),
+                &table.key(other),
+                format!(
+                    "the module's prober is {}, which does not read this table",
+                    prober.as_str()
+                ),
+            );
+        }
+    }
+    table.finish(findings, &MODULE_KEYS);
+    if prober == Prober::Dns && !module.out.has("host") {
+        return None;
+    }
+    Some(module)
+}
+
+/// An empty mapping, for a module without its prober's table.
+static EMPTY: S<Node> = S {
+    value: Node::Map(Vec::new()),
+    referenced: serde_saphyr::Location::UNKNOWN,
+    defined: serde_saphyr::Location::UNKNOWN,
+};
+
+fn module_timeout(node: &S<Node>, key: &str, findings: &mut Findings) -> Option<Duration> {
+    let text = node::text(node, key, findings)?;
+    match duration::parse(&text) {
+        Ok(d) if d.is_zero() => None,
+        Ok(d) => Some(d),
+        Err(e) => {
+            findings.skip(line(node), key, e);
+            None
+        }
+    }
+}
+
+/// `preferred_ip_protocol` and `ip_protocol_fallback` as vantage's `ip_version`, set on `out`
+/// unless it is vantage's `auto` (IPv4 first, IPv6 when the name has no IPv4 address).
+pub fn ip_version(settings: &mut Table, out: &mut Map, findings: &mut Findings) {
+    let preferred = settings.take("preferred_ip_protocol");
+    let fallback = settings.take("ip_protocol_fallback");
+    let preferred_text = match preferred {
+        Some(p) => match node::text(p, &settings.key("preferred_ip_protocol"), findings) {
+            Some(text) => Some(text),
+            None => return,
+        },
+        None => None,
+    };
+    let fallback_value = match fallback {
+        Some(f) => match node::boolean(f, &settings.key("ip_protocol_fallback"), findings) {
+            Some(b) => b,
+            None => return,
+        },
+        None => true,
+    };
+    // Blackbox prefers IPv6 when nothing is written.
+    let family = match preferred_text.as_deref() {
+        None | Some("ip6" | "ipv6") => 6,
+        Some("ip4" | "ipv4") => 4,
+        Some(other) => {
+            let p = preferred.expect("a text comes from a node");
+            findings.skip(
+                line(p),
+                &settings.key("preferred_ip_protocol"),
+                format!("{other:?} is not ip4 or ip6"),
+            );
+            return;
+        }
+    };
+    match (family, fallback_value) {
+        (4, false) => out.str("ip_version", "4"),
+        (_, false) => out.str("ip_version", "6"),
+        (4, true) => {}
+        (_, true) => {
+            if let Some(p) = preferred {
+                findings.skip(
+                    line(p),
+                    &settings.key("preferred_ip_protocol"),
+                    "vantage has no IPv6-first choice: its `auto` tries IPv4 first, then IPv6 \
+                     (write ip_version: 6 for IPv6 only)",
+                );
+            }
+        }
+    }
+}
+
+/// Blackbox's `tls_config` as vantage's `tls` table.
+pub fn tls_config(node: &S<Node>, path: &str, findings: &mut Findings) -> Map {
+    let mut tls = Map::new();
+    let Some(mut table) = Table::of(node, path, findings) else {
+        return tls;
+    };
+    if let Some(skip) = table.take("insecure_skip_verify")
+        && node::boolean(skip, &table.key("insecure_skip_verify"), findings) == Some(true)
+    {
+        tls.set("verify", Out::Bool(false));
+    }
+    for key in ["ca_file", "cert_file", "key_file"] {
+        if let Some(value) = table.take(key)
+            && let Some(file) = node::text(value, &table.key(key), findings)
+        {
+            if !file.starts_with('/') {
+                findings.note(
+                    line(value),
+                    &table.key(key),
+                    "blackbox read this relative path from its working directory; vantage \
+                     reads it from the folder of exporter.yml",
+                );
+            }
+            tls.str(key, &file);
+        }
+    }
+    if let Some(value) = table.take("server_name")
+        && let Some(name) = node::text(value, &table.key("server_name"), findings)
+        && !name.is_empty()
+    {
+        tls.str("server_name", &name);
+    }
+    if let Some(value) = table.take("min_version")
+        && let Some(version) = node::text(value, &table.key("min_version"), findings)
+    {
+        match version.as_str() {
+            "TLS12" => tls.str("min_version", "TLSv1.2"),
+            "TLS13" => tls.str("min_version", "TLSv1.3"),
+            "TLS10" | "TLS11" => findings.skip(
+                line(value),
+                &table.key("min_version"),
+                "vantage never offers TLS below 1.2, so its minimum is already TLSv1.2",
+            ),
+            other => findings.skip(
+                line(value),
+                &table.key("min_version"),
+                format!("{other:?} is not TLS10, TLS11, TLS12 or TLS13"),
+            ),
+        }
+    }
+    table.finish(
+        findings,
+        &[
+            (
+                "max_version",
+                "vantage offers TLS 1.2 and 1.3 and has no upper bound",
+            ),
+            (
+                "ca",
+                "vantage reads the CA from a file: save it and name it in ca_file",
+            ),
+            (
+                "cert",
+                "vantage reads the client certificate from a file: cert_file",
+            ),
+            ("key", "vantage reads the client key from a file: key_file"),
+            (
+                "key_file_secret",
+                "vantage reads the client key from key_file",
+            ),
+        ],
+    );
+    tls
+}
+
+/// Keys that vantage's probes have no counterpart for, in every prober's table.
+pub const SOURCE_IP: (&str, &str) = (
+    "source_ip_address",
+    "vantage lets the kernel pick the source address",
+);
+
+fn icmp(settings: &mut Table, out: &mut Map, findings: &mut Findings) {
+    ip_version(settings, out, findings);
+    let mut icmp = Map::new();
+    if let Some(size) = settings.take("payload_size") {
+        match size.value {
+            Node::Int(n) => icmp.set("payload_size", Out::Int(n)),
+            _ => findings.skip(
+                line(size),
+                &settings.key("payload_size"),
+                "expected a number",
+            ),
+        }
+    }
+    if !icmp.is_empty() {
+        out.set("icmp", Out::Map(icmp));
+    }
+    settings.finish(
+        findings,
+        &[
+            SOURCE_IP,
+            (
+                "dont_fragment",
+                "vantage does not set the Don't Fragment bit on its echoes",
+            ),
+            ("ttl", "vantage sends its echoes with the system's TTL"),
+        ],
+    );
+}
+
+#[cfg(test)]
+#[path = "blackbox_tests.rs"]
+mod tests;
