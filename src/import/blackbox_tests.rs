@@ -30,14 +30,18 @@ fn a_prober_vantage_lacks_leaves_the_module_out_with_its_line() {
     assert_eq!(out, "");
     assert_eq!(
         items,
-        ["b.yml:3: modules.g.prober: not converted: prober \"grpc\": vantage has no gRPC health check; the module and its targets are left out"]
+        [
+            "b.yml:3: modules.g.prober: not converted: prober \"grpc\": vantage has no gRPC health check; the module and its targets are left out"
+        ]
     );
 }
 
 #[test]
 fn ip_protocols_map_to_ip_version_where_vantage_has_the_same_choice() {
     let case = |settings: &str| {
-        convert_all(&format!("modules:\n  i:\n    prober: icmp\n    icmp: {{{settings}}}\n"))
+        convert_all(&format!(
+            "modules:\n  i:\n    prober: icmp\n    icmp: {{{settings}}}\n"
+        ))
     };
     let (out, items) = case("preferred_ip_protocol: ip4, ip_protocol_fallback: false");
     assert!(out.contains("ip_version: \"4\""), "{out}");
@@ -62,7 +66,10 @@ fn icmp_payload_converts_and_what_vantage_lacks_is_named() {
         "modules:\n  i:\n    prober: icmp\n    icmp:\n      payload_size: 100\n      dont_fragment: true\n      ttl: 3\n      source_ip_address: 10.0.0.1\n",
     );
     assert!(out.contains("icmp:\n    payload_size: 100\n"), "{out}");
-    let keys: Vec<&str> = items.iter().map(|i| &i[..i.find(": not").unwrap()]).collect();
+    let keys: Vec<&str> = items
+        .iter()
+        .map(|i| &i[..i.find(": not").unwrap()])
+        .collect();
     assert_eq!(
         keys,
         [
@@ -86,8 +93,15 @@ fn tls_config_maps_each_option_and_names_the_rest() {
         "verify: false\nca_file: \"/etc/ca.pem\"\ncert_file: \"c.pem\"\nkey_file: \"/k.pem\"\nserver_name: \"x.example\"\nmin_version: \"TLSv1.3\"\n"
     );
     let items: Vec<String> = findings.items().iter().map(|i| i.to_string()).collect();
-    assert!(items[0].starts_with("b.yml:3: m.tls_config.cert_file: note: blackbox read this relative path"), "{items:?}");
-    assert!(items[1].starts_with("b.yml:7: m.tls_config.max_version: not converted"), "{items:?}");
+    assert!(
+        items[0]
+            .starts_with("b.yml:3: m.tls_config.cert_file: note: blackbox read this relative path"),
+        "{items:?}"
+    );
+    assert!(
+        items[1].starts_with("b.yml:7: m.tls_config.max_version: not converted"),
+        "{items:?}"
+    );
     assert_eq!(items.len(), 2);
 }
 
@@ -97,7 +111,11 @@ fn tls_below_1_2_is_named_as_vantage_never_offers_it() {
     let mut findings = Findings::new("b.yml");
     let tls = tls_config(&doc, "m.tls_config", &mut findings);
     assert!(tls.is_empty());
-    assert!(findings.items()[0].to_string().contains("min_version: not converted: vantage never offers TLS below 1.2"));
+    assert!(
+        findings.items()[0]
+            .to_string()
+            .contains("min_version: not converted: vantage never offers TLS below 1.2")
+    );
 }
 
 #[test]
@@ -112,6 +130,8 @@ fn a_table_for_another_prober_is_named() {
     let (_, items) = convert_all("modules:\n  m:\n    prober: tcp\n    http:\n      method: GET\n");
     assert_eq!(
         items,
-        ["b.yml:4: modules.m.http: not converted: the module's prober is tcp, which does not read this table"]
+        [
+            "b.yml:4: modules.m.http: not converted: the module's prober is tcp, which does not read this table"
+        ]
     );
 }

@@ -52,12 +52,21 @@ fn request_and_judging_options_map_to_vantage_keys() {
 fn credentials_become_the_authorization_header_with_a_note() {
     let (out, items) = http("basic_auth: {username: u, password: p}\n");
     assert!(out.contains("Authorization: \"Basic dTpw\""), "{out}");
-    assert!(items[0].contains("basic_auth: note: sent as the Authorization header"), "{items:?}");
+    assert!(
+        items[0].contains("basic_auth: note: sent as the Authorization header"),
+        "{items:?}"
+    );
     let (out, _) = http("bearer_token: t0k\n");
     assert!(out.contains("Authorization: \"Bearer t0k\""), "{out}");
     let (out, items) = http("headers: {Authorization: x}\nbearer_token: t\n");
-    assert!(out.contains("Authorization: \"x\"") && !out.contains("Bearer"), "{out}");
-    assert!(items[0].contains("not converted: http.headers sets Authorization already"), "{items:?}");
+    assert!(
+        out.contains("Authorization: \"x\"") && !out.contains("Bearer"),
+        "{out}"
+    );
+    assert!(
+        items[0].contains("not converted: http.headers sets Authorization already"),
+        "{items:?}"
+    );
 }
 
 #[test]
@@ -82,7 +91,10 @@ fn each_option_without_an_equivalent_is_named_with_its_line() {
         "some_future_key: 1\n",
     ));
     assert_eq!(out, "http:\n  body_regex: \"a\"\n");
-    let mut keys: Vec<&str> = items.iter().map(|i| &i[..i.find(": not converted").unwrap()]).collect();
+    let mut keys: Vec<&str> = items
+        .iter()
+        .map(|i| &i[..i.find(": not converted").unwrap()])
+        .collect();
     keys.sort();
     assert_eq!(
         keys,

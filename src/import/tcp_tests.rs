@@ -34,8 +34,15 @@ fn a_dialogue_becomes_steps_with_blackboxs_newline_after_each_send() {
 fn a_send_of_captured_text_leaves_the_dialogue_out_naming_both_lines() {
     let (out, items) = tcp("query_response:\n  - expect: 'PING :(.+)'\n    send: 'PONG ${1}'\n");
     assert_eq!(out, "");
-    assert!(items[0].starts_with("b.yml:3: modules.t.tcp.query_response[0].send: not converted"), "{items:?}");
-    assert!(items[1].starts_with("b.yml:1: modules.t.tcp.query_response: not converted: left out whole"), "{items:?}");
+    assert!(
+        items[0].starts_with("b.yml:3: modules.t.tcp.query_response[0].send: not converted"),
+        "{items:?}"
+    );
+    assert!(
+        items[1]
+            .starts_with("b.yml:1: modules.t.tcp.query_response: not converted: left out whole"),
+        "{items:?}"
+    );
 }
 
 #[test]
@@ -50,9 +57,17 @@ fn an_upgrade_after_the_smtp_command_is_the_smtp_dialect() {
         "  - send: \"QUIT\\r\"\n",
         "tls_config: {server_name: mail.example.com}\n",
     ));
-    assert_eq!(out, "tls:\n  starttls: \"smtp\"\n  server_name: \"mail.example.com\"\n");
+    assert_eq!(
+        out,
+        "tls:\n  starttls: \"smtp\"\n  server_name: \"mail.example.com\"\n"
+    );
     assert!(items[0].starts_with("b.yml:1: modules.t.tcp.query_response: note: the steps before starttls are vantage's smtp"), "{items:?}");
-    assert!(items[1].starts_with("b.yml:7: modules.t.tcp.query_response[5].send: not converted: inside TLS"), "{items:?}");
+    assert!(
+        items[1].starts_with(
+            "b.yml:7: modules.t.tcp.query_response[5].send: not converted: inside TLS"
+        ),
+        "{items:?}"
+    );
     assert_eq!(items.len(), 2);
 }
 
@@ -76,6 +91,14 @@ fn each_dialect_is_told_by_its_command() {
 fn tls_config_without_tls_is_named_as_unused() {
     let (out, items) = tcp("tls_config: {ca_file: /ca.pem}\nsource_ip_address: 10.0.0.1\n");
     assert_eq!(out, "");
-    assert!(items[0].starts_with("b.yml:1: modules.t.tcp.tls_config: not converted: blackbox uses it only with tls: true"), "{items:?}");
-    assert!(items[1].starts_with("b.yml:2: modules.t.tcp.source_ip_address: not converted"), "{items:?}");
+    assert!(
+        items[0].starts_with(
+            "b.yml:1: modules.t.tcp.tls_config: not converted: blackbox uses it only with tls: true"
+        ),
+        "{items:?}"
+    );
+    assert!(
+        items[1].starts_with("b.yml:2: modules.t.tcp.source_ip_address: not converted"),
+        "{items:?}"
+    );
 }
