@@ -3,6 +3,7 @@
 use super::*;
 use crate::import::emit::document;
 use crate::import::node::parse;
+use crate::import::shared::tls_config;
 
 /// The converted modules as YAML, and the findings as printed.
 fn convert_all(yaml: &str) -> (String, Vec<String>) {

@@ -1,10 +1,10 @@
 //! A blackbox dns module's `dns` table: the name asked becomes the module's `host`, the rest
 //! the `dns` table that each of its targets carries beside its server.
 
-use super::blackbox::{SOURCE_IP, ip_version};
 use super::emit::{Map, Out};
 use super::findings::Findings;
 use super::node::{self, Table, line};
+use super::shared::{SOURCE_IP, ip_version};
 
 /// The record types vantage asks for (`probe::dns::config::RawRecordType`).
 const RECORD_TYPES: [&str; 10] = [

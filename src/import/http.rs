@@ -3,10 +3,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::blackbox::{SOURCE_IP, ip_version, tls_config};
 use super::emit::{Map, Out};
 use super::findings::Findings;
 use super::node::{self, Node, Table, line};
+use super::shared::{SOURCE_IP, ip_version, tls_config};
 use crate::build::S;
 
 /// The largest `body_size_limit` vantage takes (see `probe::http::config`).

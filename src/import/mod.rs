@@ -3,8 +3,9 @@
 //! its file and line as not converted, never dropped without a word.
 //!
 //! A leaf: main calls it, and it reads only the names and parsers of the layers above.
-//! `blackbox` (with `http`, `tcp`, `dns`) converts the modules, `prometheus` finds the jobs'
-//! static targets, `node` is the located YAML tree both read, `emit` writes the result.
+//! `blackbox` (with `http`, `tcp`, `dns`) converts the modules, `shared` holds what those
+//! share, `prometheus` finds the jobs' static targets, `node` is the located YAML tree both
+//! files are read into, `emit` writes the result.
 
 mod blackbox;
 mod dns;
@@ -13,6 +14,7 @@ mod findings;
 mod http;
 mod node;
 mod prometheus;
+mod shared;
 mod tcp;
 
 use std::collections::BTreeSet;

@@ -2,10 +2,10 @@
 //! as `tcp.steps`, and a dialogue that upgrades with `starttls: true` as the STARTTLS dialect
 //! it speaks.
 
-use super::blackbox::{SOURCE_IP, ip_version, tls_config};
 use super::emit::{Map, Out};
 use super::findings::Findings;
 use super::node::{self, Node, Table, line};
+use super::shared::{SOURCE_IP, ip_version, tls_config};
 use crate::build::S;
 use crate::tls::dialect::Dialect;
 
