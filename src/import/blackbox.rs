@@ -38,6 +38,11 @@ impl Prober {
     }
 }
 
+/// vantage's interval where none is written, which a module's timeout must be shorter than.
+const VANTAGE_INTERVAL: Duration = Duration::from_secs(30);
+/// Prometheus' scrape interval where none is written.
+const PROMETHEUS_INTERVAL: Duration = Duration::from_secs(60);
+
 /// One blackbox module, converted.
 #[derive(Debug)]
 pub struct Module {
@@ -118,6 +123,22 @@ fn convert(name: &str, module: &S<Node>, findings: &mut Findings) -> Option<Modu
         .and_then(|t| module_timeout(t, &table.key("timeout"), findings));
     if let Some(timeout) = timeout {
         out.str("timeout", &duration::format(timeout));
+        // vantage checks a module's timeout against its interval, 30s unless set; blackbox
+        // had no interval of its own (the scrape's was), so give a long module Prometheus'
+        // default one. Targets set their job's interval over it.
+        if timeout >= VANTAGE_INTERVAL {
+            let interval = PROMETHEUS_INTERVAL.max(timeout + Duration::from_secs(1));
+            out.str("interval", &duration::format(interval));
+            findings.note(
+                table.line_of("timeout").unwrap_or(table.line),
+                &table.key("timeout"),
+                format!(
+                    "longer than vantage's default interval of 30s: the module runs every {} \
+                     where no job's scrape_interval says otherwise",
+                    duration::format(interval)
+                ),
+            );
+        }
     }
     let mut module = Module {
         name: name.to_string(),

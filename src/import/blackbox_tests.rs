@@ -20,8 +20,8 @@ fn convert_all(yaml: &str) -> (String, Vec<String>) {
 
 #[test]
 fn prober_and_timeout_become_type_and_timeout() {
-    let (out, items) = convert_all("modules:\n  t:\n    prober: tcp\n    timeout: 1m30s\n");
-    assert_eq!(out, "t:\n  type: \"tcp\"\n  timeout: \"1m30s\"\n");
+    let (out, items) = convert_all("modules:\n  t:\n    prober: tcp\n    timeout: 1500ms\n");
+    assert_eq!(out, "t:\n  type: \"tcp\"\n  timeout: \"1s500ms\"\n");
     assert!(items.is_empty(), "{items:?}");
 }
 
@@ -134,5 +134,20 @@ fn a_table_for_another_prober_is_named() {
         [
             "b.yml:4: modules.m.http: not converted: the module's prober is tcp, which does not read this table"
         ]
+    );
+}
+
+#[test]
+fn a_timeout_past_vantages_default_interval_gives_the_module_prometheus_interval() {
+    let (out, items) = convert_all("modules:\n  t:\n    prober: tcp\n    timeout: 30s\n");
+    assert_eq!(
+        out,
+        "t:\n  type: \"tcp\"\n  timeout: \"30s\"\n  interval: \"1m\"\n"
+    );
+    assert!(
+        items[0].starts_with(
+            "b.yml:4: modules.t.timeout: note: longer than vantage's default interval"
+        ),
+        "{items:?}"
     );
 }

@@ -137,9 +137,20 @@ fn blackboxs_example_and_readme_configs_convert_naming_what_did_not_with_its_lin
         );
     }
     let written = dir.write("exporter.yml", &config);
-    let parsed: Result<serde_json::Value, _> =
-        serde_saphyr::from_str(&std::fs::read_to_string(written).unwrap());
-    assert!(parsed.is_ok(), "{parsed:?}");
+    let check = Command::new(vantage_bin())
+        .args(["check-config", written.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{}\n---\n{config}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        summary.contains("blackbox/https://prometheus.io"),
+        "{summary}"
+    );
 }
 
 #[test]
