@@ -149,6 +149,17 @@ pub enum Command {
     },
     /// Run one probe now and print a report; exit 0 on success, 1 on failure, 2 if it cannot run
     Probe(ProbeArgs),
+    /// Convert a blackbox_exporter config (and the static targets of the Prometheus config
+    /// that scrapes it) into an exporter.yml on stdout; what is not converted goes to stderr
+    /// with its line. Exit 0 when everything converted, 3 when something did not, 2 when an
+    /// input cannot be read or is not such a config
+    #[command(name = "import-blackbox")]
+    ImportBlackbox {
+        /// blackbox_exporter's config (its `modules`)
+        blackbox: PathBuf,
+        /// The Prometheus config whose /probe jobs list the targets
+        prometheus: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

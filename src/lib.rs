@@ -13,6 +13,7 @@ pub mod duration;
 pub mod family;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod import;
 pub mod logging;
 pub mod metrics;
 pub mod net;

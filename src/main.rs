@@ -13,6 +13,7 @@ use tracing::{error, info};
 
 use vantage::cli::{self, Cli, Command, ProbeArgs, ProbeType};
 use vantage::config::{self, LoadOptions, Target};
+use vantage::import;
 use vantage::metrics::{self, Build, Metrics};
 use vantage::probe;
 use vantage::push::{Push, PushCollector};
@@ -28,8 +29,12 @@ use vantage::{logging, server};
 /// How long a stop waits for the remote_write receivers to take what is queued.
 const PUSH_FLUSH: Duration = Duration::from_secs(5);
 
-/// `vantage probe` could not run at all (bad arguments or config), as opposed to a failed probe.
+/// `vantage probe` could not run at all (bad arguments or config), as opposed to a failed probe;
+/// `vantage import-blackbox` could not read its input.
 const CANNOT_RUN: u8 = 2;
+
+/// `vantage import-blackbox` wrote a config without some settings, named on stderr.
+const NOT_CONVERTED: u8 = 3;
 
 fn main() -> ExitCode {
     let started = SystemTime::now();
@@ -53,6 +58,49 @@ fn main() -> ExitCode {
             check_config(path.as_deref().unwrap_or(&cli.config_file), &cli)
         }
         Some(Command::Probe(args)) => runtime().block_on(probe_once(&cli, args)),
+        Some(Command::ImportBlackbox {
+            blackbox,
+            prometheus,
+        }) => import_blackbox(blackbox, prometheus.as_deref()),
+    }
+}
+
+fn import_blackbox(blackbox: &Path, prometheus: Option<&Path>) -> ExitCode {
+    let read = |path: &Path| {
+        config::read(path)
+            .map(|text| (path.display().to_string(), text))
+            .map_err(|e| e.to_string())
+    };
+    let inputs = read(blackbox).and_then(|b| Ok((b, prometheus.map(read).transpose()?)));
+    let ((blackbox_file, blackbox_text), prometheus) = match inputs {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            eprintln!("vantage import-blackbox: {e}");
+            return ExitCode::from(CANNOT_RUN);
+        }
+    };
+    let blackbox = import::Source {
+        file: &blackbox_file,
+        text: &blackbox_text,
+    };
+    let prometheus = prometheus
+        .as_ref()
+        .map(|(file, text)| import::Source { file, text });
+    let conversion = match import::convert(blackbox, prometheus) {
+        Ok(conversion) => conversion,
+        Err(e) => {
+            eprintln!("vantage import-blackbox: {e}");
+            return ExitCode::from(CANNOT_RUN);
+        }
+    };
+    print!("{}", conversion.config);
+    for item in &conversion.items {
+        eprintln!("{item}");
+    }
+    if conversion.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(NOT_CONVERTED)
     }
 }
 

@@ -26,6 +26,7 @@ mod target;
 pub use crate::build::error::{ConfigError, ConfigErrors};
 pub use builder::DEFAULT_MAX_CONCURRENT_PROBES;
 pub use load::{Inputs, load, parse, parse_reading, parse_with_inputs, read};
+pub use names::label_name_problem;
 pub use target::{Config, LoadOptions, Module, Target};
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ fn too_many(count: usize, with: &str) -> String {
 }
 
 /// What is wrong with the label name `key`, of `chars` characters, if anything.
-fn label_name_problem(key: &str, chars: usize) -> Option<String> {
+pub fn label_name_problem(key: &str, chars: usize) -> Option<String> {
     if chars > MAX_LABEL_NAME_CHARS {
         return Some(format!(
             "a label name of {chars} characters; the limit is {MAX_LABEL_NAME_CHARS}"

@@ -17,6 +17,7 @@ mod hostile;
 mod http;
 mod http_edges;
 mod icmp;
+mod import_blackbox;
 mod interop;
 mod kubernetes;
 mod named_files;

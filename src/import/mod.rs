@@ -1,0 +1,216 @@
+//! `vantage import-blackbox`: a blackbox_exporter config (and optionally the Prometheus config
+//! that drives it) converted into an `exporter.yml`. Every setting is converted, or named with
+//! its file and line as not converted, never dropped without a word.
+//!
+//! A leaf: main calls it, and it reads only the names and parsers of the layers above.
+//! `blackbox` (with `http`, `tcp`, `dns`) converts the modules, `shared` holds what those
+//! share, `prometheus` finds the jobs' static targets, `node` is the located YAML tree both
+//! files are read into, `emit` writes the result.
+
+mod blackbox;
+mod dns;
+mod emit;
+mod findings;
+mod http;
+mod node;
+mod prometheus;
+mod shared;
+mod tcp;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use blackbox::{Module, Prober};
+use emit::{Map, Out};
+use findings::Findings;
+pub use findings::{Item, Kind};
+use prometheus::Target;
+
+use crate::duration;
+use crate::net;
+
+/// How much sooner than the scrape's timeout blackbox ends a probe (its `--timeout-offset`).
+const TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+
+/// A file to convert: its name (for findings) and its text.
+pub struct Source<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
+}
+
+/// The written config, and what the conversion has to say about it.
+pub struct Conversion {
+    pub config: String,
+    pub items: Vec<Item>,
+}
+
+impl Conversion {
+    /// Whether every setting was converted (notes aside).
+    pub fn complete(&self) -> bool {
+        self.items.iter().all(|i| i.kind == Kind::Note)
+    }
+}
+
+/// Converts `blackbox` and the static targets of `prometheus`'s blackbox jobs. `Err` when a
+/// file is not YAML, or not the config it should be.
+pub fn convert(blackbox: Source, prometheus: Option<Source>) -> Result<Conversion, String> {
+    let mut findings = Findings::new(blackbox.file);
+    let doc = node::parse(blackbox.text).map_err(|e| format!("{}: {e}", blackbox.file))?;
+    let modules =
+        blackbox::modules(&doc, &mut findings).map_err(|e| format!("{}: {e}", blackbox.file))?;
+    let mut targets = Vec::new();
+    if let Some(prometheus) = &prometheus {
+        findings.set_file(prometheus.file);
+        let doc = node::parse(prometheus.text).map_err(|e| format!("{}: {e}", prometheus.file))?;
+        let jobs = prometheus::targets(&doc, &mut findings)
+            .map_err(|e| format!("{}: {e}", prometheus.file))?;
+        let mut names = BTreeSet::new();
+        for target in &jobs {
+            if let Some(out) = self::target(target, &modules, &mut names, &mut findings) {
+                targets.push(Out::Map(out));
+            }
+        }
+    }
+    let mut top = Map::new();
+    let mut written = Map::new();
+    for module in &modules {
+        let mut out = module.out.clone();
+        if let Some(dns) = &module.dns {
+            // The dns table lives on the targets, beside their server; say so where a
+            // reader of the module looks for it.
+            let mut table = Map::new();
+            table.str("server", "SERVER");
+            for (k, v) in dns.pairs() {
+                table.set(k, v.clone());
+            }
+            let mut line = Map::new();
+            line.set("dns", Out::Map(table));
+            out.comment(&format!(
+                "its targets carry the dns table, with blackbox's target as the server:\n{}",
+                emit::document(&line).trim_end()
+            ));
+        }
+        written.set(&module.name, Out::Map(out));
+    }
+    top.set("modules", Out::Map(written));
+    top.set("targets", Out::Seq(targets));
+    let items = findings.into_items();
+    let config = format!(
+        "{}{}",
+        header(blackbox.file, prometheus.as_ref().map(|p| p.file), &items),
+        emit::document(&top)
+    );
+    Ok(Conversion { config, items })
+}
+
+/// The comment that opens the written config: where it came from, and what it lacks.
+fn header(blackbox: &str, prometheus: Option<&str>, items: &[Item]) -> String {
+    let from = match prometheus {
+        Some(p) => format!("{blackbox} and {p}"),
+        None => blackbox.to_string(),
+    };
+    let mut text = format!(
+        "# Converted by `vantage import-blackbox` (vantage {}) from {from}.\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    let lost: Vec<&Item> = items
+        .iter()
+        .filter(|i| i.kind == Kind::NotConverted)
+        .collect();
+    if lost.is_empty() {
+        text.push_str("# Every setting was converted.\n");
+    } else {
+        text.push_str("# Not converted (see the README's \"Moving from blackbox_exporter\"):\n");
+        for item in lost {
+            text.push_str(&format!("#   {item}\n"));
+        }
+    }
+    text
+}
+
+/// One static target as a vantage target of its module, or `None` (reported).
+fn target(
+    target: &Target,
+    modules: &[Module],
+    names: &mut BTreeSet<String>,
+    findings: &mut Findings,
+) -> Option<Map> {
+    let at = target.address.referenced.line();
+    let address = target.address.value.trim();
+    let Some(module) = modules.iter().find(|m| m.name == target.module.value) else {
+        findings.skip(
+            at,
+            &target.key,
+            format!(
+                "its module {:?} is not in the blackbox config, or could not be converted",
+                target.module.value
+            ),
+        );
+        return None;
+    };
+    let mut out = Map::new();
+    out.str("name", &unique(names, &format!("{}/{address}", target.job)));
+    out.str("module", &module.name);
+    match module.prober {
+        Prober::Http if address.contains("://") => out.str("url", address),
+        // Blackbox reads a target without a scheme as http.
+        Prober::Http => out.str("url", &format!("http://{address}")),
+        Prober::Tcp => match net::parse_host_port(address) {
+            Ok((host, port)) => {
+                out.str("host", &host.to_string());
+                out.set("port", Out::Int(i64::from(port)));
+            }
+            Err(e) => {
+                findings.skip(at, &target.key, format!("a tcp target is HOST:PORT: {e}"));
+                return None;
+            }
+        },
+        Prober::Icmp => out.str("host", address),
+        Prober::Dns => {
+            if let Err(e) = net::parse_dns_server(address) {
+                findings.skip(
+                    at,
+                    &target.key,
+                    format!("blackbox's dns target is the server, which vantage takes as an IP address: {e}"),
+                );
+                return None;
+            }
+            let mut dns = Map::new();
+            dns.str("server", address);
+            for (k, v) in module.dns.iter().flat_map(Map::pairs) {
+                dns.set(k, v.clone());
+            }
+            out.set("dns", Out::Map(dns));
+        }
+    }
+    out.str("interval", &duration::format(target.interval));
+    // Blackbox ends a probe the offset before the scrape's timeout, or at the module's
+    // timeout when that is sooner.
+    let bound = target.scrape_timeout.saturating_sub(TIMEOUT_OFFSET);
+    let timeout = module.timeout.map_or(bound, |t| t.min(bound));
+    if Some(timeout) != module.timeout && !timeout.is_zero() {
+        out.str("timeout", &duration::format(timeout));
+    }
+    if !target.labels.is_empty() {
+        let mut labels = Map::new();
+        for (k, v) in &target.labels {
+            labels.str(k, v);
+        }
+        out.set("labels", Out::Map(labels));
+    }
+    Some(out)
+}
+
+/// `name`, or `name (2)`, `name (3)`, ... when taken.
+fn unique(names: &mut BTreeSet<String>, name: &str) -> String {
+    let mut candidate = name.to_string();
+    let mut n = 1;
+    while !names.insert(candidate.clone()) {
+        n += 1;
+        candidate = format!("{name} ({n})");
+    }
+    candidate
+}
+
+#[cfg(test)]
+mod tests;
