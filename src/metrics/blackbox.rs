@@ -13,12 +13,13 @@ use std::fmt;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, text};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::classic;
 use super::format::Format;
 use crate::config::Target;
-use crate::family::{UNLABELLED, gauge, info};
+use crate::family::{UNLABELLED, gauge, series};
 use crate::net;
 use crate::probe::{Probe, Run};
 
@@ -81,18 +82,21 @@ impl Collector for Answer {
             gauge(&mut encoder, &rows, name, help, |_| Some(value))?;
         }
         self.probe.encode_blackbox(&mut encoder, run)?;
-        info(
+        // A gauge at 1, as blackbox_exporter's `_info` families are, so that the name is the
+        // same in both formats (and /metrics's `probe_failure_info` reads the same).
+        series(
             &mut encoder,
             &rows,
-            "probe_failure",
+            "probe_failure_info",
             "Present when the run failed: why, and for dialogues the failing step",
+            MetricType::Gauge,
             |r| {
                 let Some(failure) = r.failure() else {
                     return Vec::new();
                 };
                 let mut labels = vec![("reason", failure.reason.as_str().to_string())];
                 labels.extend(failure.step.map(|s| ("step", s.to_string())));
-                vec![labels]
+                vec![(labels, 1.0)]
             },
         )
     }
@@ -354,7 +358,10 @@ mod tests {
         assert_eq!(names(&accepted, &target), expected);
         let body = render_probe(&accepted, &target, Format::OpenMetrics);
         assert_eq!(sample(&body, "probe_ip_protocol"), 6.0);
-        assert!(body.contains("# TYPE probe_tls_version info"), "{body}");
+        assert!(
+            body.contains("# TYPE probe_tls_version_info gauge"),
+            "{body}"
+        );
 
         let refused = run(
             Err(Failure::new(Reason::TlsUnknownIssuer, "self-signed")),

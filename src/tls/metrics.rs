@@ -168,21 +168,25 @@ pub fn blackbox(encoder: &mut DescriptorEncoder, facts: &TlsFacts) -> fmt::Resul
         "Earliest expiry over the verified chain, as a Unix timestamp; absent when no chain verifies",
         |f| Some(f.verified_expiry()?.not_after as f64),
     )?;
-    info(
+    // Gauges at 1, as blackbox_exporter's are: an info family would be named without the
+    // `_info` in OpenMetrics, which promtool and blackbox's users do not expect.
+    series(
         encoder,
         &rows,
-        "probe_tls_version",
+        "probe_tls_version_info",
         "The negotiated TLS version, spelled as blackbox_exporter does",
+        MetricType::Gauge,
         |f| match f.version {
-            Some(v) => vec![vec![("version", go_version(v).to_string())]],
+            Some(v) => vec![(vec![("version", go_version(v).to_string())], 1.0)],
             None => Vec::new(),
         },
     )?;
-    info(
+    series(
         encoder,
         &rows,
-        "probe_ssl_last_chain",
+        "probe_ssl_last_chain_info",
         "The leaf certificate: its fingerprint, subject, issuer and DNS names",
+        MetricType::Gauge,
         |f| {
             let Some(leaf) = f.chain.first() else {
                 return Vec::new();
@@ -194,12 +198,13 @@ pub fn blackbox(encoder: &mut DescriptorEncoder, facts: &TlsFacts) -> fmt::Resul
                 .filter(|n| n.parse::<std::net::IpAddr>().is_err())
                 .map(String::as_str)
                 .collect();
-            vec![vec![
+            let labels = vec![
                 ("fingerprint_sha256", leaf.sha256.clone()),
                 ("subject", bounded(&leaf.subject_go)),
                 ("issuer", bounded(&leaf.issuer_go)),
                 ("subjectalternative", bounded(&dns.join(","))),
-            ]]
+            ];
+            vec![(labels, 1.0)]
         },
     )
 }

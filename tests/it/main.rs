@@ -3,6 +3,7 @@
 mod addresses;
 mod alerting;
 mod architecture;
+mod blackbox;
 mod chain;
 mod cli;
 mod container;
