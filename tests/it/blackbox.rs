@@ -335,6 +335,11 @@ async fn dns_answers_count_every_section_and_read_the_zones_serial() {
     assert_eq!(answer.value("probe_dns_serial"), 2_026_120_701.0);
     let connect = answer.value("probe_dns_duration_seconds{phase=\"connect\"}");
     assert!(connect > 0.0, "a TCP connect takes time");
+    let connected = run_soa.outcome.facts.dns().unwrap().connected;
+    assert_eq!(
+        run_soa.outcome.trace.phases.connect, connected,
+        "/metrics's connect phase"
+    );
 
     // No server answers: blackbox's zeros and vantage's reason.
     let silent = parse(&format!(

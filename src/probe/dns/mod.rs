@@ -114,6 +114,8 @@ impl DnsProbe {
         };
         let reply = dns::ask(server, &self.name, self.record_type, deadline, trace).await?;
         trace.phases.dns = Some(reply.took);
+        // The exchange includes it; over TCP the connect is also the connect phase.
+        trace.phases.connect = reply.connected;
         trace.answered = Some(trace.elapsed());
         let answers = reply.answer_lines();
         let verdict = self.judge(&reply, &answers);
