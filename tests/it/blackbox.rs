@@ -18,14 +18,14 @@ use crate::support::{self, closed_port, promtool_check, run, target, thread_peer
 use crate::tls::Server;
 
 /// The names blackbox_exporter 0.23 answers for every run that resolved its target.
-const COMMON: &[&str] = &[
+pub const COMMON: &[&str] = &[
     "probe_success",
     "probe_duration_seconds",
     "probe_dns_lookup_time_seconds",
     "probe_ip_protocol",
     "probe_ip_addr_hash",
 ];
-const HTTP: &[&str] = &[
+pub const HTTP: &[&str] = &[
     "probe_http_duration_seconds",
     "probe_http_content_length",
     "probe_http_uncompressed_body_length",
@@ -35,46 +35,54 @@ const HTTP: &[&str] = &[
     "probe_http_version",
     "probe_failed_due_to_regex",
 ];
-const TLS: &[&str] = &[
+pub const TLS: &[&str] = &[
     "probe_ssl_earliest_cert_expiry",
     "probe_ssl_last_chain_expiry_timestamp_seconds",
     "probe_tls_version_info",
     "probe_ssl_last_chain_info",
 ];
 
-/// A `/probe` answer read back: each series (name and labels as written) and its value.
-struct Answer {
-    body: String,
-    series: BTreeMap<String, f64>,
+/// A `/probe` answer read back: each series (its name and labels, the labels sorted so that
+/// two exporters' spellings compare) and its value.
+pub struct Answer {
+    pub body: String,
+    pub series: BTreeMap<String, f64>,
 }
 
 impl Answer {
     /// Renders `run` in both formats, has promtool check both, and reads the classic one.
-    fn of(run: &Run, target: &Target) -> Answer {
+    pub fn of(run: &Run, target: &Target) -> Answer {
         let openmetrics = render_probe(run, target, Format::OpenMetrics);
         promtool_check(&openmetrics);
         let body = render_probe(run, target, Format::Classic);
         promtool_check(&body);
-        let series = body
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| {
-                let (series, value) = l.rsplit_once(' ').unwrap();
-                let series = series.strip_suffix("{}").unwrap_or(series);
-                (series.to_string(), value.parse().unwrap())
-            })
-            .collect();
-        Answer { body, series }
+        Answer::read(&body)
     }
 
-    fn names(&self) -> BTreeSet<String> {
+    /// Reads a classic-format body, vantage's or blackbox_exporter's.
+    pub fn read(body: &str) -> Answer {
+        let series = body
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                let (series, value) = l.rsplit_once(' ').unwrap();
+                (sorted_labels(series), value.parse().unwrap())
+            })
+            .collect();
+        Answer {
+            body: body.to_string(),
+            series,
+        }
+    }
+
+    pub fn names(&self) -> BTreeSet<String> {
         self.series
             .keys()
             .map(|s| s.split('{').next().unwrap().to_string())
             .collect()
     }
 
-    fn value(&self, series: &str) -> f64 {
+    pub fn value(&self, series: &str) -> f64 {
         *self
             .series
             .get(series)
@@ -82,7 +90,38 @@ impl Answer {
     }
 }
 
-fn set(groups: &[&[&str]]) -> BTreeSet<String> {
+/// `name{labels}` with its labels in name order, and without `{}` when it has none.
+fn sorted_labels(series: &str) -> String {
+    let Some((name, labels)) = series.split_once('{') else {
+        return series.to_string();
+    };
+    let labels = labels.strip_suffix('}').unwrap();
+    // Split at the commas outside quoted values (which may hold commas and escaped quotes).
+    let mut pairs = Vec::new();
+    let (mut current, mut quoted, mut escaped) = (String::new(), false, false);
+    for c in labels.chars() {
+        match c {
+            ',' if !quoted => pairs.push(std::mem::take(&mut current)),
+            _ => {
+                if c == '"' && !escaped {
+                    quoted = !quoted;
+                }
+                escaped = c == '\\' && !escaped;
+                current.push(c);
+            }
+        }
+    }
+    if !current.is_empty() {
+        pairs.push(current);
+    }
+    if pairs.is_empty() {
+        return name.to_string();
+    }
+    pairs.sort();
+    format!("{name}{{{}}}", pairs.join(","))
+}
+
+pub fn set(groups: &[&[&str]]) -> BTreeSet<String> {
     groups
         .iter()
         .flat_map(|g| g.iter().map(|n| n.to_string()))
@@ -193,7 +232,7 @@ async fn https_answers_carry_the_tls_families_in_blackboxs_spelling() {
     );
     let leaf_facts = &tls.chain[0];
     let info = format!(
-        "probe_ssl_last_chain_info{{fingerprint_sha256=\"{}\",subject=\"CN=vantage.test\",issuer=\"CN=vantage blackbox root\",subjectalternative=\"vantage.test\"}}",
+        "probe_ssl_last_chain_info{{fingerprint_sha256=\"{}\",issuer=\"CN=vantage blackbox root\",subject=\"CN=vantage.test\",subjectalternative=\"vantage.test\"}}",
         leaf_facts.sha256
     );
     assert_eq!(answer.value(&info), 1.0);
