@@ -300,9 +300,12 @@ async fn tcp_answers_with_and_without_tls_and_a_refused_certificate() {
         1.0
     );
 
-    // The name is not found: blackbox's zeros for the address.
-    let unknown =
-        parse("targets:\n  - {name: t, type: tcp, host: nowhere.invalid, port: 1, timeout: 2s}\n");
+    // The name is not found (its resolver, on loopback, does not answer): blackbox's zeros for
+    // the address.
+    let unknown = parse(&format!(
+        "targets:\n  - {{name: t, type: tcp, host: nowhere.invalid, port: 1, timeout: 2s, dns: {{server: \"127.0.0.1:{}\"}}}}\n",
+        closed_port()
+    ));
     let answer = Answer::of(&run(&unknown).await, &unknown);
     expected.remove("probe_failure_info");
     assert!(answer.names().is_superset(&expected), "{}", answer.body);
