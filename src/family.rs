@@ -19,6 +19,10 @@ pub type Labels<'a> = &'a [(String, String)];
 /// One target's row of a family: its labels and what the family's values are read from.
 pub type Row<'a, T> = (Labels<'a>, T);
 
+/// The labels of a series that belongs to no target: a `/probe` answer's, where Prometheus
+/// attaches the scrape's own `instance`.
+pub const UNLABELLED: Labels<'static> = &[];
+
 /// Labels a series adds to its target's.
 pub type Extra = Vec<(&'static str, String)>;
 

@@ -157,6 +157,8 @@ mod tests {
             chain: vec![crate::tls::cert::CertFacts {
                 subject: "CN=web".into(),
                 issuer: "CN=ca".into(),
+                subject_go: "CN=web".into(),
+                issuer_go: "CN=ca".into(),
                 serial: "01".into(),
                 names: vec![],
                 sha256: String::new(),

@@ -5,7 +5,9 @@
 //! Probe gauges and counters are rendered at scrape time from the [`Store`]; the only live
 //! metric objects are the scheduler's histogram and in-flight gauge.
 
+mod blackbox;
 mod classic;
+mod format;
 mod probes;
 mod process;
 
@@ -24,50 +26,8 @@ use crate::reload::ReloadStatus;
 use crate::scheduler::{Limiter, Shared};
 use crate::shard::Shard;
 use crate::store::{Entry, Store};
-
-/// The exposition format of one scrape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    OpenMetrics,
-    Classic,
-}
-
-impl Format {
-    /// Chooses by the scraper's `Accept` header: OpenMetrics when it is preferred at least as
-    /// much as plain text (Prometheus asks for it first), classic text otherwise.
-    pub fn negotiate(accept: Option<&str>) -> Format {
-        let Some(accept) = accept else {
-            return Format::Classic;
-        };
-        let mut openmetrics = 0.0_f32;
-        let mut text = 0.0_f32;
-        for range in accept.split(',') {
-            let mut parts = range.split(';').map(str::trim);
-            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.strip_prefix("q="))
-                .find_map(|q| q.parse::<f32>().ok())
-                .unwrap_or(1.0);
-            match media.as_str() {
-                "application/openmetrics-text" => openmetrics = openmetrics.max(q),
-                "text/plain" | "text/*" | "*/*" => text = text.max(q),
-                _ => {}
-            }
-        }
-        if openmetrics > 0.0 && openmetrics >= text {
-            Format::OpenMetrics
-        } else {
-            Format::Classic
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
-        }
-    }
-}
+pub use blackbox::render_probe;
+pub use format::Format;
 
 /// Facts about this process, fixed at start-up.
 #[derive(Debug, Clone)]
@@ -170,28 +130,6 @@ pub fn render_entry(entry: Entry) -> String {
     out
 }
 
-/// One `/probe` run's series, in `format`: the run as the target's families render it.
-pub fn render_probe(
-    run: &crate::probe::Run,
-    target: &crate::config::Target,
-    format: Format,
-) -> String {
-    let entry = Entry {
-        target: Arc::new(target.clone()),
-        last: Some(run.clone()),
-        successes: u64::from(run.failure().is_none()),
-        failures: u64::from(run.failure().is_some()),
-        consecutive_failures: u64::from(run.failure().is_some()),
-        failures_by_reason: run.failure().map(|f| (f.reason, 1)).into_iter().collect(),
-    };
-    let mut out = render_entry(entry);
-    text::encode_eof(&mut out).expect("encoding metrics into a String");
-    match format {
-        Format::OpenMetrics => out,
-        Format::Classic => classic::from_openmetrics(&out),
-    }
-}
-
 /// `vantage_build_info`, the config state, `vantage_targets` and the concurrency limit.
 #[derive(Debug)]
 struct SelfCollector {
@@ -278,41 +216,5 @@ impl Collector for SelfCollector {
             ConstGauge::new(count).encode(targets.encode_family(&[("probe", kind)])?)?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prometheus_accept_header_gets_openmetrics() {
-        let prometheus = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
-            application/openmetrics-text;version=0.0.1;q=0.5,\
-            text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,\
-            text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
-        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text")),
-            Format::OpenMetrics
-        );
-    }
-
-    #[test]
-    fn browsers_curl_and_plain_text_get_classic() {
-        assert_eq!(Format::negotiate(None), Format::Classic);
-        assert_eq!(Format::negotiate(Some("*/*")), Format::Classic);
-        assert_eq!(
-            Format::negotiate(Some("text/html,application/xhtml+xml,*/*;q=0.8")),
-            Format::Classic
-        );
-        assert_eq!(
-            Format::negotiate(Some("text/plain;q=0.9,application/openmetrics-text;q=0.5")),
-            Format::Classic
-        );
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;q=0")),
-            Format::Classic
-        );
     }
 }

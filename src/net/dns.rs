@@ -55,6 +55,8 @@ pub struct Server {
 pub struct Reply {
     pub message: Message,
     pub took: Duration,
+    /// The TCP connect within `took`, for an answer that came over TCP; UDP connects nothing.
+    pub connected: Option<Duration>,
     /// The transport that answered (a truncated UDP answer is asked again over TCP).
     pub transport: Transport,
 }
@@ -91,6 +93,21 @@ impl Reply {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Records in the additional section as the wire counts them (ARCOUNT): the EDNS OPT
+    /// record and a TSIG signature included, which the parser keeps apart.
+    pub fn additional_count(&self) -> usize {
+        let m = &self.message;
+        m.additionals.len() + usize::from(m.edns.is_some()) + usize::from(m.signature.is_some())
+    }
+
+    /// The serial of the first SOA record in the answer section: what an SOA question asks.
+    pub fn soa_serial(&self) -> Option<u32> {
+        self.message.answers.iter().find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        })
     }
 
     /// Every answer record as zone-file text: `name TTL IN TYPE data`.
@@ -146,25 +163,26 @@ pub async fn ask(
         .map_err(|e| Failure::new(Reason::DnsError, format!("encoding the question: {e}")))?;
     let started = Instant::now();
     let expect = Expected::new(&query);
-    let (message, transport, took) = match server.transport {
+    let (message, transport, took, connected) = match server.transport {
         Transport::Tcp => {
-            let (message, took) =
+            let (message, took, connected) =
                 tcp(server.addr, &bytes, &expect, started, deadline, trace).await?;
-            (message, Transport::Tcp, took)
+            (message, Transport::Tcp, took, Some(connected))
         }
         Transport::Udp => match udp(server.addr, &bytes, &expect, deadline).await? {
-            Some(message) => (message, Transport::Udp, started.elapsed()),
+            Some(message) => (message, Transport::Udp, started.elapsed(), None),
             None => {
                 // The whole answer does not fit a datagram: ask again over TCP, as resolvers do.
-                let (message, took) =
+                let (message, took, connected) =
                     tcp(server.addr, &bytes, &expect, started, deadline, trace).await?;
-                (message, Transport::Tcp, took)
+                (message, Transport::Tcp, took, Some(connected))
             }
         },
     };
     Ok(Reply {
         message,
         took,
+        connected,
         transport,
     })
 }
@@ -255,7 +273,8 @@ async fn udp(
     }
 }
 
-/// One question over TCP; the time is taken when the answer is read, before the close.
+/// One question over TCP; the time is taken when the answer is read, before the close. Also
+/// returns how long the connect took.
 async fn tcp(
     server: SocketAddr,
     query: &[u8],
@@ -263,8 +282,8 @@ async fn tcp(
     started: Instant,
     deadline: Instant,
     trace: &mut Trace,
-) -> Result<(Message, Duration), Failure> {
-    let (mut stream, _) = connect(server, deadline).await.map_err(|f| {
+) -> Result<(Message, Duration, Duration), Failure> {
+    let (mut stream, connected) = connect(server, deadline).await.map_err(|f| {
         Failure::new(
             Reason::DnsError,
             format!("no DNS server over TCP: {}", f.detail),
@@ -295,7 +314,7 @@ async fn tcp(
             format!("{server} answered with another message ID, or not with a response"),
         ));
     }
-    Ok((expect.answer(server, &answer)?, took))
+    Ok((expect.answer(server, &answer)?, took, connected))
 }
 
 fn silent(server: SocketAddr) -> Failure {
@@ -388,9 +407,65 @@ mod tests {
         let reply = Reply {
             message,
             took: Duration::ZERO,
+            connected: None,
             transport: Transport::Udp,
         };
         assert_eq!(reply.addresses(), vec![IpAddr::from([192, 0, 2, 1])]);
+    }
+
+    #[test]
+    fn section_counts_include_opt_and_the_soa_serial_is_read_from_the_answer() {
+        use hickory_proto::op::Edns;
+        use hickory_proto::rr::Record;
+        use hickory_proto::rr::rdata::{A, NS, SOA};
+        let name = |n: &str| Name::from_ascii(n).unwrap();
+        let soa = |serial| {
+            RData::SOA(SOA::new(
+                name("ns.example."),
+                name("admin.example."),
+                serial,
+                3600,
+                600,
+                86400,
+                60,
+            ))
+        };
+        let mut message = Message::query();
+        message.add_query(Query::query(name("example."), RecordType::SOA));
+        message.add_answer(Record::from_rdata(name("example."), 60, soa(2026120701)));
+        message.add_authority(Record::from_rdata(
+            name("example."),
+            60,
+            RData::NS(NS(name("ns.example."))),
+        ));
+        message.add_additional(Record::from_rdata(
+            name("ns.example."),
+            60,
+            RData::A(A::new(192, 0, 2, 53)),
+        ));
+        message.edns = Some(Edns::new());
+        let reply = Reply {
+            message,
+            took: Duration::ZERO,
+            connected: None,
+            transport: Transport::Udp,
+        };
+        assert_eq!(reply.message.authorities.len(), 1);
+        assert_eq!(reply.additional_count(), 2, "the A record and the OPT");
+        assert_eq!(reply.soa_serial(), Some(2026120701));
+
+        let mut negative = Message::query();
+        negative.add_authority(Record::from_rdata(name("example."), 60, soa(7)));
+        let reply = Reply {
+            message: negative,
+            ..reply
+        };
+        assert_eq!(
+            reply.soa_serial(),
+            None,
+            "an SOA in authority is not an answer"
+        );
+        assert_eq!(reply.additional_count(), 0);
     }
 
     #[test]

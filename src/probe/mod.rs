@@ -20,7 +20,7 @@ pub mod tcp;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::DescriptorEncoder;
 use serde::{Deserialize, Serialize};
@@ -262,6 +262,38 @@ impl Probe {
                 icmp::report::lines(p, run.seen(Facts::icmp), line);
                 &[]
             }
+        }
+    }
+}
+
+impl Probe {
+    /// blackbox_exporter's families of this type for `run`, as its `/probe` answers them
+    /// (`metrics::blackbox` renders the common ones around these).
+    pub fn encode_blackbox(&self, encoder: &mut DescriptorEncoder, run: &Run) -> fmt::Result {
+        let failure = run.failure().map(|f| f.reason);
+        match self {
+            Probe::Tcp(_) => tcp::metrics::blackbox(encoder, run.seen(Facts::tcp), failure),
+            Probe::Http(_) => http::metrics::blackbox(encoder, run.seen(Facts::http), failure),
+            Probe::Dns(_) => dns::metrics::blackbox(encoder, run.seen(Facts::dns)),
+            Probe::Icmp(_) => icmp::metrics::blackbox(encoder, run.seen(Facts::icmp)),
+        }
+    }
+
+    /// The address the target's host resolved to in `run`, and how long finding it took
+    /// (`None` when no lookup happened): blackbox_exporter's `probe_ip_*` and
+    /// `probe_dns_lookup_time_seconds`. For http, the first request's, as blackbox resolves only
+    /// the configured host; for dns, the server, an address that needs no lookup (the trace's
+    /// `dns` phase is the question itself there).
+    pub fn resolved(&self, run: &Run) -> (Option<IpAddr>, Option<Duration>) {
+        let trace = &run.outcome.trace;
+        let address = trace.address.map(|a| a.ip());
+        match (self, run.outcome.facts.http()) {
+            (Probe::Http(_), Some(http)) => match http.hops.first() {
+                Some(hop) => (hop.address.map(|a| a.ip()), hop.phases.dns),
+                None => (None, None),
+            },
+            (Probe::Dns(_), _) => (address, None),
+            _ => (address, trace.phases.dns),
         }
     }
 }

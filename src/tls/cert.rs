@@ -13,6 +13,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 pub struct CertFacts {
     pub subject: String,
     pub issuer: String,
+    /// Subject and issuer as Go prints them (`dn`): blackbox_exporter's spelling.
+    pub subject_go: String,
+    pub issuer_go: String,
     /// Lowercase hex, as `openssl x509 -serial` prints it (without the colons).
     pub serial: String,
     /// The subject alternative names: DNS names, then IP addresses.
@@ -33,6 +36,8 @@ impl CertFacts {
             return CertFacts {
                 subject: String::new(),
                 issuer: String::new(),
+                subject_go: String::new(),
+                issuer_go: String::new(),
                 serial: String::new(),
                 names: Vec::new(),
                 sha256,
@@ -43,6 +48,8 @@ impl CertFacts {
         CertFacts {
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
+            subject_go: super::dn::go_string(cert.subject()),
+            issuer_go: super::dn::go_string(cert.issuer()),
             serial: serial(cert.raw_serial()),
             names: names(&cert),
             sha256,

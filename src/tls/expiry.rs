@@ -145,6 +145,8 @@ mod tests {
         CertFacts {
             subject: subject.into(),
             issuer: String::new(),
+            subject_go: subject.into(),
+            issuer_go: String::new(),
             serial: "01".into(),
             names: vec![],
             sha256: String::new(),

@@ -11,8 +11,8 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
 use super::cert::CertFacts;
-use super::{TlsFacts, Verification};
-use crate::family::{Row, bounded, gauge, info, series};
+use super::{TlsFacts, TlsVersion, Verification};
+use crate::family::{Row, UNLABELLED, bounded, gauge, info, series};
 use crate::outcome::Seen;
 
 /// Renders the TLS families over `rows`, one per target with a run, in their fixed order.
@@ -147,4 +147,72 @@ pub fn families(
         "1 if the leaf certificate is valid for the server name, whatever `verify` says",
         |s| verified(s, |v| v.hostname.is_ok()),
     )
+}
+
+/// blackbox_exporter's TLS families for a handshake that completed and was accepted: the
+/// earliest expiry presented, the verified chain's expiry (absent when none verified, where
+/// blackbox writes the year 1), the version in Go's spelling, and the leaf's identity.
+pub fn blackbox(encoder: &mut DescriptorEncoder, facts: &TlsFacts) -> fmt::Result {
+    let rows = [(UNLABELLED, facts)];
+    gauge(
+        encoder,
+        &rows,
+        "probe_ssl_earliest_cert_expiry",
+        "Earliest expiry in the presented chain, as a Unix timestamp",
+        |f| Some(f.earliest_expiry()?.1 as f64),
+    )?;
+    gauge(
+        encoder,
+        &rows,
+        "probe_ssl_last_chain_expiry_timestamp_seconds",
+        "Earliest expiry over the verified chain, as a Unix timestamp; absent when no chain verifies",
+        |f| Some(f.verified_expiry()?.not_after as f64),
+    )?;
+    // Gauges at 1, as blackbox_exporter's are: an info family would be named without the
+    // `_info` in OpenMetrics, which promtool and blackbox's users do not expect.
+    series(
+        encoder,
+        &rows,
+        "probe_tls_version_info",
+        "The negotiated TLS version, spelled as blackbox_exporter does",
+        MetricType::Gauge,
+        |f| match f.version {
+            Some(v) => vec![(vec![("version", go_version(v).to_string())], 1.0)],
+            None => Vec::new(),
+        },
+    )?;
+    series(
+        encoder,
+        &rows,
+        "probe_ssl_last_chain_info",
+        "The leaf certificate: its fingerprint, subject, issuer and DNS names",
+        MetricType::Gauge,
+        |f| {
+            let Some(leaf) = f.chain.first() else {
+                return Vec::new();
+            };
+            // DNS names only, as Go's DNSNames: vantage's list puts IP addresses after them.
+            let dns: Vec<&str> = leaf
+                .names
+                .iter()
+                .filter(|n| n.parse::<std::net::IpAddr>().is_err())
+                .map(String::as_str)
+                .collect();
+            let labels = vec![
+                ("fingerprint_sha256", leaf.sha256.clone()),
+                ("subject", bounded(&leaf.subject_go)),
+                ("issuer", bounded(&leaf.issuer_go)),
+                ("subjectalternative", bounded(&dns.join(","))),
+            ];
+            vec![(labels, 1.0)]
+        },
+    )
+}
+
+/// A TLS version as Go's `crypto/tls` names it in blackbox_exporter: `TLS 1.3`.
+pub fn go_version(version: TlsVersion) -> &'static str {
+    match version {
+        TlsVersion::Tls12 => "TLS 1.2",
+        TlsVersion::Tls13 => "TLS 1.3",
+    }
 }

@@ -12,6 +12,7 @@ pub mod cert;
 pub mod config;
 mod dangerous;
 pub mod dialect;
+mod dn;
 mod errors;
 pub mod expiry;
 #[cfg(any(test, feature = "fuzzing"))]

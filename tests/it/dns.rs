@@ -326,6 +326,8 @@ targets:
     let value = |name: &str, target: &str| crate::support::sample(&body, name, target);
     assert_eq!(value("probe_success", "www"), 1.0);
     assert_eq!(value("probe_dns_answer_rrs", "www"), 1.0);
+    assert_eq!(value("probe_dns_authority_rrs", "www"), 0.0);
+    assert_eq!(value("probe_dns_additional_rrs", "www"), 0.0);
     assert!(value("probe_dns_lookup_duration_seconds", "www") > 0.0);
     assert!(
         body.contains("probe_dns_rcode_info{name=\"www\",probe=\"dns\",target=\"www.vantage.test\",location=\"\",rcode=\"NOERROR\"} 1"),

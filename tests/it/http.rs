@@ -85,7 +85,8 @@ impl Web {
     /// Serves until the test process ends. Routes:
     /// `/ok`, `/status/N`, `/redirect/N` (N hops to `/redirect/0`), `/loop`, `/to?URL`,
     /// `/see-other`, `/slow` (200 ms before the head), `/silent` (no head for 30 s),
-    /// `/endless` (a body without end), `/cookie` (sets one).
+    /// `/endless` (a body without end), `/cookie` (sets one), `/modified` (with Last-Modified
+    /// and Content-Length).
     pub async fn start(self) -> (u16, Arc<Log>) {
         let client_ca = self.client_ca;
         let acceptor = self.tls.map(|(chain, key)| {
@@ -222,6 +223,11 @@ async fn respond(
             reply(200, "too late")
         }
         ["endless"] => Response::new(TestBody::Endless { sent: 0 }),
+        ["modified"] => Response::builder()
+            .header("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")
+            .header("content-length", "7")
+            .body(TestBody::Full(Some(Bytes::from_static(b"unmoved"))))
+            .unwrap(),
         ["cookie"] => Response::builder()
             .header("set-cookie", "session=abc123; Path=/")
             .body(TestBody::Full(Some(Bytes::from_static(b"have a cookie"))))

@@ -199,6 +199,7 @@ async fn the_exporter_serves_http_series_that_promtool_accepts() {
 targets:
   - {{name: redirected, type: http, url: \"http://127.0.0.1:{plain}/redirect/2\"}}
   - {{name: failing, type: http, url: \"http://127.0.0.1:{plain}/status/503\"}}
+  - {{name: modified, type: http, url: \"http://127.0.0.1:{plain}/modified\"}}
   - name: h2
     type: http
     url: https://127.0.0.1:{secure}/ok
@@ -208,7 +209,7 @@ targets:
         ),
     );
     let body = tokio::task::spawn_blocking(move || {
-        crate::support::scrape_when_ready(&config, "probe_http_status_code", 3)
+        crate::support::scrape_when_ready(&config, "probe_http_status_code", 4)
     })
     .await
     .unwrap();
@@ -218,6 +219,21 @@ targets:
     assert_eq!(value("probe_http_redirects", "redirected"), 2.0);
     assert_eq!(value("probe_http_version", "redirected"), 1.1);
     assert!(value("probe_http_first_byte_duration_seconds", "redirected") > 0.0);
+    assert!(value("probe_http_transfer_duration_seconds", "redirected") > 0.0);
+    assert_eq!(
+        value("probe_http_uncompressed_body_length", "redirected"),
+        7.0
+    );
+    assert_eq!(value("probe_http_ssl", "redirected"), 0.0);
+    assert!(
+        crate::support::series(&body, "probe_http_content_length", "redirected").is_empty(),
+        "a chunked body declares no length: no series, not blackbox's -1\n{body}"
+    );
+    assert_eq!(value("probe_http_content_length", "modified"), 7.0);
+    assert_eq!(
+        value("probe_http_last_modified_timestamp_seconds", "modified"),
+        784_111_777.0
+    );
     assert_eq!(value("probe_success", "failing"), 0.0);
     assert_eq!(value("probe_http_status_code", "failing"), 503.0);
     assert!(
@@ -228,6 +244,7 @@ targets:
     );
     assert_eq!(value("probe_success", "h2"), 1.0);
     assert_eq!(value("probe_http_version", "h2"), 2.0);
+    assert_eq!(value("probe_http_ssl", "h2"), 1.0);
     assert_eq!(value("probe_tls_chain_valid", "h2"), 1.0);
     assert!(value("probe_tls_handshake_duration_seconds", "h2") > 0.0);
     crate::support::promtool_check(&body);

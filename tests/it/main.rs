@@ -3,6 +3,8 @@
 mod addresses;
 mod alerting;
 mod architecture;
+mod blackbox;
+mod blackbox_interop;
 mod chain;
 mod cli;
 mod container;

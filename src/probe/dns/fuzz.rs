@@ -55,6 +55,7 @@ pub fn dns(data: &[u8]) {
     let reply = Reply {
         message,
         took: Duration::ZERO,
+        connected: None,
         transport: Transport::Udp,
     };
     let lines = reply.answer_lines();

@@ -10,6 +10,7 @@ pub mod report;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
@@ -48,6 +49,15 @@ pub struct DnsFacts {
     pub rcode: ResponseCode,
     /// The answer section as text, one record per line.
     pub answers: Vec<String>,
+    /// Records in the authority and additional sections (the latter as the wire counts them).
+    pub authority_records: usize,
+    pub additional_records: usize,
+    /// The zone's serial, when the answer holds an SOA record.
+    pub serial: Option<u32>,
+    /// The exchange, from the question sent (or its TCP connect begun) to the answer read.
+    pub took: Duration,
+    /// The TCP connect within `took`; `None` when the answer came over UDP alone.
+    pub connected: Option<Duration>,
 }
 
 /// Every reason a dns run can end with: the client reports an unreachable or silent server as
@@ -104,6 +114,8 @@ impl DnsProbe {
         };
         let reply = dns::ask(server, &self.name, self.record_type, deadline, trace).await?;
         trace.phases.dns = Some(reply.took);
+        // The exchange includes it; over TCP the connect is also the connect phase.
+        trace.phases.connect = reply.connected;
         trace.answered = Some(trace.elapsed());
         let answers = reply.answer_lines();
         let verdict = self.judge(&reply, &answers);
@@ -112,6 +124,11 @@ impl DnsProbe {
             transport: reply.transport,
             rcode: reply.rcode(),
             answers,
+            authority_records: reply.message.authorities.len(),
+            additional_records: reply.additional_count(),
+            serial: reply.soa_serial(),
+            took: reply.took,
+            connected: reply.connected,
         });
         verdict
     }

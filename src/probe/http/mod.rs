@@ -10,6 +10,7 @@ pub mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 
+mod head;
 mod lent;
 pub mod metrics;
 pub mod report;
@@ -129,9 +130,16 @@ pub struct Hop {
     pub status: Option<u16>,
     pub version: Option<Version>,
     pub location: Option<String>,
-    /// Body bytes read; the read stops past `body_size_limit`.
+    /// The body length the answer declared (`Content-Length`), if it did.
+    pub content_length: Option<u64>,
+    /// The answer's `Last-Modified`, as Unix seconds.
+    pub last_modified: Option<i64>,
+    /// Body bytes read (after the transfer coding, as the application gets them); the read
+    /// stops past `body_size_limit`.
     pub body_bytes: u64,
     pub body_cut: bool,
+    /// From the answer's first byte to the end of its body.
+    pub transfer: Option<Duration>,
     /// This hop's events in the trace (its close).
     pub events: Range<usize>,
 }
@@ -153,8 +161,13 @@ struct Answer {
     status: u16,
     version: Version,
     location: Option<String>,
-    /// From the request handed to hyper to the response head parsed.
+    content_length: Option<u64>,
+    last_modified: Option<i64>,
+    /// From the request handed to hyper to the response head parsed, and to the body's end.
     head_after: Duration,
+    body_after: Duration,
+    /// From the first byte to the body's end: `body_after` less the time to the first byte.
+    transfer: Duration,
     /// The bytes kept for the body regexes (none without them), at most `body_size_limit`.
     kept: Vec<u8>,
     body_bytes: u64,
@@ -247,8 +260,11 @@ impl HttpProbe {
                 status: answer.as_ref().ok().map(|a| a.status),
                 version: answer.as_ref().ok().map(|a| a.version),
                 location: answer.as_ref().ok().and_then(|a| a.location.clone()),
+                content_length: answer.as_ref().ok().and_then(|a| a.content_length),
+                last_modified: answer.as_ref().ok().and_then(|a| a.last_modified),
                 body_bytes: answer.as_ref().map_or(0, |a| a.body_bytes),
                 body_cut: answer.as_ref().is_ok_and(|a| a.body_cut),
+                transfer: answer.as_ref().ok().map(|a| a.transfer),
                 events: first_event..trace.events.len(),
             });
             let hops = facts.hops.len();
@@ -411,12 +427,14 @@ impl HttpProbe {
         };
         let answer = answer.map(|mut answer| {
             trace.answered = Some(trace.elapsed());
-            trace.phases.first_byte = Some(if h2 {
+            let first_byte = if h2 {
                 // The server's SETTINGS frame comes before any answer: the head is the mark.
                 answer.head_after
             } else {
                 lender.first_byte().unwrap_or(answer.head_after)
-            });
+            };
+            trace.phases.first_byte = Some(first_byte);
+            answer.transfer = answer.body_after.saturating_sub(first_byte);
             if self.body_regex.is_none() && self.body_not_regex.is_none() {
                 answer.kept = Vec::new();
             }
@@ -496,6 +514,8 @@ impl HttpProbe {
             .headers()
             .get(LOCATION)
             .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
+        let content_length = head::content_length(response.headers());
+        let last_modified = head::last_modified(response.headers());
         let keep = self.body_regex.is_some() || self.body_not_regex.is_some();
         let limit = usize::try_from(self.body_size_limit).unwrap_or(usize::MAX);
         let mut body = response.into_body();
@@ -531,7 +551,11 @@ impl HttpProbe {
             status: status.as_u16(),
             version,
             location,
+            content_length,
+            last_modified,
             head_after,
+            body_after: sent.elapsed(),
+            transfer: Duration::ZERO,
             kept,
             body_bytes,
             body_cut,

@@ -43,6 +43,11 @@ pub struct IcmpFacts {
     pub rtts: Vec<Duration>,
     /// The pause between the sends of two echoes.
     pub spacing: Duration,
+    /// Opening the ICMP socket: our own cost, kept apart from the round trips it precedes.
+    pub setup: Duration,
+    /// The TTL of the first reply, as the IP header it came in says; only a raw IPv4 socket
+    /// sees that header (a ping socket hands over the ICMP message alone).
+    pub hop_limit: Option<u8>,
 }
 
 impl IcmpFacts {
@@ -120,7 +125,9 @@ impl IcmpProbe {
         )
         .await?
         .ip();
+        let opening = Instant::now();
         let client = client(ip)?;
+        let setup = opening.elapsed();
         let payload = vec![0u8; self.payload_size];
         let start = Instant::now();
         let left = deadline.saturating_duration_since(start);
@@ -145,11 +152,12 @@ impl IcmpProbe {
                 (
                     i,
                     sent,
-                    reply.map(|(packet, _)| (is_echo_reply(&packet), sent.elapsed())),
+                    reply.map(|(packet, _)| (is_echo_reply(&packet), sent.elapsed(), ttl(&packet))),
                 )
             });
         }
         let mut rtts = vec![None; usize::from(self.count)];
+        let mut ttls = vec![None; usize::from(self.count)];
         let mut error = None;
         let (mut first_sent, mut last_sent) = (None::<Instant>, None::<Instant>);
         while let Some(joined) = echoes.join_next().await {
@@ -159,9 +167,12 @@ impl IcmpProbe {
             first_sent = Some(first_sent.map_or(sent, |t| t.min(sent)));
             last_sent = Some(last_sent.map_or(sent, |t| t.max(sent)));
             match result {
-                Ok((true, rtt)) => rtts[usize::from(i)] = Some(rtt),
+                Ok((true, rtt, ttl)) => {
+                    rtts[usize::from(i)] = Some(rtt);
+                    ttls[usize::from(i)] = ttl;
+                }
                 // A raw socket also sees the errors that routers send back about our echoes.
-                Ok((false, _)) => {
+                Ok((false, ..)) => {
                     error = Some(Failure::new(
                         Reason::HostUnreachable,
                         format!("{ip} is unreachable: an echo was answered with an ICMP error"),
@@ -178,6 +189,8 @@ impl IcmpProbe {
             sent: self.count,
             rtts: rtts.into_iter().flatten().collect(),
             spacing,
+            setup,
+            hop_limit: ttls.into_iter().flatten().next(),
         };
         // The echoes are spread out so that a path that polices bursts of ICMP does not read
         // as lossy. The time from the first send to the last is that spacing (and our timer's
@@ -219,6 +232,15 @@ fn is_echo_reply(packet: &IcmpPacket) -> bool {
     match packet {
         IcmpPacket::V4(p) => p.get_icmp_type().0 == 0,
         IcmpPacket::V6(p) => p.get_icmpv6_type().0 == 129,
+    }
+}
+
+/// The TTL a reply arrived with, when its IP header was seen. surge-ping reports IPv6 hop
+/// limits as 0 whatever they were, so only IPv4 gives one.
+fn ttl(packet: &IcmpPacket) -> Option<u8> {
+    match packet {
+        IcmpPacket::V4(p) => p.get_ttl(),
+        IcmpPacket::V6(_) => None,
     }
 }
 
@@ -270,6 +292,7 @@ mod tests {
                 Duration::from_millis(30),
             ],
             spacing: Duration::from_secs(1),
+            ..IcmpFacts::default()
         };
         assert_eq!(facts.loss_ratio(), 0.25);
         let [min, avg, max, stddev] = facts.stats().unwrap();

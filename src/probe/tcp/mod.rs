@@ -13,6 +13,7 @@
 pub mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
+pub mod metrics;
 #[cfg(any(test, feature = "fuzzing"))]
 mod peer;
 pub mod report;
