@@ -33,10 +33,28 @@ pub fn render_probe(run: &Run, target: &Target, format: Format) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail; an encoder error would be a bug in the families.
     text::encode(&mut out, &registry).expect("encoding metrics into a String");
+    let out = without_empty_braces(&out);
     match format {
         Format::OpenMetrics => out,
         Format::Classic => classic::from_openmetrics(&out),
     }
+}
+
+/// `probe_success{} 1` written as blackbox writes it, `probe_success 1`: the families share
+/// their encoder with labelled ones, which writes an empty label set as braces.
+fn without_empty_braces(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        match line.split_once("{} ") {
+            Some((name, rest)) if !line.starts_with('#') && !name.contains(['{', ' ']) => {
+                out.push_str(name);
+                out.push(' ');
+                out.push_str(rest);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// One run and the probe it ran: a collector owns what it renders.
@@ -181,6 +199,10 @@ mod tests {
         assert!(!classic.contains("# EOF"), "{classic}");
         assert_eq!(sample_names(&classic), sample_names(&openmetrics));
         assert!(!classic.contains("target=") && !classic.contains("name="));
+        assert!(
+            !classic.contains("{}") && !openmetrics.contains("{}"),
+            "unlabelled series are written as blackbox writes them:\n{classic}"
+        );
         sample_names(&classic)
     }
 
@@ -188,9 +210,7 @@ mod tests {
     fn sample(body: &str, series: &str) -> f64 {
         body.lines()
             .find_map(|l| {
-                let rest = l.strip_prefix(series)?;
-                let rest = rest.strip_prefix("{}").unwrap_or(rest);
-                rest.strip_prefix(' ')?.parse().ok()
+                l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()
             })
             .unwrap_or_else(|| panic!("no {series} in\n{body}"))
     }
