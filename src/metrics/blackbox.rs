@@ -209,9 +209,7 @@ mod tests {
     /// The value of `series` (a name, with its labels if it has any) in a rendering.
     fn sample(body: &str, series: &str) -> f64 {
         body.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()
-            })
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("no {series} in\n{body}"))
     }
 

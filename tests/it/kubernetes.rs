@@ -19,12 +19,12 @@ use crate::support::{
     vantage_bin, wait_for,
 };
 
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/vantage");
+pub(crate) const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/vantage");
 const SIDECAR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/deploy/kubernetes/sidecar-example.yaml"
 );
-const RELEASE: &str = "vantage";
+pub(crate) const RELEASE: &str = "vantage";
 /// The oldest Kubernetes the chart supports (Chart.yaml's kubeVersion) and the newest that
 /// kubernetes-validate knows.
 const KUBERNETES: [&str; 2] = ["1.25.0", "1.37.0"];
@@ -42,7 +42,7 @@ fn values_files() -> Vec<Option<PathBuf>> {
 
 /// What every test here needs (see tests/needs), `root` added where the pod runs in a network
 /// namespace of its own: helm, kubernetes-validate, and node with the CRD schemas from npm.
-fn tools(root: bool) {
+pub(crate) fn tools(root: bool) {
     let mut needs = vec![
         "tool:helm",
         "tool:kubernetes-validate",
@@ -80,7 +80,7 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> String {
 }
 
 /// `helm template` of the chart with these extra arguments: the manifest text.
-fn template(args: &[&str]) -> String {
+pub(crate) fn template(args: &[&str]) -> String {
     let mut all = vec!["template", RELEASE, CHART];
     all.extend_from_slice(args);
     run("helm", &all, None)
@@ -93,7 +93,7 @@ fn values_args(file: &Option<PathBuf>) -> Vec<String> {
 }
 
 /// The documents of a multi-document YAML stream, parsed.
-fn documents(yaml: &str) -> Vec<Value> {
+pub(crate) fn documents(yaml: &str) -> Vec<Value> {
     yaml.split("\n---")
         .map(|doc| doc.trim_start_matches("---"))
         .filter(|doc| {
@@ -110,20 +110,20 @@ fn kinds(docs: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+pub(crate) fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} rendered"))
 }
 
 /// The Deployment or StatefulSet.
-fn workload(docs: &[Value]) -> &Value {
+pub(crate) fn workload(docs: &[Value]) -> &Value {
     docs.iter()
         .find(|d| d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
         .expect("a workload")
 }
 
-fn container<'a>(workload: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn container<'a>(workload: &'a Value, name: &str) -> &'a Value {
     workload["spec"]["template"]["spec"]["containers"]
         .as_array()
         .unwrap()
@@ -132,7 +132,7 @@ fn container<'a>(workload: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no container {name}"))
 }
 
-fn strings(value: &Value) -> Vec<String> {
+pub(crate) fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
         .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
@@ -232,6 +232,7 @@ fn every_rendering_and_the_sidecar_example_pass_the_kubernetes_schemas() {
                 "ConfigMap",
                 "NetworkPolicy",
                 "PodDisruptionBudget",
+                "Probe",
                 "PrometheusRule",
                 "Service",
                 "ServiceAccount",

@@ -22,6 +22,7 @@ mod icmp;
 mod import_blackbox;
 mod interop;
 mod kubernetes;
+mod kubernetes_probe;
 mod named_files;
 mod netns;
 mod pki;

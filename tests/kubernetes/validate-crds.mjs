@@ -1,8 +1,8 @@
 // Checks prometheus-operator objects (a JSON array on stdin) against the schemas of their CRDs,
 // which kubernetes-validate does not ship. Prints one line per object; exits 1 on any error.
-import { PodMonitor, PrometheusRule, ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
+import { PodMonitor, Probe, PrometheusRule, ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
 
-const kinds = { PodMonitor, PrometheusRule, ServiceMonitor };
+const kinds = { PodMonitor, Probe, PrometheusRule, ServiceMonitor };
 let input = "";
 for await (const chunk of process.stdin) input += chunk;
 let failed = false;
