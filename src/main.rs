@@ -223,7 +223,11 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         shard: options.shard,
     };
     let probe = cli.enable_probe.then(|| {
-        let endpoint = ProbeEndpoint::new(cli.probe_timeout_offset, metrics::render_probe);
+        let endpoint = ProbeEndpoint::new(
+            cli.probe_timeout_offset,
+            metrics::render_probe,
+            Arc::clone(&shared.limiter),
+        );
         endpoint.apply(&initial.config.modules);
         Arc::new(endpoint)
     });

@@ -226,7 +226,7 @@ fn the_scrape_timeout_bounds_the_run_and_debug_shows_the_report() {
         "Metrics that would have been returned:",
         "probe_success",
         "Module configuration:",
-        "this run 2s500ms",
+        "timeout 8s (this run 2s",
     ] {
         assert!(debug.body.contains(part), "{part:?} in\n{}", debug.body);
     }
@@ -261,4 +261,49 @@ fn probe_is_off_unless_enabled_and_follows_reloads() {
         probe(&vantage, &query).status == 200
     });
     assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn probe_runs_share_max_concurrent_probes_and_wait_only_within_the_timeout() {
+    let silent = Recorder::start(true);
+    let dir = TempDir::new("probe-busy");
+    let path = config(&dir, silent.port, "");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("max_concurrent_probes: 1\n{text}")).unwrap();
+    let vantage = Vantage::start(&path, &["--web.enable-probe"]);
+    let addr = vantage.addr;
+    let request = format!(
+        "GET /probe?module=http_2xx&target=127.0.0.1:{} HTTP/1.1\r\nHost: x\r\n\
+         X-Prometheus-Scrape-Timeout-Seconds: 2\r\nConnection: close\r\n\r\n",
+        silent.port
+    );
+    let first = {
+        let request = request.clone();
+        std::thread::spawn(move || exchange(addr, &request).expect("an answer"))
+    };
+    wait_for(Duration::from_secs(5), "the first run to connect", || {
+        silent.requests().len() == 1
+    });
+    // The one slot is taken until the first run's 1.5 s are up; the second gives up before
+    // its own 1.5 s would be.
+    let second = exchange(addr, &request).expect("an answer");
+    assert_eq!(second.status, 503, "{}", second.body);
+    assert!(
+        second
+            .body
+            .contains("max_concurrent_probes (1) runs were in flight"),
+        "{}",
+        second.body
+    );
+    let first = first.join().unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(silent.requests().len(), 1, "the second run never connected");
+    let metrics = http_get(addr, "/metrics", None).unwrap().body;
+    assert_eq!(
+        sample_of(
+            &metrics,
+            "vantage_probe_requests_total{module=\"http_2xx\",result=\"busy\"}"
+        ),
+        1.0
+    );
 }

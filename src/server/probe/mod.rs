@@ -21,12 +21,14 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
+use tokio::time::Instant;
 
 use self::aim::{Ask, Refusal};
 use crate::config::{Module, Target};
 use crate::duration;
 use crate::metrics::Format;
 use crate::probe::{self, Run, RunPolicy};
+use crate::scheduler::Limiter;
 
 /// Renders one run's answer: the body of a `/probe` response.
 pub type Render = fn(&Run, &Target, Format) -> String;
@@ -48,6 +50,7 @@ enum Ended {
     UnknownModule,
     Invalid,
     Refused,
+    Busy,
 }
 
 impl Ended {
@@ -58,6 +61,7 @@ impl Ended {
             Ended::UnknownModule => "unknown_module",
             Ended::Invalid => "invalid",
             Ended::Refused => "refused",
+            Ended::Busy => "busy",
         }
     }
 }
@@ -72,16 +76,19 @@ pub struct ProbeEndpoint {
     modules: RwLock<Arc<BTreeMap<String, Arc<Module>>>>,
     offset: Duration,
     render: Render,
+    /// `max_concurrent_probes`, shared with the scheduler: a `/probe` run is a run like any.
+    limiter: Arc<Limiter>,
     /// Requests by module (empty for unknown modules: callers choose those names) and result.
     counts: Mutex<BTreeMap<(String, Ended), u64>>,
 }
 
 impl ProbeEndpoint {
-    pub fn new(offset: Duration, render: Render) -> ProbeEndpoint {
+    pub fn new(offset: Duration, render: Render, limiter: Arc<Limiter>) -> ProbeEndpoint {
         ProbeEndpoint {
             modules: RwLock::default(),
             offset,
             render,
+            limiter,
             counts: Mutex::default(),
         }
     }
@@ -133,6 +140,9 @@ impl ProbeEndpoint {
                 return (StatusCode::BAD_REQUEST, TEXT, format!("{e}\n"));
             }
         };
+        // Every step below, the allow list's lookup and the wait for a slot included, comes
+        // out of one budget, so that the answer arrives within the scrape's timeout.
+        let deadline = Instant::now() + timeout;
         let ask = Ask {
             target,
             hostname: params.hostname.as_deref(),
@@ -148,12 +158,37 @@ impl ProbeEndpoint {
                 return (status, TEXT, format!("{why}\n"));
             }
         };
+        let slot = deadline
+            .checked_sub(MIN_RUN)
+            .map(|last_start| tokio::time::timeout_at(last_start, self.limiter.acquire()));
+        let permit = match slot {
+            Some(wait) => wait.await.ok().flatten(),
+            None => None,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if permit.is_none() || left < MIN_RUN {
+            self.count(&module.name, Ended::Busy);
+            let why = if permit.is_none() {
+                format!(
+                    "max_concurrent_probes ({}) runs were in flight",
+                    self.limiter.size()
+                )
+            } else {
+                "looking up the target for the allow list took the time".to_string()
+            };
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!("no run could start within the timeout: {why}\n"),
+            );
+        }
         let template = &module.template;
         let policy = RunPolicy {
-            timeout,
+            timeout: left,
             ..template.policy
         };
         let run = probe::run(&probe, &template.assertions, &policy).await;
+        drop(permit);
         let labels = template
             .labels
             .iter()
@@ -255,7 +290,7 @@ impl Collector for ProbeCollector {
             "vantage_probe_requests",
             "Requests to /probe by module (empty when unknown) and result: success, failure, \
              unknown_module, invalid (a parameter or the scrape timeout), refused (outside the \
-             module's allow list)",
+             module's allow list), busy (no slot of max_concurrent_probes in time)",
             None,
             MetricType::Counter,
         )?;
