@@ -4,6 +4,7 @@ mod addresses;
 mod alerting;
 mod architecture;
 mod blackbox;
+mod blackbox_compat;
 mod blackbox_interop;
 mod chain;
 mod cli;
