@@ -6,6 +6,7 @@ mod architecture;
 mod blackbox;
 mod blackbox_compat;
 mod blackbox_interop;
+mod blackbox_migration;
 mod chain;
 mod cli;
 mod container;
