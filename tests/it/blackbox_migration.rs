@@ -1,10 +1,10 @@
 //! Moving from blackbox_exporter as its users would: a blackbox.yml written as blackbox's own
 //! example.yml writes its modules and a prometheus.yml in the `/probe` job shape of blackbox's
-//! README, converted by `vantage import-blackbox`, run, and scraped by Debian's Prometheus.
-//! The community's queries return data, and sensible values, in both ways of running it:
-//! Prometheus scraping the converted targets on vantage's `/metrics`, and the unchanged jobs
-//! scraping vantage's `/probe` (only the exporter's address changed, from blackbox's to
-//! vantage's).
+//! README, converted by `vantage import-blackbox`, run, and scraped by Debian's Prometheus. The
+//! community's queries return data, and sensible values, in both ways of running it: Prometheus
+//! scraping vantage's `/metrics`, where vantage runs the converted targets itself, and blackbox's
+//! jobs left as they were but for the exporter's address (blackbox's, now vantage's), scraping
+//! vantage's `/probe` with the converted modules.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -231,56 +231,56 @@ fn mentions(series: &Value, needle: &str) -> bool {
     })
 }
 
-/// What the queries lack, in each way of scraping: empty when every one has sensible data.
-fn judge(prometheus: SocketAddr, servers: &Servers) -> Vec<String> {
+/// How Prometheus reaches vantage.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// vantage runs the imported targets; Prometheus scrapes its `/metrics` (job `vantage`).
+    Metrics,
+    /// Prometheus runs blackbox's jobs unchanged but for the exporter's address: vantage's
+    /// `/probe` with the imported modules (and an allow list in each).
+    Probe,
+}
+
+/// What the queries lack: empty when every one has sensible data.
+fn judge(prometheus: SocketAddr, servers: &Servers, way: Way) -> Vec<String> {
     let mut problems = Vec::new();
     let closed = format!(":{}/", servers.closed);
     let ok = format!(":{}/ok", servers.web);
     for expr in QUERIES {
-        let results = query(prometheus, expr);
-        for (way, ours) in [
-            (
-                "/metrics (imported targets)",
-                &(|s: &Value| job_of(s) == "vantage") as &dyn Fn(&Value) -> bool,
-            ),
-            ("/probe (blackbox's jobs)", &|s: &Value| {
-                job_of(s).starts_with("blackbox")
-            }),
-        ] {
-            let series: Vec<&Value> = results.iter().filter(|s| ours(s)).collect();
-            if series.is_empty() {
-                problems.push(format!("{expr}: no data scraping {way}"));
-                continue;
+        let series = query(prometheus, expr);
+        if series.is_empty() {
+            problems.push(format!("{expr}: no data"));
+            continue;
+        }
+        let values: Vec<f64> = series.iter().map(value_of).collect();
+        let sensible = match *expr {
+            "probe_success == 0" => {
+                series.iter().any(|s| mentions(s, &closed)) && values.iter().all(|v| *v == 0.0)
             }
-            let values: Vec<f64> = series.iter().map(|s| value_of(s)).collect();
-            let sensible = match *expr {
-                "probe_success == 0" => {
-                    series.iter().any(|s| mentions(s, &closed)) && values.iter().all(|v| *v == 0.0)
-                }
-                "probe_http_status_code" => series
-                    .iter()
-                    .any(|s| mentions(s, &ok) && value_of(s) == 200.0),
-                "avg_over_time(probe_success[5m])" => {
-                    values.iter().all(|v| (0.0..=1.0).contains(v))
-                        && series
-                            .iter()
-                            .any(|s| mentions(s, &ok) && value_of(s) == 1.0)
-                }
-                // The https server's certificate expires in 10 days.
-                "probe_ssl_earliest_cert_expiry - time() < 86400 * 30" => values
-                    .iter()
-                    .all(|v| (9.0 * 86400.0..11.0 * 86400.0).contains(v)),
-                _ => values.iter().all(|v| *v >= 0.0),
-            };
-            if !sensible {
-                problems.push(format!(
-                    "{expr}: unexpected values scraping {way}: {series:?}"
-                ));
+            "probe_http_status_code" => series
+                .iter()
+                .any(|s| mentions(s, &ok) && value_of(s) == 200.0),
+            "avg_over_time(probe_success[5m])" => {
+                values.iter().all(|v| (0.0..=1.0).contains(v))
+                    && series
+                        .iter()
+                        .any(|s| mentions(s, &ok) && value_of(s) == 1.0)
             }
+            // The https server's certificate expires in 10 days.
+            "probe_ssl_earliest_cert_expiry - time() < 86400 * 30" => values
+                .iter()
+                .all(|v| (9.0 * 86400.0..11.0 * 86400.0).contains(v)),
+            _ => values.iter().all(|v| *v >= 0.0),
+        };
+        if !sensible {
+            problems.push(format!("{expr}: unexpected values: {series:?}"));
         }
     }
-    // The unchanged jobs' own series: one probe_success per target, with the right value.
-    let probed = query(prometheus, "probe_success{job=~\"blackbox.*\"}");
+    if way == Way::Metrics {
+        return problems;
+    }
+    // blackbox's jobs, unchanged: one probe_success per target, with the right value.
+    let probed = query(prometheus, "probe_success");
     for (job, _, targets) in servers.targets() {
         for (target, want) in targets {
             let found = probed
@@ -297,9 +297,9 @@ fn judge(prometheus: SocketAddr, servers: &Servers) -> Vec<String> {
     problems
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_imported_blackbox_config_answers_the_community_queries_in_prometheus() {
-    support::needs(&["root", "tool:prometheus", "tool:dnsmasq"]);
+/// The loopback servers, blackbox's configs converted by `import-blackbox`, vantage running
+/// the result, and Prometheus scraping it `way`; fails unless every query has sensible data.
+async fn migrate(way: Way) {
     let pki = Pki::new("migration");
     let root = pki.dir.0.join("root.pem").display().to_string();
     let expiring = pki
@@ -324,16 +324,21 @@ async fn an_imported_blackbox_config_answers_the_community_queries_in_prometheus
             .replace("{NAME}", "www.vantage.test");
         let scrape = servers.prometheus_yml();
         let converted = import(&dir, &blackbox, &scrape);
-        let config = dir.write("exporter.yml", &with_allow_lists(&converted));
-        let vantage = Vantage::start(&config, &["--web.enable-probe"]);
+        let (config, args): (String, &[&str]) = match way {
+            Way::Metrics => (converted.clone(), &[]),
+            Way::Probe => (with_allow_lists(&converted), &["--web.enable-probe"]),
+        };
+        let vantage = Vantage::start(&dir.write("exporter.yml", &config), args);
 
-        // The same jobs, now sent to vantage, beside a job scraping vantage's /metrics.
         let prometheus_addr: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
-        let mut yml = scrape.replace("127.0.0.1:9115", &vantage.addr.to_string());
-        yml.push_str(&format!(
-            "  - job_name: vantage\n    static_configs:\n      - targets: ['{}']\n",
-            vantage.addr
-        ));
+        let yml = match way {
+            Way::Metrics => format!(
+                "global:\n  scrape_interval: 2s\nscrape_configs:\n  - job_name: vantage\n    \
+                 static_configs:\n      - targets: ['{}']\n",
+                vantage.addr
+            ),
+            Way::Probe => scrape.replace("127.0.0.1:9115", &vantage.addr.to_string()),
+        };
         let yml = dir.write("prometheus.yml", &yml);
         let daemon = Daemon::start(
             "prometheus",
@@ -347,9 +352,9 @@ async fn an_imported_blackbox_config_answers_the_community_queries_in_prometheus
         wait_ready(prometheus_addr, &daemon, "prometheus");
 
         // A few scrapes of every job: then every query has its answer, or never will.
-        let deadline = Instant::now() + Duration::from_secs(45);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let problems = loop {
-            let problems = judge(prometheus_addr, &servers);
+            let problems = judge(prometheus_addr, &servers, way);
             if problems.is_empty() || Instant::now() > deadline {
                 break problems;
             }
@@ -357,11 +362,23 @@ async fn an_imported_blackbox_config_answers_the_community_queries_in_prometheus
         };
         assert!(
             problems.is_empty(),
-            "{}\n--- exporter.yml\n{converted}\n--- vantage's log\n{}",
+            "{}\n--- exporter.yml\n{config}\n--- vantage's log\n{}",
             problems.join("\n"),
             vantage.log()
         );
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_targets_on_metrics_answer_the_community_queries() {
+    support::needs(&["root", "tool:prometheus", "tool:dnsmasq"]);
+    migrate(Way::Metrics).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackboxs_jobs_on_vantages_probe_answer_the_community_queries() {
+    support::needs(&["root", "tool:prometheus", "tool:dnsmasq"]);
+    migrate(Way::Probe).await;
 }
