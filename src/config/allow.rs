@@ -187,13 +187,26 @@ fn parse_network(text: &str) -> Result<(IpAddr, u8), String> {
             .filter(|p| *p <= max)
             .ok_or_else(invalid)?,
     };
-    if !in_network(ip, ip, prefix) || network_bits(ip, prefix) != bits(ip) {
+    // An IPv4-mapped network is the IPv4 network it carries, as addresses are judged.
+    let (ip, prefix) = match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
+            if prefix < 96 {
+                return Err(format!(
+                    "{text:?} reaches past the IPv4-mapped addresses (::ffff:0:0/96): write \
+                     the IPv4 network instead"
+                ));
+            }
+            (canonical(ip), prefix - 96)
+        }
+        _ => (ip, prefix),
+    };
+    if network_bits(ip, prefix) != bits(ip) {
         return Err(format!(
             "{text:?} has host bits set: write the network's first address (as in {})",
             show_network(ip, prefix)
         ));
     }
-    Ok((canonical(ip), prefix))
+    Ok((ip, prefix))
 }
 
 fn bits(ip: IpAddr) -> u128 {
@@ -309,5 +322,17 @@ mod tests {
             assert!(err.contains(says), "{yaml}: {err}");
         }
         assert!(allow("networks: [0.0.0.0/0, ::/0]").is_ok());
+        assert!(allow("networks: [\"::ffff:0:0/95\"]").is_err());
+    }
+
+    #[test]
+    fn an_ipv4_mapped_network_is_the_ipv4_network_it_carries() {
+        let a = allow("networks: [\"::ffff:10.0.0.1\", \"::ffff:192.168.0.0/112\"]").unwrap();
+        assert!(a.allows_address("10.0.0.1".parse().unwrap()));
+        assert!(a.allows_address("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(a.allows_address("192.168.3.4".parse().unwrap()));
+        for outside in ["10.0.0.2", "11.0.0.1", "192.169.0.0", "::1"] {
+            assert!(!a.allows_address(outside.parse().unwrap()), "{outside}");
+        }
     }
 }

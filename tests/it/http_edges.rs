@@ -219,7 +219,22 @@ targets:
     assert_eq!(value("probe_http_redirects", "redirected"), 2.0);
     assert_eq!(value("probe_http_version", "redirected"), 1.1);
     assert!(value("probe_http_first_byte_duration_seconds", "redirected") > 0.0);
-    assert!(value("probe_http_transfer_duration_seconds", "redirected") > 0.0);
+    let phases: Vec<String> =
+        crate::support::series(&body, "probe_http_duration_seconds", "redirected");
+    for phase in ["connect", "processing", "transfer"] {
+        assert!(
+            phases
+                .iter()
+                .any(|s| s.contains(&format!("phase=\"{phase}\""))),
+            "{phase} in {phases:?}"
+        );
+    }
+    assert!(
+        !phases
+            .iter()
+            .any(|s| s.contains("phase=\"tls\"") || s.contains("phase=\"resolve\"")),
+        "no TLS and no lookup happened: {phases:?}"
+    );
     assert_eq!(
         value("probe_http_uncompressed_body_length", "redirected"),
         7.0

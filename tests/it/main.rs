@@ -5,7 +5,6 @@ mod alerting;
 mod architecture;
 mod blackbox;
 mod blackbox_compat;
-mod blackbox_interop;
 mod blackbox_migration;
 mod chain;
 mod cli;

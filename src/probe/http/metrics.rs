@@ -57,12 +57,28 @@ pub fn families(
     fn answer<'a>(s: &Seen<'a, HttpFacts>) -> Option<&'a Hop> {
         s.facts?.hops.last().filter(|h| h.status.is_some())
     }
-    gauge(
+    // blackbox's phases beside vantage's own names, which dashboards and rules written for
+    // blackbox read: each phase that happened, summed over redirects (transfer: the final
+    // answer's).
+    series(
         encoder,
         rows,
-        "probe_http_transfer_duration_seconds",
-        "From the last answer's first byte to the end of its body",
-        |s| Some(answer(s)?.transfer?.as_secs_f64()),
+        "probe_http_duration_seconds",
+        "Duration of the last run's HTTP request by phase (resolve, connect, tls, processing, transfer), as blackbox_exporter names them; a phase that did not happen is absent",
+        MetricType::Gauge,
+        |s| {
+            let phases = &s.trace.phases;
+            [
+                ("resolve", phases.dns),
+                ("connect", phases.connect),
+                ("tls", phases.tls),
+                ("processing", phases.first_byte),
+                ("transfer", answer(s).and_then(|h| h.transfer)),
+            ]
+            .into_iter()
+            .filter_map(|(phase, d)| Some((vec![("phase", phase.to_string())], d?.as_secs_f64())))
+            .collect()
+        },
     )?;
     gauge(
         encoder,
