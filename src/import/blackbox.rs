@@ -47,6 +47,8 @@ const PROMETHEUS_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Module {
     pub name: String,
+    /// Where the module is written in blackbox.yml.
+    pub line: u64,
     pub prober: Prober,
     /// The module as vantage's `modules` table writes it.
     pub out: Map,
@@ -142,6 +144,7 @@ fn convert(name: &str, module: &S<Node>, findings: &mut Findings) -> Option<Modu
     }
     let mut module = Module {
         name: name.to_string(),
+        line: table.line,
         prober,
         out,
         dns: None,

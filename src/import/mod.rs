@@ -4,9 +4,10 @@
 //!
 //! A leaf: main calls it, and it reads only the names and parsers of the layers above.
 //! `blackbox` (with `http`, `tcp`, `dns`) converts the modules, `shared` holds what those
-//! share, `prometheus` finds the jobs' static targets, `node` is the located YAML tree both
-//! files are read into, `emit` writes the result.
+//! share, `prometheus` finds the jobs' static targets, `allow` the `/probe` allow lists they
+//! make, `node` is the located YAML tree both files are read into, `emit` writes the result.
 
+mod allow;
 mod blackbox;
 mod dns;
 mod emit;
@@ -20,6 +21,7 @@ mod tcp;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use allow::Allows;
 use blackbox::{Module, Prober};
 use emit::{Map, Out};
 use findings::Findings;
@@ -59,6 +61,7 @@ pub fn convert(blackbox: Source, prometheus: Option<Source>) -> Result<Conversio
     let modules =
         blackbox::modules(&doc, &mut findings).map_err(|e| format!("{}: {e}", blackbox.file))?;
     let mut targets = Vec::new();
+    let mut allows = Allows::new();
     if let Some(prometheus) = &prometheus {
         findings.set_file(prometheus.file);
         let doc = node::parse(prometheus.text).map_err(|e| format!("{}: {e}", prometheus.file))?;
@@ -66,13 +69,16 @@ pub fn convert(blackbox: Source, prometheus: Option<Source>) -> Result<Conversio
             .map_err(|e| format!("{}: {e}", prometheus.file))?;
         let mut names = BTreeSet::new();
         for target in &jobs {
-            if let Some(out) = self::target(target, &modules, &mut names, &mut findings) {
+            let out = self::target(target, &modules, &mut names, &mut allows, &mut findings);
+            if let Some(out) = out {
                 targets.push(Out::Map(out));
             }
         }
     }
+    findings.set_file(blackbox.file);
     let mut top = Map::new();
     let mut written = Map::new();
+    let mut listless = Vec::new();
     for module in &modules {
         let mut out = module.out.clone();
         if let Some(dns) = &module.dns {
@@ -90,7 +96,43 @@ pub fn convert(blackbox: Source, prometheus: Option<Source>) -> Result<Conversio
                 emit::document(&line).trim_end()
             ));
         }
+        match allows.table(&module.name) {
+            Some(allow) => {
+                out.comment("whom /probe may reach with it: the static targets of its jobs");
+                out.set("allow", Out::Map(allow));
+            }
+            None => {
+                written.comment(&allow::missing_comment(if prometheus.is_some() {
+                    "no /probe job of the Prometheus config probes a target with it"
+                } else {
+                    "no Prometheus config was given to take its targets from"
+                }));
+                listless.push(module);
+            }
+        }
         written.set(&module.name, Out::Map(out));
+    }
+    if let Some(first) = listless.first() {
+        let names: Vec<&str> = listless.iter().map(|m| m.name.as_str()).collect();
+        let (them, has) = if names.len() == 1 {
+            ("it", "has")
+        } else {
+            ("them", "have")
+        };
+        findings.note(
+            first.line,
+            "modules",
+            format!(
+                "{} {has} no allow list, so /probe refuses {them} ({}): a comment above each \
+                 shows the shape of one",
+                names.join(", "),
+                if prometheus.is_some() {
+                    format!("no /probe job probes a target with {them}")
+                } else {
+                    "no Prometheus config was given to take targets from".to_string()
+                }
+            ),
+        );
     }
     top.set("modules", Out::Map(written));
     top.set("targets", Out::Seq(targets));
@@ -133,6 +175,7 @@ fn target(
     target: &Target,
     modules: &[Module],
     names: &mut BTreeSet<String>,
+    allows: &mut Allows,
     findings: &mut Findings,
 ) -> Option<Map> {
     let at = target.address.referenced.line();
@@ -198,6 +241,7 @@ fn target(
         }
         out.set("labels", Out::Map(labels));
     }
+    allows.add(&module.name, module.prober, address);
     Some(out)
 }
 

@@ -133,3 +133,79 @@ fn input_that_is_not_the_config_it_should_be_is_an_error() {
     .unwrap();
     assert!(e.contains("p.yml: it is not a Prometheus config"), "{e}");
 }
+
+#[test]
+fn modules_a_probe_job_used_get_an_allow_list_of_its_targets_the_rest_a_comment() {
+    let c = run("web", "'https://Example.com/x', 'http://10.0.0.1:8080'");
+    assert!(
+        c.config.contains(
+            "  web:\n    type: \"http\"\n    timeout: \"5s\"\n    # whom /probe may reach with it: the static targets of its jobs\n    allow:\n      networks: [\"10.0.0.1/32\"]\n      hosts: [\"example.com\"]\n      ports: [443, 8080]\n"
+        ),
+        "{}",
+        c.config
+    );
+    assert!(
+        c.config.contains(
+            "  # allow: {networks: [...], hosts: [...], ports: [...]}\n  port:\n    type: \"tcp\"\n"
+        ),
+        "{}",
+        c.config
+    );
+    assert!(
+        c.config
+            .contains("  # /probe runs a module only within its allow list, and this one has none:\n  # no /probe job of the Prometheus config probes a target with it. To call it there, give it one:\n"),
+        "{}",
+        c.config
+    );
+    // One note for them all, at the first such module.
+    let notes: Vec<String> = c
+        .items
+        .iter()
+        .map(|i| i.to_string())
+        .filter(|i| i.contains("no allow list"))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "b.yml:3: modules: note: port, ping, ns, gz have no allow list, so /probe refuses them (no /probe job probes a target with them): a comment above each shows the shape of one"
+        ]
+    );
+}
+
+#[test]
+fn without_a_prometheus_config_no_module_has_a_list() {
+    let c = convert(
+        Source {
+            file: "b.yml",
+            text: "modules:\n  t: {prober: tcp}\n",
+        },
+        None,
+    )
+    .unwrap();
+    assert!(!c.config.contains("\n    allow:"), "{}", c.config);
+    assert!(
+        c.config.contains("this one has none:\n  # no Prometheus config was given to take its targets from. To call it there, give it one:\n  # allow: {networks: [...], hosts: [...], ports: [...]}\n  t:\n"),
+        "{}",
+        c.config
+    );
+    let items: Vec<String> = c.items.iter().map(|i| i.to_string()).collect();
+    assert_eq!(
+        items,
+        [
+            "b.yml:2: modules: note: t has no allow list, so /probe refuses it (no Prometheus config was given to take targets from): a comment above each shows the shape of one"
+        ]
+    );
+    assert!(c.complete());
+}
+
+#[test]
+fn a_dns_modules_list_names_its_servers_and_their_ports() {
+    let c = run("ns", "'10.0.0.53:5353', 10.0.0.54");
+    assert!(
+        c.config.contains(
+            "    allow:\n      networks: [\"10.0.0.53/32\", \"10.0.0.54/32\"]\n      ports: [53, 5353]\n"
+        ),
+        "{}",
+        c.config
+    );
+}

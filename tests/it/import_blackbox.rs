@@ -1,6 +1,7 @@
 //! `vantage import-blackbox` on a blackbox.yml written as blackbox_exporter's example.yml writes
 //! its modules, and a Prometheus config in the README's documented shape: the converted
-//! config, what it could not convert named with its line, and the exit codes.
+//! config (with the allow lists of the modules the jobs used, which check-config accepts), what
+//! it could not convert named with its line, and the exit codes.
 
 use std::process::{Command, Output};
 
@@ -120,6 +121,10 @@ fn blackboxs_example_and_readme_configs_convert_naming_what_did_not_with_its_lin
         "    tls:\n      starttls: \"smtp\"\n",
         "  - name: \"blackbox/https://prometheus.io\"\n    module: \"http_2xx\"\n    url: \"https://prometheus.io\"\n    interval: \"15s\"\n",
         "    dns:\n      server: \"127.0.0.53\"\n      record_type: \"A\"\n      transport: \"tcp\"\n",
+        // The modules the jobs used admit exactly their static targets on /probe.
+        "    allow:\n      hosts: [\"example.com\", \"prometheus.io\"]\n      ports: [80, 443, 8080]\n",
+        "    allow:\n      networks: [\"127.0.0.53/32\"]\n      ports: [53]\n",
+        "  # allow: {networks: [...], hosts: [...], ports: [...]}\n  icmp:\n",
     ] {
         assert!(config.contains(expected), "{expected}\n---\n{config}");
     }
@@ -150,6 +155,26 @@ fn blackboxs_example_and_readme_configs_convert_naming_what_did_not_with_its_lin
     assert!(
         summary.contains("blackbox/https://prometheus.io"),
         "{summary}"
+    );
+    for module in [
+        "module http_2xx (http) timeout 5s, /probe may use it within its allow list",
+        "module dns_tcp_example (dns www.prometheus.io) timeout 10s, /probe may use it within its allow list",
+        "module icmp (icmp) timeout 5s, not on /probe (no allow list)",
+    ] {
+        assert!(summary.contains(module), "{module}\n---\n{summary}");
+    }
+    let listless: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("no allow list"))
+        .collect();
+    assert_eq!(
+        listless,
+        [format!(
+            "{b}:24: modules: note: http_gzip, smtp_starttls, icmp have no allow list, so /probe \
+             refuses them (no /probe job probes a target with them): a comment above each shows \
+             the shape of one"
+        )],
+        "{stderr}"
     );
 }
 
