@@ -184,13 +184,18 @@ impl Probe {
     /// for dns probes, whose server is an address already.
     pub fn locator(&self) -> Option<Locator> {
         let (host, ip_version, resolver) = match self {
-            Probe::Tcp(p) => (&p.host, p.ip_version, p.resolver),
-            Probe::Http(p) => (&p.url.host, p.ip_version, p.resolver),
-            Probe::Icmp(p) => (&p.host, p.ip_version, p.resolver),
+            Probe::Tcp(p) => (p.host.clone(), p.ip_version, p.resolver),
+            // Pinned, it probes that address and no other the name may have.
+            Probe::Http(p) => (
+                p.pinned.map_or_else(|| p.url.host.clone(), Host::Ip),
+                p.ip_version,
+                p.resolver,
+            ),
+            Probe::Icmp(p) => (p.host.clone(), p.ip_version, p.resolver),
             Probe::Dns(_) => return None,
         };
         Some(Locator {
-            host: host.clone(),
+            host,
             ip_version,
             resolver,
         })
@@ -289,7 +294,12 @@ impl Probe {
         let address = trace.address.map(|a| a.ip());
         match (self, run.outcome.facts.http()) {
             (Probe::Http(_), Some(http)) => match http.hops.first() {
-                Some(hop) => (hop.address.map(|a| a.ip()), hop.phases.dns),
+                // With `addresses: all` (or a /probe pinned after its lookup), the lookup was
+                // the run's, before any request.
+                Some(hop) => (
+                    hop.address.map(|a| a.ip()),
+                    hop.phases.dns.or(trace.phases.dns),
+                ),
                 None => (None, None),
             },
             (Probe::Dns(_), _) => (address, None),

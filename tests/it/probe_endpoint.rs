@@ -18,7 +18,10 @@ struct Recorder {
 
 impl Recorder {
     fn start(silent: bool) -> Recorder {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Recorder::on(TcpListener::bind("127.0.0.1:0").unwrap(), silent)
+    }
+
+    fn on(listener: TcpListener, silent: bool) -> Recorder {
         let port = listener.local_addr().unwrap().port();
         let heads = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&heads);
@@ -221,7 +224,7 @@ fn the_scrape_timeout_bounds_the_run_and_debug_shows_the_report() {
         Some("text/plain; charset=utf-8")
     );
     for part in [
-        "Module \"http_2xx\", probing http://127.0.0.1:",
+        "Module \"http_2xx\", target \"127.0.0.1:",
         "result ",
         "Metrics that would have been returned:",
         "probe_success",
@@ -305,5 +308,75 @@ fn probe_runs_share_max_concurrent_probes_and_wait_only_within_the_timeout() {
             "vantage_probe_requests_total{module=\"http_2xx\",result=\"busy\"}"
         ),
         1.0
+    );
+}
+
+/// Servers on one port of several loopback addresses: which address a probe reached.
+fn recorders_on(ips: &[&str]) -> (u16, Vec<Recorder>) {
+    for _ in 0..20 {
+        let port = crate::support::closed_port();
+        let listeners: Vec<_> = ips
+            .iter()
+            .filter_map(|ip| TcpListener::bind((*ip, port)).ok())
+            .collect();
+        if listeners.len() == ips.len() {
+            let recorders = listeners.into_iter().map(|l| Recorder::on(l, false));
+            return (port, recorders.collect());
+        }
+    }
+    panic!("no port free on all of {ips:?}");
+}
+
+#[test]
+fn a_pinned_run_reaches_the_checked_address_only_even_with_addresses_all() {
+    crate::support::needs(&["tool:dnsmasq"]);
+    let dnsmasq = crate::dns::Dnsmasq::start(&[]);
+    // two.vantage.test has 127.0.0.11 and 127.0.0.12; only .11 is allowed.
+    let (port, servers) = recorders_on(&["127.0.0.11", "127.0.0.12", "127.0.0.1"]);
+    let dir = TempDir::new("probe-pinned");
+    let path = config(
+        &dir,
+        port,
+        &format!(
+            "  two:\n    type: http\n    addresses: all\n    dns: {{server: \"{}\"}}\n    \
+             allow: {{networks: [127.0.0.11/32]}}\n  named:\n    type: http\n    \
+             addresses: all\n    allow: {{networks: [127.0.0.12/32]}}\n",
+            dnsmasq.server()
+        ),
+    );
+    let vantage = Vantage::start(&path, &["--web.enable-probe"]);
+    let mut ran = 0;
+    for _ in 0..4 {
+        let answer = probe(
+            &vantage,
+            &format!("module=two&target=http://two.vantage.test:{port}/"),
+        );
+        assert!(matches!(answer.status, 200 | 403), "{}", answer.body);
+        if answer.status == 200 {
+            ran += 1;
+            assert!(
+                sample_of(&answer.body, "probe_dns_lookup_time_seconds") > 0.0,
+                "the allow list's lookup is the run's: {}",
+                answer.body
+            );
+        }
+    }
+    // `hostname` names another host; the connection still goes to the checked target.
+    let named = probe(
+        &vantage,
+        &format!("module=named&target=http://127.0.0.12:{port}/&hostname=localhost"),
+    );
+    assert_eq!(named.status, 200, "{}", named.body);
+    assert_eq!(servers[0].requests().len(), ran);
+    assert_eq!(servers[1].requests().len(), 1, "only the hostname request");
+    assert!(
+        servers[1].requests()[0]
+            .to_ascii_lowercase()
+            .contains("host: localhost:")
+    );
+    assert!(
+        servers[2].requests().is_empty(),
+        "localhost itself was never reached: {:?}",
+        servers[2].requests()
     );
 }

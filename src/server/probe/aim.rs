@@ -32,9 +32,29 @@ pub struct Ask<'a> {
     pub hostname: Option<&'a str>,
 }
 
-/// The probe to run: the module's, aimed at the caller's target, pinned to an address the
-/// allow list was checked against when the name is not one the list names.
-pub async fn aim(module: &Module, ask: &Ask<'_>, within: Duration) -> Result<Probe, Refusal> {
+/// The probe to run, and what aiming it did that the run will not do again.
+pub struct Aimed {
+    pub probe: Probe,
+    /// Pinned to the address the allow list was checked against: the run must probe that one
+    /// address only, whatever the module's `addresses` says.
+    pub pinned: bool,
+    /// The lookup of the target's name done here, which the pinned run does not repeat.
+    pub lookup: Option<Duration>,
+}
+
+impl Aimed {
+    fn as_is(probe: Probe) -> Aimed {
+        Aimed {
+            probe,
+            pinned: false,
+            lookup: None,
+        }
+    }
+}
+
+/// The module's probe aimed at the caller's target, pinned to an address the allow list was
+/// checked against when the name is not one the list names.
+pub async fn aim(module: &Module, ask: &Ask<'_>, within: Duration) -> Result<Aimed, Refusal> {
     let Some(allow) = &module.allow else {
         return Err(Refusal::Forbidden(format!(
             "module {:?} has no allow list, so /probe does not run it: give it `allow` \
@@ -80,7 +100,7 @@ pub async fn aim(module: &Module, ask: &Ask<'_>, within: Duration) -> Result<Pro
                 Ok(found) => found,
                 Err(_) => (Host::parse(target).map_err(bad)?, 53),
             };
-            let ip = first_address(
+            let (ip, _) = first_address(
                 checked(allow, &host, Some(port))?,
                 &host,
                 p.ip_version,
@@ -88,27 +108,27 @@ pub async fn aim(module: &Module, ask: &Ask<'_>, within: Duration) -> Result<Pro
                 within,
             )
             .await?;
-            let server = SocketAddr::new(ip, port);
+            net::check_destination(ip).map_err(bad)?;
             let mut aimed = (**p).clone();
-            aimed.server = Some(server);
-            return Ok(Probe::Dns(Box::new(aimed)));
+            aimed.server = Some(SocketAddr::new(ip, port));
+            return Ok(Aimed::as_is(Probe::Dns(Box::new(aimed))));
         }
         // The module's own server answers; the name asked reaches no one else.
-        Probe::Dns(_) => return template.retarget(target).map_err(bad),
+        Probe::Dns(_) => return template.retarget(target).map(Aimed::as_is).map_err(bad),
     };
     let (ip_version, resolver) = probe
         .locator()
         .map_or((IpVersion::Auto, None), |l| (l.ip_version, l.resolver));
     let network_check = checked(allow, &host, port)?;
     // With `hostname`, the probe names another host: it must connect where the target is.
-    let pinned = if network_check.is_some() || ask.hostname.is_some() {
-        Some(first_address(network_check, &host, ip_version, resolver, within).await?)
-    } else {
-        None
-    };
-    Ok(match pinned {
-        Some(ip) => probe.pin(ip),
-        None => probe,
+    if network_check.is_none() && ask.hostname.is_none() {
+        return Ok(Aimed::as_is(probe));
+    }
+    let (ip, lookup) = first_address(network_check, &host, ip_version, resolver, within).await?;
+    Ok(Aimed {
+        probe: probe.pin(ip),
+        pinned: true,
+        lookup,
     })
 }
 
@@ -135,20 +155,23 @@ async fn first_address(
     ip_version: IpVersion,
     resolver: Option<dns::Server>,
     within: Duration,
-) -> Result<IpAddr, Refusal> {
-    let ip = match host {
-        Host::Ip(ip) => *ip,
-        Host::Name(_) => every_address(host, ip_version, resolver, within)
-            .await?
-            .first()
-            .copied()
-            .ok_or_else(|| Refusal::Forbidden(format!("{host} has no address")))?,
+) -> Result<(IpAddr, Option<Duration>), Refusal> {
+    let (ip, lookup) = match host {
+        Host::Ip(ip) => (*ip, None),
+        Host::Name(_) => {
+            let (ips, lookup) = every_address(host, ip_version, resolver, within).await?;
+            let first = ips
+                .first()
+                .copied()
+                .ok_or_else(|| Refusal::Forbidden(format!("{host} has no address")))?;
+            (first, lookup)
+        }
     };
     match allow {
         Some(allow) if !allow.allows_address(ip) => Err(Refusal::Forbidden(format!(
             "{host} resolves to {ip}, which is not in the module's allowed networks"
         ))),
-        _ => Ok(ip),
+        _ => Ok((ip, lookup)),
     }
 }
 
@@ -159,10 +182,9 @@ async fn every_address(
     ip_version: IpVersion,
     resolver: Option<dns::Server>,
     within: Duration,
-) -> Result<Vec<IpAddr>, Refusal> {
+) -> Result<(Vec<IpAddr>, Option<Duration>), Refusal> {
     net::resolve_every(host, ip_version, resolver, Instant::now() + within)
         .await
-        .map(|(ips, _)| ips)
         .map_err(|f| {
             Refusal::Forbidden(format!(
                 "cannot check {host} against the allow list: {}",

@@ -27,7 +27,7 @@ use self::aim::{Ask, Refusal};
 use crate::config::{Module, Target};
 use crate::duration;
 use crate::metrics::Format;
-use crate::probe::{self, Run, RunPolicy};
+use crate::probe::{self, Addresses, Facts, Run, RunPolicy};
 use crate::scheduler::Limiter;
 
 /// Renders one run's answer: the body of a `/probe` response.
@@ -147,8 +147,8 @@ impl ProbeEndpoint {
             target,
             hostname: params.hostname.as_deref(),
         };
-        let probe = match aim::aim(&module, &ask, timeout).await {
-            Ok(probe) => probe,
+        let aimed = match aim::aim(&module, &ask, timeout).await {
+            Ok(aimed) => aimed,
             Err(refusal) => {
                 let (status, result, why) = match refusal {
                     Refusal::Bad(why) => (StatusCode::BAD_REQUEST, Ended::Invalid, why),
@@ -185,10 +185,27 @@ impl ProbeEndpoint {
         let template = &module.template;
         let policy = RunPolicy {
             timeout: left,
+            addresses: if aimed.pinned {
+                Addresses::First
+            } else {
+                template.policy.addresses
+            },
             ..template.policy
         };
-        let run = probe::run(&probe, &template.assertions, &policy).await;
+        let probe = aimed.probe;
+        let mut run = probe::run(&probe, &template.assertions, &policy).await;
         drop(permit);
+        // The lookup done for the allow list is this probe's: the run, pinned, did none.
+        if let Some(lookup) = aimed.lookup {
+            run.duration += lookup;
+            let phases = &mut run.outcome.trace.phases;
+            phases.dns = Some(phases.dns.unwrap_or_default() + lookup);
+            if let Facts::Http(http) = &mut run.outcome.facts
+                && let Some(first) = http.hops.first_mut()
+            {
+                first.phases.dns = Some(lookup);
+            }
+        }
         let labels = template
             .labels
             .iter()
@@ -210,7 +227,11 @@ impl ProbeEndpoint {
         };
         self.count(&module.name, result);
         if params.debug {
-            return (StatusCode::OK, TEXT, self.debug(&module, &target, &run));
+            return (
+                StatusCode::OK,
+                TEXT,
+                self.debug(&module, ask.target, &target, &run),
+            );
         }
         (
             StatusCode::OK,
@@ -244,11 +265,11 @@ impl ProbeEndpoint {
         Ok(left.min(own))
     }
 
-    fn debug(&self, module: &Module, target: &Target, run: &Run) -> String {
+    fn debug(&self, module: &Module, asked: &str, target: &Target, run: &Run) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Module {:?}, probing {}:\n",
+            "Module {:?}, target {asked:?} ({}):\n",
             module.name,
             target.probe.target()
         );
