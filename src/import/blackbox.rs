@@ -52,9 +52,6 @@ pub struct Module {
     pub prober: Prober,
     /// The module as vantage's `modules` table writes it.
     pub out: Map,
-    /// A dns module's `dns` table, which each of its targets carries with the server added:
-    /// blackbox's target is the server, and a target may not add to a table its module sets.
-    pub dns: Option<Map>,
     /// The module's own timeout, which a scrape's timeout may shorten.
     pub timeout: Option<Duration>,
 }
@@ -147,7 +144,6 @@ fn convert(name: &str, module: &S<Node>, findings: &mut Findings) -> Option<Modu
         line: table.line,
         prober,
         out,
-        dns: None,
         timeout,
     };
     let own = table.take(prober.as_str());
@@ -159,7 +155,7 @@ fn convert(name: &str, module: &S<Node>, findings: &mut Findings) -> Option<Modu
         Prober::Http => http::convert(&mut settings, &mut module.out, findings),
         Prober::Tcp => tcp::convert(&mut settings, &mut module.out, findings),
         Prober::Icmp => icmp(&mut settings, &mut module.out, findings),
-        Prober::Dns => module.dns = dns::convert(&mut settings, &mut module.out, findings),
+        Prober::Dns => dns::convert(&mut settings, &mut module.out, findings),
     }
     // Tables of other probers are ignored by blackbox too, but they were written for a reason.
     for other in ["http", "tcp", "icmp", "dns", "grpc"] {

@@ -1,5 +1,6 @@
 //! A blackbox dns module's `dns` table: the name asked becomes the module's `host`, the rest
-//! the `dns` table that each of its targets carries beside its server.
+//! the module's `dns` table (everything but the server, which is `/probe`'s target). A
+//! Prometheus job's target of the module is written whole, that table and its `server`.
 
 use super::emit::{Map, Out};
 use super::findings::Findings;
@@ -13,9 +14,9 @@ const RECORD_TYPES: [&str; 10] = [
 
 const SECTIONS: &str = "vantage judges the answer section only";
 
-/// Converts `settings` onto the module `out` (its `host`, `ip_version`) and returns the `dns`
-/// table for its targets. Without `query_name` the module has no `host` and is left out.
-pub fn convert(settings: &mut Table, out: &mut Map, findings: &mut Findings) -> Option<Map> {
+/// Converts `settings` onto the module `out`: its `ip_version`, `host` and `dns` table. Without
+/// `query_name` the module has no `host` and is left out.
+pub fn convert(settings: &mut Table, out: &mut Map, findings: &mut Findings) {
     ip_version(settings, out, findings);
     match settings.take("query_name") {
         Some(name) => {
@@ -85,7 +86,9 @@ pub fn convert(settings: &mut Table, out: &mut Map, findings: &mut Findings) -> 
             ("tls_config", "vantage asks over plain udp or tcp"),
         ],
     );
-    Some(dns)
+    if !dns.is_empty() {
+        out.set("dns", Out::Map(dns));
+    }
 }
 
 /// `query_type`; blackbox asks `ANY` when it is not written, which vantage cannot.
@@ -181,26 +184,31 @@ mod tests {
     use crate::import::emit::document;
     use crate::import::node::parse;
 
+    /// The module as written, its `dns` table alone, and the findings.
     fn dns(yaml: &str) -> (String, String, Vec<String>) {
         let doc = parse(yaml).unwrap();
         let mut findings = Findings::new("b.yml");
         let mut table = Table::of(&doc, "modules.d.dns", &mut findings).unwrap();
         let mut module = Map::new();
-        let dns = convert(&mut table, &mut module, &mut findings).unwrap();
+        convert(&mut table, &mut module, &mut findings);
         let items = findings.items().iter().map(|i| i.to_string()).collect();
-        (document(&module), document(&dns), items)
+        let dns = match module.get("dns") {
+            Some(Out::Map(dns)) => document(dns),
+            _ => String::new(),
+        };
+        (document(&module), dns, items)
     }
 
     #[test]
-    fn the_query_becomes_the_host_and_the_targets_dns_table() {
-        let (module, table, items) = dns(
+    fn the_query_becomes_the_host_and_the_rest_the_modules_dns_table() {
+        let (module, _, items) = dns(
             "query_name: www.example.com.\nquery_type: aaaa\ntransport_protocol: tcp\n\
              valid_rcodes: [NOERROR, NXDOMAIN]\npreferred_ip_protocol: ip4\nip_protocol_fallback: false\n",
         );
-        assert_eq!(module, "ip_version: \"4\"\nhost: \"www.example.com\"\n");
         assert_eq!(
-            table,
-            "record_type: \"AAAA\"\ntransport: \"tcp\"\nvalid_rcodes: [\"NOERROR\", \"NXDOMAIN\"]\n"
+            module,
+            "ip_version: \"4\"\nhost: \"www.example.com\"\ndns:\n  record_type: \"AAAA\"\n  \
+             transport: \"tcp\"\n  valid_rcodes: [\"NOERROR\", \"NXDOMAIN\"]\n"
         );
         assert!(items.is_empty(), "{items:?}");
     }

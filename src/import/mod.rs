@@ -81,21 +81,6 @@ pub fn convert(blackbox: Source, prometheus: Option<Source>) -> Result<Conversio
     let mut listless = Vec::new();
     for module in &modules {
         let mut out = module.out.clone();
-        if let Some(dns) = &module.dns {
-            // The dns table lives on the targets, beside their server; say so where a
-            // reader of the module looks for it.
-            let mut table = Map::new();
-            table.str("server", "SERVER");
-            for (k, v) in dns.pairs() {
-                table.set(k, v.clone());
-            }
-            let mut line = Map::new();
-            line.set("dns", Out::Map(table));
-            out.comment(&format!(
-                "its targets carry the dns table, with blackbox's target as the server:\n{}",
-                emit::document(&line).trim_end()
-            ));
-        }
         match allows.table(&module.name) {
             Some(allow) => {
                 out.comment("whom /probe may reach with it: the static targets of its jobs");
@@ -193,7 +178,11 @@ fn target(
     };
     let mut out = Map::new();
     out.str("name", &unique(names, &format!("{}/{address}", target.job)));
-    out.str("module", &module.name);
+    // A target may not add `dns.server` to its module's `dns` table: a dns target is the module
+    // written out, with its server.
+    if module.prober != Prober::Dns {
+        out.str("module", &module.name);
+    }
     match module.prober {
         Prober::Http if address.contains("://") => out.str("url", address),
         // Blackbox reads a target without a scheme as http.
@@ -218,12 +207,7 @@ fn target(
                 );
                 return None;
             }
-            let mut dns = Map::new();
-            dns.str("server", address);
-            for (k, v) in module.dns.iter().flat_map(Map::pairs) {
-                dns.set(k, v.clone());
-            }
-            out.set("dns", Out::Map(dns));
+            dns_target(&mut out, module, address);
         }
     }
     out.str("interval", &duration::format(target.interval));
@@ -233,6 +217,9 @@ fn target(
     let timeout = module.timeout.map_or(bound, |t| t.min(bound));
     if Some(timeout) != module.timeout && !timeout.is_zero() {
         out.str("timeout", &duration::format(timeout));
+    } else if let (Prober::Dns, Some(own)) = (module.prober, module.timeout) {
+        // Without a module to inherit it from.
+        out.str("timeout", &duration::format(own));
     }
     if !target.labels.is_empty() {
         let mut labels = Map::new();
@@ -243,6 +230,26 @@ fn target(
     }
     allows.add(&module.name, module.prober, address);
     Some(out)
+}
+
+/// A dns target written whole: the module's `type`, `host`, `ip_version` and `dns` table, with
+/// `server` first in that table.
+fn dns_target(out: &mut Map, module: &Module, server: &str) {
+    out.comment(&format!("as module {}, with its server", module.name));
+    out.str("type", Prober::Dns.as_str());
+    for key in ["host", "ip_version"] {
+        if let Some(value) = module.out.get(key) {
+            out.set(key, value.clone());
+        }
+    }
+    let mut dns = Map::new();
+    dns.str("server", server);
+    if let Some(Out::Map(table)) = module.out.get("dns") {
+        for (k, v) in table.pairs() {
+            dns.set(k, v.clone());
+        }
+    }
+    out.set("dns", Out::Map(dns));
 }
 
 /// `name`, or `name (2)`, `name (3)`, ... when taken.

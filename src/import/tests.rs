@@ -2,7 +2,7 @@
 
 use super::*;
 
-const BLACKBOX: &str = "modules:\n  web: {prober: http, timeout: 5s}\n  port: {prober: tcp}\n  ping: {prober: icmp}\n  ns: {prober: dns, dns: {query_name: example.com, query_type: A}}\n  gz: {prober: http, http: {compression: gzip}}\n";
+const BLACKBOX: &str = "modules:\n  web: {prober: http, timeout: 5s}\n  port: {prober: tcp}\n  ping: {prober: icmp}\n  ns: {prober: dns, dns: {query_name: example.com, query_type: A}}\n  gz: {prober: http, http: {compression: gzip}}\n  mx: {prober: dns, timeout: 3s, dns: {query_name: example.com, query_type: MX, transport_protocol: tcp, valid_rcodes: [NOERROR], preferred_ip_protocol: ip4, ip_protocol_fallback: false, validate_answer_rrs: {fail_if_none_matches_regexp: ['mail']}}}\n";
 
 fn prometheus(module: &str, targets: &str) -> String {
     format!(
@@ -58,11 +58,56 @@ fn each_prober_writes_its_target_keys() {
     assert!(c.config.contains("host: \"10.0.0.1\""), "{}", c.config);
     let c = run("ns", "'10.0.0.53:5353'");
     assert!(
-        c.config
-            .contains("    dns:\n      server: \"10.0.0.53:5353\"\n      record_type: \"A\"\n"),
+        c.config.contains(
+            "  - name: \"j/10.0.0.53:5353\"\n    # as module ns, with its server\n    type: \"dns\"\n    \
+             host: \"example.com\"\n    dns:\n      server: \"10.0.0.53:5353\"\n      record_type: \"A\"\n    \
+             interval: \"30s\"\n    timeout: \"9s500ms\"\n"
+        ),
         "{}",
         c.config
     );
+}
+
+/// The written config read back, as JSON values.
+fn read_back(config: &str) -> serde_json::Value {
+    serde_saphyr::from_str(config).unwrap()
+}
+
+#[test]
+fn a_dns_module_has_its_whole_dns_table_and_its_targets_that_table_with_their_server() {
+    let c = run("mx", "10.0.0.53, '[2001:db8::53]:5353'");
+    assert!(
+        c.config.contains(
+            "  mx:\n    type: \"dns\"\n    timeout: \"3s\"\n    ip_version: \"4\"\n    host: \"example.com\"\n    \
+             dns:\n      record_type: \"MX\"\n      transport: \"tcp\"\n      valid_rcodes: [\"NOERROR\"]\n      \
+             expect_regex: \"mail\"\n"
+        ),
+        "{}",
+        c.config
+    );
+    let doc = read_back(&c.config);
+    let module = &doc["modules"]["mx"];
+    let targets = doc["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2, "{}", c.config);
+    for (target, server) in targets.iter().zip(["10.0.0.53", "[2001:db8::53]:5353"]) {
+        // Written whole, not through the module (which it could not add a server to).
+        assert_eq!(target.get("module"), None, "{target}");
+        assert_eq!(target["type"], "dns");
+        for key in ["host", "ip_version", "timeout"] {
+            assert_eq!(target[key], module[key], "{key} of {target}");
+        }
+        let mut dns = target["dns"].as_object().unwrap().clone();
+        assert_eq!(dns.remove("server"), Some(server.into()), "{target}");
+        assert_eq!(&serde_json::Value::Object(dns), &module["dns"], "{target}");
+    }
+    assert!(
+        c.config
+            .contains("  - name: \"j/10.0.0.53\"\n    # as module mx, with its server\n"),
+        "{}",
+        c.config
+    );
+    // The module's allow list is its targets' servers, the module keeps it.
+    assert_eq!(module["allow"]["ports"], serde_json::json!([53, 5353]));
 }
 
 #[test]
@@ -167,7 +212,7 @@ fn modules_a_probe_job_used_get_an_allow_list_of_its_targets_the_rest_a_comment(
     assert_eq!(
         notes,
         [
-            "b.yml:3: modules: note: port, ping, ns, gz have no allow list, so /probe refuses them (no /probe job probes a target with them): a comment above each shows the shape of one"
+            "b.yml:3: modules: note: port, ping, ns, gz, mx have no allow list, so /probe refuses them (no /probe job probes a target with them): a comment above each shows the shape of one"
         ]
     );
 }

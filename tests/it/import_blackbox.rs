@@ -1,11 +1,13 @@
 //! `vantage import-blackbox` on a blackbox.yml written as blackbox_exporter's example.yml writes
 //! its modules, and a Prometheus config in the README's documented shape: the converted
 //! config (with the allow lists of the modules the jobs used, which check-config accepts), what
-//! it could not convert named with its line, and the exit codes.
+//! it could not convert named with its line, and the exit codes. A converted dns module asks on
+//! `/probe` what blackbox asked: its record type, over its transport, judging its rcodes.
 
 use std::process::{Command, Output};
 
-use crate::support::{TempDir, vantage_bin};
+use crate::dns::Dnsmasq;
+use crate::support::{self, TempDir, Vantage, http_get, vantage_bin};
 
 /// Modules as blackbox_exporter's example.yml writes them (a selection, same keys).
 const BLACKBOX: &str = r#"modules:
@@ -120,7 +122,13 @@ fn blackboxs_example_and_readme_configs_convert_naming_what_did_not_with_its_lin
         "  http_2xx:\n    type: \"http\"\n    timeout: \"5s\"\n    ip_version: \"4\"\n",
         "    tls:\n      starttls: \"smtp\"\n",
         "  - name: \"blackbox/https://prometheus.io\"\n    module: \"http_2xx\"\n    url: \"https://prometheus.io\"\n    interval: \"15s\"\n",
-        "    dns:\n      server: \"127.0.0.53\"\n      record_type: \"A\"\n      transport: \"tcp\"\n",
+        // The dns module has its whole dns table (all but the server, /probe's target)...
+        "  dns_tcp_example:\n    type: \"dns\"\n    host: \"www.prometheus.io\"\n    \
+         dns:\n      record_type: \"A\"\n      transport: \"tcp\"\n",
+        // ... and its job's target is that module written out, with its server.
+        "  - name: \"blackbox_dns/127.0.0.53\"\n    # as module dns_tcp_example, with its server\n    \
+         type: \"dns\"\n    host: \"www.prometheus.io\"\n    dns:\n      \
+         server: \"127.0.0.53\"\n      record_type: \"A\"\n      transport: \"tcp\"\n    interval: \"15s\"\n",
         // The modules the jobs used admit exactly their static targets on /probe.
         "    allow:\n      hosts: [\"example.com\", \"prometheus.io\"]\n      ports: [80, 443, 8080]\n",
         "    allow:\n      networks: [\"127.0.0.53/32\"]\n      ports: [53]\n",
@@ -159,6 +167,7 @@ fn blackboxs_example_and_readme_configs_convert_naming_what_did_not_with_its_lin
     for module in [
         "module http_2xx (http) timeout 5s, /probe may use it within its allow list",
         "module dns_tcp_example (dns www.prometheus.io) timeout 10s, /probe may use it within its allow list",
+        "blackbox_dns/127.0.0.53 (dns www.prometheus.io) every 15s, timeout 9s500ms, A over tcp to 127.0.0.53:53",
         "module icmp (icmp) timeout 5s, not on /probe (no allow list)",
     ] {
         assert!(summary.contains(module), "{module}\n---\n{summary}");
@@ -199,4 +208,99 @@ fn a_fully_converted_config_exits_0_and_bad_input_exits_2() {
     let out = import(&[not_blackbox.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no `modules`"));
+}
+
+/// A dns module asking MX over tcp with a rcode check, and a job probing dnsmasq with it.
+const DNS_MX: &str = r#"modules:
+  dns_mx:
+    prober: dns
+    timeout: 4s
+    dns:
+      query_name: "vantage.test"
+      query_type: "MX"
+      transport_protocol: "tcp"
+      valid_rcodes: [NOERROR]
+      validate_answer_rrs:
+        fail_if_none_matches_regexp:
+          - "MX\\t10 mail"
+"#;
+
+#[test]
+fn an_imported_dns_module_asks_on_probe_what_blackbox_asked() {
+    support::needs(&["tool:dnsmasq"]);
+    let dnsmasq = Dnsmasq::start(&[]);
+    let server = dnsmasq.server();
+    let dir = TempDir::new("import-dns");
+    let blackbox = dir.write("blackbox.yml", DNS_MX);
+    let prometheus = dir.write(
+        "prometheus.yml",
+        &format!(
+            "scrape_configs:\n  - job_name: dns\n    metrics_path: /probe\n    params: \
+             {{module: [dns_mx]}}\n    static_configs: [{{targets: ['{server}']}}]\n    \
+             relabel_configs:\n      - {{source_labels: [__address__], target_label: __param_target}}\n"
+        ),
+    );
+    let out = import(&[blackbox.to_str().unwrap(), prometheus.to_str().unwrap()]);
+    let config = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n---\n{config}");
+    let written = dir.write("exporter.yml", &config);
+    let check = Command::new(vantage_bin())
+        .args(["check-config", written.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}\n---\n{config}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let vantage = Vantage::start(&written, &["--web.enable-probe"]);
+    let path = format!("/probe?module=dns_mx&target={server}&debug=true");
+    let answer = http_get(vantage.addr, &path, None).expect("an answer");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let line = |name: &str| {
+        answer
+            .body
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line in\n{}\n---\n{config}", answer.body))
+            .to_string()
+    };
+    // What blackbox asked: MX (not vantage's default A), over tcp (not udp).
+    assert!(
+        line("question").ends_with("vantage.test. MX"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        line("server").contains(&format!("{server} over tcp")),
+        "{}",
+        answer.body
+    );
+    assert!(
+        line("record").contains("MX 10 mail.vantage.test."),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("\nprobe_success 1.0\n"),
+        "{}",
+        answer.body
+    );
+
+    // The module judges its rcodes: a name dnsmasq does not know is NXDOMAIN, which fails.
+    let retargeted = config.replace("host: \"vantage.test\"", "host: \"nothing.vantage.test\"");
+    assert_ne!(retargeted, config);
+    let vantage = Vantage::start(
+        &dir.write("nxdomain.yml", &retargeted),
+        &["--web.enable-probe"],
+    );
+    let answer = http_get(vantage.addr, &path, None).expect("an answer");
+    assert!(answer.body.contains("NXDOMAIN"), "{}", answer.body);
+    assert!(
+        answer.body.contains("\nprobe_success 0.0\n"),
+        "{}",
+        answer.body
+    );
 }
