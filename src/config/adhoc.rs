@@ -11,7 +11,7 @@ use super::target::Target;
 use crate::build::{Common, Context, Origin, S, Setting};
 use crate::net::{self, IpVersion};
 use crate::probe::tcp::starttls::Dialect;
-use crate::probe::{Addresses, Kind, RunPolicy, Sections};
+use crate::probe::{Addresses, Kind, Probe, RunPolicy, Sections};
 use crate::tls::config::RawTls;
 
 /// A value from the command line: it was written nowhere in a file.
@@ -130,7 +130,12 @@ impl Target {
 
     /// The same check, pointed at another `HOST:PORT` (`vantage probe --name=X HOST:PORT`).
     pub fn retarget(&self, address: &str) -> Result<Target, String> {
-        let probe = self.probe.retarget(address)?;
+        Ok(self.running(self.probe.retarget(address)?, self.policy))
+    }
+
+    /// The same target running `probe` (the same check, aimed elsewhere) under `policy`: its
+    /// `target` label follows the probe. Made for one run, so with no fingerprint.
+    pub fn running(&self, probe: Probe, policy: RunPolicy) -> Target {
         let target_label = probe.target();
         let labels = self
             .labels
@@ -140,16 +145,16 @@ impl Target {
                 (k.clone(), v.clone())
             })
             .collect();
-        Ok(Target {
+        Target {
             name: self.name.clone(),
             probe,
-            policy: self.policy,
+            policy,
             interval: self.interval,
             interval_on_failure: self.interval_on_failure,
             assertions: self.assertions.clone(),
             labels,
             fingerprint: 0,
-        })
+        }
     }
 }
 

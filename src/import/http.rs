@@ -8,19 +8,7 @@ use super::findings::Findings;
 use super::node::{self, Node, Table, line};
 use super::shared::{SOURCE_IP, ip_version, tls_config};
 use crate::build::S;
-
-/// The largest `body_size_limit` vantage takes (see `probe::http::config`).
-const MAX_BODY_SIZE_LIMIT: i64 = 64 << 20;
-
-/// Headers whose value vantage decides, which it refuses in `headers`.
-const OWN_HEADERS: [&str; 6] = [
-    "connection",
-    "content-length",
-    "transfer-encoding",
-    "te",
-    "upgrade",
-    "keep-alive",
-];
+use crate::probe::http::config::{MAX_BODY_SIZE_LIMIT, OWN_HEADERS};
 
 const PROXY: &str = "vantage connects to the target itself, through no proxy";
 
@@ -289,7 +277,7 @@ fn body_size_limit(size: &S<Node>, key: &str, http: &mut Map, findings: &mut Fin
     match bytes {
         None => findings.skip(line(size), key, format!("{text:?} is not a size")),
         Some(0) => {}
-        Some(n) if n > MAX_BODY_SIZE_LIMIT => findings.skip(
+        Some(n) if u64::try_from(n).is_ok_and(|n| n > MAX_BODY_SIZE_LIMIT) => findings.skip(
             line(size),
             key,
             "vantage reads at most 64MiB of a body; it keeps its default of 1MiB",

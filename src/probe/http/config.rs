@@ -20,11 +20,11 @@ use crate::tls::{TlsClient, TlsOptions, TlsTarget};
 
 pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 1 << 20;
 /// Every concurrent HTTP run may hold this much for its body regexes.
-const MAX_BODY_SIZE_LIMIT: u64 = 64 << 20;
+pub const MAX_BODY_SIZE_LIMIT: u64 = 64 << 20;
 /// Headers that carry credentials even when written inline: kept from other hosts and logs.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
 /// Headers that describe the connection or the framing, which vantage decides.
-const OWN_HEADERS: [&str; 6] = [
+pub const OWN_HEADERS: [&str; 6] = [
     "connection",
     "content-length",
     "transfer-encoding",

@@ -206,20 +206,7 @@ impl ProbeEndpoint {
                 first.phases.dns = Some(lookup);
             }
         }
-        let labels = template
-            .labels
-            .iter()
-            .map(|(k, v)| match k.as_str() {
-                "target" => (k.clone(), probe.target()),
-                _ => (k.clone(), v.clone()),
-            })
-            .collect();
-        let target = Target {
-            probe,
-            policy,
-            labels,
-            ..template.clone()
-        };
+        let target = template.running(probe, policy);
         let result = if run.failure().is_none() {
             Ended::Success
         } else {
