@@ -9,6 +9,7 @@
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod discover;
 pub mod duration;
 pub mod family;
 #[cfg(any(test, feature = "fuzzing"))]

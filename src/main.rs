@@ -13,11 +13,12 @@ use tracing::{error, info};
 
 use vantage::cli::{self, Cli, Command, ProbeArgs, ProbeType};
 use vantage::config::{self, LoadOptions, Target};
+use vantage::discover::{Discovery, DiscoveryCollector};
 use vantage::import;
 use vantage::metrics::{self, Build, Metrics};
 use vantage::probe;
 use vantage::push::{Push, PushCollector};
-use vantage::reload::{self, ReloadStatus, Reloader, Request, Trigger};
+use vantage::reload::{self, Fetched, ReloadStatus, Reloader, Request, Trigger};
 use vantage::report;
 use vantage::scheduler::Telemetry;
 use vantage::scheduler::{Limiter, Probes, Shared};
@@ -134,9 +135,25 @@ fn check_config(path: &Path, cli: &Cli) -> ExitCode {
     };
     match config::load(path, &options) {
         Ok(config) => {
-            println!("{}: OK", path.display());
+            let mistakes: Vec<String> = config
+                .sources
+                .iter()
+                .flat_map(|r| r.errors.iter().map(ToString::to_string))
+                .collect();
+            if mistakes.is_empty() {
+                println!("{}: OK", path.display());
+            } else {
+                println!("{}: OK, but target sources have mistakes", path.display());
+            }
             print!("{}", config.summary());
-            ExitCode::SUCCESS
+            for m in &mistakes {
+                eprintln!("{m}");
+            }
+            if mistakes.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(errors) => {
             eprintln!("{errors}");
@@ -145,14 +162,17 @@ fn check_config(path: &Path, cli: &Cli) -> ExitCode {
     }
 }
 
-/// The collectors of what `/metrics` shows beside probes and the scheduler: the push's, and
-/// `/probe`'s when it is served.
+/// The collectors of what `/metrics` shows beside probes and the scheduler: the push's, the
+/// target sources', and `/probe`'s when it is served.
 fn extra_collectors(
     push: &Arc<Push>,
     probe: Option<&Arc<ProbeEndpoint>>,
+    discovery: &Arc<Discovery>,
 ) -> Vec<Box<dyn prometheus_client::collector::Collector>> {
-    let mut extra: Vec<Box<dyn prometheus_client::collector::Collector>> =
-        vec![Box::new(PushCollector(Arc::clone(push)))];
+    let mut extra: Vec<Box<dyn prometheus_client::collector::Collector>> = vec![
+        Box::new(PushCollector(Arc::clone(push))),
+        Box::new(DiscoveryCollector(Arc::clone(discovery))),
+    ];
     if let Some(probe) = probe {
         extra.push(Box::new(ProbeCollector(Arc::clone(probe))));
     }
@@ -231,17 +251,20 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         endpoint.apply(&initial.config.modules);
         Arc::new(endpoint)
     });
+    let (reloads, mut requests) = mpsc::channel::<Request>(16);
+    let fetched = Fetched::default();
+    let discovery = Arc::new(Discovery::new(Arc::clone(&fetched), reloads.clone()));
+    discovery.apply(&initial.config);
     let push = Arc::new(Push::new());
     shared.store.observe(Arc::clone(&push) as _);
     let metrics = Arc::new(Metrics::new(
         &shared,
         Arc::clone(&status),
         build,
-        extra_collectors(&push, probe.as_ref()),
+        extra_collectors(&push, probe.as_ref(), &discovery),
     ));
     push.set_own_metrics(Arc::clone(&metrics));
     push.apply(&initial.config.remote_write);
-    let (reloads, mut requests) = mpsc::channel::<Request>(16);
     let state = Arc::new(server::State {
         metrics,
         store: Arc::clone(&shared.store),
@@ -278,12 +301,15 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         Arc::new(Probes),
         shared,
         status,
+        fetched,
     )
     .await;
     reloader.on_apply({
         let push = Arc::clone(&push);
+        let discovery = Arc::clone(&discovery);
         Box::new(move |config| {
             push.apply(&config.remote_write);
+            discovery.apply(config);
             if let Some(probe) = &probe {
                 probe.apply(&config.modules);
             }
@@ -310,6 +336,7 @@ async fn run_exporter(cli: &Cli, started: SystemTime) -> ExitCode {
         }
     };
     info!(signal, "shutting down");
+    discovery.stop();
     reloader.stop().await;
     // What the receivers have not taken yet goes now, within a bound: a stop must not hang on
     // a receiver that is away.

@@ -42,6 +42,74 @@ pub const CONFIG_FILE: Limit = Limit {
     what: "a config file",
 };
 
+/// A list of targets (`file_sd`): a million short targets take about 60 MB, as in the config.
+pub const TARGET_LIST: Limit = Limit {
+    bytes: 128 << 20,
+    what: "a target list",
+};
+
+/// The files `pattern` matches, sorted: the pattern itself when its file name has no `*` or
+/// `?`, whether or not it exists; otherwise the regular files and links in its folder whose
+/// names match (`*` any run of characters, `?` one), hidden ones (`.` first) only when the
+/// pattern starts with a dot, as a shell does. A missing folder matches nothing.
+pub fn expand(pattern: &Path) -> io::Result<Vec<PathBuf>> {
+    let Some(name) = pattern.file_name().and_then(|n| n.to_str()) else {
+        return Ok(vec![pattern.to_path_buf()]);
+    };
+    if !name.contains(['*', '?']) {
+        return Ok(vec![pattern.to_path_buf()]);
+    }
+    let folder = pattern.parent().unwrap_or(Path::new("."));
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some(candidate) = file_name.to_str() else {
+            continue;
+        };
+        let hidden_ok = !candidate.starts_with('.') || name.starts_with('.');
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if hidden_ok && !is_dir && matches(name.as_bytes(), candidate.as_bytes()) {
+            found.push(folder.join(candidate));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Whether `name` matches the wildcard `pattern` (`*`, `?`).
+fn matches(pattern: &[u8], name: &[u8]) -> bool {
+    // The classic backtracking match: linear but for the last `*`, which is all `*` needs.
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
 /// Paths whose read was given up on and has not returned yet. A later read of one fails at once
 /// instead of leaving another thread stuck beside the first.
 static STUCK: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
@@ -162,6 +230,34 @@ fn read_now(path: &Path, limit: Limit) -> io::Result<Vec<u8>> {
 mod tests {
     use super::*;
     use std::time::Instant;
+
+    #[test]
+    fn wildcards_match_as_a_shell_matches_file_names() {
+        let m = |p: &str, n: &str| matches(p.as_bytes(), n.as_bytes());
+        assert!(m("*.json", "a.json") && m("*.json", ".json") && m("tg_*.yml", "tg_.yml"));
+        assert!(m("a?c", "abc") && !m("a?c", "ac") && m("*", "") && m("a*b*c", "aXbYbZc"));
+        assert!(!m("*.json", "a.json.tmp") && !m("*.json", "a.yml") && !m("a*b", "acb c"));
+        let dir = Dir::new("expand");
+        for name in ["b.json", "a.json", ".a.json.tmp", ".hidden.json", "c.yml"] {
+            std::fs::write(dir.0.join(name), "").unwrap();
+        }
+        std::fs::create_dir(dir.0.join("d.json")).unwrap();
+        assert_eq!(
+            expand(&dir.0.join("*.json")).unwrap(),
+            [dir.0.join("a.json"), dir.0.join("b.json")],
+            "sorted, without hidden files and folders"
+        );
+        assert_eq!(
+            expand(&dir.0.join(".*.json")).unwrap(),
+            [dir.0.join(".hidden.json")]
+        );
+        assert_eq!(
+            expand(&dir.0.join("missing.json")).unwrap(),
+            [dir.0.join("missing.json")],
+            "a plain name is itself, there or not"
+        );
+        assert!(expand(&dir.0.join("none/*.json")).unwrap().is_empty());
+    }
 
     struct Dir(PathBuf);
 

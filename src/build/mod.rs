@@ -35,6 +35,8 @@ pub type Reads = BTreeMap<PathBuf, FileRead>;
 /// The state of one load: errors so far, and the files read.
 pub struct Context<'a> {
     file: &'a str,
+    /// The file errors name instead of `file`, while a discovered target list is built.
+    errors_in: Option<String>,
     errors: Vec<ConfigError>,
     /// Every file the config names, as read during this load.
     files: Reads,
@@ -45,6 +47,11 @@ pub struct Context<'a> {
     used: Vec<PathBuf>,
     /// How a file the config names is read: [`read_bytes`], but for the fuzzer.
     read: fn(&Path) -> FileRead,
+    /// The file patterns expanded during this load (`file_sd`), with what each matched.
+    patterns: BTreeMap<PathBuf, Vec<PathBuf>>,
+    /// Whether files are read from disk: not for the fuzzer, whose `read` reads none, and so
+    /// neither are folders listed nor target lists read.
+    disk: bool,
 }
 
 impl<'a> Context<'a> {
@@ -61,23 +68,74 @@ impl<'a> Context<'a> {
     /// A context whose files are read by `read`. The fuzzer passes one that reads nothing from
     /// disk, so that no config it makes up can name a real file.
     pub fn reading(file: &'a str, read: fn(&Path) -> FileRead) -> Self {
-        Self::with(file, read, Reads::new())
+        Context {
+            disk: false,
+            ..Self::with(file, read, Reads::new())
+        }
     }
 
     fn with(file: &'a str, read: fn(&Path) -> FileRead, read_before: Reads) -> Self {
         Context {
             file,
+            errors_in: None,
             errors: Vec::new(),
             files: Reads::new(),
             read_before,
             used: Vec::new(),
             read,
+            patterns: BTreeMap::new(),
+            disk: true,
         }
     }
 
     pub fn error(&mut self, at: &Location, path: impl Into<String>, message: impl Into<String>) {
-        self.errors
-            .push(ConfigError::at(self.file, at, path, message));
+        let file = self.errors_in.as_deref().unwrap_or(self.file);
+        self.errors.push(ConfigError::at(file, at, path, message));
+    }
+
+    /// Errors name `file` (a discovered target list) from here on; `None`: the config again.
+    pub fn errors_in(&mut self, file: Option<String>) {
+        self.errors_in = file;
+    }
+
+    /// The errors reported since there were `count`, taken out of this load's.
+    pub fn take_errors_since(&mut self, count: usize) -> Vec<ConfigError> {
+        self.errors.split_off(count.min(self.errors.len()))
+    }
+
+    /// A target list (`file_sd`), read as a file the config names but up to `limit`; an error
+    /// without reading when files are not read from disk.
+    pub fn read_list(&mut self, path: &Path, limit: file::Limit) -> std::io::Result<Vec<u8>> {
+        let (before, disk, read) = (&mut self.read_before, self.disk, self.read);
+        let content = self.files.entry(path.to_path_buf()).or_insert_with(|| {
+            before.remove(path).unwrap_or_else(|| {
+                if disk {
+                    file::read(path, limit).map_err(|e| (e.kind(), e.to_string()))
+                } else {
+                    read(path)
+                }
+            })
+        });
+        content
+            .clone()
+            .map_err(|(kind, message)| std::io::Error::new(kind, message))
+    }
+
+    /// The files `pattern` matches now (see [`file::expand`]), noted for [`Context::patterns`];
+    /// none when files are not read from disk.
+    pub fn expand(&mut self, pattern: &Path) -> std::io::Result<Vec<PathBuf>> {
+        if !self.disk {
+            return Ok(Vec::new());
+        }
+        let found = file::expand(pattern);
+        let noted = found.as_ref().map_or_else(|_| Vec::new(), Clone::clone);
+        self.patterns.insert(pattern.to_path_buf(), noted);
+        found
+    }
+
+    /// Every pattern this load expanded, with the files it matched.
+    pub fn patterns(&self) -> BTreeMap<PathBuf, Vec<PathBuf>> {
+        self.patterns.clone()
     }
 
     /// How many errors so far: a part of the config that adds none is sound.

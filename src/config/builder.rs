@@ -2,7 +2,7 @@
 //! target inherits and their checks, the keys that belong to other types, and the dispatch of
 //! each target's own keys to its type's builder (through the registry's [`Kind`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,8 @@ use serde_saphyr::Location;
 
 use super::assertions::assertions;
 use super::names;
-use super::raw::{RawConfig, RawDefaults, RawTarget};
+use super::raw::{RawConfig, RawDefaults, RawModule, RawTarget};
+use super::sources::SourceInputs;
 use super::target::{Config, LoadOptions, Target};
 use crate::build::error::ConfigErrors;
 use crate::build::limits::{MAX_RETRIES, MIN_INTERVAL, MIN_TIMEOUT};
@@ -80,6 +81,43 @@ impl<'r> From<&'r RawTarget> for Overrides<'r> {
     }
 }
 
+/// What every target of a load inherits, and how the load picks the ones this instance runs.
+pub(super) struct Inherit<'r> {
+    pub defaults: &'r Schedule,
+    pub labels: &'r BTreeMap<String, String>,
+    pub location: &'r str,
+    /// See [`inherited_digest`].
+    pub digest: u64,
+    pub options: &'r LoadOptions,
+    /// Modules with mistakes, reported where they are written: their targets are skipped.
+    pub broken: &'r HashSet<String>,
+}
+
+/// The targets a load keeps, and how many it leaves to other locations and shards.
+#[derive(Default)]
+pub(super) struct Placed {
+    pub targets: Vec<Arc<Target>>,
+    pub elsewhere: Vec<String>,
+    pub other_shards: usize,
+}
+
+impl Placed {
+    pub fn append(&mut self, other: Placed) {
+        self.targets.extend(other.targets);
+        self.elsewhere.extend(other.elsewhere);
+        self.other_shards += other.other_shards;
+    }
+}
+
+/// One entry to build: a target of the config, or one of a source's list.
+pub(super) struct Entry<'r> {
+    pub raw: &'r RawTarget,
+    pub at: Location,
+    pub path: &'r str,
+    /// For a dns module that names its question: the server, which the list gives.
+    pub dns_server: Option<S<String>>,
+}
+
 /// Walks the raw config: what every target shares is checked here, and each target's own
 /// keys by its type's builder, through [`Kind::build`].
 pub struct Builder<'a> {
@@ -95,6 +133,7 @@ impl Builder<'_> {
         &mut self,
         raw: &RawConfig,
         options: &LoadOptions,
+        inputs: &SourceInputs,
     ) -> Result<Config, ConfigErrors> {
         let location = options
             .location
@@ -143,11 +182,16 @@ impl Builder<'_> {
         };
 
         let (modules, broken) = self.modules(raw, &defaults, &location);
-        let inherited = inherited_digest(raw, &location);
+        let inherit = Inherit {
+            defaults: &defaults,
+            labels: &global_labels,
+            location: &location,
+            digest: inherited_digest(raw, &location),
+            options,
+            broken: &broken,
+        };
         let mut first_use: HashMap<&str, Location> = HashMap::new();
-        let mut targets = Vec::new();
-        let mut elsewhere = Vec::new();
-        let mut other_shards = 0;
+        let mut placed = Placed::default();
         for (i, t) in raw.targets.iter().enumerate() {
             let path = format!("targets[{i}]");
             let name = &t.value.name;
@@ -168,34 +212,16 @@ impl Builder<'_> {
                     }
                 }
             }
-            let runs_here = self.runs_here(&t.value, &path, &location);
-            self.cx.start_target();
-            let Some((entry, kind)) =
-                self.with_module(&t.value, raw, &broken, &path, &t.referenced)
-            else {
-                continue;
+            let entry = Entry {
+                raw: &t.value,
+                at: t.referenced,
+                path: &path,
+                dns_server: None,
             };
-            if let Some(mut target) = self.target(
-                &entry,
-                kind,
-                &t.referenced,
-                &path,
-                &defaults,
-                &global_labels,
-                &location,
-            ) {
-                target.fingerprint = self.fingerprint(inherited, &entry);
-                if options.every_location {
-                    targets.push(Arc::new(target));
-                } else if !runs_here {
-                    elsewhere.push(target.name);
-                } else if options.shard.owns(&target.name) {
-                    targets.push(Arc::new(target));
-                } else {
-                    other_shards += 1;
-                }
-            }
+            self.place(&entry, &raw.modules, &inherit, &mut placed);
         }
+        let mut taken: HashSet<String> = first_use.keys().map(|n| n.to_string()).collect();
+        let sources = self.sources(raw, &inherit, inputs, &mut taken, &mut placed);
 
         let hostname = crate::shard::Shard::hostname().ok();
         let remote_write =
@@ -205,19 +231,66 @@ impl Builder<'_> {
             Ok(Config {
                 location,
                 max_concurrent_probes,
-                targets,
-                elsewhere,
+                targets: placed.targets,
+                elsewhere: placed.elsewhere,
                 shard: if options.every_location {
                     Shard::WHOLE
                 } else {
                     options.shard
                 },
-                other_shards,
+                other_shards: placed.other_shards,
                 remote_write,
                 modules,
+                sources,
             })
         } else {
             Err(ConfigErrors(self.cx.take_errors()))
+        }
+    }
+
+    /// Builds one entry, with the module it names, and files the target where it belongs: run
+    /// here, left to other locations, or to other shards.
+    pub(super) fn place(
+        &mut self,
+        e: &Entry,
+        modules: &BTreeMap<String, S<RawModule>>,
+        inherit: &Inherit,
+        into: &mut Placed,
+    ) {
+        let runs_here = self.runs_here(e.raw, e.path, inherit.location);
+        self.cx.start_target();
+        let Some((mut entry, kind)) =
+            self.with_module(e.raw, modules, inherit.broken, e.path, &e.at)
+        else {
+            return;
+        };
+        if let Some(server) = &e.dns_server {
+            // A dns module that names its question takes the server from the list.
+            let entry = entry.to_mut();
+            if let Some(dns) = &mut entry.dns {
+                dns.value.server = Some(server.clone());
+            }
+        }
+        let Some(mut target) = self.target(
+            &entry,
+            kind,
+            &e.at,
+            e.path,
+            inherit.defaults,
+            inherit.labels,
+            inherit.location,
+        ) else {
+            return;
+        };
+        target.fingerprint = self.fingerprint(inherit.digest, &entry);
+        if inherit.options.every_location {
+            into.targets.push(Arc::new(target));
+        } else if !runs_here {
+            into.elsewhere.push(target.name);
+        } else if inherit.options.shard.owns(&target.name) {
+            into.targets.push(Arc::new(target));
+        } else {
+            into.other_shards += 1;
         }
     }
 

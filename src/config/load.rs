@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::builder::Builder;
 use super::raw::RawConfig;
+use super::sources::SourceInputs;
 use super::target::{Config, LoadOptions};
 use crate::build::error::{ConfigError, ConfigErrors};
 use crate::build::{Context, FileRead, Reads, digest_read, file, read_bytes};
@@ -33,7 +34,7 @@ pub fn read(path: &Path) -> Result<String, ConfigErrors> {
 /// The parser's limits. Its defaults (250,000 nodes, 1,000,000 events) stop at about 25,000
 /// targets; these admit a million short ones, while the alias and anchor limits that stop
 /// expansion bombs stay as they are.
-fn parse_options() -> serde_saphyr::Options {
+pub(super) fn parse_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_nodes = 16_000_000;
     budget.max_events = 32_000_000;
@@ -45,18 +46,26 @@ fn parse_options() -> serde_saphyr::Options {
 
 /// Parses and validates config text; `file` names it in errors.
 pub fn parse(text: &str, file: &str, options: &LoadOptions) -> Result<Config, ConfigErrors> {
-    parse_with_inputs(text, file, options, Reads::new()).0
+    parse_with_inputs(text, file, options, Reads::new(), &SourceInputs::default()).0
 }
 
 /// [`parse`], also returning the files the config names as read during the load (those read
 /// before an error, when it fails). A file in `read` is taken as read already, not read again.
+/// `sources` are what the `http_sd` sources fetched and every source's last good list.
 pub fn parse_with_inputs(
     text: &str,
     file: &str,
     options: &LoadOptions,
     read: Reads,
+    sources: &SourceInputs,
 ) -> (Result<Config, ConfigErrors>, Inputs) {
-    parse_in(text, file, options, Context::with_reads(file, read))
+    parse_in(
+        text,
+        file,
+        options,
+        Context::with_reads(file, read),
+        sources,
+    )
 }
 
 /// [`parse_with_inputs`] with the files the config names read by `read` (see
@@ -67,7 +76,13 @@ pub fn parse_reading(
     options: &LoadOptions,
     read: fn(&Path) -> FileRead,
 ) -> (Result<Config, ConfigErrors>, Inputs) {
-    parse_in(text, file, options, Context::reading(file, read))
+    parse_in(
+        text,
+        file,
+        options,
+        Context::reading(file, read),
+        &SourceInputs::default(),
+    )
 }
 
 /// Parses and builds in `cx`.
@@ -76,6 +91,7 @@ fn parse_in(
     file: &str,
     options: &LoadOptions,
     cx: Context,
+    sources: &SourceInputs,
 ) -> (Result<Config, ConfigErrors>, Inputs) {
     let mut path = String::new();
     let raw: Result<RawConfig, _> =
@@ -91,9 +107,10 @@ fn parse_in(
         Err(errors) => return (Err(errors), Inputs::default()),
     };
     let mut builder = Builder { cx };
-    let config = builder.build(&raw, options);
+    let config = builder.build(&raw, options, sources);
     let inputs = Inputs {
         files: builder.cx.digests(),
+        patterns: builder.cx.patterns(),
     };
     (config, inputs)
 }
@@ -103,11 +120,13 @@ fn parse_in(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inputs {
     pub files: BTreeMap<PathBuf, u64>,
+    /// The `file_sd` patterns, each with the files it matched.
+    pub patterns: BTreeMap<PathBuf, Vec<PathBuf>>,
 }
 
 impl Inputs {
     /// Reads every file again: whether each still has the content it had when the config was
-    /// built, and what was read, for a load that follows not to read it a second time.
+    /// built (and each pattern matches the same files), and what was read, for a load that follows not to read it a second time.
     pub fn read_again(&self) -> (bool, Reads) {
         let read: Reads = self
             .files
@@ -117,7 +136,11 @@ impl Inputs {
         let unchanged = self
             .files
             .iter()
-            .all(|(path, digest)| read.get(path).map(digest_read) == Some(*digest));
+            .all(|(path, digest)| read.get(path).map(digest_read) == Some(*digest))
+            && self
+                .patterns
+                .iter()
+                .all(|(pattern, matched)| file::expand(pattern).ok().as_ref() == Some(matched));
         (unchanged, read)
     }
 }

@@ -15,11 +15,13 @@ mod adhoc;
 pub mod allow;
 mod assertions;
 mod builder;
+pub mod endpoint;
 mod load;
 mod modules;
 mod names;
 mod raw;
 pub mod remote_write;
+pub mod sources;
 mod summary;
 mod target;
 
@@ -27,6 +29,7 @@ pub use crate::build::error::{ConfigError, ConfigErrors};
 pub use builder::DEFAULT_MAX_CONCURRENT_PROBES;
 pub use load::{Inputs, load, parse, parse_reading, parse_with_inputs, read};
 pub use names::label_name_problem;
+pub use sources::{ListState, Listed, Source, SourceInputs, SourceKind, SourceReport};
 pub use target::{Config, LoadOptions, Module, Target};
 
 #[cfg(test)]

@@ -23,6 +23,10 @@ use crate::probe::Kind;
 /// Longest module name: it is a label value on `/probe`'s counters and a URL parameter.
 const MAX_MODULE_NAME: usize = 128;
 
+/// What a target source's `template` is filed under beside the modules: a character no
+/// module name has, so that no module and no group's `__param_module` can name it.
+pub(super) const TEMPLATE: &str = "@";
+
 fn stand_in<T>(value: T, at: Location) -> S<T> {
     S::new(value, at, at)
 }
@@ -57,39 +61,8 @@ impl Builder<'_> {
                     ),
                 );
             }
-            if let Some(host) = &m.value.host
-                && m.value.kind.value != Kind::Dns
-            {
-                self.cx.error(
-                    &host.referenced,
-                    format!("{path}.host"),
-                    "only a dns module names a host (the name it asks about); other modules \
-                     take the host from each target",
-                );
-            }
-            let allow = m
-                .value
-                .allow
-                .as_ref()
-                .and_then(|a| Allow::build(&mut self.cx, a, &format!("{path}.allow")));
-            let entry = stand_in_target(name, m);
-            let template = self.target(
-                &entry,
-                m.value.kind.value,
-                &m.referenced,
-                &path,
-                defaults,
-                &BTreeMap::new(),
-                location,
-            );
-            match template {
-                Some(template) if self.cx.error_count() == errors => {
-                    let module = Module {
-                        name: name.clone(),
-                        template,
-                        asks_name: m.value.host.is_some(),
-                        allow,
-                    };
+            match self.module(name, m, &path, defaults, location) {
+                Some(module) if self.cx.error_count() == errors => {
                     built.insert(name.clone(), Arc::new(module));
                 }
                 _ => {
@@ -100,13 +73,57 @@ impl Builder<'_> {
         (built, broken)
     }
 
+    /// Builds one module (`modules.NAME`, or a target source's `template`) at its stand-in
+    /// address; `None` after reporting a mistake.
+    pub(super) fn module(
+        &mut self,
+        name: &str,
+        m: &S<RawModule>,
+        path: &str,
+        defaults: &Schedule,
+        location: &str,
+    ) -> Option<Module> {
+        let errors = self.cx.error_count();
+        if let Some(host) = &m.value.host
+            && m.value.kind.value != Kind::Dns
+        {
+            self.cx.error(
+                &host.referenced,
+                format!("{path}.host"),
+                "only a dns module names a host (the name it asks about); other modules \
+                 take the host from each target",
+            );
+        }
+        let allow = m
+            .value
+            .allow
+            .as_ref()
+            .and_then(|a| Allow::build(&mut self.cx, a, &format!("{path}.allow")));
+        let entry = stand_in_target(name, m);
+        let template = self.target(
+            &entry,
+            m.value.kind.value,
+            &m.referenced,
+            path,
+            defaults,
+            &BTreeMap::new(),
+            location,
+        )?;
+        (self.cx.error_count() == errors).then(|| Module {
+            name: name.to_string(),
+            template,
+            asks_name: m.value.host.is_some(),
+            allow,
+        })
+    }
+
     /// The target as it runs: its own entry, or, when it names a module, the module's keys
     /// under its own; with its type. `None` after reporting a mistake, or when the module it
     /// names has mistakes of its own (reported there).
     pub(super) fn with_module<'t>(
         &mut self,
         t: &'t RawTarget,
-        raw: &RawConfig,
+        modules: &BTreeMap<String, S<RawModule>>,
         broken: &HashSet<String>,
         path: &str,
         at: &Location,
@@ -125,8 +142,13 @@ impl Builder<'_> {
         if broken.contains(&name.value) {
             return None;
         }
-        let Some(module) = raw.modules.get(&name.value) else {
-            let known: Vec<&str> = raw.modules.keys().take(20).map(String::as_str).collect();
+        let Some(module) = modules.get(&name.value) else {
+            let known: Vec<&str> = modules
+                .keys()
+                .filter(|k| !k.starts_with(TEMPLATE))
+                .take(20)
+                .map(String::as_str)
+                .collect();
             self.cx.error(
                 &name.referenced,
                 format!("{path}.module"),

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::allow::RawAllow;
+use super::endpoint::{RawAuthorization, RawBasicAuth};
 
 use super::names::RawLabels;
 use super::remote_write::raw::RawRemoteWrite;
@@ -40,6 +41,9 @@ pub struct RawConfig {
     pub targets: Vec<S<RawTarget>>,
     #[serde(default)]
     pub remote_write: Vec<S<RawRemoteWrite>>,
+    /// Where more targets come from: Prometheus' file SD and HTTP SD formats.
+    #[serde(default)]
+    pub target_sources: Vec<S<RawSource>>,
 }
 
 /// The settings every target inherits unless it sets them itself; `RawTarget` repeats these
@@ -107,6 +111,38 @@ pub struct RawModule {
     pub assertions: Option<S<Vec<RawAssertion>>>,
     /// Who `/probe` may reach with this module; without it, `/probe` refuses the module.
     pub allow: Option<S<RawAllow>>,
+}
+
+/// A `target_sources` entry.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: S<String>,
+    pub file_sd: Option<S<RawFileSd>>,
+    pub http_sd: Option<S<RawHttpSd>>,
+    /// The module every discovered target runs, unless its group names another.
+    pub module: Option<S<String>>,
+    /// A module written in place, for a source whose targets share it with no one else.
+    pub template: Option<Box<S<RawModule>>>,
+    pub max_targets: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileSd {
+    pub files: S<Vec<S<String>>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpSd {
+    pub url: S<String>,
+    pub refresh_interval: Option<S<ConfigDuration>>,
+    pub timeout: Option<S<ConfigDuration>>,
+    pub headers: Option<S<BTreeMap<String, S<String>>>>,
+    pub basic_auth: Option<S<RawBasicAuth>>,
+    pub authorization: Option<S<RawAuthorization>>,
+    pub tls: Option<S<RawTls>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]

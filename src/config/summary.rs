@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::sources::{ListState, SourceKind};
 use super::target::Config;
 use crate::duration;
 use crate::probe::Addresses;
@@ -61,11 +62,12 @@ impl Config {
         }
         for r in &self.remote_write {
             let auth = r
+                .endpoint
                 .headers
                 .iter()
                 .any(|(name, _)| name == http::header::AUTHORIZATION);
             // The name only when it is not the URL, its default.
-            let named = if r.name == r.shown_url {
+            let named = if r.name == r.endpoint.shown_url {
                 String::new()
             } else {
                 format!("{}: ", r.name)
@@ -73,7 +75,7 @@ impl Config {
             let _ = writeln!(
                 out,
                 "remote_write {named}{}{} as job={} instance={}, queue of {} samples{}",
-                r.shown_url,
+                r.endpoint.shown_url,
                 if auth { " with credentials" } else { "" },
                 r.job,
                 r.instance,
@@ -101,6 +103,43 @@ impl Config {
                 } else {
                     "not on /probe (no allow list)"
                 }
+            );
+        }
+        for r in &self.sources {
+            let (what, listed) = match &r.source.kind {
+                SourceKind::File { patterns } => (
+                    "file_sd",
+                    patterns
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                SourceKind::Http(h) => (
+                    "http_sd",
+                    format!(
+                        "{} every {}",
+                        h.endpoint.shown_url,
+                        duration::format(h.refresh_interval)
+                    ),
+                ),
+            };
+            let state = match (r.state, &r.source.kind) {
+                (ListState::Newest, _) => format!("targets: {}", r.targets),
+                (ListState::Empty, SourceKind::Http(_)) if r.errors.is_empty() => {
+                    "fetched when vantage runs".to_string()
+                }
+                (ListState::Empty | ListState::LastGood, _) => {
+                    format!(
+                        "its list has mistakes ({}), so it gives no targets yet",
+                        r.errors.len()
+                    )
+                }
+            };
+            let _ = writeln!(
+                out,
+                "target source {} ({what} {listed}): {state}",
+                r.source.name
             );
         }
         if !self.elsewhere.is_empty() {

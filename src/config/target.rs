@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::allow::Allow;
 use super::remote_write::RemoteWrite;
+use super::sources::SourceReport;
 use crate::probe::{Assertion, Probe, Reason, ReasonSet, RunPolicy};
 use crate::shard::Shard;
 
@@ -27,6 +28,8 @@ pub struct Config {
     pub remote_write: Vec<RemoteWrite>,
     /// The config's modules, built, for `/probe`.
     pub modules: BTreeMap<String, Arc<Module>>,
+    /// What each target source gave; its targets are among `targets` and `elsewhere`.
+    pub sources: Vec<SourceReport>,
 }
 
 /// A module built on its own: a target at a stand-in address that `/probe` points at the

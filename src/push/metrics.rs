@@ -90,7 +90,7 @@ pub fn encode(mut encoder: DescriptorEncoder, remotes: &[Arc<Remote>]) -> fmt::R
             let s = r.settings();
             [
                 ("remote_name", s.name.clone()),
-                ("url", s.shown_url.clone()),
+                ("url", s.endpoint.shown_url.clone()),
             ]
         })
         .collect();

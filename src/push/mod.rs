@@ -8,7 +8,7 @@
 mod metrics;
 mod queue;
 mod remote;
-mod send;
+pub(crate) mod send;
 mod series;
 pub mod wire;
 
@@ -90,12 +90,12 @@ impl Push {
                         let now = timestamp_ms(SystemTime::now());
                         remote.enqueue(lock(&remote.last).forget(SELF, now));
                     }
-                    info!(remote = %settings.name, url = %settings.shown_url, "remote_write receiver's settings changed");
+                    info!(remote = %settings.name, url = %settings.endpoint.shown_url, "remote_write receiver's settings changed");
                     running
                 }
                 None => {
                     let remote = Arc::new(Remote::new(settings.clone()));
-                    info!(remote = %settings.name, url = %settings.shown_url, "pushing to a remote_write receiver");
+                    info!(remote = %settings.name, url = %settings.endpoint.shown_url, "pushing to a remote_write receiver");
                     Running {
                         sender: tokio::spawn(send::run(Arc::clone(&remote))),
                         own: self.start_own(&remote),
@@ -108,9 +108,9 @@ impl Push {
         drop(remotes);
         for gone in previous {
             let settings = gone.remote.settings();
-            info!(remote = %settings.name, url = %settings.shown_url, "remote_write receiver no longer configured: sending what it holds, then stopping");
+            info!(remote = %settings.name, url = %settings.endpoint.shown_url, "remote_write receiver no longer configured: sending what it holds, then stopping");
             tokio::spawn(async move {
-                let timeout = gone.remote.settings().timeout;
+                let timeout = gone.remote.settings().endpoint.timeout;
                 gone.finish(Instant::now() + timeout).await;
             });
         }
@@ -176,7 +176,7 @@ impl Running {
             let left = remote.queue.len() + remote.in_flight.load(Ordering::Relaxed);
             Stats::add(&remote.stats.failed, left);
             let settings = remote.settings();
-            warn!(remote = %settings.name, url = %settings.shown_url, samples = left, "stopped before the remote_write receiver took every sample");
+            warn!(remote = %settings.name, url = %settings.endpoint.shown_url, samples = left, "stopped before the remote_write receiver took every sample");
         }
     }
 }

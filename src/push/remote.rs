@@ -127,7 +127,7 @@ impl Remote {
         unlogged.1 = Some(Instant::now());
         drop(unlogged);
         let settings = self.settings();
-        warn!(remote = %settings.name, url = %settings.shown_url, dropped, capacity = self.queue.capacity(), "remote_write queue full: the oldest samples were dropped");
+        warn!(remote = %settings.name, url = %settings.endpoint.shown_url, dropped, capacity = self.queue.capacity(), "remote_write queue full: the oldest samples were dropped");
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, StatusCode, header};
+use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -19,10 +19,9 @@ use super::queue::{Next, Sample, Stats};
 use super::remote::{Remote, unix_ms};
 use super::wire;
 use crate::config::remote_write::RemoteWrite;
-use crate::net::IpVersion;
-use crate::net::resolve;
+use crate::net::{Host, IpVersion, resolve};
 use crate::outcome::Trace;
-use crate::tls::Handshake;
+use crate::tls::{Handshake, TlsTarget};
 
 /// The longest `Retry-After` obeyed: a receiver that asks for an hour is more likely wrong
 /// than right, and samples keep arriving meanwhile.
@@ -80,7 +79,7 @@ async fn deliver(remote: &Remote, client: &mut Client, batch: &[Sample]) {
                     .highest_sent_ms
                     .fetch_max(u64::try_from(newest).unwrap_or(0), Ordering::Relaxed);
                 if let Some(since) = failing_since {
-                    info!(remote = %settings.name, url = %settings.shown_url, failing_for = ?since.elapsed(), "remote_write receiver accepts samples again");
+                    info!(remote = %settings.name, url = %settings.endpoint.shown_url, failing_for = ?since.elapsed(), "remote_write receiver accepts samples again");
                 }
                 return;
             }
@@ -89,7 +88,7 @@ async fn deliver(remote: &Remote, client: &mut Client, batch: &[Sample]) {
             {
                 let log = failing_since.is_none();
                 if log {
-                    warn!(remote = %settings.name, url = %settings.shown_url, status = status.as_u16(), answer = %text, "remote_write receiver cannot take samples now; retrying");
+                    warn!(remote = %settings.name, url = %settings.endpoint.shown_url, status = status.as_u16(), answer = %text, "remote_write receiver cannot take samples now; retrying");
                 } else {
                     debug!(remote = %settings.name, status = status.as_u16(), "remote_write retry refused");
                 }
@@ -101,12 +100,12 @@ async fn deliver(remote: &Remote, client: &mut Client, batch: &[Sample]) {
             }
             Ok((status, _, text)) => {
                 Stats::add(&remote.stats.failed, n);
-                warn!(remote = %settings.name, url = %settings.shown_url, status = status.as_u16(), answer = %text, samples = n, "remote_write receiver refused samples; not retrying them");
+                warn!(remote = %settings.name, url = %settings.endpoint.shown_url, status = status.as_u16(), answer = %text, samples = n, "remote_write receiver refused samples; not retrying them");
                 return;
             }
             Err(error) => {
                 if failing_since.is_none() {
-                    warn!(remote = %settings.name, url = %settings.shown_url, %error, "cannot send to the remote_write receiver; retrying");
+                    warn!(remote = %settings.name, url = %settings.endpoint.shown_url, %error, "cannot send to the remote_write receiver; retrying");
                 } else {
                     debug!(remote = %settings.name, %error, "remote_write retry failed");
                 }
@@ -121,7 +120,7 @@ async fn deliver(remote: &Remote, client: &mut Client, batch: &[Sample]) {
         let wait = wait.unwrap_or(next);
         if remote.queue.is_closing() && Instant::now() + wait > remote.shutdown_deadline() {
             Stats::add(&remote.stats.failed, n);
-            warn!(remote = %settings.name, url = %settings.shown_url, samples = n, "shutting down before the remote_write receiver took these samples");
+            warn!(remote = %settings.name, url = %settings.endpoint.shown_url, samples = n, "shutting down before the remote_write receiver took these samples");
             return;
         }
         Stats::add(&remote.stats.retried, n);
@@ -142,12 +141,12 @@ type Answer = (StatusCode, Option<Duration>, String);
 impl Client {
     /// Sends one request within the receiver's `timeout`, connecting first if need be.
     async fn send(&mut self, settings: &RemoteWrite, body: Bytes) -> Result<Answer, String> {
-        let deadline = Instant::now() + settings.timeout;
+        let deadline = Instant::now() + settings.endpoint.timeout;
         let result = timeout_at(deadline, self.exchange(settings, body, deadline)).await;
         let answer = match result {
             Err(_) => Err(format!(
                 "no answer within the timeout ({:?})",
-                settings.timeout
+                settings.endpoint.timeout
             )),
             Ok(answer) => answer,
         };
@@ -174,12 +173,20 @@ impl Client {
         if !reusable {
             // Dropping the old sender lets its connection end.
             self.connection = None;
-            let sender = connect(settings, deadline).await?;
+            let tls = settings.endpoint.tls.as_ref();
+            let sender = connect(
+                &settings.endpoint.host,
+                settings.endpoint.port,
+                tls,
+                deadline,
+            )
+            .await?;
             self.connection = Some((settings.fingerprint, sender));
         }
         let (_, sender) = self.connection.as_mut().expect("connected above");
         // The origin form (path and query), as a client that is not talking to a proxy sends.
         let target = settings
+            .endpoint
             .url
             .path_and_query()
             .map_or("/", |p| p.as_str())
@@ -194,15 +201,7 @@ impl Client {
             )
             .body(Full::new(body))
             .map_err(|e| format!("building the request: {e}"))?;
-        let headers = request.headers_mut();
-        if let Some(authority) = settings.url.authority()
-            && let Ok(host) = HeaderValue::try_from(authority.as_str())
-        {
-            headers.insert(header::HOST, host);
-        }
-        for (name, value) in &settings.headers {
-            headers.insert(name.clone(), value.clone());
-        }
+        settings.endpoint.add_headers(request.headers_mut());
         let response = sender
             .send_request(request)
             .await
@@ -242,23 +241,19 @@ impl Client {
     }
 }
 
-/// Connects (TLS for https), and starts HTTP/1.1 over it.
-async fn connect(
-    settings: &RemoteWrite,
+/// Connects to `host` and `port` (TLS, verified, when `tls` is given), and starts HTTP/1.1
+/// over it: for the receivers, and for the `http_sd` servers.
+pub(crate) async fn connect(
+    host: &Host,
+    port: u16,
+    tls: Option<&TlsTarget>,
     deadline: Instant,
 ) -> Result<SendRequest<Full<Bytes>>, String> {
     let mut trace = Trace::start();
-    let tcp = resolve::open(
-        &settings.host,
-        settings.port,
-        IpVersion::Auto,
-        None,
-        deadline,
-        &mut trace,
-    )
-    .await
-    .map_err(|f| f.to_string())?;
-    let stream: Box<dyn Io> = match &settings.tls {
+    let tcp = resolve::open(host, port, IpVersion::Auto, None, deadline, &mut trace)
+        .await
+        .map_err(|f| f.to_string())?;
+    let stream: Box<dyn Io> = match tls {
         None => Box::new(tcp),
         Some(tls) => {
             let mut seen = None;
@@ -280,7 +275,7 @@ async fn connect(
         .map_err(|e| format!("starting HTTP: {e}"))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            debug!(error = %e, "remote_write connection ended");
+            debug!(error = %e, "HTTP connection ended");
         }
     });
     Ok(sender)

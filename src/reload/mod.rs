@@ -14,7 +14,7 @@
 mod request;
 mod watch;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,9 +24,12 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info};
 
 use crate::build::Reads;
-use crate::config::{self, Config, ConfigErrors, Inputs, LoadOptions};
+use crate::config::{
+    self, Config, ConfigErrors, Inputs, ListState, Listed, LoadOptions, SourceInputs,
+};
 use crate::scheduler::{Runner, Scheduler, Shared};
 pub use request::{Reloaded, Request, Trigger};
+use watch::Watched;
 
 /// How the config loads have gone, for `vantage_config_*`.
 #[derive(Debug)]
@@ -91,10 +94,17 @@ pub struct Reloader<R: Runner> {
     /// The files the running config names, which stay watched while a bad file waits.
     running: Inputs,
     /// The files to watch besides the config: those of the running config and of the last try.
-    watched: tokio::sync::watch::Sender<Vec<PathBuf>>,
+    watched: tokio::sync::watch::Sender<Watched>,
     /// Told of every config that is about to run (the push takes its receivers from it).
     on_apply: Option<OnApply>,
+    /// What the `http_sd` pollers fetched last, by source.
+    fetched: Fetched,
+    /// Each source's last list without mistakes, which runs while its newest has some.
+    last_good: BTreeMap<String, Vec<Listed>>,
 }
+
+/// The lists the `http_sd` pollers fetched last, by source name: they write, loads read.
+pub type Fetched = Arc<Mutex<BTreeMap<String, Listed>>>;
 
 /// See [`Reloader::on_apply`].
 pub type OnApply = Box<dyn Fn(&Config) + Send + Sync>;
@@ -125,7 +135,8 @@ pub struct Initial {
 
 /// Reads and validates the config at start-up; an error here stops vantage.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Initial, ConfigErrors> {
-    let (config, seen) = parse(path, options, &config::read(path)?, Reads::new());
+    let inputs = SourceInputs::default();
+    let (config, seen) = parse(path, options, &config::read(path)?, Reads::new(), &inputs);
     Ok(Initial {
         config: config?,
         seen,
@@ -138,9 +149,15 @@ fn parse(
     options: &LoadOptions,
     text: &str,
     read_before: Reads,
+    sources: &SourceInputs,
 ) -> (Result<Config, ConfigErrors>, Seen) {
-    let (config, inputs) =
-        config::parse_with_inputs(text, &path.display().to_string(), options, read_before);
+    let (config, inputs) = config::parse_with_inputs(
+        text,
+        &path.display().to_string(),
+        options,
+        read_before,
+        sources,
+    );
     let seen = Seen {
         text: digest(text),
         inputs,
@@ -157,11 +174,15 @@ impl<R: Runner> Reloader<R> {
         runner: Arc<R>,
         shared: Shared,
         status: Arc<ReloadStatus>,
+        fetched: Fetched,
     ) -> Self {
         let mut scheduler = Scheduler::new(runner, shared);
         scheduler.apply(&initial.config).await;
         let running = initial.seen.inputs.clone();
-        let (watched, _) = tokio::sync::watch::channel(running.files.keys().cloned().collect());
+        let (watched, _) = tokio::sync::watch::channel(Watched::of(&[&running]));
+        let mut last_good = BTreeMap::new();
+        remember(&mut last_good, &initial.config);
+        log_sources(&initial.config, Trigger::File);
         Reloader {
             path: path.to_path_buf(),
             options,
@@ -171,6 +192,8 @@ impl<R: Runner> Reloader<R> {
             running,
             watched,
             on_apply: None,
+            fetched,
+            last_good,
         }
     }
 
@@ -200,18 +223,27 @@ impl<R: Runner> Reloader<R> {
         let path = self.path.clone();
         let options = self.options.clone();
         let unless = (trigger == Trigger::File).then(|| self.seen.clone());
+        let sources = SourceInputs {
+            fetched: self
+                .fetched
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            last_good: self.last_good.clone(),
+        };
         // Parsing thousands of targets takes a while: off the runtime's threads, so that runs
         // keep starting on time meanwhile.
-        let read = tokio::task::spawn_blocking(move || read_unless(&path, &options, unless))
-            .await
-            .unwrap_or_else(|e| {
-                let errors = ConfigErrors(vec![config::ConfigError::whole_file(
-                    &file,
-                    format!("reading the config failed: {e}"),
-                )]);
-                let seen = Seen::failed(&errors);
-                Read::Bad { errors, seen }
-            });
+        let read =
+            tokio::task::spawn_blocking(move || read_unless(&path, &options, unless, &sources))
+                .await
+                .unwrap_or_else(|e| {
+                    let errors = ConfigErrors(vec![config::ConfigError::whole_file(
+                        &file,
+                        format!("reading the config failed: {e}"),
+                    )]);
+                    let seen = Seen::failed(&errors);
+                    Read::Bad { errors, seen }
+                });
         ReadConfig(read)
     }
 
@@ -237,12 +269,10 @@ impl<R: Runner> Reloader<R> {
                 Ok(config)
             }
         };
-        let mut files: BTreeSet<PathBuf> = self.running.files.keys().cloned().collect();
-        files.extend(self.seen.inputs.files.keys().cloned());
+        let want = Watched::of(&[&self.running, &self.seen.inputs]);
         self.watched.send_if_modified(|watched| {
-            let files: Vec<PathBuf> = files.into_iter().collect();
-            let modified = *watched != files;
-            *watched = files;
+            let modified = *watched != want;
+            *watched = want;
             modified
         });
         let config = match parsed {
@@ -259,6 +289,8 @@ impl<R: Runner> Reloader<R> {
                 return Err(errors.to_string());
             }
         };
+        remember(&mut self.last_good, &config);
+        log_sources(&config, trigger);
         if let Some(hook) = &self.on_apply {
             hook(&config);
         }
@@ -285,6 +317,36 @@ impl<R: Runner> Reloader<R> {
     }
 }
 
+/// Keeps each source's newest list that built as its last good one, and forgets the sources
+/// the config no longer has.
+fn remember(last_good: &mut BTreeMap<String, Vec<Listed>>, config: &Config) {
+    last_good.retain(|name, _| config.sources.iter().any(|s| s.source.name == *name));
+    for report in &config.sources {
+        if let Some(good) = &report.good {
+            last_good.insert(report.source.name.clone(), good.clone());
+        }
+    }
+}
+
+/// Logs the mistakes of each source's newest list, and which list runs instead.
+fn log_sources(config: &Config, trigger: Trigger) {
+    for report in &config.sources {
+        let kept = match report.state {
+            ListState::Newest => continue,
+            ListState::LastGood => "its last good list keeps running",
+            ListState::Empty => "it has no good list yet, so it gives no targets",
+        };
+        for e in &report.errors {
+            error!(
+                trigger = trigger.as_str(),
+                source = %report.source.name,
+                error = %e,
+                "target source's list has a mistake; {kept}"
+            );
+        }
+    }
+}
+
 /// Logs which targets this instance leaves to other locations.
 pub fn log_elsewhere(config: &Config) {
     if !config.elsewhere.is_empty() {
@@ -306,7 +368,12 @@ enum Read {
 /// Reads and validates the config, unless (for a file event, `unless` being what the last read
 /// saw) nothing changed since: the same text and files, or the same failure to read. A file
 /// event that finds the config empty takes it for one being written and waits for the next.
-fn read_unless(path: &Path, options: &LoadOptions, unless: Option<Seen>) -> Read {
+fn read_unless(
+    path: &Path,
+    options: &LoadOptions,
+    unless: Option<Seen>,
+    sources: &SourceInputs,
+) -> Read {
     let text = match config::read(path) {
         Ok(text) => text,
         Err(errors) => {
@@ -330,7 +397,7 @@ fn read_unless(path: &Path, options: &LoadOptions, unless: Option<Seen>) -> Read
             read_before = read;
         }
     }
-    let (config, seen) = parse(path, options, &text, read_before);
+    let (config, seen) = parse(path, options, &text, read_before, sources);
     match config {
         Ok(config) => Read::Good { config, seen },
         Err(errors) => Read::Bad { errors, seen },
@@ -357,31 +424,44 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("exporter.yml");
         let options = LoadOptions::default();
+        let none = SourceInputs::default();
         std::fs::write(&path, "targets: []\n").unwrap();
-        let Read::Good { seen, .. } = read_unless(&path, &options, None) else {
+        let Read::Good { seen, .. } = read_unless(&path, &options, None, &none) else {
             panic!("a good file")
         };
-        assert!(unchanged(&read_unless(&path, &options, Some(seen.clone()))));
+        assert!(unchanged(&read_unless(
+            &path,
+            &options,
+            Some(seen.clone()),
+            &none
+        )));
         assert!(matches!(
-            read_unless(&path, &options, None),
+            read_unless(&path, &options, None, &none),
             Read::Good { .. }
         ));
 
         // A missing file is a failure once; the same failure again is nothing new.
         std::fs::remove_file(&path).unwrap();
-        let Read::Bad { seen: missing, .. } = read_unless(&path, &options, Some(seen)) else {
+        let Read::Bad { seen: missing, .. } = read_unless(&path, &options, Some(seen), &none)
+        else {
             panic!("a missing file")
         };
         assert!(unchanged(&read_unless(
             &path,
             &options,
-            Some(missing.clone())
+            Some(missing.clone()),
+            &none
         )));
         // An empty file, even right after a failure, is a file being written.
         std::fs::write(&path, "").unwrap();
-        assert!(unchanged(&read_unless(&path, &options, Some(missing))));
+        assert!(unchanged(&read_unless(
+            &path,
+            &options,
+            Some(missing),
+            &none
+        )));
         assert!(
-            matches!(read_unless(&path, &options, None), Read::Good { .. }),
+            matches!(read_unless(&path, &options, None, &none), Read::Good { .. }),
             "an explicit reload applies an empty config"
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -15,6 +15,8 @@ pub enum Trigger {
     Signal,
     /// `POST /-/reload`: always rebuilds, like SIGHUP.
     Api,
+    /// An `http_sd` source's server answered with another list: always rebuilds.
+    Source,
 }
 
 impl Trigger {
@@ -23,6 +25,7 @@ impl Trigger {
             Trigger::File => "file change",
             Trigger::Signal => "SIGHUP",
             Trigger::Api => "POST /-/reload",
+            Trigger::Source => "target source",
         }
     }
 }

@@ -13,7 +13,7 @@
 //! file open (a slow `cat > exporter.yml` is not read half written). A periodic check catches
 //! anything inotify cannot see, such as a change on a network file system.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -27,6 +27,7 @@ use tokio::time::{Instant, MissedTickBehavior, timeout_at};
 use tracing::warn;
 
 use super::request::{Request, Trigger};
+use crate::config::Inputs;
 
 /// A burst of events has ended once the watched entries have been quiet this long.
 const QUIET: Duration = Duration::from_millis(200);
@@ -38,6 +39,47 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 const RECHECK: Duration = Duration::from_secs(60);
 /// Symlinks followed per path at most, as the kernel does (ELOOP).
 const MAX_LINKS: usize = 40;
+
+/// What to watch besides the config: the files it names, and the folders of its file patterns,
+/// where any entry that comes or goes counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Watched {
+    files: Vec<PathBuf>,
+    folders: Vec<PathBuf>,
+}
+
+impl Watched {
+    /// What the loads that read `inputs` read.
+    pub fn of(inputs: &[&Inputs]) -> Watched {
+        let files: BTreeSet<PathBuf> = inputs
+            .iter()
+            .flat_map(|i| i.files.keys().chain(i.patterns.values().flatten()))
+            .cloned()
+            .collect();
+        let folders: BTreeSet<PathBuf> = inputs
+            .iter()
+            .flat_map(|i| i.patterns.keys())
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect();
+        Watched {
+            files: files.into_iter().collect(),
+            folders: folders.into_iter().collect(),
+        }
+    }
+}
+
+/// The paths whose events count: entries, and every entry in the folders.
+#[derive(Default)]
+struct Relevant {
+    entries: HashSet<PathBuf>,
+    folders: HashSet<PathBuf>,
+}
+
+impl Relevant {
+    fn contains(&self, path: &Path) -> bool {
+        self.entries.contains(path) || path.parent().is_some_and(|p| self.folders.contains(p))
+    }
+}
 
 /// What an event says about the watched entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +98,8 @@ enum Signal {
 /// sends a [`Trigger::File`] request after each burst of changes, at start, after the set of
 /// files changes, and every [`RECHECK`], for as long as `requests` is open. Without inotify
 /// (its limits reached, say) only the periodic check runs, and the log says so.
-pub fn spawn(config: &Path, files: watch::Receiver<Vec<PathBuf>>, requests: mpsc::Sender<Request>) {
-    let relevant: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
+pub fn spawn(config: &Path, files: watch::Receiver<Watched>, requests: mpsc::Sender<Request>) {
+    let relevant: Arc<Mutex<Relevant>> = Arc::default();
     let (signals_tx, signals) = mpsc::unbounded_channel();
     let filter = Arc::clone(&relevant);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -98,12 +140,12 @@ pub fn spawn(config: &Path, files: watch::Receiver<Vec<PathBuf>>, requests: mpsc
 
 async fn run(
     config: PathBuf,
-    mut files: watch::Receiver<Vec<PathBuf>>,
+    mut files: watch::Receiver<Watched>,
     requests: mpsc::Sender<Request>,
     mut plan: Option<Plan>,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) {
-    let update = |plan: &mut Option<Plan>, files: &[PathBuf]| {
+    let update = |plan: &mut Option<Plan>, files: &Watched| {
         if let Some(plan) = plan {
             plan.update(&config, files);
         }
@@ -181,7 +223,7 @@ struct Plan {
     watched: BTreeMap<PathBuf, (u64, u64)>,
     /// Paths that could not be watched, already logged.
     failing: HashSet<PathBuf>,
-    relevant: Arc<Mutex<HashSet<PathBuf>>>,
+    relevant: Arc<Mutex<Relevant>>,
 }
 
 impl Plan {
@@ -189,10 +231,12 @@ impl Plan {
     /// Every wanted path is watched again each time (a no-op for a live watch): notify drops a
     /// watch by itself when its path is deleted or moved, and a path recreated at once may get
     /// the same inode number back, so an unchanged identity does not prove a live watch.
-    fn update(&mut self, config: &Path, files: &[PathBuf]) {
+    fn update(&mut self, config: &Path, watched: &Watched) {
         let mut want = BTreeMap::new();
         let mut relevant = HashSet::new();
-        for path in std::iter::once(config).chain(files.iter().map(PathBuf::as_path)) {
+        let mut folders = HashSet::new();
+        let paths = watched.files.iter().chain(&watched.folders);
+        for path in std::iter::once(config).chain(paths.map(PathBuf::as_path)) {
             let Ok(path) = std::path::absolute(path) else {
                 continue;
             };
@@ -209,6 +253,9 @@ impl Plan {
             if let Some(end) = end
                 && let Some(id) = identity(&end)
             {
+                if watched.folders.contains(&path) {
+                    folders.insert(end.clone());
+                }
                 want.insert(end, id);
             }
         }
@@ -224,7 +271,10 @@ impl Plan {
             self.watched.remove(&path);
         }
         // Before the new watches exist, so that their first events are not filtered out.
-        *self.relevant.lock().unwrap_or_else(PoisonError::into_inner) = relevant;
+        *self.relevant.lock().unwrap_or_else(PoisonError::into_inner) = Relevant {
+            entries: relevant,
+            folders,
+        };
         for (path, id) in want {
             match self.watcher.watch(&path, RecursiveMode::NonRecursive) {
                 Ok(()) => {

@@ -93,32 +93,13 @@ async fn openssl_s_server_valid_expired_and_chain_cases() {
     assert_eq!(facts.chain.len(), 2, "the chain is reported anyway");
 }
 
-/// An nginx this test started (single process, in the foreground), killed by PID on drop.
-struct Nginx {
-    child: Child,
-    dir: TempDir,
-}
-
-impl Nginx {
-    /// Serves `http` on `plain` and `https` (HTTP/2 enabled) on `secure`, with `cert`/`key`.
-    fn start(dir: TempDir, plain: u16, secure: u16, cert: &str, key: &str) -> Nginx {
-        let root = dir.0.display();
-        let conf = dir.write(
-            "nginx.conf",
-            &format!(
-                "daemon off;
-master_process off;
-pid {root}/nginx.pid;
-error_log {root}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    log_format probe '$request|$status|$http_user_agent|$http_connection|$http_host|$http_cookie';
+/// nginx serving http on `plain` and https (HTTP/2 enabled) on `secure`, with `cert`/`key`,
+/// logging `request|status|user agent|connection|host|cookie` per request.
+fn nginx(dir: &TempDir, plain: u16, secure: u16, cert: &str, key: &str) -> support::Nginx {
+    let root = dir.0.display();
+    let http = format!(
+        "    log_format probe '$request|$status|$http_user_agent|$http_connection|$http_host|$http_cookie';
     access_log {root}/access.log probe;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
     server {{
         listen 127.0.0.1:{plain};
         location = /ok {{ add_header Set-Cookie \"seen=1\"; return 200 \"nginx ok\\n\"; }}
@@ -131,45 +112,9 @@ http {{
         ssl_certificate_key {key};
         ssl_protocols TLSv1.2 TLSv1.3;
         location = /ok {{ return 200 \"nginx tls ok\\n\"; }}
-    }}
-}}
-"
-            ),
-        );
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(&dir.0)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(dir.0.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx runs");
-        let nginx = Nginx { child, dir };
-        wait_for(Duration::from_secs(10), "nginx to listen", || {
-            crate::support::socket_states(secure).contains("LISTEN")
-        });
-        nginx
-    }
-
-    /// The access log, one `request|status|user agent|connection|host|cookie` per line.
-    fn requests(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.0.join("access.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    }}"
+    );
+    support::Nginx::start(&dir.0, &http, secure)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +130,7 @@ async fn nginx_answers_http_and_https_probes_and_is_left_nothing() {
         dir.0.join("root.pem").display()
     );
     let (plain, secure) = (closed_port(), closed_port());
-    let nginx = Nginx::start(dir, plain, secure, &cert, &key);
+    let _nginx = nginx(&dir, plain, secure, &cert, &key);
 
     let ok = web_target(&format!("http://127.0.0.1:{plain}/ok"), "");
     for _ in 0..2 {
@@ -212,7 +157,7 @@ async fn nginx_answers_http_and_https_probes_and_is_left_nothing() {
     assert_eq!(tls_facts.version, Some(TlsVersion::Tls13));
 
     let agent = concat!("vantage/", env!("CARGO_PKG_VERSION"));
-    let log = nginx.requests();
+    let log = support::Nginx::log(&dir.0);
     assert_eq!(log.len(), 6, "{log:#?}");
     assert_eq!(
         log[0],

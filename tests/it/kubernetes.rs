@@ -325,6 +325,15 @@ fn materialize(root: &Path, docs: &[Value], container_name: &str) -> PathBuf {
         };
         std::fs::write(root.join(dir).join(file), content).unwrap();
     }
+    // A file SD folder (`../DIR/*.json`) gets one list, of one target.
+    let lists = regex::Regex::new(r"\.\./([A-Za-z0-9_.-]+)/\*\.json").unwrap();
+    for found in lists.captures_iter(text) {
+        let dir = &found[1];
+        mount(&format!("/etc/vantage/{dir}"));
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        let list = r#"[{"targets": ["https://shop.example.com/"], "labels": {"team": "web"}}]"#;
+        std::fs::write(root.join(dir).join("materialized.json"), list).unwrap();
+    }
     config
 }
 
@@ -359,7 +368,12 @@ fn the_rendered_configs_pass_check_config_as_the_pod_mounts_them() {
         &documents(&template(&["-f", full.to_str().unwrap()])),
         "vantage",
     );
-    assert!(full.contains("targets: 5\n"), "{full}");
+    assert!(full.contains("targets: 6\n"), "{full}");
+    assert!(
+        full.contains("target source websites (file_sd ")
+            && full.contains("web-targets/*.json): targets: 1"),
+        "{full}"
+    );
     let sidecar = check_config(
         &documents(&std::fs::read_to_string(SIDECAR).unwrap()),
         "vantage",
@@ -567,6 +581,13 @@ fn the_edge_values_only_push_with_no_service_and_their_secrets_mounted() {
                 r#"secretMounts=[{"name": "config", "secretName": "x"}]"#,
             ],
             "secretMounts",
+        ),
+        (
+            vec![
+                "--set-json",
+                r#"targetSources={"configMaps": [{"name": "remote-write", "configMapName": "x"}]}"#,
+            ],
+            "\"remote-write\" is also a secretMounts name",
         ),
     ] {
         let out = Command::new("helm")

@@ -434,6 +434,10 @@ targets:
     type: dns
     host: www.vantage.test
     dns: {{server: \"{dns}\", expect_addresses: [127.0.0.10]}}
+target_sources:
+  - name: broken-list
+    template: {{type: tcp}}
+    file_sd: {{files: [broken.json]}}
 ",
             up = thread_peer(drain),
             down = closed_port(),
@@ -443,6 +447,8 @@ targets:
             dns = dnsmasq.server(),
         ),
     );
+    // A list with a mistake, for the target source queries: its source runs nothing.
+    dir.write("broken.json", r#"[{"targets": ["no-port"]}]"#);
     let vantage = Vantage::start(&config, &[]);
     // A second vantage point, whose runs of slow-web give up before its answer: the target
     // fails from there while e2e reaches it, the path problem that the dashboard's comparison

@@ -624,6 +624,7 @@ async fn a_hundred_reloads_of_a_thousand_targets_leave_exactly_one_task_per_targ
         Arc::new(Probes),
         shared.clone(),
         Arc::clone(&status),
+        vantage::reload::Fetched::default(),
     )
     .await;
     let alive = || {

@@ -614,3 +614,70 @@ pub fn probed(vantage: &Vantage) -> BTreeSet<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// An nginx this test started (one process, in the foreground, its files in `dir`), killed
+/// by PID on drop. `http` is the body of its `http` block; the temp paths are set already.
+pub struct Nginx {
+    child: Child,
+}
+
+impl Nginx {
+    /// Starts nginx and waits until `port` listens.
+    pub fn start(dir: &Path, http: &str, port: u16) -> Nginx {
+        let root = dir.display();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off;
+master_process off;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+{http}
+}}
+"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx runs");
+        let nginx = Nginx { child };
+        wait_for(Duration::from_secs(10), "nginx to listen", || {
+            socket_states(port).contains("LISTEN")
+        });
+        nginx
+    }
+
+    /// The lines of the access log that `dir/access.log` names.
+    pub fn log(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,29 +1,22 @@
 //! The `remote_write` list: the receivers this instance pushes its series to, as Prometheus'
 //! remote write 1.0. Raw form and builder; the sending is `push`'s.
 //!
-//! Credentials are read here, once per load, like every file the config names, so a missing
-//! one fails the load (or the reload) instead of every send; they never reach a log or a
-//! label.
+//! How to reach a receiver (URL, TLS, credentials, headers) is `config::endpoint`'s, which
+//! `http_sd` shares.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{DefaultHasher, Hasher};
 use std::time::Duration;
 
-use http::header::{self, HeaderName, HeaderValue};
-use http::uri::{Scheme, Uri};
 use serde_saphyr::Location;
 
 use crate::build::limits::{MAX_LABEL_VALUE_CHARS, text_problem};
 use crate::build::{Context, S, hash_serialized};
-use crate::duration::{self, ConfigDuration};
-use crate::net::Host;
-use crate::tls::TlsTarget;
-use crate::tls::config::{self as tls_config, RawTls};
-use auth::authorization;
+use crate::config::endpoint::{self, Endpoint, RawEndpoint, bounded_duration};
+use crate::duration;
 use raw::{RawQueue, RawRemoteWrite};
 
-mod auth;
 pub mod raw;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,24 +31,14 @@ const DEFAULT_SELF_METRICS_INTERVAL: Duration = Duration::from_secs(15);
 /// Below the five minutes after which a receiver takes a silent series as gone, so a pushing
 /// instance's own series never go stale between two pushes.
 const MAX_SELF_METRICS_INTERVAL: Duration = Duration::from_secs(240);
-const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// One receiver, validated and ready to send to.
 #[derive(Clone)]
 pub struct RemoteWrite {
     /// Unique among the receivers; the `remote_name` label of the push metrics.
     pub name: String,
-    pub url: Uri,
-    /// The URL without its query, for the `url` label and the log: a query may carry a token.
-    pub shown_url: String,
-    pub host: Host,
-    pub port: u16,
-    /// Set for `https` URLs.
-    pub tls: Option<TlsTarget>,
-    pub timeout: Duration,
-    /// `headers`, then `Authorization` when `basic_auth` or `authorization` is set (marked
-    /// sensitive, so that no debug output shows it).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Where and how to send: URL, TLS, timeout, and the headers (credentials included).
+    pub endpoint: Endpoint,
     pub queue: QueueSettings,
     /// The labels that tell this instance's series from another's at the receiver.
     pub job: String,
@@ -72,10 +55,15 @@ impl fmt::Debug for RemoteWrite {
         // The URL as shown and the header names only: values may be credentials.
         f.debug_struct("RemoteWrite")
             .field("name", &self.name)
-            .field("url", &self.shown_url)
+            .field("url", &self.endpoint.shown_url)
             .field(
                 "headers",
-                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                &self
+                    .endpoint
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n)
+                    .collect::<Vec<_>>(),
             )
             .field("queue", &self.queue)
             .finish_non_exhaustive()
@@ -141,14 +129,24 @@ fn one(
 ) -> Option<RemoteWrite> {
     let raw = &entry.value;
     let errors_before = cx.error_count();
-    let url = parse_url(cx, &raw.url, path);
+    let endpoint = endpoint::build(
+        cx,
+        &RawEndpoint {
+            url: &raw.url,
+            timeout: raw.timeout.as_ref(),
+            headers: raw.headers.as_ref(),
+            basic_auth: raw.basic_auth.as_ref(),
+            authorization: raw.authorization.as_ref(),
+            tls: raw.tls.as_ref(),
+        },
+        path,
+        entry.referenced,
+        (DEFAULT_TIMEOUT, "http://prometheus:9090/api/v1/write"),
+    );
     let name = match &raw.name {
         Some(n) => label_value(cx, n, &format!("{path}.name")),
-        None => url.as_ref().map(|u| u.shown.clone()),
+        None => endpoint.as_ref().map(|e| e.shown_url.clone()),
     };
-    let timeout = bounded_duration(cx, raw.timeout.as_ref(), path, "timeout", DEFAULT_TIMEOUT);
-    let mut headers = headers(cx, raw.headers.as_ref(), path);
-    let authorization = authorization(cx, raw, path, entry.referenced);
     let queue = queue(cx, raw.queue.as_ref(), path, entry.referenced);
     let job = match &raw.job {
         Some(j) => label_value(cx, j, &format!("{path}.job")),
@@ -184,99 +182,21 @@ fn one(
         }
         Some(d) => Some(d.value.0),
     };
-    let tls = match (&url, &raw.tls) {
-        (Some(u), tls) if u.https => tls_target(cx, tls.as_ref(), &u.host, entry.referenced, path),
-        (Some(_), Some(tls)) => {
-            cx.error(
-                &tls.referenced,
-                format!("{path}.tls"),
-                "the url is http://: tls applies only to https:// receivers",
-            );
-            None
-        }
-        _ => None,
-    };
     if cx.error_count() > errors_before {
         return None;
     }
-    let url = url?;
-    headers.extend(authorization?);
     let mut hasher = DefaultHasher::new();
     hash_serialized(&mut hasher, raw);
     hasher.write(hostname.unwrap_or_default().as_bytes());
     cx.hash_used(&mut hasher);
     Some(RemoteWrite {
         name: name?,
-        shown_url: url.shown,
-        host: url.host,
-        port: url.port,
-        url: url.uri,
-        tls: if url.https { Some(tls?) } else { None },
-        timeout,
-        headers,
+        endpoint: endpoint?,
         queue: queue?,
         job: job?,
         instance: instance?,
         self_metrics_interval,
         fingerprint: hasher.finish(),
-    })
-}
-
-struct ParsedUrl {
-    uri: Uri,
-    shown: String,
-    host: Host,
-    port: u16,
-    https: bool,
-}
-
-fn parse_url(cx: &mut Context, raw: &S<String>, path: &str) -> Option<ParsedUrl> {
-    let key = format!("{path}.url");
-    let refuse = |cx: &mut Context, message: String| {
-        cx.error(&raw.referenced, &key, message);
-        None
-    };
-    let uri: Uri = match raw.value.parse() {
-        Ok(uri) => uri,
-        Err(e) => return refuse(cx, format!("not a URL: {e}")),
-    };
-    let https = match uri.scheme() {
-        Some(s) if *s == Scheme::HTTPS => true,
-        Some(s) if *s == Scheme::HTTP => false,
-        _ => {
-            return refuse(
-                cx,
-                "must start with http:// or https://, as http://prometheus:9090/api/v1/write"
-                    .into(),
-            );
-        }
-    };
-    let Some(authority) = uri.authority() else {
-        return refuse(cx, "names no host".into());
-    };
-    if authority.as_str().contains('@') {
-        return refuse(
-            cx,
-            "carries credentials: put them in basic_auth, where they stay out of logs and labels"
-                .into(),
-        );
-    }
-    let host = match Host::parse(authority.host()) {
-        Ok(host) => host,
-        Err(e) => return refuse(cx, e),
-    };
-    if let Err(e) = host.check_destination() {
-        return refuse(cx, e);
-    }
-    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let scheme = if https { "https" } else { "http" };
-    let shown = format!("{scheme}://{authority}{}", uri.path());
-    Some(ParsedUrl {
-        uri,
-        shown,
-        host,
-        port,
-        https,
     })
 }
 
@@ -291,104 +211,6 @@ fn label_value(cx: &mut Context, raw: &S<String>, key: &str) -> Option<String> {
         return None;
     }
     Some(raw.value.clone())
-}
-
-fn bounded_duration(
-    cx: &mut Context,
-    raw: Option<&S<ConfigDuration>>,
-    path: &str,
-    key: &str,
-    default: Duration,
-) -> Duration {
-    let Some(d) = raw else {
-        return default;
-    };
-    if d.value.0.is_zero() || d.value.0 > MAX_DURATION {
-        cx.error(
-            &d.referenced,
-            format!("{path}.{key}"),
-            format!(
-                "must be longer than 0s and at most {}, not {}",
-                duration::format(MAX_DURATION),
-                duration::format(d.value.0)
-            ),
-        );
-    }
-    d.value.0
-}
-
-/// Headers a `headers` entry must not set: those the protocol and the HTTP connection set
-/// themselves (the remote write spec's reserved ones and hop-by-hop ones), and credentials,
-/// which have keys of their own.
-const RESERVED: [&str; 17] = [
-    "host",
-    "content-type",
-    "content-encoding",
-    "content-length",
-    "transfer-encoding",
-    "user-agent",
-    "x-prometheus-remote-write-version",
-    "authorization",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "www-authenticate",
-    "connection",
-    "keep-alive",
-    "te",
-    "upgrade",
-    "expect",
-    "accept-encoding",
-];
-
-fn headers(
-    cx: &mut Context,
-    raw: Option<&S<BTreeMap<String, S<String>>>>,
-    path: &str,
-) -> Vec<(HeaderName, HeaderValue)> {
-    let Some(raw) = raw else {
-        return Vec::new();
-    };
-    let mut out: Vec<(HeaderName, HeaderValue)> = Vec::new();
-    for (name, value) in &raw.value {
-        let key = format!("{path}.headers.{name}");
-        // The key itself carries no place; its value is on the same line in either style.
-        let at = &value.referenced;
-        let Ok(header) = HeaderName::try_from(name.as_str()) else {
-            cx.error(at, key, "is not a valid HTTP header name");
-            continue;
-        };
-        if RESERVED.contains(&header.as_str()) {
-            let hint = if header == header::AUTHORIZATION {
-                ": use basic_auth or authorization, which read the secret from a file and keep \
-                 it out of any output"
-            } else {
-                ": remote write or HTTP sets it"
-            };
-            cx.error(at, key, format!("cannot be set{hint}"));
-            continue;
-        }
-        if out.iter().any(|(n, _)| *n == header) {
-            cx.error(
-                at,
-                key,
-                "is another spelling of a header set above: header names are case-insensitive",
-            );
-            continue;
-        }
-        match HeaderValue::try_from(value.value.as_str()) {
-            Ok(mut v) => {
-                // A header may well carry a tenant's token; no debug output shows it.
-                v.set_sensitive(true);
-                out.push((header, v));
-            }
-            Err(_) => cx.error(
-                &value.referenced,
-                key,
-                "is not a valid HTTP header value (control characters or line breaks)",
-            ),
-        }
-    }
-    out
 }
 
 fn queue(
@@ -484,53 +306,4 @@ fn queue(
         return None;
     }
     Some(settings)
-}
-
-/// The TLS client for an https receiver, from its `tls` table (or the defaults). The keys that
-/// only describe a probe are refused.
-fn tls_target(
-    cx: &mut Context,
-    raw: Option<&S<RawTls>>,
-    host: &Host,
-    at: Location,
-    path: &str,
-) -> Option<TlsTarget> {
-    let path = format!("{path}.tls");
-    let options = match raw {
-        None => crate::tls::TlsOptions::default(),
-        Some(raw) => {
-            let t = &raw.value;
-            let probe_only = [
-                ("enabled", t.enabled.is_some().then_some(raw.referenced)),
-                ("starttls", t.starttls.as_ref().map(|s| s.referenced)),
-                (
-                    "alert_before_expiry",
-                    t.alert_before_expiry.as_ref().map(|s| s.referenced),
-                ),
-            ];
-            let mut refused = false;
-            for (key, given) in probe_only {
-                if let Some(given) = given {
-                    cx.error(
-                        &given,
-                        format!("{path}.{key}"),
-                        "describes a probe's TLS, not a receiver's",
-                    );
-                    refused = true;
-                }
-            }
-            if refused {
-                return None;
-            }
-            tls_config::options(cx, raw, &path)??
-        }
-    };
-    tls_config::client_target(
-        cx,
-        options,
-        raw,
-        raw.map_or(at, |r| r.referenced),
-        host,
-        &path,
-    )
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::build::S;
+pub use crate::config::endpoint::{RawAuthorization, RawBasicAuth};
 use crate::duration::ConfigDuration;
 use crate::tls::config::RawTls;
 
@@ -22,23 +23,6 @@ pub struct RawRemoteWrite {
     pub job: Option<S<String>>,
     pub instance: Option<S<String>>,
     pub self_metrics_interval: Option<S<ConfigDuration>>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBasicAuth {
-    pub username: S<String>,
-    pub password: Option<S<String>>,
-    pub password_file: Option<S<String>>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAuthorization {
-    #[serde(rename = "type")]
-    pub scheme: Option<S<String>>,
-    pub credentials: Option<S<String>>,
-    pub credentials_file: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

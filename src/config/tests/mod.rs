@@ -7,6 +7,7 @@ mod mistakes;
 mod modules;
 mod remote_write;
 mod schedule;
+mod sources;
 mod types;
 
 use std::fmt::Write as _;

@@ -15,8 +15,8 @@ fn a_receiver_gets_prometheus_defaults_and_an_identity() {
         panic!("one receiver: {:?}", config.remote_write)
     };
     assert_eq!(r.name, "http://127.0.0.1:9090/api/v1/write");
-    assert_eq!((r.port, r.tls.is_none()), (9090, true));
-    assert_eq!(r.timeout, Duration::from_secs(30));
+    assert_eq!((r.endpoint.port, r.endpoint.tls.is_none()), (9090, true));
+    assert_eq!(r.endpoint.timeout, Duration::from_secs(30));
     assert_eq!(r.queue.capacity, 500_000);
     assert_eq!(r.queue.max_samples_per_send, 2_000);
     assert_eq!(r.queue.min_backoff, Duration::from_millis(30));
@@ -28,7 +28,7 @@ fn a_receiver_gets_prometheus_defaults_and_an_identity() {
         "the host name: the pod's, in Kubernetes"
     );
     assert_eq!(r.self_metrics_interval, Some(Duration::from_secs(15)));
-    assert!(r.headers.is_empty());
+    assert!(r.endpoint.headers.is_empty());
 }
 
 #[test]
@@ -44,12 +44,13 @@ fn credentials_become_one_sensitive_header_and_stay_out_of_debug_output() {
     let config = ok(&yaml);
     let (central, b) = (&config.remote_write[0], &config.remote_write[1]);
     assert_eq!(
-        central.shown_url, "https://127.0.0.1/push",
+        central.endpoint.shown_url, "https://127.0.0.1/push",
         "no query shown"
     );
-    assert!(central.tls.is_some());
+    assert!(central.endpoint.tls.is_some());
     let header = |r: &crate::config::remote_write::RemoteWrite, name: &str| {
-        r.headers
+        r.endpoint
+            .headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.to_str().unwrap().to_string())
@@ -105,7 +106,7 @@ fn mistakes_are_located_at_their_key() {
             5,
             33,
             "remote_write[0].headers.Content-Encoding",
-            "remote write or HTTP sets it",
+            "the protocol or HTTP sets it",
         ),
         (
             "  - url: http://127.0.0.1/\n    headers: {Transfer-Encoding: chunked}\n",

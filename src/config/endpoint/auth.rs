@@ -1,21 +1,39 @@
-//! The `Authorization` header of a receiver, from `basic_auth` or `authorization`, with its
+//! The `Authorization` header sent to a server, from `basic_auth` or `authorization`, with its
 //! secret given inline or in a file.
 
 use http::header::{self, HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
 use serde_saphyr::Location;
 
-use super::raw::RawRemoteWrite;
 use crate::build::{Context, S};
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    pub username: S<String>,
+    pub password: Option<S<String>>,
+    pub password_file: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthorization {
+    #[serde(rename = "type")]
+    pub scheme: Option<S<String>>,
+    pub credentials: Option<S<String>>,
+    pub credentials_file: Option<S<String>>,
+}
 
 /// The `Authorization` header from `basic_auth` or `authorization`: `Some(None)` when neither
 /// is set, `None` after reporting errors.
 pub(super) fn authorization(
     cx: &mut Context,
-    raw: &RawRemoteWrite,
+    basic_auth: Option<&S<RawBasicAuth>>,
+    authorization: Option<&S<RawAuthorization>>,
     path: &str,
     entry: Location,
 ) -> Option<Option<(HeaderName, HeaderValue)>> {
-    let value = match (&raw.basic_auth, &raw.authorization) {
+    let value = match (basic_auth, authorization) {
         (None, None) => return Some(None),
         (Some(_), Some(a)) => {
             cx.error(
@@ -86,11 +104,9 @@ pub(super) fn authorization(
             Some(Some((header::AUTHORIZATION, v)))
         }
         Err(_) => {
-            let at = raw
-                .basic_auth
-                .as_ref()
+            let at = basic_auth
                 .map(|b| b.referenced)
-                .or(raw.authorization.as_ref().map(|a| a.referenced))
+                .or(authorization.map(|a| a.referenced))
                 .unwrap_or(entry);
             cx.error(
                 &at,

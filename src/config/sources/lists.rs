@@ -1,0 +1,417 @@
+//! A source's lists read into targets: Prometheus' SD format (groups of `targets` with
+//! `labels`), each target built as a config target that names the source's module. A list with
+//! any mistake is not used; the source's last good list runs instead, and the mistakes are
+//! reported as the source's, not as the config's.
+//!
+//! Labels of a group that start with `__` are not kept, as in Prometheus, but these say how the
+//! group's targets run: `__meta_vantage_name` (the name; by default the target as listed),
+//! `__meta_vantage_locations` (locations, separated by commas) and `__param_module` (a module
+//! of the config, instead of the source's, as blackbox_exporter's `module` parameter).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{ListState, Listed, Source, SourceInputs, SourceKind, SourceReport};
+use crate::build::error::ConfigError;
+use crate::build::{S, file};
+use crate::config::builder::{Builder, Entry, Inherit, Placed};
+use crate::config::modules::TEMPLATE;
+use crate::config::raw::{RawConfig, RawModule, RawSource, RawTarget};
+use crate::probe::Kind;
+
+/// One group of a list, in Prometheus' file and HTTP SD format.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    targets: S<Vec<S<String>>>,
+    #[serde(default)]
+    labels: BTreeMap<String, S<String>>,
+}
+
+const NAME_LABEL: &str = "__meta_vantage_name";
+const LOCATIONS_LABEL: &str = "__meta_vantage_locations";
+const MODULE_LABEL: &str = "__param_module";
+
+/// A list built: its targets, and the names they took.
+struct Built {
+    placed: Placed,
+    names: Vec<String>,
+    count: usize,
+}
+
+impl Builder<'_> {
+    /// Builds every source's list into `placed`, the names of targets built so far being
+    /// `taken`; reports what each source gave.
+    pub(in crate::config) fn sources(
+        &mut self,
+        raw: &RawConfig,
+        inherit: &Inherit,
+        inputs: &SourceInputs,
+        taken: &mut HashSet<String>,
+        placed: &mut Placed,
+    ) -> Vec<super::SourceReport> {
+        let defined = super::build(&mut self.cx, &raw.target_sources);
+        let mut modules = raw.modules.clone();
+        let mut reports = Vec::new();
+        for (i, (entry, source)) in raw.target_sources.iter().zip(defined).enumerate() {
+            let Some(source) = source else { continue };
+            if let Some(template) = &entry.value.template {
+                let key = format!("{TEMPLATE}{}", source.name);
+                let path = format!("target_sources[{i}].template");
+                let errors = self.cx.error_count();
+                let built = self.module(&key, template, &path, inherit.defaults, inherit.location);
+                if built.is_none() || self.cx.error_count() > errors {
+                    continue;
+                }
+                modules.insert(key, (**template).clone());
+            }
+            let report = self.source(i, &entry.value, source, &modules, inherit, inputs, taken);
+            let (report, built) = report;
+            if let Some(built) = built {
+                taken.extend(built.names);
+                placed.append(built.placed);
+            }
+            if let Some(report) = report {
+                reports.push(report);
+            }
+        }
+        reports
+    }
+
+    /// One source: its newest list, or its last good one when the newest has mistakes. A last
+    /// good list that this config cannot build is the config's mistake (the reload is refused).
+    #[allow(clippy::too_many_arguments)] // the source, and what the load has built so far
+    fn source(
+        &mut self,
+        i: usize,
+        raw: &RawSource,
+        source: Arc<Source>,
+        modules: &BTreeMap<String, S<RawModule>>,
+        inherit: &Inherit,
+        inputs: &SourceInputs,
+        taken: &HashSet<String>,
+    ) -> (Option<SourceReport>, Option<Built>) {
+        let module = match &raw.template {
+            Some(_) => format!("{TEMPLATE}{}", source.name),
+            None => raw
+                .module
+                .as_ref()
+                .map(|m| m.value.clone())
+                .unwrap_or_default(),
+        };
+        if raw.template.is_none() && !modules.contains_key(&module) {
+            let at = raw
+                .module
+                .as_ref()
+                .map_or(raw.name.referenced, |m| m.referenced);
+            self.cx.error(
+                &at,
+                format!("target_sources[{i}].module"),
+                format!("unknown module {module:?}"),
+            );
+            return (None, None);
+        }
+        if inherit.broken.contains(&module) {
+            return (None, None);
+        }
+        let newest = match &source.kind {
+            SourceKind::File { patterns } => Some(self.read_files(patterns)),
+            SourceKind::Http(_) => inputs
+                .fetched
+                .get(&source.name)
+                .map(|l| Ok(vec![l.clone()])),
+        };
+        let last_good = inputs.last_good.get(&source.name);
+        let list = ListOf {
+            source: &source,
+            module: &module,
+            modules,
+            taken,
+        };
+        let mut errors = Vec::new();
+        let mut good = None;
+        if let Some(newest) = newest {
+            match newest.and_then(|lists| {
+                self.list(&list, &lists, inherit)
+                    .map(|built| (built, lists))
+            }) {
+                Ok((built, lists)) => {
+                    let report = SourceReport {
+                        targets: built.count,
+                        source,
+                        state: ListState::Newest,
+                        errors,
+                        good: Some(lists),
+                    };
+                    return (Some(report), Some(built));
+                }
+                Err(e) => errors = e,
+            }
+        }
+        let state = match last_good {
+            Some(lists) => match self.list(&list, lists, inherit) {
+                Ok(built) => {
+                    good = Some(built);
+                    ListState::LastGood
+                }
+                Err(e) => {
+                    let first = e.first().map_or_else(String::new, ToString::to_string);
+                    self.cx.error(
+                        &raw.name.referenced,
+                        format!("target_sources[{i}]"),
+                        format!(
+                            "the source's newest list has mistakes, and its last good list no \
+                             longer builds with this config: {first}"
+                        ),
+                    );
+                    return (None, None);
+                }
+            },
+            None => ListState::Empty,
+        };
+        let report = SourceReport {
+            targets: good.as_ref().map_or(0, |b| b.count),
+            source,
+            state,
+            errors,
+            good: None,
+        };
+        (Some(report), good)
+    }
+
+    /// The files of a `file_sd` source, each pattern expanded; an error for each file that
+    /// cannot be read, or the lists.
+    fn read_files(
+        &mut self,
+        patterns: &[std::path::PathBuf],
+    ) -> Result<Vec<Listed>, Vec<ConfigError>> {
+        let mut lists = Vec::new();
+        let mut errors = Vec::new();
+        for pattern in patterns {
+            let shown = pattern.display().to_string();
+            let files = match self.cx.expand(pattern) {
+                Ok(files) => files,
+                Err(e) => {
+                    errors.push(ConfigError::whole_file(&shown, format!("cannot list: {e}")));
+                    continue;
+                }
+            };
+            for path in files {
+                let origin = path.display().to_string();
+                match self.cx.read_list(&path, file::TARGET_LIST) {
+                    Ok(bytes) => match String::from_utf8(bytes) {
+                        Ok(text) => lists.push(Listed {
+                            origin,
+                            text: text.into(),
+                        }),
+                        Err(_) => errors.push(ConfigError::whole_file(&origin, "is not UTF-8")),
+                    },
+                    Err(e) => errors.push(ConfigError::whole_file(
+                        &origin,
+                        format!("cannot read: {e}"),
+                    )),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(lists)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Builds `lists` of one source, all or nothing.
+    fn list(
+        &mut self,
+        list: &ListOf,
+        lists: &[Listed],
+        inherit: &Inherit,
+    ) -> Result<Built, Vec<ConfigError>> {
+        let mut groups = Vec::new();
+        let mut errors = Vec::new();
+        for listed in lists {
+            match parse(listed) {
+                Ok(parsed) => groups.push((listed, parsed)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let count: usize = groups
+            .iter()
+            .flat_map(|(_, g)| g.iter())
+            .map(|g| g.targets.value.len())
+            .sum();
+        if count > list.source.max_targets {
+            let origin = lists
+                .iter()
+                .map(|l| l.origin.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(vec![ConfigError::whole_file(
+                &origin,
+                format!(
+                    "{count} targets, more than the source's max_targets ({}): none of them is used",
+                    list.source.max_targets
+                ),
+            )]);
+        }
+        let before = self.cx.error_count();
+        let mut built = Built {
+            placed: Placed::default(),
+            names: Vec::new(),
+            count,
+        };
+        let mut names: HashSet<String> = HashSet::new();
+        for (listed, parsed) in &groups {
+            self.cx.errors_in(Some(listed.origin.clone()));
+            for (g, group) in parsed.iter().enumerate() {
+                for (t, target) in group.targets.value.iter().enumerate() {
+                    let path = format!("[{g}].targets[{t}]");
+                    let Some((entry, dns_server)) = self.entry(list, group, target, &path) else {
+                        continue;
+                    };
+                    let name = &entry.name.value;
+                    if list.taken.contains(name) || names.contains(name) {
+                        self.cx.error(
+                            &target.referenced,
+                            &path,
+                            format!(
+                                "duplicate name {name:?}: another target has it (of the config, \
+                                 this list or an earlier source); set {NAME_LABEL} to tell them apart"
+                            ),
+                        );
+                        continue;
+                    }
+                    names.insert(name.clone());
+                    let e = Entry {
+                        raw: &entry,
+                        at: target.referenced,
+                        path: &path,
+                        dns_server,
+                    };
+                    self.place(&e, list.modules, inherit, &mut built.placed);
+                }
+            }
+        }
+        self.cx.errors_in(None);
+        let errors = self.cx.take_errors_since(before);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        built.names = names.into_iter().collect();
+        Ok(built)
+    }
+
+    /// One listed target as a config entry that names its module; `None` after reporting why
+    /// it cannot be one. A dns module that names its question takes the target as its server.
+    fn entry(
+        &mut self,
+        list: &ListOf,
+        group: &RawGroup,
+        target: &S<String>,
+        path: &str,
+    ) -> Option<(RawTarget, Option<S<String>>)> {
+        let at = target.referenced;
+        let text = target.value.trim();
+        let span = |v: String| S::new(v, at, at);
+        let label = |key: &str| group.labels.get(key);
+        let module =
+            label(MODULE_LABEL).map_or_else(|| list.module.to_string(), |m| m.value.clone());
+        // A template is its source's own: no list names it.
+        let named = label(MODULE_LABEL).is_none() || !module.starts_with(TEMPLATE);
+        let Some(m) = list.modules.get(&module).filter(|_| named) else {
+            let at = label(MODULE_LABEL).map_or(at, |m| m.referenced);
+            self.cx.error(
+                &at,
+                format!("{path}.labels.{MODULE_LABEL}"),
+                format!("unknown module {module:?}"),
+            );
+            return None;
+        };
+        let (mut host, mut port, mut url, mut dns_server) = (None, None, None, None);
+        match m.value.kind.value {
+            Kind::Http if text.contains("://") => url = Some(span(text.to_string())),
+            Kind::Http => url = Some(span(format!("http://{text}"))),
+            Kind::Tcp => match text.rsplit_once(':').map(|(h, p)| (h, p.parse::<i64>())) {
+                Some((h, Ok(p))) => {
+                    host = Some(span(
+                        h.trim_start_matches('[').trim_end_matches(']').to_string(),
+                    ));
+                    port = Some(S::new(p, at, at));
+                }
+                _ => {
+                    self.cx.error(
+                        &at,
+                        path,
+                        format!("{text:?}: a tcp module's target is HOST:PORT"),
+                    );
+                    return None;
+                }
+            },
+            Kind::Dns if m.value.host.is_some() => dns_server = Some(span(text.to_string())),
+            Kind::Icmp | Kind::Dns => host = Some(span(text.to_string())),
+        }
+        let name = label(NAME_LABEL).map_or_else(|| span(text.to_string()), |n| n.clone());
+        let locations = label(LOCATIONS_LABEL).map(|l| {
+            let list = l.value.split(',').map(|s| s.trim().to_string()).collect();
+            S::new(list, l.referenced, l.referenced)
+        });
+        let labels: BTreeMap<String, S<String>> = group
+            .labels
+            .iter()
+            .filter(|(k, _)| !k.starts_with("__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let entry = RawTarget {
+            name,
+            kind: None,
+            module: Some(span(module)),
+            host,
+            port,
+            url,
+            interval: None,
+            timeout: None,
+            retries: None,
+            retry_delay: None,
+            interval_on_failure: None,
+            ip_version: None,
+            addresses: None,
+            labels: (!labels.is_empty())
+                .then(|| S::new(labels, group.targets.referenced, group.targets.referenced)),
+            locations,
+            tcp: None,
+            tls: None,
+            http: None,
+            icmp: None,
+            dns: None,
+            assertions: None,
+        };
+        Some((entry, dns_server))
+    }
+}
+
+/// A source's list being built: the source, the module its targets run, the modules (with the
+/// source's template), and the names other targets took.
+struct ListOf<'r> {
+    source: &'r Source,
+    module: &'r str,
+    modules: &'r BTreeMap<String, S<RawModule>>,
+    taken: &'r HashSet<String>,
+}
+
+/// A list in Prometheus' SD format: JSON or YAML, a list of groups.
+fn parse(listed: &Listed) -> Result<Vec<RawGroup>, ConfigError> {
+    let mut path = String::new();
+    let options = crate::config::load::parse_options();
+    serde_saphyr::with_deserializer_from_str_with_options(&listed.text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    })
+    .map_err(|e| ConfigError::from_parse(&listed.origin, &e, &path))
+}
