@@ -51,7 +51,8 @@ pub const TARGET_LIST: Limit = Limit {
 /// The files `pattern` matches, sorted: the pattern itself when its file name has no `*` or
 /// `?`, whether or not it exists; otherwise the regular files and links in its folder whose
 /// names match (`*` any run of characters, `?` one), hidden ones (`.` first) only when the
-/// pattern starts with a dot, as a shell does. A missing folder matches nothing.
+/// pattern starts with a dot, as a shell does. A missing folder matches nothing. The folder is
+/// listed within [`TIME_LIMIT`], as files are read.
 pub fn expand(pattern: &Path) -> io::Result<Vec<PathBuf>> {
     let Some(name) = pattern.file_name().and_then(|n| n.to_str()) else {
         return Ok(vec![pattern.to_path_buf()]);
@@ -59,25 +60,33 @@ pub fn expand(pattern: &Path) -> io::Result<Vec<PathBuf>> {
     if !name.contains(['*', '?']) {
         return Ok(vec![pattern.to_path_buf()]);
     }
-    let folder = pattern.parent().unwrap_or(Path::new("."));
-    let entries = match std::fs::read_dir(folder) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    // `*.json` next to a config named by a relative path: the folder is the current one.
+    let folder = match pattern.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     };
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let file_name = entry.file_name();
-        let Some(candidate) = file_name.to_str() else {
-            continue;
+    let wanted = name.to_string();
+    let names = within(folder, TIME_LIMIT, move |folder| {
+        let entries = match std::fs::read_dir(folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
         };
-        let hidden_ok = !candidate.starts_with('.') || name.starts_with('.');
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if hidden_ok && !is_dir && matches(name.as_bytes(), candidate.as_bytes()) {
-            found.push(folder.join(candidate));
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let Ok(candidate) = entry.file_name().into_string() else {
+                continue;
+            };
+            let hidden_ok = !candidate.starts_with('.') || wanted.starts_with('.');
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if hidden_ok && !is_dir && matches(wanted.as_bytes(), candidate.as_bytes()) {
+                names.push(candidate);
+            }
         }
-    }
+        Ok(names)
+    })?;
+    let mut found: Vec<PathBuf> = names.iter().map(|n| pattern.with_file_name(n)).collect();
     found.sort();
     Ok(found)
 }
@@ -257,6 +266,11 @@ mod tests {
             "a plain name is itself, there or not"
         );
         assert!(expand(&dir.0.join("none/*.json")).unwrap().is_empty());
+        // Relative, in the current folder (the package's, for tests): as written.
+        assert_eq!(
+            expand(Path::new("Cargo.t*")).unwrap(),
+            [PathBuf::from("Cargo.toml")]
+        );
     }
 
     struct Dir(PathBuf);

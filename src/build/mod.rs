@@ -10,7 +10,7 @@ pub mod error;
 pub mod file;
 pub mod limits;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +49,8 @@ pub struct Context<'a> {
     read: fn(&Path) -> FileRead,
     /// The file patterns expanded during this load (`file_sd`), with what each matched.
     patterns: BTreeMap<PathBuf, Vec<PathBuf>>,
+    /// The files read as target lists, which have a limit of their own.
+    lists: BTreeSet<PathBuf>,
     /// Whether files are read from disk: not for the fuzzer, whose `read` reads none, and so
     /// neither are folders listed nor target lists read.
     disk: bool,
@@ -84,6 +86,7 @@ impl<'a> Context<'a> {
             used: Vec::new(),
             read,
             patterns: BTreeMap::new(),
+            lists: BTreeSet::new(),
             disk: true,
         }
     }
@@ -103,14 +106,15 @@ impl<'a> Context<'a> {
         self.errors.split_off(count.min(self.errors.len()))
     }
 
-    /// A target list (`file_sd`), read as a file the config names but up to `limit`; an error
-    /// without reading when files are not read from disk.
-    pub fn read_list(&mut self, path: &Path, limit: file::Limit) -> std::io::Result<Vec<u8>> {
+    /// A target list (`file_sd`), read as a file the config names but as [`read_list_bytes`]
+    /// reads it (not when files are not read from disk).
+    pub fn read_list(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.lists.insert(path.to_path_buf());
         let (before, disk, read) = (&mut self.read_before, self.disk, self.read);
         let content = self.files.entry(path.to_path_buf()).or_insert_with(|| {
             before.remove(path).unwrap_or_else(|| {
                 if disk {
-                    file::read(path, limit).map_err(|e| (e.kind(), e.to_string()))
+                    read_list_bytes(path)
                 } else {
                     read(path)
                 }
@@ -131,6 +135,11 @@ impl<'a> Context<'a> {
         let noted = found.as_ref().map_or_else(|_| Vec::new(), Clone::clone);
         self.patterns.insert(pattern.to_path_buf(), noted);
         found
+    }
+
+    /// The files this load read as target lists.
+    pub fn lists(&self) -> BTreeSet<PathBuf> {
+        self.lists.clone()
     }
 
     /// Every pattern this load expanded, with the files it matched.
@@ -224,6 +233,11 @@ impl<'a> Context<'a> {
 /// [`file::NAMED_FILE`], within [`file::TIME_LIMIT`].
 pub fn read_bytes(path: &Path) -> FileRead {
     file::read(path, file::NAMED_FILE).map_err(|e| (e.kind(), e.to_string()))
+}
+
+/// A target list (`file_sd`), read as [`file::read`] reads it, up to [`file::TARGET_LIST`].
+pub fn read_list_bytes(path: &Path) -> FileRead {
+    file::read(path, file::TARGET_LIST).map_err(|e| (e.kind(), e.to_string()))
 }
 
 pub fn digest_read(read: &FileRead) -> u64 {

@@ -20,8 +20,9 @@ use crate::build::{
     Common, Context, Origin, S, Setting, builtin, describe, hash_serialized, in_defaults, in_target,
 };
 use crate::duration::{self, ConfigDuration};
-use crate::net::{self, IpVersion, dns};
-use crate::probe::{Addresses, Key, Kind, RunPolicy, Sections};
+use crate::net::IpVersion;
+use crate::probe::dns::config::RawDns;
+use crate::probe::{Addresses, Kind, RunPolicy, Sections};
 use crate::shard::Shard;
 
 pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 512;
@@ -265,11 +266,14 @@ impl Builder<'_> {
             return;
         };
         if let Some(server) = &e.dns_server {
-            // A dns module that names its question takes the server from the list.
-            let entry = entry.to_mut();
-            if let Some(dns) = &mut entry.dns {
-                dns.value.server = Some(server.clone());
-            }
+            // A dns module that names its question takes the server from the list, in the
+            // module's `dns` table or in one of its own.
+            let at = server.referenced;
+            let dns = entry
+                .to_mut()
+                .dns
+                .get_or_insert_with(|| Box::new(S::new(RawDns::default(), at, at)));
+            dns.value.server = Some(server.clone());
         }
         let Some(mut target) = self.target(
             &entry,
@@ -502,162 +506,6 @@ impl Builder<'_> {
             location,
             &labels,
         ))
-    }
-
-    /// `dns.server` (and `dns.transport`) on a tcp or http target: the resolver of its host.
-    /// `Some(None)` without one, `None` after reporting errors.
-    fn resolver(&mut self, t: &RawTarget, kind: Kind, path: &str) -> Option<Option<dns::Server>> {
-        let Some(raw) = &t.dns else {
-            return Some(None);
-        };
-        let dns = &raw.value;
-        let mut ok = true;
-        for (key, written) in [
-            (
-                "record_type",
-                dns.record_type.as_ref().map(|x| x.referenced),
-            ),
-            (
-                "expect_addresses",
-                dns.expect_addresses.as_ref().map(|x| x.referenced),
-            ),
-            (
-                "expect_regex",
-                dns.expect_regex.as_ref().map(|x| x.referenced),
-            ),
-            (
-                "valid_rcodes",
-                dns.valid_rcodes.as_ref().map(|x| x.referenced),
-            ),
-        ] {
-            if let Some(at) = written {
-                self.error(
-                    &at,
-                    format!("{path}.dns.{key}"),
-                    format!(
-                        "`{key}` applies to dns targets; on {} targets `dns` picks the resolver (`server`, `transport`)",
-                        kind.as_str()
-                    ),
-                );
-                ok = false;
-            }
-        }
-        let Some(server) = &dns.server else {
-            self.error(
-                &raw.referenced,
-                format!("{path}.dns.server"),
-                "give the resolver's address, such as 10.0.0.53, or leave `dns` out for the system's",
-            );
-            return None;
-        };
-        let addr = match net::parse_dns_server(&server.value) {
-            Ok(addr) => addr,
-            Err(e) => {
-                self.error(&server.referenced, format!("{path}.dns.server"), e);
-                return None;
-            }
-        };
-        ok.then_some(Some(dns::Server {
-            addr,
-            transport: dns
-                .transport
-                .as_ref()
-                .map_or(dns::Transport::Udp, |t| t.value),
-        }))
-    }
-
-    /// Keys that belong to other target types, each an error where it is written. Returns
-    /// whether there were none. Which type takes which key is the registry's
-    /// ([`Kind::accepts`]).
-    fn foreign_keys(&mut self, t: &RawTarget, kind: Kind, path: &str) -> bool {
-        // Without `..`: a key added to targets does not compile until it is placed here.
-        let RawTarget {
-            name: _,
-            kind: _,
-            module: _,
-            host,
-            port,
-            url,
-            interval: _,
-            timeout: _,
-            retries: _,
-            retry_delay: _,
-            interval_on_failure: _,
-            ip_version: _,
-            addresses,
-            labels: _,
-            locations: _,
-            tcp,
-            tls,
-            http,
-            icmp,
-            dns: _,
-            assertions: _,
-        } = t;
-        let keys = [
-            (
-                "host",
-                host.as_ref().map(|x| x.referenced),
-                Key::Host,
-                "http targets take a `url`, not `host`",
-            ),
-            (
-                "port",
-                port.as_ref().map(|x| x.referenced),
-                Key::Port,
-                if kind == Kind::Http {
-                    "http targets take the port in the `url`"
-                } else {
-                    "`port` applies to tcp targets only"
-                },
-            ),
-            (
-                "tls",
-                tls.as_ref().map(|x| x.referenced),
-                Key::Tls,
-                "`tls` applies to tcp and http targets only",
-            ),
-            (
-                "url",
-                url.as_ref().map(|x| x.referenced),
-                Key::Url,
-                "`url` is for http targets; other targets use `host` (and `port`)",
-            ),
-            (
-                "tcp",
-                tcp.as_ref().map(|x| x.referenced),
-                Key::Tcp,
-                "the `tcp` table applies to tcp targets only",
-            ),
-            (
-                "http",
-                http.as_ref().map(|x| x.referenced),
-                Key::Http,
-                "the `http` table applies to http targets only",
-            ),
-            (
-                "icmp",
-                icmp.as_ref().map(|x| x.referenced),
-                Key::Icmp,
-                "the `icmp` table applies to icmp targets only",
-            ),
-            (
-                "addresses",
-                addresses.as_ref().map(|x| x.referenced),
-                Key::Addresses,
-                "`addresses` applies to tcp, http and icmp targets: a dns target asks one server",
-            ),
-        ];
-        let mut ok = true;
-        for (key, written, which, message) in keys {
-            if let Some(at) = written
-                && !kind.accepts(which)
-            {
-                self.error(&at, format!("{path}.{key}"), message);
-                ok = false;
-            }
-        }
-        ok
     }
 
     /// See [`Target::fingerprint`]. Serializing the parsed entry drops source positions (spans

@@ -1,6 +1,6 @@
 //! Reading and parsing the config file into a validated [`Config`], and the files it names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::builder::Builder;
@@ -8,7 +8,7 @@ use super::raw::RawConfig;
 use super::sources::SourceInputs;
 use super::target::{Config, LoadOptions};
 use crate::build::error::{ConfigError, ConfigErrors};
-use crate::build::{Context, FileRead, Reads, digest_read, file, read_bytes};
+use crate::build::{Context, FileRead, Reads, digest_read, file, read_bytes, read_list_bytes};
 
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
     parse(&read(path)?, &path.display().to_string(), options)
@@ -111,6 +111,7 @@ fn parse_in(
     let inputs = Inputs {
         files: builder.cx.digests(),
         patterns: builder.cx.patterns(),
+        lists: builder.cx.lists(),
     };
     (config, inputs)
 }
@@ -122,6 +123,8 @@ pub struct Inputs {
     pub files: BTreeMap<PathBuf, u64>,
     /// The `file_sd` patterns, each with the files it matched.
     pub patterns: BTreeMap<PathBuf, Vec<PathBuf>>,
+    /// Which of `files` are target lists, read with their own limit.
+    pub lists: BTreeSet<PathBuf>,
 }
 
 impl Inputs {
@@ -131,7 +134,14 @@ impl Inputs {
         let read: Reads = self
             .files
             .keys()
-            .map(|path| (path.clone(), read_bytes(path)))
+            .map(|path| {
+                let read = if self.lists.contains(path) {
+                    read_list_bytes(path)
+                } else {
+                    read_bytes(path)
+                };
+                (path.clone(), read)
+            })
             .collect();
         let unchanged = self
             .files

@@ -16,6 +16,7 @@ pub mod allow;
 mod assertions;
 mod builder;
 pub mod endpoint;
+mod keys;
 mod load;
 mod modules;
 mod names;

@@ -8,7 +8,6 @@ use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use tokio::time::{Instant, timeout_at};
 
-use crate::build::file::TARGET_LIST;
 use crate::config::sources::HttpSd;
 use crate::push::send::connect;
 
@@ -26,10 +25,11 @@ pub enum Answer {
     },
 }
 
-/// Polls the server once, within its timeout.
-pub async fn fetch(http: &HttpSd, etag: Option<&str>) -> Result<Answer, String> {
+/// Polls the server once, within its timeout; an answer of more than `limit` bytes is not
+/// read.
+pub async fn fetch(http: &HttpSd, etag: Option<&str>, limit: usize) -> Result<Answer, String> {
     let deadline = Instant::now() + http.endpoint.timeout;
-    timeout_at(deadline, exchange(http, etag, deadline))
+    timeout_at(deadline, exchange(http, etag, limit, deadline))
         .await
         .unwrap_or_else(|_| {
             Err(format!(
@@ -39,7 +39,12 @@ pub async fn fetch(http: &HttpSd, etag: Option<&str>) -> Result<Answer, String> 
         })
 }
 
-async fn exchange(http: &HttpSd, etag: Option<&str>, deadline: Instant) -> Result<Answer, String> {
+async fn exchange(
+    http: &HttpSd,
+    etag: Option<&str>,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Answer, String> {
     let e = &http.endpoint;
     let mut sender = connect(&e.host, e.port, e.tls.as_ref(), deadline).await?;
     let target = e.url.path_and_query().map_or("/", |p| p.as_str());
@@ -73,7 +78,6 @@ async fn exchange(http: &HttpSd, etag: Option<&str>, deadline: Instant) -> Resul
         .get(header::ETAG)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let limit = usize::try_from(TARGET_LIST.bytes).unwrap_or(usize::MAX);
     let mut body = response.into_body();
     let mut read = Vec::new();
     while let Some(frame) = body.frame().await {
@@ -81,8 +85,8 @@ async fn exchange(http: &HttpSd, etag: Option<&str>, deadline: Instant) -> Resul
         if let Ok(data) = frame.into_data() {
             if read.len() + data.len() > limit {
                 return Err(format!(
-                    "the answer is larger than {} MiB: not read",
-                    limit >> 20
+                    "the answer is larger than {limit} bytes, more than max_targets entries \
+                     need: not read"
                 ));
             }
             read.extend_from_slice(&data);

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::sources::HttpSd;
-use crate::config::{Config, ListState, Listed, SourceKind};
+use crate::config::{Config, ListState, Listed, Source, SourceKind};
 use crate::reload::{Fetched, Request, Trigger};
 pub use fetch::{Answer, fetch};
 use metrics::Status;
@@ -61,13 +61,14 @@ impl Discovery {
             let s = status
                 .entry(report.source.name.clone())
                 .or_insert_with(|| Status {
-                    kind: match report.source.kind {
-                        SourceKind::File { .. } => "file",
-                        SourceKind::Http(_) => "http",
-                    },
                     fetch_ok: true,
                     ..Status::default()
                 });
+            // A source of the same name may have become the other kind.
+            s.kind = match report.source.kind {
+                SourceKind::File { .. } => "file",
+                SourceKind::Http(_) => "http",
+            };
             s.targets = report.targets;
             match report.state {
                 ListState::Newest => {
@@ -95,13 +96,11 @@ impl Discovery {
         }
         drop(status);
         let mut pollers = lock(&self.pollers);
-        let wanted: BTreeMap<&str, (&HttpSd, u64)> = config
+        let wanted: BTreeMap<&str, (&HttpSd, &Source)> = config
             .sources
             .iter()
             .filter_map(|r| match &r.source.kind {
-                SourceKind::Http(http) => {
-                    Some((r.source.name.as_str(), (&**http, r.source.fingerprint)))
-                }
+                SourceKind::Http(http) => Some((r.source.name.as_str(), (&**http, &*r.source))),
                 SourceKind::File { .. } => None,
             })
             .collect();
@@ -109,7 +108,7 @@ impl Discovery {
         pollers.retain(|name, poller| {
             let keep = wanted
                 .get(name.as_str())
-                .is_some_and(|(_, f)| *f == poller.fingerprint);
+                .is_some_and(|(_, s)| s.fingerprint == poller.fingerprint);
             if !keep {
                 poller.task.abort();
                 // Another URL's list, or none at all: the new poller fetches its own.
@@ -119,18 +118,21 @@ impl Discovery {
         });
         fetched.retain(|name, _| wanted.contains_key(name.as_str()));
         drop(fetched);
-        for (name, (http, fingerprint)) in wanted {
+        for (name, (http, source)) in wanted {
             if pollers.contains_key(name) {
                 continue;
             }
             let poll = Poll {
                 name: name.to_string(),
                 http: http.clone(),
+                from: source.from.clone(),
+                limit: source.answer_limit(),
                 fetched: Arc::clone(&self.fetched),
                 requests: self.requests.clone(),
                 status: Arc::clone(&self.status),
             };
             let task = tokio::spawn(poll.run());
+            let fingerprint = source.fingerprint;
             pollers.insert(name.to_string(), Poller { fingerprint, task });
         }
     }
@@ -147,6 +149,10 @@ impl Discovery {
 struct Poll {
     name: String,
     http: HttpSd,
+    /// The source's [`crate::config::Source::from`], which its lists carry.
+    from: String,
+    /// The most an answer may hold.
+    limit: usize,
     fetched: Fetched,
     requests: mpsc::Sender<Request>,
     status: Arc<Mutex<BTreeMap<String, Status>>>,
@@ -158,7 +164,7 @@ impl Poll {
         let mut failing = false;
         let origin = self.http.endpoint.shown_url.clone();
         loop {
-            let answer = fetch(&self.http, etag.as_deref()).await;
+            let answer = fetch(&self.http, etag.as_deref(), self.limit).await;
             let ok = answer.is_ok();
             let changed = match answer {
                 Ok(Answer::NotModified) => false,
@@ -167,6 +173,7 @@ impl Poll {
                     let listed = Listed {
                         origin: origin.clone(),
                         text: text.into(),
+                        from: self.from.clone(),
                     };
                     let mut fetched = lock(&self.fetched);
                     let changed = fetched.get(&self.name) != Some(&listed);

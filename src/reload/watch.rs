@@ -235,8 +235,11 @@ impl Plan {
         let mut want = BTreeMap::new();
         let mut relevant = HashSet::new();
         let mut folders = HashSet::new();
-        let paths = watched.files.iter().chain(&watched.folders);
-        for path in std::iter::once(config).chain(paths.map(PathBuf::as_path)) {
+        let files = std::iter::once(config).chain(watched.files.iter().map(PathBuf::as_path));
+        let paths = files
+            .map(|p| (p, false))
+            .chain(watched.folders.iter().map(|p| (p.as_path(), true)));
+        for (path, is_folder) in paths {
             let Ok(path) = std::path::absolute(path) else {
                 continue;
             };
@@ -253,7 +256,7 @@ impl Plan {
             if let Some(end) = end
                 && let Some(id) = identity(&end)
             {
-                if watched.folders.contains(&path) {
+                if is_folder {
                     folders.insert(end.clone());
                 }
                 want.insert(end, id);

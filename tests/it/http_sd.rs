@@ -119,7 +119,7 @@ fn a_polled_list_is_followed_and_its_last_good_one_outlives_garbage_limits_and_o
     assert!(
         vantage
             .log()
-            .contains("more than the source's max_targets (20)")
+            .contains("more targets than the source's max_targets (20)")
     );
 
     // The server gone: polls fail, the list stays, and probing goes on meanwhile.

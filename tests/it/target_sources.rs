@@ -10,7 +10,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::remote_write::Receiver;
-use crate::support::{TempDir, Vantage, http_get, probed, quiet_peer, sample, wait_for};
+use std::process::Command;
+
+use crate::support::{
+    TempDir, Vantage, http_get, probed, quiet_peer, sample, vantage_bin, wait_for,
+};
 
 /// The value of the first series of a scrape that starts with `prefix`.
 pub fn value(body: &str, prefix: &str) -> Option<f64> {
@@ -76,7 +80,11 @@ fn file_lists_follow_renames_symlink_swaps_and_new_files_and_a_bad_one_keeps_the
             "location: lab\n{MODULE}target_sources:\n  - name: files\n    module: tcp_check\n    file_sd: {{files: [sd/*.json]}}\n  - name: configmap\n    module: tcp_check\n    file_sd: {{files: [cm/targets.yml]}}\n"
         ),
     );
-    let vantage = Vantage::start(&config, &[]);
+    // Named relative to vantage's working folder, as `--config.file=exporter.yml` is.
+    assert!(config.ends_with("exporter.yml"));
+    let mut command = Command::new(vantage_bin());
+    command.current_dir(&dir.0);
+    let vantage = Vantage::start_as(command, Path::new("exporter.yml"), &[]);
     let mut expected = names(&p[..3]);
     expected.insert("near".to_string());
     wait_for(Duration::from_secs(10), "the listed targets", || {
@@ -122,6 +130,12 @@ fn file_lists_follow_renames_symlink_swaps_and_new_files_and_a_bad_one_keeps_the
     assert!(
         runs(&scrape(&vantage)) >= before,
         "an unchanged target keeps its series"
+    );
+    let log = vantage.log();
+    assert!(
+        log.contains("trigger=\"file change\"")
+            && log.contains("added=1 changed=0 removed=1 unchanged=3"),
+        "the list applied as a diff, the three that stayed untouched: {log}"
     );
 
     // A ConfigMap update: a new ..v2, and ..data swapped to it by rename.

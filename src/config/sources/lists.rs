@@ -8,14 +8,15 @@
 //! `__meta_vantage_locations` (locations, separated by commas) and `__param_module` (a module
 //! of the config, instead of the source's, as blackbox_exporter's `module` parameter).
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::{ListState, Listed, Source, SourceInputs, SourceKind, SourceReport};
+use crate::build::S;
 use crate::build::error::ConfigError;
-use crate::build::{S, file};
 use crate::config::builder::{Builder, Entry, Inherit, Placed};
 use crate::config::modules::TEMPLATE;
 use crate::config::raw::{RawConfig, RawModule, RawSource, RawTarget};
@@ -25,7 +26,7 @@ use crate::probe::Kind;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGroup {
-    targets: S<Vec<S<String>>>,
+    targets: S<Vec<Counted>>,
     #[serde(default)]
     labels: BTreeMap<String, S<String>>,
 }
@@ -117,13 +118,17 @@ impl Builder<'_> {
             return (None, None);
         }
         let newest = match &source.kind {
-            SourceKind::File { patterns } => Some(self.read_files(patterns)),
+            SourceKind::File { patterns } => Some(self.read_files(patterns, &source.from)),
             SourceKind::Http(_) => inputs
                 .fetched
                 .get(&source.name)
+                .filter(|l| l.from == source.from)
                 .map(|l| Ok(vec![l.clone()])),
         };
-        let last_good = inputs.last_good.get(&source.name);
+        let last_good = inputs
+            .last_good
+            .get(&source.name)
+            .filter(|lists| lists.iter().all(|l| l.from == source.from));
         let list = ListOf {
             source: &source,
             module: &module,
@@ -186,33 +191,36 @@ impl Builder<'_> {
     fn read_files(
         &mut self,
         patterns: &[std::path::PathBuf],
+        from: &str,
     ) -> Result<Vec<Listed>, Vec<ConfigError>> {
-        let mut lists = Vec::new();
+        let mut paths = std::collections::BTreeSet::new();
         let mut errors = Vec::new();
         for pattern in patterns {
-            let shown = pattern.display().to_string();
-            let files = match self.cx.expand(pattern) {
-                Ok(files) => files,
-                Err(e) => {
-                    errors.push(ConfigError::whole_file(&shown, format!("cannot list: {e}")));
-                    continue;
-                }
-            };
-            for path in files {
-                let origin = path.display().to_string();
-                match self.cx.read_list(&path, file::TARGET_LIST) {
-                    Ok(bytes) => match String::from_utf8(bytes) {
-                        Ok(text) => lists.push(Listed {
-                            origin,
-                            text: text.into(),
-                        }),
-                        Err(_) => errors.push(ConfigError::whole_file(&origin, "is not UTF-8")),
-                    },
-                    Err(e) => errors.push(ConfigError::whole_file(
-                        &origin,
-                        format!("cannot read: {e}"),
-                    )),
-                }
+            match self.cx.expand(pattern) {
+                // A file two patterns match is one list, read once.
+                Ok(files) => paths.extend(files),
+                Err(e) => errors.push(ConfigError::whole_file(
+                    &pattern.display().to_string(),
+                    format!("cannot list: {e}"),
+                )),
+            }
+        }
+        let mut lists = Vec::new();
+        for path in paths {
+            let origin = path.display().to_string();
+            match self.cx.read_list(&path) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => lists.push(Listed {
+                        origin,
+                        text: text.into(),
+                        from: from.to_string(),
+                    }),
+                    Err(_) => errors.push(ConfigError::whole_file(&origin, "is not UTF-8")),
+                },
+                Err(e) => errors.push(ConfigError::whole_file(
+                    &origin,
+                    format!("cannot read: {e}"),
+                )),
             }
         }
         if errors.is_empty() {
@@ -231,33 +239,23 @@ impl Builder<'_> {
     ) -> Result<Built, Vec<ConfigError>> {
         let mut groups = Vec::new();
         let mut errors = Vec::new();
+        let max = list.source.max_targets;
+        let mut count = 0;
         for listed in lists {
-            match parse(listed) {
-                Ok(parsed) => groups.push((listed, parsed)),
+            match parse(listed, max - count, max) {
+                Ok(parsed) => {
+                    count += parsed.iter().map(|g| g.targets.value.len()).sum::<usize>();
+                    groups.push((listed, parsed));
+                }
                 Err(e) => errors.push(e),
+            }
+            // Past the limit, every other file would only say so again.
+            if LEFT.get().0 == 0 && !errors.is_empty() {
+                break;
             }
         }
         if !errors.is_empty() {
             return Err(errors);
-        }
-        let count: usize = groups
-            .iter()
-            .flat_map(|(_, g)| g.iter())
-            .map(|g| g.targets.value.len())
-            .sum();
-        if count > list.source.max_targets {
-            let origin = lists
-                .iter()
-                .map(|l| l.origin.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(vec![ConfigError::whole_file(
-                &origin,
-                format!(
-                    "{count} targets, more than the source's max_targets ({}): none of them is used",
-                    list.source.max_targets
-                ),
-            )]);
         }
         let before = self.cx.error_count();
         let mut built = Built {
@@ -269,7 +267,7 @@ impl Builder<'_> {
         for (listed, parsed) in &groups {
             self.cx.errors_in(Some(listed.origin.clone()));
             for (g, group) in parsed.iter().enumerate() {
-                for (t, target) in group.targets.value.iter().enumerate() {
+                for (t, Counted(target)) in group.targets.value.iter().enumerate() {
                     let path = format!("[{g}].targets[{t}]");
                     let Some((entry, dns_server)) = self.entry(list, group, target, &path) else {
                         continue;
@@ -403,8 +401,32 @@ struct ListOf<'r> {
     taken: &'r HashSet<String>,
 }
 
-/// A list in Prometheus' SD format: JSON or YAML, a list of groups.
-fn parse(listed: &Listed) -> Result<Vec<RawGroup>, ConfigError> {
+thread_local! {
+    /// How many more targets the list being parsed may hold, and the source's `max_targets`:
+    /// parsing stops past them, so that a list of millions costs no more than the limit allows.
+    static LEFT: Cell<(usize, usize)> = const { Cell::new((usize::MAX, usize::MAX)) };
+}
+
+/// A listed target, counted against [`LEFT`] as it is parsed.
+#[derive(Debug)]
+struct Counted(S<String>);
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (left, max) = LEFT.get();
+        if left == 0 {
+            return Err(serde::de::Error::custom(format!(
+                "more targets than the source's max_targets ({max}): none of them is used"
+            )));
+        }
+        LEFT.set((left - 1, max));
+        S::<String>::deserialize(d).map(Counted)
+    }
+}
+
+/// A list in Prometheus' SD format: JSON or YAML, a list of groups, of at most `left` targets.
+fn parse(listed: &Listed, left: usize, max: usize) -> Result<Vec<RawGroup>, ConfigError> {
+    LEFT.set((left, max));
     let mut path = String::new();
     let options = crate::config::load::parse_options();
     serde_saphyr::with_deserializer_from_str_with_options(&listed.text, options, |de| {

@@ -20,6 +20,7 @@ use serde_saphyr::Location;
 use super::endpoint::{self, Endpoint, RawEndpoint};
 use super::raw::{RawFileSd, RawHttpSd, RawSource};
 use crate::build::error::ConfigError;
+use crate::build::file::TARGET_LIST;
 use crate::build::limits::{MAX_LABEL_VALUE_CHARS, text_problem};
 use crate::build::{Context, S, hash_serialized};
 use crate::duration;
@@ -39,9 +40,24 @@ pub struct Source {
     pub name: String,
     pub kind: SourceKind,
     pub max_targets: usize,
+    /// Where it reads from: its patterns, or its whole URL (never shown: a query may carry a
+    /// token).
+    pub from: String,
     /// Digest of the entry and the files it read: a reload restarts a poller only when this
     /// changes.
     pub fingerprint: u64,
+}
+
+impl Source {
+    /// The most an `http_sd` answer may hold: room for `max_targets` generous entries, within
+    /// what a list file may hold. Beyond it the answer is not read.
+    pub fn answer_limit(&self) -> usize {
+        let limit = usize::try_from(TARGET_LIST.bytes).unwrap_or(usize::MAX);
+        self.max_targets
+            .saturating_mul(512)
+            .saturating_add(1 << 20)
+            .min(limit)
+    }
 }
 
 #[derive(Debug)]
@@ -75,6 +91,9 @@ impl std::fmt::Debug for HttpSd {
 pub struct Listed {
     pub origin: String,
     pub text: Arc<str>,
+    /// Where the source that read it reads from ([`Source::from`]): a list read from elsewhere
+    /// (before the source's files or URL changed) is not its list.
+    pub from: String,
 }
 
 /// What the load made of one source's lists.
@@ -211,10 +230,20 @@ fn one(cx: &mut Context, entry: &S<RawSource>, path: &str) -> Option<Source> {
     let mut hasher = DefaultHasher::new();
     hash_serialized(&mut hasher, raw);
     cx.hash_used(&mut hasher);
+    let kind = kind?;
+    let from = match &kind {
+        SourceKind::File { patterns } => patterns
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        SourceKind::Http(http) => http.endpoint.url.to_string(),
+    };
     Some(Source {
         name: raw.name.value.clone(),
-        kind: kind?,
+        kind,
         max_targets,
+        from,
         fingerprint: hasher.finish(),
     })
 }

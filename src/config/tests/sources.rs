@@ -13,6 +13,7 @@ const HEAD: &str = "modules:
     type: dns
     host: example.org
     dns: {record_type: SOA}
+  asks: {type: dns, host: example.net}
 target_sources:
   - name: api
     module: tcp_check
@@ -27,6 +28,7 @@ fn fetched(list: &str) -> SourceInputs {
         Listed {
             origin: "http://127.0.0.1:9/sd".into(),
             text: list.into(),
+            from: "http://127.0.0.1:9/sd".into(),
         },
     );
     inputs
@@ -57,11 +59,12 @@ fn listed_targets_run_their_module_with_the_groups_labels_names_and_locations() 
   {"targets": ["shop.example/health", "https://api.example/ready"], "labels": {"__param_module": "web"}},
   {"targets": ["10.0.0.9"], "labels": {"__param_module": "ping"}},
   {"targets": ["www.example.org"], "labels": {"__param_module": "resolve"}},
-  {"targets": ["10.0.0.53:5353"], "labels": {"__param_module": "soa", "__meta_vantage_name": "soa"}}
+  {"targets": ["10.0.0.53:5353"], "labels": {"__param_module": "soa", "__meta_vantage_name": "soa"}},
+  {"targets": ["10.0.0.54"], "labels": {"__param_module": "asks", "__meta_vantage_name": "asks"}}
 ]"#;
     let config = load(HEAD, &fetched(list)).unwrap_or_else(|e| panic!("{e}"));
     let report = &config.sources[0];
-    assert_eq!((report.targets, report.state), (9, ListState::Newest));
+    assert_eq!((report.targets, report.state), (10, ListState::Newest));
     assert!(report.errors.is_empty() && report.good.is_some());
     assert_eq!(config.elsewhere, ["10.0.0.3:22"]);
 
@@ -94,6 +97,28 @@ fn listed_targets_run_their_module_with_the_groups_labels_names_and_locations() 
         "the list's server"
     );
     assert_eq!(d.written, "example.org", "the module's question");
+    let Probe::Dns(d) = &target(&config, "asks").probe else {
+        panic!("a dns target")
+    };
+    assert_eq!(
+        d.server,
+        Some("10.0.0.54:53".parse().unwrap()),
+        "the list's server, for a module without a dns table too"
+    );
+}
+
+#[test]
+fn a_list_fetched_from_another_url_is_not_the_sources() {
+    let good = load(HEAD, &fetched(r#"[{"targets": ["10.0.0.1:443"]}]"#)).unwrap();
+    // The URL changed: what the old one answered, fetched or last good, is not used.
+    let moved = HEAD.replace("9/sd'", "9/other'");
+    let mut inputs = fetched(r#"[{"targets": ["10.0.0.2:443"]}]"#);
+    inputs
+        .last_good
+        .insert("api".into(), good.sources[0].good.clone().unwrap());
+    let config = load(&moved, &inputs).unwrap();
+    assert_eq!(config.sources[0].state, ListState::Empty);
+    assert!(config.targets.is_empty());
 }
 
 #[test]
@@ -170,6 +195,7 @@ fn names_must_stay_unique_across_the_config_and_every_source() {
         Listed {
             origin: "more".into(),
             text: r#"[{"targets": ["10.0.0.5:1"]}]"#.into(),
+            from: "http://127.0.0.1:9/more".into(),
         },
     );
     let config = load(&yaml, &inputs).unwrap();
@@ -201,10 +227,18 @@ fn a_list_over_max_targets_is_refused_whole() {
     let config = load(&yaml, &fetched(r#"[{"targets": ["a:1", "b:1", "c:1"]}]"#)).unwrap();
     let report = &config.sources[0];
     assert_eq!(report.state, ListState::Empty);
+    assert_eq!(report.errors.len(), 1);
     assert!(
         report.errors[0]
             .message
-            .contains("3 targets, more than the source's max_targets (2)")
+            .contains("more targets than the source's max_targets (2)"),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(
+        (report.errors[0].line, report.errors[0].column),
+        (1, 29),
+        "at the first target past the limit, c:1"
     );
     assert!(config.targets.is_empty());
 }
@@ -329,9 +363,15 @@ fn file_lists_are_read_relative_to_the_config_and_matched_by_pattern() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("sd")).unwrap();
     std::fs::write(dir.join("sd/a.json"), r#"[{"targets": ["10.0.0.1:1"]}]"#).unwrap();
-    std::fs::write(dir.join("sd/b.yml"), "- targets: ['10.0.0.2:1']\n").unwrap();
     std::fs::write(dir.join("sd/.hidden.json"), "garbage").unwrap();
-    let yaml = "modules:\n  m: {type: tcp}\ntarget_sources:\n  - {name: f, module: m, file_sd: {files: ['sd/*.json', sd/b.yml]}}\n";
+    // Over the 1 MiB of other files the config names: a list may be larger.
+    let padding = format!("# {}\n", "x".repeat(1 << 20));
+    std::fs::write(
+        dir.join("sd/b.yml"),
+        padding + "- targets: ['10.0.0.2:1']\n",
+    )
+    .unwrap();
+    let yaml = "modules:\n  m: {type: tcp}\ntarget_sources:\n  - {name: f, module: m, file_sd: {files: ['sd/*.json', sd/b.yml, sd/a.json]}}\n";
     let file = dir.join("exporter.yml").display().to_string();
     let (config, inputs) = parse_with_inputs(
         yaml,
@@ -350,7 +390,7 @@ fn file_lists_are_read_relative_to_the_config_and_matched_by_pattern() {
     );
     assert!(inputs.files.contains_key(&dir.join("sd/b.yml")));
     let (unchanged, _) = inputs.read_again();
-    assert!(unchanged);
+    assert!(unchanged, "read again as a list, the large one is the same");
     std::fs::write(dir.join("sd/c.json"), "[]").unwrap();
     assert!(
         !inputs.read_again().0,
