@@ -33,6 +33,18 @@ impl Map {
         self.0.push(Entry::Pair(key.to_string(), value));
     }
 
+    /// Sets `key` where it is, or last when it is not there yet.
+    pub fn replace(&mut self, key: &str, value: Out) {
+        let found = self.0.iter_mut().find_map(|e| match e {
+            Entry::Pair(k, v) if k == key => Some(v),
+            _ => None,
+        });
+        match found {
+            Some(v) => *v = value,
+            None => self.set(key, value),
+        }
+    }
+
     pub fn str(&mut self, key: &str, value: &str) {
         self.set(key, Out::Str(value.to_string()));
     }

@@ -13,6 +13,7 @@ mod dns;
 mod emit;
 mod findings;
 mod http;
+mod listings;
 mod node;
 mod prometheus;
 mod shared;
@@ -26,6 +27,7 @@ use blackbox::{Module, Prober};
 use emit::{Map, Out};
 use findings::Findings;
 pub use findings::{Item, Kind};
+use listings::{Listed, Listing};
 use prometheus::Target;
 
 use crate::duration;
@@ -61,6 +63,7 @@ pub fn convert(blackbox: Source, prometheus: Option<Source>) -> Result<Conversio
     let modules =
         blackbox::modules(&doc, &mut findings).map_err(|e| format!("{}: {e}", blackbox.file))?;
     let mut targets = Vec::new();
+    let mut sources = Vec::new();
     let mut allows = Allows::new();
     if let Some(prometheus) = &prometheus {
         findings.set_file(prometheus.file);
@@ -68,10 +71,16 @@ pub fn convert(blackbox: Source, prometheus: Option<Source>) -> Result<Conversio
         let jobs = prometheus::targets(&doc, &mut findings)
             .map_err(|e| format!("{}: {e}", prometheus.file))?;
         let mut names = BTreeSet::new();
-        for target in &jobs {
+        for target in &jobs.targets {
             let out = self::target(target, &modules, &mut names, &mut allows, &mut findings);
             if let Some(out) = out {
                 targets.push(Out::Map(out));
+            }
+        }
+        let mut source_names = BTreeSet::new();
+        for listed in &jobs.listed {
+            if let Some(out) = source(listed, &modules, &mut source_names, &mut findings) {
+                sources.push(Out::Map(out));
             }
         }
     }
@@ -121,6 +130,9 @@ pub fn convert(blackbox: Source, prometheus: Option<Source>) -> Result<Conversio
     }
     top.set("modules", Out::Map(written));
     top.set("targets", Out::Seq(targets));
+    if !sources.is_empty() {
+        top.set("target_sources", Out::Seq(sources));
+    }
     let items = findings.into_items();
     let config = format!(
         "{}{}",
@@ -211,11 +223,7 @@ fn target(
         }
     }
     out.str("interval", &duration::format(target.interval));
-    // Blackbox ends a probe the offset before the scrape's timeout, or at the module's
-    // timeout when that is sooner.
-    let bound = target.scrape_timeout.saturating_sub(TIMEOUT_OFFSET);
-    let timeout = module.timeout.map_or(bound, |t| t.min(bound));
-    if Some(timeout) != module.timeout && !timeout.is_zero() {
+    if let Some(timeout) = job_timeout(module, target.scrape_timeout) {
         out.str("timeout", &duration::format(timeout));
     } else if let (Prober::Dns, Some(own)) = (module.prober, module.timeout) {
         // Without a module to inherit it from.
@@ -229,6 +237,86 @@ fn target(
         out.set("labels", Out::Map(labels));
     }
     allows.add(&module.name, module.prober, address);
+    Some(out)
+}
+
+/// The timeout a job gives its module's probes when it is not the module's own: blackbox ends
+/// a probe the offset before the scrape's timeout, or at the module's timeout when that is
+/// sooner.
+fn job_timeout(module: &Module, scrape_timeout: Duration) -> Option<Duration> {
+    let bound = scrape_timeout.saturating_sub(TIMEOUT_OFFSET);
+    let timeout = module.timeout.map_or(bound, |t| t.min(bound));
+    (Some(timeout) != module.timeout && !timeout.is_zero()).then_some(timeout)
+}
+
+/// A job's listed targets as a target source: its module, written in place as the source's
+/// `template` at the job's schedule, and where the list is. `None` (reported) without the
+/// module.
+fn source(
+    listed: &Listed,
+    modules: &[Module],
+    names: &mut BTreeSet<String>,
+    findings: &mut Findings,
+) -> Option<Map> {
+    let Some(module) = modules.iter().find(|m| m.name == listed.module.value) else {
+        findings.skip(
+            listed.line,
+            &listed.key,
+            format!(
+                "its module {:?} is not in the blackbox config, or could not be converted",
+                listed.module.value
+            ),
+        );
+        return None;
+    };
+    let mut out = Map::new();
+    out.str("name", &unique(names, &listed.job));
+    out.comment(&format!(
+        "module {} at job {}'s schedule; a group's __param_module picks another module",
+        module.name, listed.job
+    ));
+    let mut template = module.out.clone();
+    template.replace("interval", Out::Str(duration::format(listed.interval)));
+    if let Some(timeout) = job_timeout(module, listed.scrape_timeout) {
+        template.replace("timeout", Out::Str(duration::format(timeout)));
+    }
+    out.set("template", Out::Map(template));
+    let mut sd = Map::new();
+    match &listed.listing {
+        Listing::Files(files) => {
+            sd.set(
+                "files",
+                Out::Seq(files.iter().map(|f| Out::Str(f.clone())).collect()),
+            );
+            out.set("file_sd", Out::Map(sd));
+            findings.note(
+                listed.line,
+                &listed.key,
+                "its files are read relative to the folder of exporter.yml (Prometheus read them \
+                 relative to prometheus.yml's): write them as absolute paths, or keep both \
+                 files in one folder",
+            );
+        }
+        Listing::Http {
+            url,
+            refresh_interval,
+        } => {
+            sd.str("url", url);
+            if let Some(every) = refresh_interval {
+                sd.str("refresh_interval", every);
+            }
+            out.set("http_sd", Out::Map(sd));
+        }
+    }
+    findings.note(
+        listed.line,
+        &listed.key,
+        format!(
+            "its targets run as target source {:?}; /probe's allow list for module {} does \
+             not know them: extend it by hand to call /probe with them",
+            listed.job, module.name
+        ),
+    );
     Some(out)
 }
 

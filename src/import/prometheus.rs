@@ -1,11 +1,13 @@
 //! The blackbox jobs of a Prometheus config: each `scrape_configs` job that scrapes `/probe`
 //! with a `module` parameter, its `static_configs` targets and labels, the standard three
 //! relabelling rules that hand the address to blackbox as `target`, and its scrape interval
-//! and timeout, which become the targets' schedule.
+//! and timeout, which become the targets' schedule; and the lists its `file_sd_configs` and
+//! `http_sd_configs` name (`listings`).
 
 use std::time::Duration;
 
 use super::findings::Findings;
+use super::listings::{Listed, listings as listed};
 use super::node::{self, Node, Table, line};
 use crate::build::S;
 use crate::duration;
@@ -45,9 +47,17 @@ pub struct Target {
     pub scrape_timeout: Duration,
 }
 
-/// The static targets of every blackbox job in `doc`; `Err` when it is not a Prometheus
-/// config at all.
-pub fn targets(doc: &S<Node>, findings: &mut Findings) -> Result<Vec<Target>, String> {
+/// What the blackbox jobs of a Prometheus config probe: their static targets, and where they
+/// list more.
+#[derive(Debug, Default)]
+pub struct Jobs {
+    pub targets: Vec<Target>,
+    pub listed: Vec<Listed>,
+}
+
+/// The static targets and the listings of every blackbox job in `doc`; `Err` when it is not a
+/// Prometheus config at all.
+pub fn targets(doc: &S<Node>, findings: &mut Findings) -> Result<Jobs, String> {
     let Node::Map(entries) = &doc.value else {
         return Err(
             "it is not a Prometheus config: expected a mapping with `scrape_configs`".into(),
@@ -75,7 +85,7 @@ pub fn targets(doc: &S<Node>, findings: &mut Findings) -> Result<Vec<Target>, St
     let Some((_, jobs)) = entries.iter().find(|(k, _)| k.value == "scrape_configs") else {
         return Err("it is not a Prometheus config: it has no `scrape_configs`".into());
     };
-    let mut targets = Vec::new();
+    let mut found = Jobs::default();
     for (i, job) in node::list(jobs, "scrape_configs", findings)
         .unwrap_or(&[])
         .iter()
@@ -83,10 +93,10 @@ pub fn targets(doc: &S<Node>, findings: &mut Findings) -> Result<Vec<Target>, St
     {
         let defaults = (interval, timeout);
         if let Some(mut table) = Table::of(job, &format!("scrape_configs[{i}]"), findings) {
-            targets.extend(self::job(&mut table, defaults, findings));
+            self::job(&mut table, defaults, findings, &mut found);
         }
     }
-    Ok(targets)
+    Ok(found)
 }
 
 fn schedule(node: &S<Node>, path: &str, findings: &mut Findings) -> Option<Duration> {
@@ -96,12 +106,14 @@ fn schedule(node: &S<Node>, path: &str, findings: &mut Findings) -> Option<Durat
         .ok()
 }
 
-/// One scrape config: its targets when it is a blackbox job, else nothing (with a note).
+/// One scrape config: its targets and listings into `found` when it is a blackbox job, else
+/// nothing (with a note).
 fn job(
     table: &mut Table,
     defaults: ((Duration, &str), Duration),
     findings: &mut Findings,
-) -> Vec<Target> {
+    found: &mut Jobs,
+) {
     let name = table
         .take("job_name")
         .and_then(|n| node::text(n, &table.key("job_name"), findings))
@@ -116,12 +128,12 @@ fn job(
             format!("job {name:?} does not scrape /probe: not a blackbox job, left as it is"),
         );
         table.rest();
-        return Vec::new();
+        return;
     }
     table.path = format!("scrape_configs.{name}");
     let Some(module) = module(table, findings) else {
         table.rest();
-        return Vec::new();
+        return;
     };
     let (interval, interval_from) = match table.take("scrape_interval") {
         Some(i) => match schedule(i, &table.key("scrape_interval"), findings) {
@@ -150,6 +162,14 @@ fn job(
         .take("relabel_configs")
         .is_some_and(|rules| relabelling(rules, &table.key("relabel_configs"), findings));
     let statics = table.take("static_configs");
+    let mut listings = Vec::new();
+    for sd in ["file_sd_configs", "http_sd_configs"] {
+        let at = table.line_of(sd);
+        if let Some(node) = table.take(sd) {
+            let at = at.unwrap_or_else(|| line(node));
+            listings.extend(listed(sd, (node, at), &table.key(sd), findings));
+        }
+    }
     for (key, _, at) in table.rest() {
         let path = table.key(key);
         if EXPORTER_SIDE.contains(&key) {
@@ -162,8 +182,8 @@ fn job(
             findings.skip(
                 at,
                 &path,
-                "vantage's targets are written in exporter.yml: list these in static_configs \
-                 and convert again, or add them as targets",
+                "vantage reads targets from files (file_sd) and HTTP (http_sd) only: have \
+                 this discovery write a file SD list, or list the targets in static_configs",
             );
         } else if key == "metric_relabel_configs" {
             findings.skip(
@@ -182,12 +202,23 @@ fn job(
             "without the rule that copies __address__ to __param_target, blackbox gets no \
              target: the job's targets are left out",
         );
-        return Vec::new();
+        return;
+    }
+    for (line, key, listing) in listings {
+        found.listed.push(Listed {
+            job: name.clone(),
+            module: module.clone(),
+            interval,
+            scrape_timeout,
+            line,
+            key,
+            listing,
+        });
     }
     let Some(statics) = statics else {
-        return Vec::new();
+        return;
     };
-    let mut targets = Vec::new();
+    let targets = &mut found.targets;
     let key = table.key("static_configs");
     for (i, group) in node::list(statics, &key, findings)
         .unwrap_or(&[])
@@ -216,7 +247,6 @@ fn job(
             });
         }
     }
-    targets
 }
 
 /// `params.module`: the job's one module (blackbox takes the first of several).

@@ -1,6 +1,7 @@
 //! Jobs, relabelling and schedules.
 
 use super::*;
+use crate::import::listings::Listing;
 use crate::import::node::parse;
 
 const STANDARD: &str = concat!(
@@ -11,11 +12,16 @@ const STANDARD: &str = concat!(
 );
 
 fn jobs(yaml: &str) -> (Vec<Target>, Vec<String>) {
+    let (found, items) = both(yaml);
+    (found.targets, items)
+}
+
+fn both(yaml: &str) -> (Jobs, Vec<String>) {
     let doc = parse(yaml).unwrap();
     let mut findings = Findings::new("p.yml");
-    let targets = targets(&doc, &mut findings).unwrap();
+    let found = targets(&doc, &mut findings).unwrap();
     let items = findings.items().iter().map(|i| i.to_string()).collect();
-    (targets, items)
+    (found, items)
 }
 
 #[test]
@@ -52,7 +58,7 @@ fn the_documented_job_gives_its_targets_module_labels_and_schedule() {
 #[test]
 fn what_is_not_the_standard_shape_is_named_with_its_line() {
     let (targets, items) = jobs(&format!(
-        "scrape_configs:\n  - job_name: b\n    metrics_path: /probe\n    params: {{module: [a, b]}}\n    file_sd_configs: [{{files: [x.yml]}}]\n    static_configs: [{{targets: [t]}}]\n{STANDARD}      - source_labels: [__address__]\n        regex: '(.*):80'\n        target_label: host\n"
+        "scrape_configs:\n  - job_name: b\n    metrics_path: /probe\n    params: {{module: [a, b]}}\n    consul_sd_configs: [{{server: 'c:8500'}}]\n    static_configs: [{{targets: [t]}}]\n{STANDARD}      - source_labels: [__address__]\n        regex: '(.*):80'\n        target_label: host\n"
     ));
     assert_eq!(targets.len(), 1);
     let lost: Vec<&String> = items
@@ -68,7 +74,7 @@ fn what_is_not_the_standard_shape_is_named_with_its_line() {
         "{lost:?}"
     );
     assert!(
-        lost[2].starts_with("p.yml:5: scrape_configs.b.file_sd_configs: not converted"),
+        lost[2].starts_with("p.yml:5: scrape_configs.b.consul_sd_configs: not converted"),
         "{lost:?}"
     );
     assert_eq!(lost.len(), 3);
@@ -98,5 +104,51 @@ fn other_jobs_are_left_with_a_note() {
         [
             "p.yml:2: scrape_configs[0]: note: job \"node\" does not scrape /probe: not a blackbox job, left as it is"
         ]
+    );
+}
+
+#[test]
+fn file_and_http_sd_configs_are_the_jobs_listings() {
+    let (found, items) = both(&format!(
+        "scrape_configs:\n  - job_name: web\n    metrics_path: /probe\n    scrape_interval: 20s\n    params: {{module: [http_2xx]}}\n    file_sd_configs:\n      - {{files: [sd/a.json, 'sd/*.yml'], refresh_interval: 1m}}\n      - files: [/etc/more.json]\n    http_sd_configs:\n      - {{url: 'http://sd.example/targets', refresh_interval: 30s, basic_auth: {{username: u}}}}\n{STANDARD}"
+    ));
+    assert!(found.targets.is_empty());
+    let listings: Vec<&Listing> = found.listed.iter().map(|l| &l.listing).collect();
+    assert_eq!(
+        listings,
+        [
+            &Listing::Files(vec![
+                "sd/a.json".into(),
+                "sd/*.yml".into(),
+                "/etc/more.json".into()
+            ]),
+            &Listing::Http {
+                url: "http://sd.example/targets".into(),
+                refresh_interval: Some("30s".into()),
+            },
+        ]
+    );
+    let web = &found.listed[0];
+    assert_eq!(
+        (web.job.as_str(), web.module.value.as_str()),
+        ("web", "http_2xx")
+    );
+    assert_eq!(web.interval, Duration::from_secs(20));
+    let lost: Vec<&String> = items
+        .iter()
+        .filter(|i| i.contains("not converted"))
+        .collect();
+    assert_eq!(lost.len(), 1, "{items:?}");
+    assert!(
+        lost[0].starts_with(
+            "p.yml:10: scrape_configs.web.http_sd_configs[0].basic_auth: not converted"
+        ),
+        "{lost:?}"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|i| i.contains("file_sd_configs[0].refresh_interval: note: vantage watches")),
+        "{items:?}"
     );
 }

@@ -59,7 +59,7 @@ fn a_polled_list_is_followed_and_its_last_good_one_outlives_garbage_limits_and_o
     );
     let vantage = Vantage::start(&config, &[]);
     let web = |family: &str| format!("{family}{{source=\"web\",type=\"http\"}}");
-    let mut expected = names(&p[..1]);
+    let mut expected = names("web", &p[..1]);
     expected.insert("static".into());
     wait_for(Duration::from_secs(10), "the served list", || {
         probed(&vantage) == expected
@@ -84,7 +84,7 @@ fn a_polled_list_is_followed_and_its_last_good_one_outlives_garbage_limits_and_o
     assert_eq!(first, "200|-|1|application/json", "{first}");
 
     write(&list(&p[..2]));
-    let mut expected = names(&p[..2]);
+    let mut expected = names("web", &p[..2]);
     expected.insert("static".into());
     wait_for(Duration::from_secs(10), "the changed list", || {
         probed(&vantage) == expected

@@ -133,6 +133,11 @@ fn blackboxs_example_and_readme_configs_convert_naming_what_did_not_with_its_lin
         "    allow:\n      hosts: [\"example.com\", \"prometheus.io\"]\n      ports: [80, 443, 8080]\n",
         "    allow:\n      networks: [\"127.0.0.53/32\"]\n      ports: [53]\n",
         "  # allow: {networks: [...], hosts: [...], ports: [...]}\n  icmp:\n",
+        // The job's file_sd_configs: a target source running the module at the job's schedule.
+        "target_sources:\n  - name: \"blackbox_dns\"\n    # module dns_tcp_example at job blackbox_dns's \
+         schedule; a group's __param_module picks another module\n    template:\n      \
+         type: \"dns\"\n      host: \"www.prometheus.io\"\n",
+        "      interval: \"15s\"\n      timeout: \"9s500ms\"\n    file_sd:\n      files: [\"more.yml\"]\n",
     ] {
         assert!(config.contains(expected), "{expected}\n---\n{config}");
     }
@@ -141,7 +146,6 @@ fn blackboxs_example_and_readme_configs_convert_naming_what_did_not_with_its_lin
         format!("{b}:27: modules.http_gzip.http.compression: not converted"),
         format!("{b}:39: modules.smtp_starttls.tcp.query_response[6].send: not converted"),
         format!("{b}:40: modules.smtp_starttls.tcp.query_response[7].expect: not converted"),
-        format!("{p}:26: scrape_configs.blackbox_dns.file_sd_configs: not converted"),
     ] {
         assert!(stderr.contains(&lost), "{lost}\n---\n{stderr}");
         assert!(
@@ -149,6 +153,14 @@ fn blackboxs_example_and_readme_configs_convert_naming_what_did_not_with_its_lin
             "{lost}\n---\n{config}"
         );
     }
+    assert!(
+        stderr.contains(&format!(
+            "{p}:26: scrape_configs.blackbox_dns.file_sd_configs: note: its files are read relative"
+        )),
+        "{stderr}"
+    );
+    // The list the job named, beside the config, as the note asks.
+    dir.write("more.yml", "- targets: [127.0.0.54]\n");
     let written = dir.write("exporter.yml", &config);
     let check = Command::new(vantage_bin())
         .args(["check-config", written.to_str().unwrap()])
@@ -169,6 +181,9 @@ fn blackboxs_example_and_readme_configs_convert_naming_what_did_not_with_its_lin
         "module dns_tcp_example (dns www.prometheus.io) timeout 10s, /probe may use it within its allow list",
         "blackbox_dns/127.0.0.53 (dns www.prometheus.io) every 15s, timeout 9s500ms, A over tcp to 127.0.0.53:53",
         "module icmp (icmp) timeout 5s, not on /probe (no allow list)",
+        "blackbox_dns/127.0.0.54 (dns www.prometheus.io) every 15s, timeout 9s500ms, A over tcp to 127.0.0.54:53",
+        "target source blackbox_dns (file_sd ",
+        "more.yml): targets: 1",
     ] {
         assert!(summary.contains(module), "{module}\n---\n{summary}");
     }

@@ -41,8 +41,20 @@ fn replace(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-pub fn names(ports: &[u16]) -> BTreeSet<String> {
-    ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
+/// The names the targets on `ports` of `source`'s list get: `SOURCE/TARGET`.
+pub fn names(source: &str, ports: &[u16]) -> BTreeSet<String> {
+    ports
+        .iter()
+        .map(|p| format!("{source}/127.0.0.1:{p}"))
+        .collect()
+}
+
+/// The names of `files`' and `configmap`'s targets on those ports, and `extra`.
+fn both(files: &[u16], configmap: &[u16], extra: &[&str]) -> BTreeSet<String> {
+    let mut all = names("files", files);
+    all.extend(names("configmap", configmap));
+    all.extend(extra.iter().map(|e| e.to_string()));
+    all
 }
 
 /// A list in Prometheus' SD format: one group of `ports` on loopback, with `labels` (JSON).
@@ -85,15 +97,14 @@ fn file_lists_follow_renames_symlink_swaps_and_new_files_and_a_bad_one_keeps_the
     let mut command = Command::new(vantage_bin());
     command.current_dir(&dir.0);
     let vantage = Vantage::start_as(command, Path::new("exporter.yml"), &[]);
-    let mut expected = names(&p[..3]);
-    expected.insert("near".to_string());
+    let expected = both(&p[..2], &p[2..3], &["near"]);
     wait_for(Duration::from_secs(10), "the listed targets", || {
         probed(&vantage) == expected
     });
     let body = scrape(&vantage);
     assert!(
         body.contains(&format!(
-            "probe_success{{name=\"127.0.0.1:{}\",probe=\"tcp\",target=\"127.0.0.1:{}\",location=\"lab\",team=\"core\"}} 1",
+            "probe_success{{name=\"files/127.0.0.1:{}\",probe=\"tcp\",target=\"127.0.0.1:{}\",location=\"lab\",team=\"core\"}} 1",
             p[0], p[0]
         )),
         "the group's label on its targets' series:\n{body}"
@@ -113,7 +124,7 @@ fn file_lists_follow_renames_symlink_swaps_and_new_files_and_a_bad_one_keeps_the
         Some(3.0),
         "every listed target counts, also those of other locations"
     );
-    let stays = format!("127.0.0.1:{}", p[0]);
+    let stays = format!("files/127.0.0.1:{}", p[0]);
     let runs = |body: &str| sample(body, "probe_runs_total", &stays);
     let before = runs(&body);
 
@@ -122,8 +133,7 @@ fn file_lists_follow_renames_symlink_swaps_and_new_files_and_a_bad_one_keeps_the
         &dir.0.join("sd/a.json"),
         &list(&[p[0], p[3]], "\"team\": \"core\""),
     );
-    let mut expected = names(&[p[0], p[2], p[3]]);
-    expected.insert("near".to_string());
+    let expected = both(&[p[0], p[3]], &p[2..3], &["near"]);
     wait_for(Duration::from_secs(10), "the renamed list", || {
         probed(&vantage) == expected
     });
@@ -148,13 +158,13 @@ fn file_lists_follow_renames_symlink_swaps_and_new_files_and_a_bad_one_keeps_the
     symlink("..v2", dir.0.join("cm/..data_tmp")).unwrap();
     std::fs::rename(dir.0.join("cm/..data_tmp"), dir.0.join("cm/..data")).unwrap();
     wait_for(Duration::from_secs(10), "the swapped ConfigMap", || {
-        probed(&vantage) == names(&[p[0], p[1], p[3]])
+        probed(&vantage) == both(&[p[0], p[3]], &p[1..2], &[])
     });
 
     // A new file that matches the pattern.
     replace(&dir.0.join("sd/b.json"), &list(&[p[4]], ""));
     wait_for(Duration::from_secs(10), "the new file's target", || {
-        probed(&vantage) == names(&[p[0], p[1], p[3], p[4]])
+        probed(&vantage) == both(&[p[0], p[3], p[4]], &p[1..2], &[])
     });
 
     // A bad list: the source keeps its last good one, and says where the mistake is.
@@ -184,7 +194,7 @@ fn file_lists_follow_renames_symlink_swaps_and_new_files_and_a_bad_one_keeps_the
         Some(3.0),
         "the last good list"
     );
-    assert_eq!(probed(&vantage), names(&[p[0], p[1], p[3], p[4]]));
+    assert_eq!(probed(&vantage), both(&[p[0], p[3], p[4]], &p[1..2], &[]));
     let log = vantage.log();
     assert!(
         log.contains("b.json:1:") && log.contains("\\\"job\\\""),
@@ -200,7 +210,7 @@ fn file_lists_follow_renames_symlink_swaps_and_new_files_and_a_bad_one_keeps_the
             &body,
             "vantage_target_source_last_refresh_successful{source=\"files\",type=\"file\"}",
         ) == Some(1.0)
-            && probed(&vantage) == names(&[p[0], p[1], p[3]])
+            && probed(&vantage) == both(&[p[0], p[3]], &p[1..2], &[])
     });
     assert_eq!(
         failed(&scrape(&vantage)),
@@ -259,7 +269,7 @@ fn a_target_that_leaves_the_list_gets_staleness_markers() {
         ),
     );
     let vantage = Vantage::start(&config, &[]);
-    let leaving = format!("127.0.0.1:{b}");
+    let leaving = format!("list/127.0.0.1:{b}");
     let success = |stale: bool| {
         receiver
             .samples("probe_success")
@@ -279,5 +289,5 @@ fn a_target_that_leaves_the_list_gets_staleness_markers() {
         "a marker for the target that left",
         || success(true) == 1,
     );
-    assert_eq!(probed(&vantage), names(&[a]));
+    assert_eq!(probed(&vantage), names("list", &[a]));
 }

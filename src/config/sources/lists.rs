@@ -4,7 +4,7 @@
 //! reported as the source's, not as the config's.
 //!
 //! Labels of a group that start with `__` are not kept, as in Prometheus, but these say how the
-//! group's targets run: `__meta_vantage_name` (the name; by default the target as listed),
+//! group's targets run: `__meta_vantage_name` (the name; by default `SOURCE/TARGET`),
 //! `__meta_vantage_locations` (locations, separated by commas) and `__param_module` (a module
 //! of the config, instead of the source's, as blackbox_exporter's `module` parameter).
 
@@ -353,7 +353,11 @@ impl Builder<'_> {
             Kind::Dns if m.value.host.is_some() => dns_server = Some(span(text.to_string())),
             Kind::Icmp | Kind::Dns => host = Some(span(text.to_string())),
         }
-        let name = label(NAME_LABEL).map_or_else(|| span(text.to_string()), |n| n.clone());
+        // As Prometheus tells a target by its job and address: two sources may list the same.
+        let name = label(NAME_LABEL).map_or_else(
+            || span(format!("{}/{text}", list.source.name)),
+            |n| n.clone(),
+        );
         let locations = label(LOCATIONS_LABEL).map(|l| {
             let list = l.value.split(',').map(|s| s.trim().to_string()).collect();
             S::new(list, l.referenced, l.referenced)

@@ -66,26 +66,29 @@ fn listed_targets_run_their_module_with_the_groups_labels_names_and_locations() 
     let report = &config.sources[0];
     assert_eq!((report.targets, report.state), (10, ListState::Newest));
     assert!(report.errors.is_empty() && report.good.is_some());
-    assert_eq!(config.elsewhere, ["10.0.0.3:22"]);
+    assert_eq!(config.elsewhere, ["api/10.0.0.3:22"]);
 
-    let t = target(&config, "10.0.0.1:443");
+    let t = target(&config, "api/10.0.0.1:443");
     assert_eq!(t.probe.target(), "10.0.0.1:443");
     assert_eq!(t.policy.timeout, Duration::from_secs(2), "the module's");
     assert_eq!(t.label("team"), Some("core"));
     assert_eq!(t.label("__meta_x"), None);
     assert_eq!(t.label("location"), Some("lab"));
     assert_eq!(
-        target(&config, "[2001:db8::1]:25").probe.target(),
+        target(&config, "api/[2001:db8::1]:25").probe.target(),
         "[2001:db8::1]:25"
     );
     assert_eq!(target(&config, "bastion").probe.target(), "10.0.0.2:22");
-    let Probe::Http(h) = &target(&config, "shop.example/health").probe else {
+    let Probe::Http(h) = &target(&config, "api/shop.example/health").probe else {
         panic!("an http target")
     };
     assert_eq!(h.url.to_string(), "http://shop.example/health");
-    assert!(matches!(target(&config, "10.0.0.9").probe, Probe::Icmp(_)));
+    assert!(matches!(
+        target(&config, "api/10.0.0.9").probe,
+        Probe::Icmp(_)
+    ));
     assert_eq!(
-        target(&config, "www.example.org").probe.target(),
+        target(&config, "api/www.example.org").probe.target(),
         "www.example.org"
     );
     let Probe::Dns(d) = &target(&config, "soa").probe else {
@@ -140,7 +143,7 @@ fn a_list_with_a_mistake_keeps_the_last_good_one_and_says_where() {
     assert_eq!(report.state, ListState::LastGood);
     assert!(report.good.is_none());
     let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["10.0.0.1:443"]);
+    assert_eq!(names, ["api/10.0.0.1:443"]);
     let shown: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
     assert_eq!(shown.len(), 3, "{shown:#?}");
     assert!(
@@ -170,7 +173,7 @@ fn a_last_good_list_this_config_cannot_build_refuses_the_config() {
         .insert("api".into(), first.sources[0].good.clone().unwrap());
     // A config target now has the name of the last good list's target.
     let yaml =
-        format!("{HEAD}targets:\n  - {{name: '10.0.0.1:443', type: tcp, host: a, port: 1}}\n");
+        format!("{HEAD}targets:\n  - {{name: 'api/10.0.0.1:443', type: tcp, host: a, port: 1}}\n");
     let e = load(&yaml, &inputs).unwrap_err();
     assert_eq!(e.0.len(), 1, "{e}");
     assert!(
@@ -215,7 +218,7 @@ fn names_must_stay_unique_across_the_config_and_every_source() {
         "one source's mistakes stay its own"
     );
     let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["taken", "10.0.0.5:1"]);
+    assert_eq!(names, ["taken", "more/10.0.0.5:1"]);
 }
 
 #[test]
@@ -254,7 +257,7 @@ fn a_template_is_a_module_of_the_sources_own() {
     http_sd: {url: 'http://127.0.0.1:9/sd'}
 ";
     let config = load(yaml, &fetched(r#"[{"targets": ["a.example"]}]"#)).unwrap();
-    let t = target(&config, "a.example");
+    let t = target(&config, "api/a.example");
     assert_eq!(t.interval, Duration::from_secs(45));
     assert!(config.modules.is_empty(), "a template is not on /probe");
     let list = r#"[{"targets": ["b.example"], "labels": {"__param_module": "@api"}}]"#;
@@ -382,7 +385,7 @@ fn file_lists_are_read_relative_to_the_config_and_matched_by_pattern() {
     );
     let config = config.unwrap();
     let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["10.0.0.1:1", "10.0.0.2:1"]);
+    assert_eq!(names, ["f/10.0.0.1:1", "f/10.0.0.2:1"]);
     assert_eq!(
         inputs.patterns.get(&dir.join("sd/*.json")),
         Some(&vec![dir.join("sd/a.json")]),
