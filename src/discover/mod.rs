@@ -125,7 +125,7 @@ impl Discovery {
             let poll = Poll {
                 name: name.to_string(),
                 http: http.clone(),
-                from: source.from.clone(),
+                from: source.from,
                 limit: source.answer_limit(),
                 fetched: Arc::clone(&self.fetched),
                 requests: self.requests.clone(),
@@ -150,7 +150,7 @@ struct Poll {
     name: String,
     http: HttpSd,
     /// The source's [`crate::config::Source::from`], which its lists carry.
-    from: String,
+    from: u64,
     /// The most an answer may hold.
     limit: usize,
     fetched: Fetched,
@@ -173,7 +173,7 @@ impl Poll {
                     let listed = Listed {
                         origin: origin.clone(),
                         text: text.into(),
-                        from: self.from.clone(),
+                        from: self.from,
                     };
                     let mut fetched = lock(&self.fetched);
                     let changed = fetched.get(&self.name) != Some(&listed);

@@ -33,6 +33,9 @@ use prometheus::Target;
 use crate::duration;
 use crate::net;
 
+/// vantage's default timeout of an `http_sd` poll.
+const HTTP_SD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How much sooner than the scrape's timeout blackbox ends a probe (its `--timeout-offset`).
 const TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
 
@@ -304,6 +307,12 @@ fn source(
             sd.str("url", url);
             if let Some(every) = refresh_interval {
                 sd.str("refresh_interval", every);
+                // vantage's poll timeout (10s unless set) must be shorter than the interval.
+                if let Ok(every) = duration::parse(every)
+                    && every <= HTTP_SD_TIMEOUT
+                {
+                    sd.str("timeout", &duration::format(every / 2));
+                }
             }
             out.set("http_sd", Out::Map(sd));
         }

@@ -254,3 +254,39 @@ fn a_dns_modules_list_names_its_servers_and_their_ports() {
         c.config
     );
 }
+
+#[test]
+fn a_jobs_listings_become_target_sources_that_vantage_loads() {
+    let p = "scrape_configs:\n  - job_name: web\n    metrics_path: /probe\n    scrape_interval: 20s\n    params: {module: [web]}\n    file_sd_configs: [{files: [sd/web.json]}]\n    http_sd_configs:\n      - {url: 'http://127.0.0.1:9/sd', refresh_interval: 10s}\n      - {url: 'http://127.0.0.1:9/more'}\n    relabel_configs:\n      - {source_labels: [__address__], target_label: __param_target}\n";
+    let c = convert(
+        Source {
+            file: "b.yml",
+            text: BLACKBOX,
+        },
+        Some(Source {
+            file: "p.yml",
+            text: p,
+        }),
+    )
+    .unwrap();
+    for expected in [
+        "target_sources:\n  - name: \"web\"\n",
+        "    template:\n      type: \"http\"\n      timeout: \"5s\"\n      interval: \"20s\"\n    file_sd:\n      files: [\"sd/web.json\"]\n",
+        "  - name: \"web (2)\"\n",
+        // A poll every 10s cannot take vantage's default 10s timeout.
+        "    http_sd:\n      url: \"http://127.0.0.1:9/sd\"\n      refresh_interval: \"10s\"\n      timeout: \"5s\"\n",
+        "  - name: \"web (3)\"\n",
+    ] {
+        assert!(c.config.contains(expected), "{expected}\n---\n{}", c.config);
+    }
+    // What vantage makes of it: three sources, the file's list missing (a mistake of the
+    // source's, not the config's), the servers not polled yet.
+    let config = crate::config::parse(&c.config, "exporter.yml", &Default::default())
+        .unwrap_or_else(|e| panic!("{e}\n---\n{}", c.config));
+    let states: Vec<_> = config
+        .sources
+        .iter()
+        .map(|s| (s.source.name.as_str(), s.errors.len()))
+        .collect();
+    assert_eq!(states, [("web", 1), ("web (2)", 0), ("web (3)", 0)]);
+}

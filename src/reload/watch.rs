@@ -59,7 +59,16 @@ impl Watched {
         let folders: BTreeSet<PathBuf> = inputs
             .iter()
             .flat_map(|i| i.patterns.keys())
-            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .filter_map(|p| p.parent())
+            // `*.json` beside a config named relatively: the current folder.
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .map(Path::to_path_buf)
             .collect();
         Watched {
             files: files.into_iter().collect(),
@@ -403,6 +412,17 @@ mod tests {
         assert_eq!(entries.len(), MAX_LINKS + 1);
         assert_eq!(end, Some(dir.join("loop")));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_patterns_folder_is_watched_also_when_it_is_the_current_one() {
+        let mut inputs = Inputs::default();
+        for pattern in ["*.json", "sd/*.yml"] {
+            inputs.patterns.insert(PathBuf::from(pattern), Vec::new());
+        }
+        let watched = Watched::of(&[&inputs]);
+        assert_eq!(watched.folders, [PathBuf::from("."), PathBuf::from("sd")]);
+        assert!(std::path::absolute(&watched.folders[0]).is_ok());
     }
 
     #[test]

@@ -106,6 +106,12 @@ fn a_polled_list_is_followed_and_its_last_good_one_outlives_garbage_limits_and_o
     wait_for(Duration::from_secs(10), "the long list counted", || {
         failures(&vantage) == Some(2.0)
     });
+    // An answer larger than 20 targets can need (20 KiB and 1 MiB) is not read.
+    write(&format!("{}{}", " ".repeat(1_100_000), list(&p[..1])));
+    wait_for(Duration::from_secs(10), "the long answer counted", || {
+        failures(&vantage) == Some(3.0)
+    });
+    assert!(vantage.log().contains("more than max_targets entries need"));
     let body = scrape(&vantage);
     assert_eq!(
         value(&body, &web("vantage_target_source_targets")),

@@ -8,12 +8,10 @@
 //! `__meta_vantage_locations` (locations, separated by commas) and `__param_module` (a module
 //! of the config, instead of the source's, as blackbox_exporter's `module` parameter).
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use serde::Deserialize;
-
+use super::format::{Counted, RawGroup, parse, spent};
 use super::{ListState, Listed, Source, SourceInputs, SourceKind, SourceReport};
 use crate::build::S;
 use crate::build::error::ConfigError;
@@ -21,15 +19,6 @@ use crate::config::builder::{Builder, Entry, Inherit, Placed};
 use crate::config::modules::TEMPLATE;
 use crate::config::raw::{RawConfig, RawModule, RawSource, RawTarget};
 use crate::probe::Kind;
-
-/// One group of a list, in Prometheus' file and HTTP SD format.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGroup {
-    targets: S<Vec<Counted>>,
-    #[serde(default)]
-    labels: BTreeMap<String, S<String>>,
-}
 
 const NAME_LABEL: &str = "__meta_vantage_name";
 const LOCATIONS_LABEL: &str = "__meta_vantage_locations";
@@ -118,7 +107,7 @@ impl Builder<'_> {
             return (None, None);
         }
         let newest = match &source.kind {
-            SourceKind::File { patterns } => Some(self.read_files(patterns, &source.from)),
+            SourceKind::File { patterns } => Some(self.read_files(patterns, source.from)),
             SourceKind::Http(_) => inputs
                 .fetched
                 .get(&source.name)
@@ -191,7 +180,7 @@ impl Builder<'_> {
     fn read_files(
         &mut self,
         patterns: &[std::path::PathBuf],
-        from: &str,
+        from: u64,
     ) -> Result<Vec<Listed>, Vec<ConfigError>> {
         let mut paths = std::collections::BTreeSet::new();
         let mut errors = Vec::new();
@@ -213,7 +202,7 @@ impl Builder<'_> {
                     Ok(text) => lists.push(Listed {
                         origin,
                         text: text.into(),
-                        from: from.to_string(),
+                        from,
                     }),
                     Err(_) => errors.push(ConfigError::whole_file(&origin, "is not UTF-8")),
                 },
@@ -250,7 +239,7 @@ impl Builder<'_> {
                 Err(e) => errors.push(e),
             }
             // Past the limit, every other file would only say so again.
-            if LEFT.get().0 == 0 && !errors.is_empty() {
+            if spent() && !errors.is_empty() {
                 break;
             }
         }
@@ -267,9 +256,12 @@ impl Builder<'_> {
         for (listed, parsed) in &groups {
             self.cx.errors_in(Some(listed.origin.clone()));
             for (g, group) in parsed.iter().enumerate() {
+                let Some(shared) = self.group(list, group, &format!("[{g}]")) else {
+                    continue;
+                };
                 for (t, Counted(target)) in group.targets.value.iter().enumerate() {
                     let path = format!("[{g}].targets[{t}]");
-                    let Some((entry, dns_server)) = self.entry(list, group, target, &path) else {
+                    let Some((entry, dns_server)) = self.entry(list, &shared, target, &path) else {
                         continue;
                     };
                     let name = &entry.name.value;
@@ -304,25 +296,16 @@ impl Builder<'_> {
         Ok(built)
     }
 
-    /// One listed target as a config entry that names its module; `None` after reporting why
-    /// it cannot be one. A dns module that names its question takes the target as its server.
-    fn entry(
-        &mut self,
-        list: &ListOf,
-        group: &RawGroup,
-        target: &S<String>,
-        path: &str,
-    ) -> Option<(RawTarget, Option<S<String>>)> {
-        let at = target.referenced;
-        let text = target.value.trim();
-        let span = |v: String| S::new(v, at, at);
-        let label = |key: &str| group.labels.get(key);
-        let module =
-            label(MODULE_LABEL).map_or_else(|| list.module.to_string(), |m| m.value.clone());
+    /// What the targets of `group` (at `path`) share, worked out once for them all; `None`
+    /// after reporting why they cannot run.
+    fn group<'g>(&mut self, list: &ListOf, group: &'g RawGroup, path: &str) -> Option<Shared<'g>> {
+        let label = |key: &str| group.labels.0.get(key);
+        let chosen = label(MODULE_LABEL);
+        let module = chosen.map_or_else(|| list.module.to_string(), |m| m.value.clone());
         // A template is its source's own: no list names it.
-        let named = label(MODULE_LABEL).is_none() || !module.starts_with(TEMPLATE);
+        let named = chosen.is_none() || !module.starts_with(TEMPLATE);
         let Some(m) = list.modules.get(&module).filter(|_| named) else {
-            let at = label(MODULE_LABEL).map_or(at, |m| m.referenced);
+            let at = chosen.map_or(group.targets.referenced, |m| m.referenced);
             self.cx.error(
                 &at,
                 format!("{path}.labels.{MODULE_LABEL}"),
@@ -330,8 +313,41 @@ impl Builder<'_> {
             );
             return None;
         };
+        let labels: BTreeMap<String, S<String>> = group
+            .labels
+            .0
+            .iter()
+            .filter(|(k, _)| !k.starts_with("__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let at = group.targets.referenced;
+        Some(Shared {
+            kind: m.value.kind.value,
+            asks_name: m.value.host.is_some(),
+            module,
+            name: label(NAME_LABEL),
+            locations: label(LOCATIONS_LABEL).map(|l| {
+                let list = l.value.split(',').map(|s| s.trim().to_string()).collect();
+                S::new(list, l.referenced, l.referenced)
+            }),
+            labels: (!labels.is_empty()).then(|| S::new(labels, at, at)),
+        })
+    }
+
+    /// One listed target as a config entry that names its module; `None` after reporting why
+    /// it cannot be one. A dns module that names its question takes the target as its server.
+    fn entry(
+        &mut self,
+        list: &ListOf,
+        group: &Shared,
+        target: &S<String>,
+        path: &str,
+    ) -> Option<(RawTarget, Option<S<String>>)> {
+        let at = target.referenced;
+        let text = target.value.trim();
+        let span = |v: String| S::new(v, at, at);
         let (mut host, mut port, mut url, mut dns_server) = (None, None, None, None);
-        match m.value.kind.value {
+        match group.kind {
             Kind::Http if text.contains("://") => url = Some(span(text.to_string())),
             Kind::Http => url = Some(span(format!("http://{text}"))),
             Kind::Tcp => match text.rsplit_once(':').map(|(h, p)| (h, p.parse::<i64>())) {
@@ -350,28 +366,18 @@ impl Builder<'_> {
                     return None;
                 }
             },
-            Kind::Dns if m.value.host.is_some() => dns_server = Some(span(text.to_string())),
+            Kind::Dns if group.asks_name => dns_server = Some(span(text.to_string())),
             Kind::Icmp | Kind::Dns => host = Some(span(text.to_string())),
         }
         // As Prometheus tells a target by its job and address: two sources may list the same.
-        let name = label(NAME_LABEL).map_or_else(
+        let name = group.name.map_or_else(
             || span(format!("{}/{text}", list.source.name)),
-            |n| n.clone(),
+            Clone::clone,
         );
-        let locations = label(LOCATIONS_LABEL).map(|l| {
-            let list = l.value.split(',').map(|s| s.trim().to_string()).collect();
-            S::new(list, l.referenced, l.referenced)
-        });
-        let labels: BTreeMap<String, S<String>> = group
-            .labels
-            .iter()
-            .filter(|(k, _)| !k.starts_with("__"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let entry = RawTarget {
             name,
             kind: None,
-            module: Some(span(module)),
+            module: Some(span(group.module.clone())),
             host,
             port,
             url,
@@ -382,9 +388,8 @@ impl Builder<'_> {
             interval_on_failure: None,
             ip_version: None,
             addresses: None,
-            labels: (!labels.is_empty())
-                .then(|| S::new(labels, group.targets.referenced, group.targets.referenced)),
-            locations,
+            labels: group.labels.clone(),
+            locations: group.locations.clone(),
             tcp: None,
             tls: None,
             http: None,
@@ -396,6 +401,17 @@ impl Builder<'_> {
     }
 }
 
+/// What a group's targets share.
+struct Shared<'g> {
+    module: String,
+    kind: Kind,
+    /// A dns module that names its question: the targets are servers.
+    asks_name: bool,
+    name: Option<&'g S<String>>,
+    locations: Option<S<Vec<String>>>,
+    labels: Option<S<BTreeMap<String, S<String>>>>,
+}
+
 /// A source's list being built: the source, the module its targets run, the modules (with the
 /// source's template), and the names other targets took.
 struct ListOf<'r> {
@@ -403,41 +419,4 @@ struct ListOf<'r> {
     module: &'r str,
     modules: &'r BTreeMap<String, S<RawModule>>,
     taken: &'r HashSet<String>,
-}
-
-thread_local! {
-    /// How many more targets the list being parsed may hold, and the source's `max_targets`:
-    /// parsing stops past them, so that a list of millions costs no more than the limit allows.
-    static LEFT: Cell<(usize, usize)> = const { Cell::new((usize::MAX, usize::MAX)) };
-}
-
-/// A listed target, counted against [`LEFT`] as it is parsed.
-#[derive(Debug)]
-struct Counted(S<String>);
-
-impl<'de> Deserialize<'de> for Counted {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (left, max) = LEFT.get();
-        if left == 0 {
-            return Err(serde::de::Error::custom(format!(
-                "more targets than the source's max_targets ({max}): none of them is used"
-            )));
-        }
-        LEFT.set((left - 1, max));
-        S::<String>::deserialize(d).map(Counted)
-    }
-}
-
-/// A list in Prometheus' SD format: JSON or YAML, a list of groups, of at most `left` targets.
-fn parse(listed: &Listed, left: usize, max: usize) -> Result<Vec<RawGroup>, ConfigError> {
-    LEFT.set((left, max));
-    let mut path = String::new();
-    let options = crate::config::load::parse_options();
-    serde_saphyr::with_deserializer_from_str_with_options(&listed.text, options, |de| {
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            path = e.path().to_string();
-            e.into_inner()
-        })
-    })
-    .map_err(|e| ConfigError::from_parse(&listed.origin, &e, &path))
 }

@@ -7,6 +7,7 @@
 //! the `http_sd` pollers fetched) into targets, keeping a source's last good list while its
 //! newest has mistakes.
 
+mod format;
 mod lists;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ use super::endpoint::{self, Endpoint, RawEndpoint};
 use super::raw::{RawFileSd, RawHttpSd, RawSource};
 use crate::build::error::ConfigError;
 use crate::build::file::TARGET_LIST;
-use crate::build::limits::{MAX_LABEL_VALUE_CHARS, text_problem};
+use crate::build::limits::text_problem;
 use crate::build::{Context, S, hash_serialized};
 use crate::duration;
 
@@ -29,6 +30,8 @@ use crate::duration;
 /// written by hand, far fewer than a generator gone wrong.
 const DEFAULT_MAX_TARGETS: usize = 100_000;
 const MAX_MAX_TARGETS: usize = 1_000_000;
+/// Longest source name: it starts the default name of each of its targets.
+const MAX_SOURCE_NAME: usize = 128;
 const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
 const MIN_REFRESH: Duration = Duration::from_secs(1);
 const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,9 +43,8 @@ pub struct Source {
     pub name: String,
     pub kind: SourceKind,
     pub max_targets: usize,
-    /// Where it reads from: its patterns, or its whole URL (never shown: a query may carry a
-    /// token).
-    pub from: String,
+    /// Where it reads from: [`from_digest`] of its patterns, or of its whole URL.
+    pub from: u64,
     /// Digest of the entry and the files it read: a reload restarts a poller only when this
     /// changes.
     pub fingerprint: u64,
@@ -87,13 +89,31 @@ impl std::fmt::Debug for HttpSd {
 }
 
 /// One list as read: a file, or what a server answered, with where it came from for messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Listed {
     pub origin: String,
     pub text: Arc<str>,
     /// Where the source that read it reads from ([`Source::from`]): a list read from elsewhere
     /// (before the source's files or URL changed) is not its list.
-    pub from: String,
+    pub from: u64,
+}
+
+impl std::fmt::Debug for Listed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the text: it may be megabytes.
+        f.debug_struct("Listed")
+            .field("origin", &self.origin)
+            .field("bytes", &self.text.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The digest that tells where a source reads from: its patterns, or its whole URL, which is
+/// never kept as text, since a query may carry a token.
+pub fn from_digest(text: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    hasher.write(text.as_bytes());
+    hasher.finish()
 }
 
 /// What the load made of one source's lists.
@@ -158,7 +178,7 @@ pub(super) fn build(cx: &mut Context, raw: &[S<RawSource>]) -> Vec<Option<Arc<So
 fn one(cx: &mut Context, entry: &S<RawSource>, path: &str) -> Option<Source> {
     let raw = &entry.value;
     let errors = cx.error_count();
-    if let Some(problem) = text_problem(&raw.name.value, MAX_LABEL_VALUE_CHARS).or_else(|| {
+    if let Some(problem) = text_problem(&raw.name.value, MAX_SOURCE_NAME).or_else(|| {
         raw.name
             .value
             .is_empty()
@@ -231,14 +251,14 @@ fn one(cx: &mut Context, entry: &S<RawSource>, path: &str) -> Option<Source> {
     hash_serialized(&mut hasher, raw);
     cx.hash_used(&mut hasher);
     let kind = kind?;
-    let from = match &kind {
+    let from = from_digest(&match &kind {
         SourceKind::File { patterns } => patterns
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join("\n"),
         SourceKind::Http(http) => http.endpoint.url.to_string(),
-    };
+    });
     Some(Source {
         name: raw.name.value.clone(),
         kind,

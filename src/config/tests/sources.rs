@@ -28,7 +28,7 @@ fn fetched(list: &str) -> SourceInputs {
         Listed {
             origin: "http://127.0.0.1:9/sd".into(),
             text: list.into(),
-            from: "http://127.0.0.1:9/sd".into(),
+            from: crate::config::sources::from_digest("http://127.0.0.1:9/sd"),
         },
     );
     inputs
@@ -198,7 +198,7 @@ fn names_must_stay_unique_across_the_config_and_every_source() {
         Listed {
             origin: "more".into(),
             text: r#"[{"targets": ["10.0.0.5:1"]}]"#.into(),
-            from: "http://127.0.0.1:9/more".into(),
+            from: crate::config::sources::from_digest("http://127.0.0.1:9/more"),
         },
     );
     let config = load(&yaml, &inputs).unwrap();
@@ -244,6 +244,39 @@ fn a_list_over_max_targets_is_refused_whole() {
         "at the first target past the limit, c:1"
     );
     assert!(config.targets.is_empty());
+}
+
+#[test]
+fn groups_and_labels_count_against_the_limit_as_they_are_parsed() {
+    let yaml = HEAD.replace(
+        "module: tcp_check\n",
+        "module: tcp_check\n    max_targets: 2\n",
+    );
+    let empty = load(
+        &yaml,
+        &fetched(r#"[{"targets": []}, {"targets": []}, {"targets": []}]"#),
+    )
+    .unwrap();
+    assert!(
+        empty.sources[0].errors[0]
+            .message
+            .contains("more groups than the source's max_targets (2)"),
+        "{:?}",
+        empty.sources[0].errors
+    );
+    let labels: Vec<String> = (0..300).map(|i| format!("\"l{i}\": \"v\"")).collect();
+    let list = format!(
+        r#"[{{"targets": ["a:1"], "labels": {{{}}}}}]"#,
+        labels.join(", ")
+    );
+    let many = load(HEAD, &fetched(&list)).unwrap();
+    assert!(
+        many.sources[0].errors[0]
+            .message
+            .contains("a group of more than 256 labels"),
+        "{:?}",
+        many.sources[0].errors
+    );
 }
 
 #[test]
