@@ -105,6 +105,33 @@ pub fn series<T>(
 pub const LABEL_LIMIT: usize = 1024;
 
 /// `text`, cut at [`LABEL_LIMIT`] bytes (on a character boundary) with a note of how much more.
+/// One of vantage's own families of something that is not a target (a receiver, a source):
+/// name, help, type (counter or gauge), and how a thing's value is read.
+pub type Own<T> = (&'static str, &'static str, MetricType, fn(&T) -> f64);
+
+/// Each of `families`, a series for every row (its labels and its thing); nothing without rows.
+pub fn own<T>(
+    encoder: &mut DescriptorEncoder,
+    families: &[Own<T>],
+    rows: &[([(&str, String); 2], &T)],
+) -> fmt::Result {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    for (name, help, kind, read) in families {
+        let mut family = encoder.encode_descriptor(name, help, None, *kind)?;
+        for (labels, thing) in rows {
+            let value = read(thing);
+            let series = family.encode_family(labels)?;
+            match kind {
+                MetricType::Counter => ConstCounter::new(value as u64).encode(series)?,
+                _ => ConstGauge::new(value).encode(series)?,
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn bounded(text: &str) -> String {
     if text.len() <= LABEL_LIMIT {
         return text.to_string();

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::family::{self, Own};
 
 /// One source's state, as `/metrics` shows it.
 #[derive(Debug, Clone, Default)]
@@ -28,9 +28,7 @@ pub struct Status {
     pub mistakes: Option<u64>,
 }
 
-type Read = fn(&Status) -> f64;
-
-const FAMILIES: [(&str, &str, MetricType, Read); 4] = [
+const FAMILIES: [Own<Status>; 4] = [
     (
         "vantage_target_source_targets",
         "Targets in the source's list in use (its newest good one), before locations and shards pick this instance's",
@@ -63,20 +61,9 @@ const FAMILIES: [(&str, &str, MetricType, Read); 4] = [
 
 /// Every family, a series for each source; nothing while there are none.
 pub fn encode(mut encoder: DescriptorEncoder, sources: &BTreeMap<String, Status>) -> fmt::Result {
-    if sources.is_empty() {
-        return Ok(());
-    }
-    for (name, help, kind, read) in FAMILIES {
-        let mut family = encoder.encode_descriptor(name, help, None, kind)?;
-        for (source, status) in sources {
-            let labels = [("source", source.as_str()), ("type", status.kind)];
-            let series = family.encode_family(&labels)?;
-            let value = read(status);
-            match kind {
-                MetricType::Counter => ConstCounter::new(value as u64).encode(series)?,
-                _ => ConstGauge::new(value).encode(series)?,
-            }
-        }
-    }
-    Ok(())
+    let rows: Vec<([(&str, String); 2], &Status)> = sources
+        .iter()
+        .map(|(name, s)| ([("source", name.clone()), ("type", s.kind.to_string())], s))
+        .collect();
+    family::own(&mut encoder, &FAMILIES, &rows)
 }

@@ -5,14 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::remote::Remote;
-
-type Read = fn(&Remote) -> f64;
+use crate::family::{self, Own};
 
 fn counted(counter: &AtomicU64) -> f64 {
     counter.load(Ordering::Relaxed) as f64
@@ -22,7 +19,7 @@ fn seconds(ms: &AtomicU64) -> f64 {
     ms.load(Ordering::Relaxed) as f64 / 1000.0
 }
 
-const FAMILIES: [(&str, &str, MetricType, Read); 9] = [
+const FAMILIES: [Own<Remote>; 9] = [
     (
         "vantage_remote_write_samples_in",
         "Samples queued for the receiver: runs' series, staleness markers and vantage's own metrics",
@@ -81,29 +78,16 @@ const FAMILIES: [(&str, &str, MetricType, Read); 9] = [
 
 /// Every family, a series for each of `remotes`; nothing while there are none.
 pub fn encode(mut encoder: DescriptorEncoder, remotes: &[Arc<Remote>]) -> fmt::Result {
-    if remotes.is_empty() {
-        return Ok(());
-    }
-    let labels: Vec<[(&str, String); 2]> = remotes
+    let rows: Vec<([(&str, String); 2], &Remote)> = remotes
         .iter()
         .map(|r| {
             let s = r.settings();
-            [
+            let labels = [
                 ("remote_name", s.name.clone()),
                 ("url", s.endpoint.shown_url.clone()),
-            ]
+            ];
+            (labels, &**r)
         })
         .collect();
-    for (name, help, kind, read) in FAMILIES {
-        let mut family = encoder.encode_descriptor(name, help, None, kind)?;
-        for (remote, labels) in remotes.iter().zip(&labels) {
-            let value = read(remote);
-            let series = family.encode_family(labels)?;
-            match kind {
-                MetricType::Counter => ConstCounter::new(value as u64).encode(series)?,
-                _ => ConstGauge::new(value).encode(series)?,
-            }
-        }
-    }
-    Ok(())
+    family::own(&mut encoder, &FAMILIES, &rows)
 }

@@ -50,15 +50,17 @@ impl Builder<'_> {
             if let Some(template) = &entry.value.template {
                 let key = format!("{TEMPLATE}{}", source.name);
                 let path = format!("target_sources[{i}].template");
-                let errors = self.cx.error_count();
-                let built = self.module(&key, template, &path, inherit.defaults, inherit.location);
-                if built.is_none() || self.cx.error_count() > errors {
+                // Built on its own first, as a module is, so that its mistakes are named once.
+                if self
+                    .module(&key, template, &path, inherit.defaults, inherit.location)
+                    .is_none()
+                {
                     continue;
                 }
                 modules.insert(key, (**template).clone());
             }
-            let report = self.source(i, &entry.value, source, &modules, inherit, inputs, taken);
-            let (report, built) = report;
+            let (report, built) =
+                self.source(i, &entry.value, source, &modules, inherit, inputs, taken);
             if let Some(built) = built {
                 taken.extend(built.names);
                 placed.append(built.placed);
@@ -125,7 +127,6 @@ impl Builder<'_> {
             taken,
         };
         let mut errors = Vec::new();
-        let mut good = None;
         if let Some(newest) = newest {
             match newest.and_then(|lists| {
                 self.list(&list, &lists, inherit)
@@ -136,7 +137,7 @@ impl Builder<'_> {
                         targets: built.count,
                         source,
                         state: ListState::Newest,
-                        errors,
+                        errors: Vec::new(),
                         good: Some(lists),
                     };
                     return (Some(report), Some(built));
@@ -144,12 +145,9 @@ impl Builder<'_> {
                 Err(e) => errors = e,
             }
         }
-        let state = match last_good {
+        let (state, kept) = match last_good {
             Some(lists) => match self.list(&list, lists, inherit) {
-                Ok(built) => {
-                    good = Some(built);
-                    ListState::LastGood
-                }
+                Ok(built) => (ListState::LastGood, Some(built)),
                 Err(e) => {
                     let first = e.first().map_or_else(String::new, ToString::to_string);
                     self.cx.error(
@@ -163,16 +161,16 @@ impl Builder<'_> {
                     return (None, None);
                 }
             },
-            None => ListState::Empty,
+            None => (ListState::Empty, None),
         };
         let report = SourceReport {
-            targets: good.as_ref().map_or(0, |b| b.count),
+            targets: kept.as_ref().map_or(0, |b| b.count),
             source,
             state,
             errors,
             good: None,
         };
-        (Some(report), good)
+        (Some(report), kept)
     }
 
     /// The files of a `file_sd` source, each pattern expanded; an error for each file that
