@@ -13,31 +13,34 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-/// A target's labels, which start every series of it.
-pub type Labels<'a> = &'a [(String, String)];
+use crate::exposition::{Encoder, Kind, Value};
+
+/// A target's labels, which start every series of it, as [`crate::exposition::label_text`]
+/// wrote them.
+pub type Labels<'a> = &'a str;
 
 /// One target's row of a family: its labels and what the family's values are read from.
 pub type Row<'a, T> = (Labels<'a>, T);
 
 /// The labels of a series that belongs to no target: a `/probe` answer's, where Prometheus
 /// attaches the scrape's own `instance`.
-pub const UNLABELLED: Labels<'static> = &[];
+pub const UNLABELLED: Labels<'static> = "";
 
 /// Labels a series adds to its target's.
 pub type Extra = Vec<(&'static str, String)>;
 
 /// One gauge family: a series for every row that has a value.
 pub fn gauge<T>(
-    encoder: &mut DescriptorEncoder,
+    encoder: &mut Encoder,
     rows: &[Row<'_, T>],
     name: &str,
     help: &str,
     value: impl Fn(&T) -> Option<f64>,
 ) -> fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    encoder.family(name, help, Kind::Gauge)?;
     for (labels, row) in rows {
         if let Some(v) = value(row) {
-            ConstGauge::new(v).encode(family.encode_family(labels)?)?;
+            encoder.sample(labels, [], Value::Float(v))?;
         }
     }
     Ok(())
@@ -45,24 +48,25 @@ pub fn gauge<T>(
 
 /// One counter family: for every row, a series per `(label value, count)` that `values` yields.
 pub fn counter<T>(
-    encoder: &mut DescriptorEncoder,
+    encoder: &mut Encoder,
     rows: &[Row<'_, T>],
     name: &str,
     help: &str,
     label: &'static str,
     values: impl Fn(&T) -> Vec<(&'static str, u64)>,
 ) -> fmt::Result {
-    series(encoder, rows, name, help, MetricType::Counter, |row| {
-        values(row)
-            .into_iter()
-            .map(|(value, count)| (vec![(label, value.to_string())], count as f64))
-            .collect()
-    })
+    encoder.family(name, help, Kind::Counter)?;
+    for (labels, row) in rows {
+        for (value, count) in values(row) {
+            encoder.sample(labels, [(label, value)], Value::Count(count))?;
+        }
+    }
+    Ok(())
 }
 
 /// One info family (value 1): for every row, a series per label set that `sets` yields.
 pub fn info<T>(
-    encoder: &mut DescriptorEncoder,
+    encoder: &mut Encoder,
     rows: &[Row<'_, T>],
     name: &str,
     help: &str,
@@ -76,24 +80,28 @@ pub fn info<T>(
 /// One family of any type: for every row, the series that `values` yields, each with its own
 /// extra labels. Counters are whole numbers, so their values convert back exactly.
 pub fn series<T>(
-    encoder: &mut DescriptorEncoder,
+    encoder: &mut Encoder,
     rows: &[Row<'_, T>],
     name: &str,
     help: &str,
     metric_type: MetricType,
     values: impl Fn(&T) -> Vec<(Extra, f64)>,
 ) -> fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+    let kind = match metric_type {
+        MetricType::Info => Kind::Info,
+        MetricType::Counter => Kind::Counter,
+        _ => Kind::Gauge,
+    };
+    encoder.family(name, help, kind)?;
     for (labels, row) in rows {
         for (extra, value) in values(row) {
-            let set = (*labels, extra);
-            match metric_type {
-                MetricType::Info => family.encode_info(&set)?,
-                MetricType::Counter => {
-                    ConstCounter::new(value as u64).encode(family.encode_family(&set)?)?
-                }
-                _ => ConstGauge::new(value).encode(family.encode_family(&set)?)?,
-            }
+            let value = match kind {
+                Kind::Info => Value::One,
+                Kind::Counter => Value::Count(value as u64),
+                Kind::Gauge => Value::Float(value),
+            };
+            let extra = extra.iter().map(|(k, v)| (*k, v.as_str()));
+            encoder.sample(labels, extra, value)?;
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod discover;
 pub mod duration;
+pub mod exposition;
 pub mod family;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;

@@ -13,18 +13,26 @@ pub fn render(store: &Store) -> String {
     let now = SystemTime::now();
     let mut rows = String::new();
     let (mut up, mut down, mut pending) = (0, 0, 0);
-    store.read(|entries| {
-        for entry in entries.values() {
+    {
+        for entry in store.snapshot() {
             let target = &entry.target;
             let (state, class, last, duration, reason, detail) = match &entry.last {
                 None => {
                     pending += 1;
-                    ("PENDING", "pending", "not run yet".to_string(), String::new(), String::new(), String::new())
+                    (
+                        "PENDING",
+                        "pending",
+                        "not run yet".to_string(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    )
                 }
                 Some(run) => {
-                    let ago = now
-                        .duration_since(run.finished_at)
-                        .map_or_else(|_| "just now".to_string(), |d| format!("{}s ago", d.as_secs()));
+                    let ago = now.duration_since(run.finished_at).map_or_else(
+                        |_| "just now".to_string(),
+                        |d| format!("{}s ago", d.as_secs()),
+                    );
                     let duration = timing(run.duration);
                     match run.failure() {
                         None => {
@@ -46,7 +54,10 @@ pub fn render(store: &Store) -> String {
             let availability = if total == 0 {
                 String::new()
             } else {
-                format!("{:.1}% of {total}", 100.0 * entry.successes as f64 / total as f64)
+                format!(
+                    "{:.1}% of {total}",
+                    100.0 * entry.successes as f64 / total as f64
+                )
             };
             let cert = entry
                 .last
@@ -64,7 +75,7 @@ pub fn render(store: &Store) -> String {
                 escape(&detail),
             );
         }
-    });
+    }
     let location = if location.is_empty() {
         "(no location set)"
     } else {

@@ -3,6 +3,12 @@
 //!
 //! Gauges are rendered from here at scrape time, so a target that leaves the store loses all of
 //! its series at once and no stale series can linger.
+//!
+//! Each entry is immutable behind an `Arc`: a reader (a scrape, the status page) takes a
+//! [`Store::snapshot`], which copies only the pointers under the lock, and renders from it with
+//! the lock released. A run recorded meanwhile replaces its target's entry with an updated copy
+//! (`Arc::make_mut`), so the scheduler never waits for a rendering, and a rendering sees every
+//! target as it was when it started.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -14,8 +20,9 @@ use crate::probe::{Reason, Run};
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub target: Arc<Target>,
-    /// `None` until the first run completes.
-    pub last: Option<Run>,
+    /// `None` until the first run completes. Shared, so that updating an entry a snapshot
+    /// still holds copies a pointer, not the run.
+    pub last: Option<Arc<Run>>,
     pub successes: u64,
     pub failures: u64,
     /// Failed runs since the last success, so alerts can wait for a number of runs whatever
@@ -30,7 +37,7 @@ pub trait Observer: Send + Sync + std::fmt::Debug {
     /// Whether it wants runs now: when not, the store spares itself the copy of the entry.
     fn active(&self) -> bool;
     /// A run was recorded; `entry` is the target's state with it.
-    fn recorded(&self, entry: Entry);
+    fn recorded(&self, entry: Arc<Entry>);
     /// A reload left the store with targets of `names`; others left, and those of `fresh`
     /// (among `names`) start afresh, their labels changed.
     fn applied(&self, names: &[&str], fresh: &[&str]);
@@ -46,19 +53,19 @@ pub struct Store {
 struct State {
     /// This instance's vantage point, which a reload may change.
     location: String,
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<String, Arc<Entry>>,
 }
 
 impl Entry {
-    fn new(target: &Arc<Target>) -> Entry {
-        Entry {
+    fn new(target: &Arc<Target>) -> Arc<Entry> {
+        Arc::new(Entry {
             target: Arc::clone(target),
             last: None,
             successes: 0,
             failures: 0,
             consecutive_failures: 0,
             failures_by_reason: BTreeMap::new(),
-        }
+        })
     }
 }
 
@@ -78,9 +85,10 @@ impl Store {
                 let entry = match previous.remove(&t.name) {
                     Some(kept) if Arc::ptr_eq(&kept.target, t) => kept,
                     Some(mut kept) if kept.target.labels == t.labels => {
-                        kept.target = Arc::clone(t);
-                        kept.last = None;
-                        kept.consecutive_failures = 0;
+                        let kept_mut = Arc::make_mut(&mut kept);
+                        kept_mut.target = Arc::clone(t);
+                        kept_mut.last = None;
+                        kept_mut.consecutive_failures = 0;
                         kept
                     }
                     Some(_) => {
@@ -99,16 +107,6 @@ impl Store {
         }
     }
 
-    /// A store of this one entry, for rendering a single target's series.
-    pub fn of(entry: Entry) -> Store {
-        let store = Store::default();
-        store
-            .lock()
-            .entries
-            .insert(entry.target.name.clone(), entry);
-        store
-    }
-
     /// Tells `observer` of every run recorded and every reload from now on. Only the first
     /// call counts: there is one push per process.
     pub fn observe(&self, observer: Arc<dyn Observer>) {
@@ -121,20 +119,22 @@ impl Store {
 
     /// Whether the target's latest run succeeded; `None` before its first run.
     pub fn last_success(&self, name: &str) -> Option<bool> {
-        self.lock()
-            .entries
-            .get(name)?
-            .last
-            .as_ref()
-            .map(Run::success)
+        self.get(name)?.last.as_ref().map(|r| r.success())
+    }
+
+    /// The target's state now.
+    pub fn get(&self, name: &str) -> Option<Arc<Entry>> {
+        self.lock().entries.get(name).cloned()
     }
 
     /// Stores a completed run as the target's latest and counts it.
     pub fn record(&self, name: &str, run: Run) {
         let mut state = self.lock();
-        let Some(entry) = state.entries.get_mut(name) else {
+        let Some(shared) = state.entries.get_mut(name) else {
             return;
         };
+        // A copy only while a snapshot holds the entry; the run itself is never copied.
+        let entry = Arc::make_mut(shared);
         match run.failure() {
             None => {
                 entry.successes += 1;
@@ -146,19 +146,20 @@ impl Store {
                 *entry.failures_by_reason.entry(failure.reason).or_default() += 1;
             }
         }
-        entry.last = Some(run);
+        entry.last = Some(Arc::new(run));
         let Some(observer) = self.observer.get().filter(|o| o.active()) else {
             return;
         };
         // The observer renders what it was given; the store's lock is not held meanwhile.
-        let entry = entry.clone();
+        let entry = Arc::clone(shared);
         drop(state);
         observer.recorded(entry);
     }
 
-    /// Reads every entry, in name order, under one lock.
-    pub fn read<R>(&self, f: impl FnOnce(&BTreeMap<String, Entry>) -> R) -> R {
-        f(&self.lock().entries)
+    /// Every entry as it is now, in name order. The lock is held only to copy the pointers
+    /// (a few milliseconds at 100,000 targets), never while the caller reads them.
+    pub fn snapshot(&self) -> Vec<Arc<Entry>> {
+        self.lock().entries.values().cloned().collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -173,6 +174,14 @@ mod tests {
     use crate::config::{self, LoadOptions};
     use crate::probe::{Failure, Outcome, Trace};
     use std::time::{Duration, SystemTime};
+
+    fn by_name(store: &Store) -> BTreeMap<String, Arc<Entry>> {
+        let snapshot = store.snapshot();
+        snapshot
+            .into_iter()
+            .map(|e| (e.target.name.clone(), e))
+            .collect()
+    }
 
     fn run(result: Result<(), Failure>) -> Run {
         Run {
@@ -190,7 +199,7 @@ mod tests {
         let store = Store::default();
         store.apply(&config.targets, "");
         assert_eq!(store.last_success("a"), None, "no run yet");
-        let streak = || store.read(|e| e["a"].consecutive_failures);
+        let streak = || store.get("a").unwrap().consecutive_failures;
         for n in 1..=2 {
             store.record("a", run(Err(Failure::new(Reason::ConnectionRefused, "x"))));
             assert_eq!(streak(), n);
@@ -200,7 +209,8 @@ mod tests {
         assert_eq!(store.last_success("a"), Some(true));
         assert_eq!(streak(), 0, "a success ends the streak");
         store.record("unknown", run(Ok(())));
-        store.read(|entries| {
+        {
+            let entries = by_name(&store);
             let a = &entries["a"];
             assert_eq!((a.successes, a.failures), (1, 2));
             assert_eq!(
@@ -208,7 +218,7 @@ mod tests {
                 Some(&2)
             );
             assert_eq!(entries.len(), 1, "runs of unknown targets are not stored");
-        });
+        }
     }
 
     #[test]
@@ -232,7 +242,8 @@ mod tests {
         targets.push(unchanged);
         store.apply(&targets, "office");
         assert_eq!(store.location(), "office");
-        store.read(|entries| {
+        {
+            let entries = by_name(&store);
             assert_eq!(entries.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
             assert_eq!(entries["a"].successes, 1, "same labels: counters carry on");
             assert_eq!(entries["a"].failures, 1);
@@ -249,8 +260,8 @@ mod tests {
             assert!(entries["b"].last.is_none());
             assert_eq!(entries["c"].successes, 1, "unchanged: everything kept");
             assert!(entries["c"].last.is_some());
-        });
+        }
         store.apply(&after.targets, "office");
-        assert!(store.read(|e| !e.contains_key("c")), "removed");
+        assert!(store.get("c").is_none(), "removed");
     }
 }

@@ -11,113 +11,79 @@
 
 use std::fmt;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, text};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
 
-use super::classic;
 use super::format::Format;
 use crate::config::Target;
+use crate::exposition::Encoder;
 use crate::family::{UNLABELLED, gauge, series};
 use crate::net;
 use crate::probe::{Probe, Run};
 
 /// The whole body of a `/probe` answer for `run`, a run of `target`, in `format`.
 pub fn render_probe(run: &Run, target: &Target, format: Format) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(Answer {
-        run: run.clone(),
-        probe: target.probe.clone(),
-    }));
-    let mut out = String::new();
+    let mut encoder = Encoder::whole(format == Format::Classic);
     // Writing into a String cannot fail; an encoder error would be a bug in the families.
-    text::encode(&mut out, &registry).expect("encoding metrics into a String");
-    let out = without_empty_braces(&out);
-    match format {
-        Format::OpenMetrics => out,
-        Format::Classic => classic::from_openmetrics(&out),
-    }
-}
-
-/// `probe_success{} 1` written as blackbox writes it, `probe_success 1`: the families share
-/// their encoder with labelled ones, which writes an empty label set as braces.
-fn without_empty_braces(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        match line.split_once("{} ") {
-            Some((name, rest)) if !line.starts_with('#') && !name.contains(['{', ' ']) => {
-                out.push_str(name);
-                out.push(' ');
-                out.push_str(rest);
-            }
-            _ => out.push_str(line),
-        }
+    answer(&mut encoder, run, &target.probe).expect("encoding metrics into a String");
+    let mut out = encoder.finish().expect("encoding metrics into a String");
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
     }
     out
 }
 
-/// One run and the probe it ran: a collector owns what it renders.
-#[derive(Debug)]
-struct Answer {
-    run: Run,
-    probe: Probe,
-}
-
-impl Collector for Answer {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let run = &self.run;
-        let rows = [(UNLABELLED, run)];
-        let (address, lookup) = self.probe.resolved(run);
-        let values = [
-            (
-                "probe_success",
-                "1 if the run succeeded and every assertion held, else 0",
-                f64::from(u8::from(run.success())),
-            ),
-            (
-                "probe_duration_seconds",
-                "Duration of the run, retries included",
-                run.duration.as_secs_f64(),
-            ),
-            (
-                "probe_dns_lookup_time_seconds",
-                "Name resolution of the target's host; 0 when none happened (an address)",
-                lookup.map_or(0.0, |d| d.as_secs_f64()),
-            ),
-            (
-                "probe_ip_protocol",
-                "IP version of the address probed (4 or 6); 0 when none was found",
-                address.map_or(0.0, net::ip_protocol),
-            ),
-            (
-                "probe_ip_addr_hash",
-                "FNV-1a hash of the address probed, as blackbox_exporter's; 0 when none was found",
-                address.map_or(0.0, net::ip_hash),
-            ),
-        ];
-        for (name, help, value) in values {
-            gauge(&mut encoder, &rows, name, help, |_| Some(value))?;
-        }
-        self.probe.encode_blackbox(&mut encoder, run)?;
-        // A gauge at 1, as blackbox_exporter's `_info` families are, so that the name is the
-        // same in both formats (and /metrics's `probe_failure_info` reads the same).
-        series(
-            &mut encoder,
-            &rows,
-            "probe_failure_info",
-            "Present when the run failed: why, and for dialogues the failing step",
-            MetricType::Gauge,
-            |r| {
-                let Some(failure) = r.failure() else {
-                    return Vec::new();
-                };
-                let mut labels = vec![("reason", failure.reason.as_str().to_string())];
-                labels.extend(failure.step.map(|s| ("step", s.to_string())));
-                vec![(labels, 1.0)]
-            },
-        )
+/// One run's families, as blackbox_exporter's prober for its type answers them.
+fn answer(encoder: &mut Encoder, run: &Run, probe: &Probe) -> fmt::Result {
+    let rows = [(UNLABELLED, run)];
+    let (address, lookup) = probe.resolved(run);
+    let values = [
+        (
+            "probe_success",
+            "1 if the run succeeded and every assertion held, else 0",
+            f64::from(u8::from(run.success())),
+        ),
+        (
+            "probe_duration_seconds",
+            "Duration of the run, retries included",
+            run.duration.as_secs_f64(),
+        ),
+        (
+            "probe_dns_lookup_time_seconds",
+            "Name resolution of the target's host; 0 when none happened (an address)",
+            lookup.map_or(0.0, |d| d.as_secs_f64()),
+        ),
+        (
+            "probe_ip_protocol",
+            "IP version of the address probed (4 or 6); 0 when none was found",
+            address.map_or(0.0, net::ip_protocol),
+        ),
+        (
+            "probe_ip_addr_hash",
+            "FNV-1a hash of the address probed, as blackbox_exporter's; 0 when none was found",
+            address.map_or(0.0, net::ip_hash),
+        ),
+    ];
+    for (name, help, value) in values {
+        gauge(encoder, &rows, name, help, |_| Some(value))?;
     }
+    probe.encode_blackbox(encoder, run)?;
+    // A gauge at 1, as blackbox_exporter's `_info` families are, so that the name is the
+    // same in both formats (and /metrics's `probe_failure_info` reads the same).
+    series(
+        encoder,
+        &rows,
+        "probe_failure_info",
+        "Present when the run failed: why, and for dialogues the failing step",
+        MetricType::Gauge,
+        |r| {
+            let Some(failure) = r.failure() else {
+                return Vec::new();
+            };
+            let mut labels = vec![("reason", failure.reason.as_str().to_string())];
+            labels.extend(failure.step.map(|s| ("step", s.to_string())));
+            vec![(labels, 1.0)]
+        },
+    )
 }
 
 #[cfg(test)]

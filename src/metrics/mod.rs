@@ -1,18 +1,20 @@
 //! `/metrics`: probe series, vantage's own metrics and `process_*`, in OpenMetrics 1.0 when the
 //! scraper asks for it and in the classic text format 0.0.4 otherwise.
 //!
-//! prometheus-client writes OpenMetrics only; `classic` derives the 0.0.4 rendering from it.
-//! Probe gauges and counters are rendered at scrape time from the [`Store`]; the only live
-//! metric objects are the scheduler's histogram and in-flight gauge.
+//! The probe families are rendered at scrape time from a snapshot of the [`Store`] by
+//! [`crate::exposition`], in either format, a chunk at a time. vantage's own metrics (a few
+//! dozen series) go through prometheus-client, which writes OpenMetrics only; `classic`
+//! derives their 0.0.4 rendering. The only live metric objects are the scheduler's histogram
+//! and in-flight gauge.
 
 mod blackbox;
-mod classic;
+pub(crate) mod classic;
 mod format;
 mod probes;
 mod process;
 
+use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use prometheus_client::collector::Collector;
@@ -22,6 +24,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::exposition::{Encoder, Sink};
 use crate::reload::ReloadStatus;
 use crate::scheduler::{Limiter, Shared};
 use crate::shard::Shard;
@@ -39,13 +42,10 @@ pub struct Build {
 }
 
 pub struct Metrics {
-    /// The probe series, rendered from the store.
-    probes: Registry,
+    /// Where the probe series are rendered from.
+    store: Arc<Store>,
     /// vantage's own metrics: the scheduler's, the config's, the push's, `process_*`.
     own: Registry,
-    /// The size of the last rendering, to start the next one at about its size: growing a
-    /// String of many megabytes by doubling leaves freed copies behind in the allocator.
-    last_size: AtomicUsize,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -64,8 +64,6 @@ impl Metrics {
     ) -> Self {
         let telemetry = &shared.telemetry;
         let store = Arc::clone(&shared.store);
-        let mut probes = Registry::default();
-        probes.register_collector(Box::new(probes::ProbeCollector::new(Arc::clone(&store))));
         let mut own = Registry::default();
         own.register_with_unit(
             "vantage_probe_schedule_delay",
@@ -79,7 +77,7 @@ impl Metrics {
             telemetry.in_flight.clone(),
         );
         own.register_collector(Box::new(SelfCollector {
-            store,
+            store: Arc::clone(&store),
             limiter: Arc::clone(&shared.limiter),
             reloads,
             build: build.clone(),
@@ -90,25 +88,41 @@ impl Metrics {
         own.register_collector(Box::new(process::ProcessCollector {
             started: build.started,
         }));
-        Metrics {
-            probes,
-            own,
-            last_size: AtomicUsize::new(0),
-        }
+        Metrics { store, own }
     }
 
+    /// The whole scrape in one String (tests, and small answers).
     pub fn render(&self, format: Format) -> String {
-        let last = self.last_size.load(Ordering::Relaxed);
-        let mut out = String::with_capacity(last + last / 16);
-        // Writing into a String cannot fail; an encoder error would be a bug in the collectors.
-        text::encode_registry(&mut out, &self.probes).expect("encoding metrics into a String");
-        text::encode_registry(&mut out, &self.own).expect("encoding metrics into a String");
-        text::encode_eof(&mut out).expect("encoding metrics into a String");
-        self.last_size.store(out.len(), Ordering::Relaxed);
-        match format {
-            Format::OpenMetrics => out,
-            Format::Classic => classic::from_openmetrics(&out),
+        let mut out = String::new();
+        let mut keep = |chunk: &mut String| {
+            out.push_str(chunk);
+            chunk.clear();
+            Ok(())
+        };
+        // Writing into a String cannot fail; an encoder error would be a bug in the families.
+        self.write(format, &mut keep)
+            .expect("encoding metrics into a String");
+        out
+    }
+
+    /// The scrape, handed to `sink` a chunk at a time: the probe families from a snapshot of
+    /// the store, then vantage's own metrics. An error from the sink (its client has gone)
+    /// stops the rendering.
+    pub fn write(&self, format: Format, sink: Sink<'_>) -> fmt::Result {
+        let classic = format == Format::Classic;
+        let snapshot = self.store.snapshot();
+        let mut encoder = Encoder::streaming(classic, sink);
+        probes::encode(&mut encoder, &snapshot)?;
+        drop(snapshot);
+        let mut own = String::new();
+        text::encode_registry(&mut own, &self.own)?;
+        if classic {
+            own = classic::from_openmetrics(&own);
+        } else {
+            text::encode_eof(&mut own)?;
         }
+        encoder.raw(&own)?;
+        encoder.finish().map(drop)
     }
 
     /// vantage's own metrics alone, in OpenMetrics: what a push sends of them.
@@ -120,13 +134,11 @@ impl Metrics {
 }
 
 /// One target's probe series, in OpenMetrics: what a push sends of a run.
-pub fn render_entry(entry: Entry) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(probes::ProbeCollector::new(Arc::new(Store::of(
-        entry,
-    )))));
-    let mut out = String::new();
-    text::encode(&mut out, &registry).expect("encoding metrics into a String");
+pub fn render_entry(entry: Arc<Entry>) -> String {
+    let mut encoder = Encoder::whole(false);
+    probes::encode(&mut encoder, &[entry]).expect("encoding metrics into a String");
+    let mut out = encoder.finish().expect("encoding metrics into a String");
+    out.push_str("# EOF\n");
     out
 }
 
@@ -199,13 +211,10 @@ impl Collector for SelfCollector {
             )?,
         )?;
 
-        let counts = self.store.read(|entries| {
-            let mut counts = std::collections::BTreeMap::<&'static str, i64>::new();
-            for entry in entries.values() {
-                *counts.entry(entry.target.probe.kind()).or_default() += 1;
-            }
-            counts
-        });
+        let mut counts = std::collections::BTreeMap::<&'static str, i64>::new();
+        for entry in self.store.snapshot() {
+            *counts.entry(entry.target.probe.kind()).or_default() += 1;
+        }
         let mut targets = encoder.encode_descriptor(
             "vantage_targets",
             "Targets this instance probes, by probe type",

@@ -9,168 +9,164 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
+use crate::exposition::{Encoder, label_text};
 use crate::family::{Row, counter, gauge, info, series};
 use crate::net;
 use crate::probe::{self, Phases, Reason, Run};
-use crate::store::{Entry, Store};
+use crate::store::Entry;
 
-#[derive(Debug)]
-pub struct ProbeCollector {
-    store: Arc<Store>,
-}
-
-impl ProbeCollector {
-    pub fn new(store: Arc<Store>) -> Self {
-        ProbeCollector { store }
-    }
-}
-
-impl Collector for ProbeCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        self.store.read(|entries| {
-            let entries: Vec<Row<&Entry>> = entries
-                .values()
-                .map(|e| (&e.target.labels[..], e))
-                .collect();
-
-            gauge(
-                &mut encoder,
-                &entries,
-                "probe_success",
-                "1 if the last run succeeded and every assertion held, else 0",
-                |e| e.last.as_ref().map(|r| if r.success() { 1.0 } else { 0.0 }),
-            )?;
-            gauge(
-                &mut encoder,
-                &entries,
-                "probe_duration_seconds",
-                "Duration of the last run, retries included",
-                |e| e.last.as_ref().map(|r| r.duration.as_secs_f64()),
-            )?;
-            gauge(
-                &mut encoder,
-                &entries,
-                "probe_attempts",
-                "Attempts the last run used (1 + retries used)",
-                |e| e.last.as_ref().map(|r| f64::from(r.attempts)),
-            )?;
-            gauge(
-                &mut encoder,
-                &entries,
-                "probe_consecutive_failures",
-                "Failed runs in a row up to the last one; 0 after a success",
-                |e| e.last.as_ref().map(|_| e.consecutive_failures as f64),
-            )?;
-            gauge(
-                &mut encoder,
-                &entries,
-                "probe_dns_lookup_duration_seconds",
-                "Name resolution in the last run; absent for IP literals",
-                |e| phase(e, |p| p.dns),
-            )?;
-            gauge(
-                &mut encoder,
-                &entries,
-                "probe_connect_duration_seconds",
-                "TCP connect (SYN to established) in the last run",
-                |e| phase(e, |p| p.connect),
-            )?;
-            gauge(
-                &mut encoder,
-                &entries,
-                "probe_starttls_duration_seconds",
-                "Plaintext STARTTLS negotiation in the last run, from connect to the go-ahead",
-                |e| phase(e, |p| p.starttls),
-            )?;
-            gauge(
-                &mut encoder,
-                &entries,
-                "probe_ip_protocol",
-                "IP version of the address the last run probed (4 or 6); absent when it found none",
-                |e| address(e).map(net::ip_protocol),
-            )?;
-            gauge(
-                &mut encoder,
-                &entries,
-                "probe_ip_addr_hash",
-                "FNV-1a hash of the address the last run probed, as blackbox_exporter's; it changes when the address does",
-                |e| address(e).map(net::ip_hash),
-            )?;
-            series(
-                &mut encoder,
-                &entries,
-                "probe_address_success",
-                "With addresses: all, 1 for each address that succeeded in the last run, 0 for each that failed",
-                MetricType::Gauge,
-                |e| {
-                    e.last
-                        .iter()
-                        .flat_map(|r| &r.outcome.addresses)
-                        .map(|p| {
-                            let up = f64::from(u8::from(p.outcome.result.is_ok()));
-                            (vec![("address", p.address.to_string())], up)
-                        })
-                        .collect()
-                },
-            )?;
-
-            info(
-                &mut encoder,
-                &entries,
-                "probe_failure",
-                "Present while the last run failed: why, and for dialogues the failing step",
-                |e| {
-                    let Some(failure) = e.last.as_ref().and_then(|r| r.failure()) else {
-                        return Vec::new();
-                    };
-                    let mut labels = vec![("reason", failure.reason.as_str().to_string())];
-                    labels.extend(failure.step.map(|s| ("step", s.to_string())));
-                    vec![labels]
-                },
-            )?;
-            // Targets without a run yet have none of these series.
-            let runs: Vec<Row<&Run>> = entries
+/// Every probe family over `entries` (in name order): each target's labels are escaped once,
+/// then copied into each of its series.
+pub fn encode(encoder: &mut Encoder, entries: &[Arc<Entry>]) -> fmt::Result {
+    let labels: Vec<String> = entries
+        .iter()
+        .map(|e| label_text(&e.target.labels))
+        .collect();
+    let entries: Vec<Row<&Entry>> = labels
+        .iter()
+        .zip(entries)
+        .map(|(labels, e)| (labels.as_str(), &**e))
+        .collect();
+    let encoder = &mut *encoder;
+    gauge(
+        encoder,
+        &entries,
+        "probe_success",
+        "1 if the last run succeeded and every assertion held, else 0",
+        |e| e.last.as_ref().map(|r| if r.success() { 1.0 } else { 0.0 }),
+    )?;
+    gauge(
+        encoder,
+        &entries,
+        "probe_duration_seconds",
+        "Duration of the last run, retries included",
+        |e| e.last.as_ref().map(|r| r.duration.as_secs_f64()),
+    )?;
+    gauge(
+        encoder,
+        &entries,
+        "probe_attempts",
+        "Attempts the last run used (1 + retries used)",
+        |e| e.last.as_ref().map(|r| f64::from(r.attempts)),
+    )?;
+    gauge(
+        encoder,
+        &entries,
+        "probe_consecutive_failures",
+        "Failed runs in a row up to the last one; 0 after a success",
+        |e| e.last.as_ref().map(|_| e.consecutive_failures as f64),
+    )?;
+    gauge(
+        encoder,
+        &entries,
+        "probe_dns_lookup_duration_seconds",
+        "Name resolution in the last run; absent for IP literals",
+        |e| phase(e, |p| p.dns),
+    )?;
+    gauge(
+        encoder,
+        &entries,
+        "probe_connect_duration_seconds",
+        "TCP connect (SYN to established) in the last run",
+        |e| phase(e, |p| p.connect),
+    )?;
+    gauge(
+        encoder,
+        &entries,
+        "probe_starttls_duration_seconds",
+        "Plaintext STARTTLS negotiation in the last run, from connect to the go-ahead",
+        |e| phase(e, |p| p.starttls),
+    )?;
+    gauge(
+        encoder,
+        &entries,
+        "probe_ip_protocol",
+        "IP version of the address the last run probed (4 or 6); absent when it found none",
+        |e| address(e).map(net::ip_protocol),
+    )?;
+    gauge(
+        encoder,
+        &entries,
+        "probe_ip_addr_hash",
+        "FNV-1a hash of the address the last run probed, as blackbox_exporter's; it changes when the address does",
+        |e| address(e).map(net::ip_hash),
+    )?;
+    series(
+        encoder,
+        &entries,
+        "probe_address_success",
+        "With addresses: all, 1 for each address that succeeded in the last run, 0 for each that failed",
+        MetricType::Gauge,
+        |e| {
+            e.last
                 .iter()
-                .filter_map(|&(labels, e)| Some((labels, e.last.as_ref()?)))
-                .collect();
-            probe::encode_type_families(&mut encoder, &runs)?;
-            series(
-                &mut encoder,
-                &entries,
-                "probe_assertion_success",
-                "1 if the assertion held in the last run, 0 if not; absent when it could not be judged",
-                MetricType::Gauge,
-                |e| {
-                    e.last
-                        .iter()
-                        .flat_map(|r| &r.outcome.assertions)
-                        .map(|j| (vec![("assertion", j.assertion.to_string())], f64::from(u8::from(j.held))))
-                        .collect()
-                },
-            )?;
-            counter(
-                &mut encoder,
-                &entries,
-                "probe_runs",
-                "Completed runs by result",
-                "result",
-                |e| vec![("success", e.successes), ("failure", e.failures)],
-            )?;
-            counter(
-                &mut encoder,
-                &entries,
-                "probe_failures",
-                "Failed runs by reason",
-                "reason",
-                |e| failures_by_reason(e),
-            )?;
-            Ok(())
-        })
-    }
+                .flat_map(|r| &r.outcome.addresses)
+                .map(|p| {
+                    let up = f64::from(u8::from(p.outcome.result.is_ok()));
+                    (vec![("address", p.address.to_string())], up)
+                })
+                .collect()
+        },
+    )?;
+
+    info(
+        encoder,
+        &entries,
+        "probe_failure",
+        "Present while the last run failed: why, and for dialogues the failing step",
+        |e| {
+            let Some(failure) = e.last.as_ref().and_then(|r| r.failure()) else {
+                return Vec::new();
+            };
+            let mut labels = vec![("reason", failure.reason.as_str().to_string())];
+            labels.extend(failure.step.map(|s| ("step", s.to_string())));
+            vec![labels]
+        },
+    )?;
+    // Targets without a run yet have none of these series.
+    let runs: Vec<Row<&Run>> = entries
+        .iter()
+        .filter_map(|&(labels, e)| Some((labels, e.last.as_deref()?)))
+        .collect();
+    probe::encode_type_families(encoder, &runs)?;
+    series(
+        encoder,
+        &entries,
+        "probe_assertion_success",
+        "1 if the assertion held in the last run, 0 if not; absent when it could not be judged",
+        MetricType::Gauge,
+        |e| {
+            e.last
+                .iter()
+                .flat_map(|r| &r.outcome.assertions)
+                .map(|j| {
+                    (
+                        vec![("assertion", j.assertion.to_string())],
+                        f64::from(u8::from(j.held)),
+                    )
+                })
+                .collect()
+        },
+    )?;
+    counter(
+        encoder,
+        &entries,
+        "probe_runs",
+        "Completed runs by result",
+        "result",
+        |e| vec![("success", e.successes), ("failure", e.failures)],
+    )?;
+    counter(
+        encoder,
+        &entries,
+        "probe_failures",
+        "Failed runs by reason",
+        "reason",
+        |e| failures_by_reason(e),
+    )?;
+    Ok(())
 }
 
 /// A phase of the last run in seconds; `None` before the first run or when the phase did not
@@ -206,6 +202,7 @@ mod tests {
     use super::*;
     use crate::config::{self, LoadOptions};
     use crate::probe::{Failure, Outcome, Trace};
+    use crate::store::Store;
     use std::time::SystemTime;
 
     fn failed(reason: Reason) -> Run {
@@ -218,7 +215,7 @@ mod tests {
     }
 
     fn failures(store: &Store, name: &str) -> Vec<(&'static str, u64)> {
-        store.read(|entries| failures_by_reason(&entries[name]))
+        failures_by_reason(&store.get(name).unwrap())
     }
 
     #[test]

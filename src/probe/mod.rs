@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use prometheus_client::encoding::DescriptorEncoder;
+use crate::exposition::Encoder;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -274,7 +274,7 @@ impl Probe {
 impl Probe {
     /// blackbox_exporter's families of this type for `run`, as its `/probe` answers them
     /// (`metrics::blackbox` renders the common ones around these).
-    pub fn encode_blackbox(&self, encoder: &mut DescriptorEncoder, run: &Run) -> fmt::Result {
+    pub fn encode_blackbox(&self, encoder: &mut Encoder, run: &Run) -> fmt::Result {
         let failure = run.failure().map(|f| f.reason);
         match self {
             Probe::Tcp(_) => tcp::metrics::blackbox(encoder, run.seen(Facts::tcp), failure),
@@ -312,10 +312,7 @@ impl Probe {
 /// run, in the store's order), family after family: TLS (for tcp and http), http, dns, icmp.
 /// Each type's function sees every target with its own facts, or none for targets of other
 /// types, so the series of a family come out in the same order whatever their types.
-pub fn encode_type_families(
-    encoder: &mut DescriptorEncoder,
-    runs: &[Row<'_, &Run>],
-) -> fmt::Result {
+pub fn encode_type_families(encoder: &mut Encoder, runs: &[Row<'_, &Run>]) -> fmt::Result {
     tls::metrics::families(encoder, &seen(runs, Facts::tls))?;
     http::metrics::families(encoder, &seen(runs, Facts::http))?;
     dns::metrics::families(encoder, &seen(runs, Facts::dns))?;

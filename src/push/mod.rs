@@ -186,7 +186,7 @@ impl Observer for Push {
         !lock(&self.remotes).is_empty()
     }
 
-    fn recorded(&self, entry: Entry) {
+    fn recorded(&self, entry: Arc<Entry>) {
         let remotes = self.remotes();
         if remotes.is_empty() {
             return;

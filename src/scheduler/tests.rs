@@ -211,7 +211,7 @@ async fn interval_on_failure_rechecks_faster_until_the_target_recovers() {
         &runner.starts("t0"),
         &[at(0), at(5), at(10), at(15), at(60), at(120)],
     );
-    let successes = shared.store.read(|e| e["t0"].successes);
+    let successes = shared.store.get("t0").unwrap().successes;
     assert_eq!(successes, 3);
 }
 
@@ -299,9 +299,10 @@ async fn a_reload_restarts_only_what_changed_and_keeps_every_other_schedule() {
     );
     let end = reload_at + Duration::from_secs(30);
     sleep(Duration::from_secs(30)).await;
-    let (keep_done, change_done) = shared
-        .store
-        .read(|e| (e["keep"].successes, e["change"].successes));
+    let (keep_done, change_done) = (
+        shared.store.get("keep").unwrap().successes,
+        shared.store.get("change").unwrap().successes,
+    );
     scheduler.stop().await;
 
     let slots = |name: &str, until: Duration| -> Vec<Duration> {
@@ -336,7 +337,12 @@ async fn a_reload_restarts_only_what_changed_and_keeps_every_other_schedule() {
         "the changed target runs with its new settings: {:?}",
         timeouts["change"]
     );
-    let names = shared.store.read(|e| e.keys().cloned().collect::<Vec<_>>());
+    let names = shared
+        .store
+        .snapshot()
+        .iter()
+        .map(|e| e.target.name.clone())
+        .collect::<Vec<_>>();
     assert_eq!(names, ["change", "keep", "new"]);
     // Same labels: counters carry on across the reload, for the changed target too. A run
     // counts once it has finished; the changed target's run in flight at the reload (if
@@ -373,7 +379,7 @@ async fn tasks_of_stopped_targets_end_so_the_task_count_follows_the_config() {
             next.targets.len()
         );
         assert_eq!(alive(), next.targets.len(), "round {round}");
-        assert_eq!(shared.store.read(|e| e.len()), next.targets.len());
+        assert_eq!(shared.store.snapshot().len(), next.targets.len());
         sleep(Duration::from_millis(730)).await;
     }
     scheduler.stop().await;

@@ -6,46 +6,88 @@
 //! hyper takes the next one only when the socket has taken enough of the last (its write
 //! buffer is bounded). Each piece is a copy: a slice of the rendering would keep all of it
 //! allocated while hyper still queues the last piece, after the answer stopped counting.
+//!
+//! A streamed answer (`/metrics`) comes as pieces from its rendering, through a channel of a
+//! few pieces: it counts as unsent from the start, and a client that stops reading stops the
+//! rendering (it waits for room in the channel) instead of making it pile up.
 
-use std::convert::Infallible;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+use tokio::sync::mpsc;
 
 use super::connections::InRequest;
 
 /// The size of the pieces: small against a rendering, large enough for few wake-ups.
-const PIECE: usize = 64 * 1024;
+pub const PIECE: usize = 64 * 1024;
+
+/// What a streamed answer's rendering hands over: a piece, or the end. A channel that closes
+/// without the end means the rendering failed: the answer must not look complete.
+pub enum Piece {
+    Data(Bytes),
+    End,
+}
+
+/// An answer, whole or streamed.
+pub enum Payload {
+    Whole(Bytes),
+    Stream(mpsc::Receiver<Piece>),
+}
 
 pub struct Body {
     rest: Bytes,
+    stream: Option<mpsc::Receiver<Piece>>,
     request: Option<InRequest>,
 }
 
 impl Body {
-    /// The answer `body` to `request`. One that fits in a piece is taken whole at once, so it
-    /// is not counted as unsent (a flood of small refusals pushes out nobody).
-    pub fn new(body: Bytes, request: InRequest) -> Body {
-        if body.len() > PIECE {
+    /// The answer `payload` to `request`. One that fits in a piece is taken whole at once, so
+    /// it is not counted as unsent (a flood of small refusals pushes out nobody).
+    pub fn new(payload: Payload, request: InRequest) -> Body {
+        let (rest, stream) = match payload {
+            Payload::Whole(body) => (body, None),
+            Payload::Stream(pieces) => (Bytes::new(), Some(pieces)),
+        };
+        if rest.len() > PIECE || stream.is_some() {
             request.unsent();
         }
         Body {
             request: Some(request),
-            rest: body,
+            rest,
+            stream,
         }
     }
 }
 
 impl hyper::body::Body for Body {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if let Some(pieces) = &mut self.stream {
+            return match pieces.poll_recv(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(Piece::Data(piece))) => Poll::Ready(Some(Ok(Frame::data(piece)))),
+                Poll::Ready(Some(Piece::End)) => {
+                    self.stream = None;
+                    self.request = None;
+                    Poll::Ready(None)
+                }
+                Poll::Ready(None) => {
+                    self.stream = None;
+                    self.request = None;
+                    Poll::Ready(Some(Err(io::Error::other("the rendering failed"))))
+                }
+            };
+        }
         if self.rest.is_empty() {
             self.request = None;
             return Poll::Ready(None);
@@ -63,12 +105,41 @@ impl hyper::body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rest.is_empty()
+        self.rest.is_empty() && self.stream.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.rest.len() as u64)
+        match self.stream {
+            Some(_) => SizeHint::default(),
+            None => SizeHint::with_exact(self.rest.len() as u64),
+        }
     }
+}
+
+/// A plain-text answer.
+pub fn text(status: StatusCode, body: &'static str) -> Response<Payload> {
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+pub fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Payload> {
+    answer(status, content_type, Payload::Whole(body.into()))
+}
+
+pub fn answer(
+    status: StatusCode,
+    content_type: &'static str,
+    payload: Payload,
+) -> Response<Payload> {
+    let mut response = Response::new(payload);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 #[cfg(test)]
@@ -95,11 +166,14 @@ mod tests {
         let mut second = connections.admit();
         let rendering = Bytes::from(vec![7u8; 3 * PIECE + 10]);
         let held = rendering.clone();
-        let mut body = Body::new(rendering, second.slot().start());
+        let mut body = Body::new(Payload::Whole(rendering), second.slot().start());
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let _ = Pin::new(&mut body).poll_frame(&mut cx);
         // Still unsent: a second large answer pushes this connection out.
-        let other = Body::new(Bytes::from(vec![0u8; PIECE + 1]), first.slot().start());
+        let other = Body::new(
+            Payload::Whole(Bytes::from(vec![0u8; PIECE + 1])),
+            first.slot().start(),
+        );
         assert_eq!(second.pushed_out.try_recv().ok(), Some(PushedOut::Unsent));
         let rest = frames(body);
         assert_eq!(rest.iter().map(Bytes::len).sum::<usize>(), 2 * PIECE + 10);
@@ -113,12 +187,67 @@ mod tests {
         let connections = Connections::new(4, 1);
         let first = connections.admit();
         let mut second = connections.admit();
-        let _large = Body::new(Bytes::from(vec![0u8; PIECE + 1]), second.slot().start());
-        let small = Body::new(Bytes::from_static(b"Unauthorized\n"), first.slot().start());
+        let _large = Body::new(
+            Payload::Whole(Bytes::from(vec![0u8; PIECE + 1])),
+            second.slot().start(),
+        );
+        let small = Body::new(
+            Payload::Whole(Bytes::from_static(b"Unauthorized\n")),
+            first.slot().start(),
+        );
         assert!(
             second.pushed_out.try_recv().is_err(),
             "a refusal pushes out nobody"
         );
         assert_eq!(frames(small), [Bytes::from_static(b"Unauthorized\n")]);
+    }
+
+    #[test]
+    fn a_stream_is_unsent_until_its_end_and_a_rendering_that_stops_short_is_an_error() {
+        let connections = Connections::new(4, 1);
+        let first = connections.admit();
+        let mut second = connections.admit();
+        let (pieces, stream) = mpsc::channel(4);
+        let mut body = Body::new(Payload::Stream(stream), second.slot().start());
+        pieces
+            .try_send(Piece::Data(Bytes::from_static(b"a")))
+            .unwrap();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        // Even a small stream is unsent: another answer pushes this connection out.
+        let _other = Body::new(
+            Payload::Whole(Bytes::from(vec![0u8; PIECE + 1])),
+            first.slot().start(),
+        );
+        assert_eq!(second.pushed_out.try_recv().ok(), Some(PushedOut::Unsent));
+        pieces.try_send(Piece::End).unwrap();
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(None)
+        ));
+        assert!(body.is_end_stream());
+
+        let third = connections.admit();
+        let (pieces, stream) = mpsc::channel(4);
+        let mut cut = Body::new(Payload::Stream(stream), third.slot().start());
+        pieces
+            .try_send(Piece::Data(Bytes::from_static(b"a")))
+            .unwrap();
+        drop(pieces);
+        assert!(matches!(
+            Pin::new(&mut cut).poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(
+            matches!(
+                Pin::new(&mut cut).poll_frame(&mut cx),
+                Poll::Ready(Some(Err(_)))
+            ),
+            "a stream without its end must not look complete"
+        );
     }
 }

@@ -5,6 +5,7 @@ mod body;
 mod connections;
 pub mod probe;
 mod rate_limit;
+mod render;
 mod tls;
 pub mod web_config;
 
@@ -16,9 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
@@ -26,11 +26,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use self::body::Body;
+use self::body::{Body, Payload, respond, text};
 use self::connections::{Admitted, Connections, PushedOut};
 use self::probe::ProbeEndpoint;
 use self::web_config::{Verdict, WebConfig};
@@ -57,12 +57,6 @@ const MAX_UNSENT: usize = 8;
 /// Requests an HTTP/2 connection may have open at once: as many as there may be unsent
 /// answers, since more would only push out the connection's own.
 const MAX_STREAMS: u32 = MAX_UNSENT as u32;
-
-/// Renderings (of `/metrics` and the status page) run on blocking threads, at most this many
-/// at once: rendering many targets keeps a core busy for a while, which on a runtime thread
-/// would hold up probes' timers and the health check, and a flood of scrapes must queue for
-/// the cores rather than hold a rendering each.
-static RENDERS: Semaphore = Semaphore::const_new(2);
 
 /// The most a request's head may take (hyper's read buffer): vantage's requests are a line and
 /// a few headers, and a client must not make a connection hold more.
@@ -271,7 +265,7 @@ async fn connection<S>(
 }
 
 /// [`handle`], behind the web config's users and with its headers.
-async fn guarded(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response<Bytes> {
+async fn guarded(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response<Payload> {
     let Some(web) = &state.web else {
         return handle(req, state).await;
     };
@@ -302,7 +296,7 @@ async fn guarded(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response
     response
 }
 
-async fn handle(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response<Bytes> {
+async fn handle(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response<Payload> {
     let path = req.uri().path();
     if !matches!(
         path,
@@ -328,12 +322,10 @@ async fn handle(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response<
     }
     match path {
         "/metrics" => {
-            let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
-            let format = Format::negotiate(accept);
-            rendered(state, format.content_type(), move |s| {
-                s.metrics.render(format)
-            })
-            .await
+            let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(header(ACCEPT));
+            let gzip = render::accepts_gzip(header(ACCEPT_ENCODING));
+            render::metrics(Arc::clone(&state.metrics), format, gzip).await
         }
         "/probe" => {
             let Some(endpoint) = &state.probe else {
@@ -355,47 +347,18 @@ async fn handle(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response<
         }
         "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "vantage is not ready.\n"),
         _ => {
-            rendered(state, "text/html; charset=utf-8", |s| {
-                status_page::render(&s.store)
+            let store = Arc::clone(&state.store);
+            render::whole("text/html; charset=utf-8", move || {
+                status_page::render(&store)
             })
             .await
         }
     }
 }
 
-/// Answers with what `render` makes, rendered on a blocking thread once one of the [`RENDERS`]
-/// is free.
-async fn rendered(
-    state: &Arc<State>,
-    content_type: &'static str,
-    render: impl FnOnce(&State) -> String + Send + 'static,
-) -> Response<Bytes> {
-    let state = Arc::clone(state);
-    // A request pushed out while it waits here renders nothing; once started, a rendering
-    // finishes, holding its permit, so the bound holds whatever happens to its request.
-    let permit = RENDERS.acquire().await.expect("RENDERS is never closed");
-    let rendering = tokio::task::spawn_blocking(move || {
-        let mut body = render(&state);
-        // Held until its client reads it: not with the spare room a growing String has.
-        body.shrink_to_fit();
-        drop(permit);
-        body
-    });
-    match rendering.await {
-        Ok(body) => respond(StatusCode::OK, content_type, body),
-        Err(e) => {
-            warn!(error = %e, "rendering a response failed");
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "rendering failed; see the log\n",
-            )
-        }
-    }
-}
-
 /// Asks for a reload and answers with its result: 200 when applied, 400 with the errors when
 /// the file is bad (the previous config keeps running).
-async fn reload(state: &State) -> Response<Bytes> {
+async fn reload(state: &State) -> Response<Payload> {
     let (reply, result) = oneshot::channel();
     let request = Request {
         trigger: Trigger::Api,
@@ -428,27 +391,10 @@ async fn reload(state: &State) -> Response<Bytes> {
     }
 }
 
-fn not_allowed(body: &'static str, allow: &'static str) -> Response<Bytes> {
+fn not_allowed(body: &'static str, allow: &'static str) -> Response<Payload> {
     let mut response = text(StatusCode::METHOD_NOT_ALLOWED, body);
     response
         .headers_mut()
         .insert(ALLOW, HeaderValue::from_static(allow));
-    response
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Bytes> {
-    respond(status, "text/plain; charset=utf-8", body)
-}
-
-fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Bytes> {
-    let mut response = Response::new(body.into());
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

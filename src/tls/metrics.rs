@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use crate::exposition::Encoder;
 use prometheus_client::metrics::MetricType;
 
 use super::cert::CertFacts;
@@ -16,10 +16,7 @@ use crate::family::{Row, UNLABELLED, bounded, gauge, info, series};
 use crate::outcome::Seen;
 
 /// Renders the TLS families over `rows`, one per target with a run, in their fixed order.
-pub fn families(
-    encoder: &mut DescriptorEncoder,
-    rows: &[Row<'_, Seen<'_, TlsFacts>>],
-) -> fmt::Result {
+pub fn families(encoder: &mut Encoder, rows: &[Row<'_, Seen<'_, TlsFacts>>]) -> fmt::Result {
     gauge(
         encoder,
         rows,
@@ -152,7 +149,7 @@ pub fn families(
 /// blackbox_exporter's TLS families for a handshake that completed and was accepted: the
 /// earliest expiry presented, the verified chain's expiry (absent when none verified, where
 /// blackbox writes the year 1), the version in Go's spelling, and the leaf's identity.
-pub fn blackbox(encoder: &mut DescriptorEncoder, facts: &TlsFacts) -> fmt::Result {
+pub fn blackbox(encoder: &mut Encoder, facts: &TlsFacts) -> fmt::Result {
     let rows = [(UNLABELLED, facts)];
     gauge(
         encoder,

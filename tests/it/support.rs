@@ -273,11 +273,32 @@ pub fn exchange(addr: SocketAddr, request: &str) -> Option<Response> {
     let (head, body) = raw.split_once("\r\n\r\n")?;
     let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
     let status = status_line.split(' ').nth(1)?.parse().ok()?;
-    Some(Response {
+    let mut response = Response {
         status,
         headers: headers.to_string(),
         body: body.to_string(),
-    })
+    };
+    if response
+        .header("transfer-encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
+        response.body = dechunked(&response.body)?;
+    }
+    Some(response)
+}
+
+/// A chunked body's content; `None` unless it ends with its last chunk (a cut-off answer).
+fn dechunked(mut rest: &str) -> Option<String> {
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(body);
+        }
+        body.push_str(after.get(..size)?);
+        rest = after.get(size..)?.strip_prefix("\r\n")?;
+    }
 }
 
 pub fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> Option<Response> {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use crate::exposition::Encoder;
 use prometheus_client::metrics::MetricType;
 
 use super::DnsFacts;
@@ -13,10 +13,7 @@ use crate::net::dns::rcode_name;
 use crate::outcome::Seen;
 
 /// Renders the dns families over `rows`, one per target with a run, in their fixed order.
-pub fn families(
-    encoder: &mut DescriptorEncoder,
-    rows: &[Row<'_, Seen<'_, DnsFacts>>],
-) -> fmt::Result {
+pub fn families(encoder: &mut Encoder, rows: &[Row<'_, Seen<'_, DnsFacts>>]) -> fmt::Result {
     gauge(
         encoder,
         rows,
@@ -61,7 +58,7 @@ pub fn families(
 /// phases and the section counts (0 without an answer), the serial when the answer holds an
 /// SOA record. The server is an address, so `resolve` is 0: no lookup happens; `connect` is 0
 /// over UDP, which connects nothing.
-pub fn blackbox(encoder: &mut DescriptorEncoder, run: Seen<'_, DnsFacts>) -> fmt::Result {
+pub fn blackbox(encoder: &mut Encoder, run: Seen<'_, DnsFacts>) -> fmt::Result {
     let rows = [(UNLABELLED, run)];
     let facts = run.facts;
     let connect = facts.and_then(|f| f.connected).unwrap_or_default();

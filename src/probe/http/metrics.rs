@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use crate::exposition::Encoder;
 
 use std::time::Duration;
 
@@ -15,10 +15,7 @@ use crate::outcome::{Reason, Seen};
 
 /// Renders the HTTP families over `rows`, one per target with a run, in their fixed order.
 /// Time to first byte is read from the trace of every row, whatever its type, as it always was.
-pub fn families(
-    encoder: &mut DescriptorEncoder,
-    rows: &[Row<'_, Seen<'_, HttpFacts>>],
-) -> fmt::Result {
+pub fn families(encoder: &mut Encoder, rows: &[Row<'_, Seen<'_, HttpFacts>>]) -> fmt::Result {
     gauge(
         encoder,
         rows,
@@ -67,6 +64,10 @@ pub fn families(
         "Duration of the last run's HTTP request by phase (resolve, connect, tls, processing, transfer), as blackbox_exporter names them; a phase that did not happen is absent",
         MetricType::Gauge,
         |s| {
+            // Only http targets: the rows are every target's, with facts for http ones.
+            if s.facts.is_none() {
+                return Vec::new();
+            }
             let phases = &s.trace.phases;
             [
                 ("resolve", phases.dns),
@@ -125,7 +126,7 @@ fn version_number(version: ::http::Version) -> f64 {
 /// 0, lengths 0, phases that did not happen at 0); the phases other than `resolve` only once
 /// the host was found, and the TLS families only when the final answer came over TLS.
 pub fn blackbox(
-    encoder: &mut DescriptorEncoder,
+    encoder: &mut Encoder,
     run: Seen<'_, HttpFacts>,
     failure: Option<Reason>,
 ) -> fmt::Result {

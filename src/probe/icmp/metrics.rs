@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use crate::exposition::Encoder;
 use prometheus_client::metrics::MetricType;
 
 use super::IcmpFacts;
@@ -11,10 +11,7 @@ use crate::family::{Row, UNLABELLED, gauge, series};
 use crate::outcome::Seen;
 
 /// Renders the icmp families over `rows`, one per target with a run, in their fixed order.
-pub fn families(
-    encoder: &mut DescriptorEncoder,
-    rows: &[Row<'_, Seen<'_, IcmpFacts>>],
-) -> fmt::Result {
+pub fn families(encoder: &mut Encoder, rows: &[Row<'_, Seen<'_, IcmpFacts>>]) -> fmt::Result {
     series(
         encoder,
         rows,
@@ -43,7 +40,7 @@ pub fn families(
 /// blackbox_exporter's icmp families for one run, as its `/probe` answers them: the phases
 /// always (0 for one that did not happen), the reply's hop limit when its IP header was seen.
 /// blackbox sends one echo; `rtt` here is the mean round trip of the echoes answered.
-pub fn blackbox(encoder: &mut DescriptorEncoder, run: Seen<'_, IcmpFacts>) -> fmt::Result {
+pub fn blackbox(encoder: &mut Encoder, run: Seen<'_, IcmpFacts>) -> fmt::Result {
     let rows = [(UNLABELLED, run)];
     let resolve = run.trace.phases.dns.map_or(0.0, |d| d.as_secs_f64());
     let setup = run.facts.map_or(0.0, |f| f.setup.as_secs_f64());
@@ -68,10 +65,7 @@ pub fn blackbox(encoder: &mut DescriptorEncoder, run: Seen<'_, IcmpFacts>) -> fm
 }
 
 /// The TTL of the first reply, when its IP header was seen (raw IPv4 sockets only).
-fn hop_limit(
-    encoder: &mut DescriptorEncoder,
-    rows: &[Row<'_, Seen<'_, IcmpFacts>>],
-) -> fmt::Result {
+fn hop_limit(encoder: &mut Encoder, rows: &[Row<'_, Seen<'_, IcmpFacts>>]) -> fmt::Result {
     gauge(
         encoder,
         rows,

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use crate::exposition::Encoder;
 
 use super::TcpFacts;
 use crate::family::{UNLABELLED, gauge};
@@ -13,7 +13,7 @@ use crate::outcome::{Reason, Seen};
 /// and its TLS families once a handshake completed and was accepted: a handshake that failed,
 /// or whose certificate failed verification, leaves Go's client nothing to report.
 pub fn blackbox(
-    encoder: &mut DescriptorEncoder,
+    encoder: &mut Encoder,
     run: Seen<'_, TcpFacts>,
     failure: Option<Reason>,
 ) -> fmt::Result {
