@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Location;
 
 use super::dialect::Dialect;
-use super::{ClientCertFiles, OptionKey, TlsClient, TlsOptions, TlsTarget, TlsVersion, Trust};
+use super::{
+    ClientCertFiles, KeyExchange, OptionKey, TlsClient, TlsOptions, TlsTarget, TlsVersion, Trust,
+};
 use crate::build::{Context, S};
 use crate::duration::ConfigDuration;
 use crate::net::Host;
@@ -21,6 +23,7 @@ pub struct RawTls {
     pub server_name: Option<S<String>>,
     pub skip_hostname_verify: Option<bool>,
     pub min_version: Option<S<TlsVersion>>,
+    pub key_exchange: Option<S<KeyExchange>>,
     pub ca_file: Option<S<String>>,
     pub trust: Option<S<Trust>>,
     pub cert_file: Option<S<String>>,
@@ -91,6 +94,10 @@ pub fn options(cx: &mut Context, raw: &S<RawTls>, path: &str) -> Option<Option<T
             .min_version
             .as_ref()
             .map_or(defaults.min_version, |v| v.value),
+        key_exchange: tls
+            .key_exchange
+            .as_ref()
+            .map_or(defaults.key_exchange, |k| k.value),
         trust: tls.trust.as_ref().map_or(defaults.trust, |t| t.value),
         ca_file: tls.ca_file.as_ref().map(|f| cx.relative(&f.value)),
         client_cert,

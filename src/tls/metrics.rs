@@ -1,5 +1,6 @@
-//! The TLS families: handshake, version, the facts of every presented certificate, the
-//! expiry of the presented and of the verified chain, and the verdicts.
+//! The TLS families: handshake, version (with cipher and key exchange), a retried key share,
+//! the facts of every presented certificate, the expiry of the presented and of the verified
+//! chain, and the verdicts.
 //!
 //! They live with TLS rather than in `probe/tcp` because tcp and http targets both have them,
 //! from the same [`TlsFacts`]: this is the one module both probe types already build on, and
@@ -28,16 +29,28 @@ pub fn families(encoder: &mut Encoder, rows: &[Row<'_, Seen<'_, TlsFacts>>]) -> 
         encoder,
         rows,
         "probe_tls_version",
-        "Negotiated TLS version and cipher suite",
+        "Negotiated TLS version, cipher suite and key-exchange group",
         |s| {
             let Some(f) = s.facts else { return Vec::new() };
             match (f.version, &f.cipher) {
                 (Some(version), Some(cipher)) => vec![vec![
                     ("version", version.as_str().to_string()),
                     ("cipher", cipher.clone()),
+                    ("key_exchange", f.key_exchange.clone().unwrap_or_default()),
                 ]],
                 _ => Vec::new(),
             }
+        },
+    )?;
+    gauge(
+        encoder,
+        rows,
+        "probe_tls_hello_retry",
+        "1 if the server asked for another key share (a HelloRetryRequest, one more round trip) in the last completed handshake",
+        |s| {
+            let f = s.facts?;
+            f.version?;
+            Some(f64::from(u8::from(f.hello_retry)))
         },
     )?;
     info(

@@ -17,6 +17,7 @@ mod errors;
 pub mod expiry;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
+mod kx;
 pub mod metrics;
 mod path;
 pub mod report;
@@ -27,10 +28,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls::ClientConfig;
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, HandshakeKind};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -45,6 +46,8 @@ use cert::CertFacts;
 use dangerous::{AcceptAnyCertificateAndRecord, Recorded, Refuse};
 pub use errors::{REASONS, describe, failure, reason, rustls_error};
 use errors::{certificate_failure, handshake_failure};
+pub use kx::KeyExchange;
+use kx::{client_provider, group_name};
 pub use path::{Anchor, VerifiedChain};
 pub use roots::provider;
 use roots::{Roots, Trusted, mozilla_roots, system_roots};
@@ -98,6 +101,7 @@ pub struct TlsOptions {
     pub server_name: Option<String>,
     pub skip_hostname_verify: bool,
     pub min_version: TlsVersion,
+    pub key_exchange: KeyExchange,
     pub trust: Trust,
     pub ca_file: Option<PathBuf>,
     pub client_cert: Option<ClientCertFiles>,
@@ -108,13 +112,15 @@ pub struct TlsOptions {
 
 impl Default for TlsOptions {
     /// What a `tls:` table means when it sets nothing: verify everything against the Mozilla
-    /// roots, SNI from the host, TLS 1.2 or 1.3, no client certificate, no expiry alert.
+    /// roots, SNI from the host, TLS 1.2 or 1.3, an X25519 key share, no client certificate,
+    /// no expiry alert.
     fn default() -> Self {
         TlsOptions {
             verify: true,
             server_name: None,
             skip_hostname_verify: false,
             min_version: TlsVersion::Tls12,
+            key_exchange: KeyExchange::Classic,
             trust: Trust::Mozilla,
             ca_file: None,
             client_cert: None,
@@ -192,7 +198,7 @@ impl TlsClient {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
         };
-        let builder = ClientConfig::builder_with_provider(provider())
+        let builder = ClientConfig::builder_with_provider(client_provider(options.key_exchange))
             .with_protocol_versions(versions)
             .map_err(|e| BuildError::new(OptionKey::Trust, e.to_string()))?
             .with_webpki_verifier(Arc::clone(&trusted.verifier));
@@ -370,6 +376,11 @@ impl TlsTarget {
                 facts.alpn = connection
                     .alpn_protocol()
                     .map(|p| String::from_utf8_lossy(p).into_owned());
+                facts.key_exchange = connection
+                    .negotiated_key_exchange_group()
+                    .map(|g| group_name(g.name()));
+                facts.hello_retry =
+                    connection.handshake_kind() == Some(HandshakeKind::FullWithHelloRetryRequest);
                 Handshake::Done(Box::new(tls))
             }
         };
@@ -404,6 +415,12 @@ pub struct TlsFacts {
     pub cipher: Option<String>,
     /// The protocol the server chose through ALPN, when one was offered and chosen.
     pub alpn: Option<String>,
+    /// The key-exchange group the server chose (`X25519`, `X25519MLKEM768`, ...); present once
+    /// the handshake completed.
+    pub key_exchange: Option<String>,
+    /// The server asked for another key share (a HelloRetryRequest): it wanted a group that the
+    /// first ClientHello listed without a share, and the handshake took one more round trip.
+    pub hello_retry: bool,
     /// The presented chain, leaf first.
     pub chain: Vec<CertFacts>,
     /// Present whenever a certificate arrived.

@@ -1,6 +1,6 @@
-//! The TLS lines of `vantage probe`'s report: the handshake, every presented certificate, the
-//! verification verdicts with the path that verified, and the expiry warning. tcp and http targets both print them, from the same
-//! [`TlsFacts`].
+//! The TLS lines of `vantage probe`'s report: the handshake (version, cipher, key exchange),
+//! every presented certificate, the verification verdicts with the path that verified, and the
+//! expiry warning. tcp and http targets both print them, from the same [`TlsFacts`].
 
 use std::time::{Duration, SystemTime};
 
@@ -9,9 +9,9 @@ use super::{TlsFacts, VerifiedChain, unix_seconds};
 use crate::duration::timing;
 use crate::outcome::Failure;
 
-/// The handshake (with its duration when `handshake` is known), every presented certificate
-/// with the days left as of `at`, the verification verdicts, and the warning when the chain's
-/// expiry is within the target's `alert_before_expiry`.
+/// The handshake (with its key exchange, and its duration when `handshake` is known), every
+/// presented certificate with the days left as of `at`, the verification verdicts, and the
+/// warning when the chain's expiry is within the target's `alert_before_expiry`.
 pub fn lines(
     line: &mut impl FnMut(&str, String),
     facts: &TlsFacts,
@@ -30,9 +30,14 @@ pub fn lines(
         Some(took) => format!(", handshake {}", timing(took)),
         None => String::new(),
     };
+    let kx = match (&facts.key_exchange, facts.hello_retry) {
+        (Some(group), false) => format!(" {group}"),
+        (Some(group), true) => format!(" {group} (after a HelloRetryRequest)"),
+        (None, _) => String::new(),
+    };
     match (facts.version, &facts.cipher) {
         (Some(version), Some(cipher)) => {
-            line("tls", format!("{version} {cipher}{took}, {sni}{alpn}"))
+            line("tls", format!("{version} {cipher}{kx}{took}, {sni}{alpn}"))
         }
         _ => line("tls", format!("handshake not completed, {sni}")),
     }
@@ -147,6 +152,43 @@ fn date(unix: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn first_line(facts: &TlsFacts) -> String {
+        let mut first = None;
+        lines(
+            &mut |_, text| {
+                first.get_or_insert(text);
+            },
+            facts,
+            Some(Duration::from_millis(2)),
+            SystemTime::UNIX_EPOCH,
+        );
+        first.unwrap()
+    }
+
+    #[test]
+    fn the_handshake_line_names_the_group_and_a_retry() {
+        let mut facts = TlsFacts {
+            server_name: Some("vantage.test".into()),
+            version: Some(crate::tls::TlsVersion::Tls13),
+            cipher: Some("TLS_AES_128_GCM_SHA256".into()),
+            key_exchange: Some("X25519".into()),
+            ..TlsFacts::default()
+        };
+        assert_eq!(
+            first_line(&facts),
+            "TLSv1.3 TLS_AES_128_GCM_SHA256 X25519, handshake 2.000 ms, SNI vantage.test"
+        );
+        facts.key_exchange = Some("X25519MLKEM768".into());
+        facts.hello_retry = true;
+        assert!(
+            first_line(&facts).starts_with(
+                "TLSv1.3 TLS_AES_128_GCM_SHA256 X25519MLKEM768 (after a HelloRetryRequest), "
+            ),
+            "{}",
+            first_line(&facts)
+        );
+    }
 
     #[test]
     fn dates_are_utc() {

@@ -23,6 +23,7 @@ mod http_sd;
 mod icmp;
 mod import_blackbox;
 mod interop;
+mod key_exchange;
 mod kubernetes;
 mod kubernetes_probe;
 mod named_files;

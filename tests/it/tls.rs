@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustls::crypto::SupportedKxGroup;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{NamedGroup, RootCertStore, ServerConfig};
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -32,12 +33,16 @@ pub struct Seen {
     /// Handshakes that resumed an earlier session instead of presenting the certificate.
     pub resumed: AtomicUsize,
     pub sni: Mutex<Vec<Option<String>>>,
+    /// Each handshake's key-exchange group, and whether the server sent a HelloRetryRequest.
+    pub kx: Mutex<Vec<(Option<NamedGroup>, bool)>>,
 }
 
 pub struct Server {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
     pub tls12_only: bool,
+    /// The key-exchange groups the server accepts; empty: rustls' defaults.
+    pub kx_groups: Vec<&'static dyn SupportedKxGroup>,
     /// Require a client certificate issued by this CA.
     pub client_ca: Option<CertificateDer<'static>>,
     /// After the handshake, never read again (and so never take the client's data).
@@ -55,6 +60,7 @@ impl Server {
             chain,
             key: leaf.key_der(),
             tls12_only: false,
+            kx_groups: Vec::new(),
             client_ca: None,
             stall: false,
             plaintext_after_close: false,
@@ -64,7 +70,11 @@ impl Server {
     /// Starts serving on 127.0.0.1; every connection: handshake, then answer `PING` with
     /// `+PONG`, until the client closes.
     pub async fn start(self) -> (u16, Arc<Seen>) {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        if !self.kx_groups.is_empty() {
+            provider.kx_groups = self.kx_groups;
+        }
+        let provider = Arc::new(provider);
         let versions: &[&rustls::SupportedProtocolVersion] = if self.tls12_only {
             &[&rustls::version::TLS12]
         } else {
@@ -142,8 +152,13 @@ async fn serve(
     if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
         seen.resumed.fetch_add(1, Ordering::SeqCst);
     }
-    let sni = tls.get_ref().1.server_name().map(str::to_string);
+    let connection = tls.get_ref().1;
+    let sni = connection.server_name().map(str::to_string);
     seen.sni.lock().unwrap().push(sni);
+    seen.kx.lock().unwrap().push((
+        connection.negotiated_key_exchange_group().map(|g| g.name()),
+        connection.handshake_kind() == Some(rustls::HandshakeKind::FullWithHelloRetryRequest),
+    ));
     let mut buf = [0u8; 4096];
     loop {
         match tokio::time::timeout(limit, tls.read(&mut buf)).await {

@@ -132,10 +132,13 @@ targets:
     assert!((99.0..=100.01).contains(&days_left), "{days_left}");
     let earliest = value(&series("probe_ssl_earliest_cert_expiry", "good")[0]);
     assert!((earliest - days(100).unix_timestamp() as f64).abs() < 60.0);
+    let version = &series("probe_tls_version_info", "good")[0];
     assert!(
-        series("probe_tls_version_info", "good")[0].contains("version=\"TLSv1.3\",cipher=\"TLS_"),
+        version.contains("version=\"TLSv1.3\",cipher=\"TLS_")
+            && version.contains("key_exchange=\"X25519\""),
         "{body}"
     );
+    assert_eq!(value(&series("probe_tls_hello_retry", "good")[0]), 0.0);
     assert_eq!(value(&series("probe_tls_chain_valid", "good")[0]), 1.0);
     assert_eq!(value(&series("probe_tls_hostname_valid", "good")[0]), 1.0);
     assert!(series("probe_tls_handshake_duration_seconds", "good").len() == 1);
@@ -212,7 +215,7 @@ async fn vantage_probe_type_tls_prints_the_chain_and_the_verdict() {
     let config = pki.dir.write(
         "exporter.yml",
         &format!(
-            "targets:\n  - {{name: ours, type: tcp, host: 127.0.0.1, port: {port}, tls: {{ca_file: {root}}}}}\n"
+            "targets:\n  - {{name: ours, type: tcp, host: 127.0.0.1, port: {port}, tls: {{ca_file: {root}, key_exchange: post_quantum}}}}\n"
         ),
     );
     let (adhoc, named) = tokio::task::spawn_blocking(move || {
@@ -237,6 +240,7 @@ async fn vantage_probe_type_tls_prints_the_chain_and_the_verdict() {
     assert_eq!(adhoc.status.code(), Some(1), "{out}");
     for expected in [
         "tls       TLSv1.3 TLS_",
+        " X25519, handshake ",
         "no SNI (IP address)",
         "cert 0    CN=127.0.0.1",
         "issuer   CN=report intermediate",
@@ -251,9 +255,10 @@ async fn vantage_probe_type_tls_prints_the_chain_and_the_verdict() {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
 
-    // From the config, with its ca_file: verified.
+    // From the config, with its ca_file: verified, and the hybrid share it asks for taken.
     let out = String::from_utf8_lossy(&named.stdout);
     assert_eq!(named.status.code(), Some(0), "{out}");
+    assert!(out.contains(" X25519MLKEM768, handshake "), "{out}");
     assert!(out.contains("chain     ok"), "{out}");
     assert!(out.contains("result    success"), "{out}");
 }

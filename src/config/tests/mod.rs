@@ -28,6 +28,7 @@ use crate::probe::tcp::Step;
 use crate::probe::tcp::starttls::Dialect;
 use crate::probe::{Assertion, Probe};
 use crate::shard::Shard;
+use crate::tls::KeyExchange;
 
 fn ok(yaml: &str) -> Config {
     parse(yaml, "t.yml", &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))

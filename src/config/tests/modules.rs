@@ -60,6 +60,41 @@ fn a_target_takes_its_modules_type_settings_and_tables() {
 }
 
 #[test]
+fn a_modules_key_exchange_is_its_targets_and_its_own() {
+    let yaml = "modules:
+  pq:
+    type: tcp
+    tls: {key_exchange: post_quantum}
+targets:
+  - {name: a, module: pq, host: 127.0.0.1, port: 443}
+";
+    let config = ok(yaml);
+    let options = |probe: &Probe| match probe {
+        Probe::Tcp(tcp) => tcp.tls.as_ref().unwrap().client.options.key_exchange,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(options(&config.targets[0].probe), KeyExchange::PostQuantum);
+    assert_eq!(
+        options(&config.modules["pq"].template.probe),
+        KeyExchange::PostQuantum,
+        "what /probe runs"
+    );
+    let errs = errors(&yaml.replace("port: 443}", "port: 443, tls: {key_exchange: classic}}"));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].message.contains("tables are not merged"),
+        "{}",
+        errs[0]
+    );
+    let before = config.targets[0].fingerprint;
+    let after = ok(&yaml.replace("post_quantum", "classic")).targets[0].fingerprint;
+    assert_ne!(
+        before, after,
+        "a change of key exchange restarts the target"
+    );
+}
+
+#[test]
 fn a_modules_content_is_in_its_targets_fingerprints() {
     let target = "targets:\n  - {name: web, module: http_2xx, url: \"http://127.0.0.1/\"}\n";
     let before = ok(&format!("{MODULES}{target}")).targets[0].fingerprint;

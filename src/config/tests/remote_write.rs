@@ -268,3 +268,17 @@ fn a_changed_credential_file_changes_the_fingerprint() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A receiver is a TLS client like a probe: it takes the key exchange from its `tls` table.
+#[test]
+fn a_receivers_tls_table_chooses_its_key_exchange() {
+    let config = ok(&with(
+        "  - url: https://127.0.0.1/a\n    tls: {key_exchange: post_quantum}\n  - url: https://127.0.0.1/b\n",
+    ));
+    let chosen: Vec<KeyExchange> = config
+        .remote_write
+        .iter()
+        .map(|r| r.endpoint.tls.as_ref().unwrap().client.options.key_exchange)
+        .collect();
+    assert_eq!(chosen, [KeyExchange::PostQuantum, KeyExchange::Classic]);
+}

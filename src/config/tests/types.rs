@@ -210,6 +210,66 @@ fn tls_options_are_checked_where_they_are_written() {
     );
 }
 
+/// The key exchange a built target's TLS client offers.
+fn key_exchange(probe: &Probe) -> KeyExchange {
+    match probe {
+        Probe::Tcp(tcp) => {
+            tcp.tls
+                .as_ref()
+                .expect("TLS on")
+                .client
+                .options
+                .key_exchange
+        }
+        Probe::Http(http) => {
+            let theirs = http.tls_elsewhere.options.key_exchange;
+            assert_eq!(
+                http.tls.client.options.key_exchange, theirs,
+                "redirects offer the same"
+            );
+            theirs
+        }
+        other => panic!("no TLS: {other:?}"),
+    }
+}
+
+#[test]
+fn key_exchange_is_classic_unless_the_tls_table_says_post_quantum() {
+    let c = ok(&format!(
+        "{TCP}    tls: {{}}
+  - {{name: b, type: tcp, host: 127.0.0.1, port: 443, tls: {{key_exchange: post_quantum}}}}
+  - {{name: c, type: tcp, host: 127.0.0.1, port: 25, tls: {{starttls: smtp, key_exchange: post_quantum}}}}
+  - {{name: d, type: http, url: \"https://127.0.0.1/\", tls: {{key_exchange: post_quantum}}}}
+  - {{name: e, type: http, url: \"https://127.0.0.1/\", tls: {{key_exchange: classic}}}}
+  - {{name: f, type: http, url: \"https://127.0.0.1/\"}}
+"
+    ));
+    let got: Vec<KeyExchange> = c.targets.iter().map(|t| key_exchange(&t.probe)).collect();
+    use KeyExchange::{Classic, PostQuantum};
+    assert_eq!(
+        got,
+        [
+            Classic,
+            PostQuantum,
+            PostQuantum,
+            PostQuantum,
+            Classic,
+            Classic
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_key_exchange_is_named_where_it_is_written() {
+    single(
+        &format!("{TCP}    tls:\n      key_exchange: hybrid\n"),
+        7,
+        21,
+        "targets[0].tls.key_exchange",
+        "expected one of classic, post_quantum",
+    );
+}
+
 #[test]
 fn starttls_turns_tls_on_with_its_dialect() {
     let c = ok(&format!(
