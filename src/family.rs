@@ -47,13 +47,13 @@ pub fn gauge<T>(
 }
 
 /// One counter family: for every row, a series per `(label value, count)` that `values` yields.
-pub fn counter<T>(
+pub fn counter<T, I: IntoIterator<Item = (&'static str, u64)>>(
     encoder: &mut Encoder,
     rows: &[Row<'_, T>],
     name: &str,
     help: &str,
     label: &'static str,
-    values: impl Fn(&T) -> Vec<(&'static str, u64)>,
+    values: impl Fn(&T) -> I,
 ) -> fmt::Result {
     encoder.family(name, help, Kind::Counter)?;
     for (labels, row) in rows {

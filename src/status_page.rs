@@ -179,7 +179,9 @@ mod tests {
             alert_before_expiry: Some(Duration::from_secs(30 * day as u64)),
             ..TlsFacts::default()
         };
-        let facts = crate::probe::Facts::Tcp(crate::probe::tcp::TcpFacts { tls: Some(tls) });
+        let facts = crate::probe::Facts::Tcp(crate::probe::tcp::TcpFacts {
+            tls: Some(Box::new(tls)),
+        });
         store.record(
             "web",
             Run {

@@ -335,7 +335,7 @@ mod tests {
             Ok(()),
             trace_at("[::1]:443", Phases::default()),
             Facts::Tcp(TcpFacts {
-                tls: Some(handshake()),
+                tls: Some(Box::new(handshake())),
             }),
         );
         let mut expected = set(&[COMMON, TLS, &["probe_failed_due_to_regex"]]);
@@ -351,7 +351,7 @@ mod tests {
             Err(Failure::new(Reason::TlsUnknownIssuer, "self-signed")),
             trace_at("[::1]:443", Phases::default()),
             Facts::Tcp(TcpFacts {
-                tls: Some(handshake()),
+                tls: Some(Box::new(handshake())),
             }),
         );
         for name in TLS {
@@ -382,7 +382,7 @@ mod tests {
                 ..Phases::default()
             },
         );
-        let run = run(Ok(()), trace, Facts::Dns(Some(facts)));
+        let run = run(Ok(()), trace, Facts::Dns(Some(Box::new(facts))));
         let expected = set(&[
             COMMON,
             &[

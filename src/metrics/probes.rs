@@ -156,7 +156,7 @@ pub fn encode(encoder: &mut Encoder, entries: &[Arc<Entry>]) -> fmt::Result {
         "probe_runs",
         "Completed runs by result",
         "result",
-        |e| vec![("success", e.successes), ("failure", e.failures)],
+        |e| [("success", e.successes), ("failure", e.failures)],
     )?;
     counter(
         encoder,
@@ -184,17 +184,14 @@ fn address(e: &Entry) -> Option<IpAddr> {
 /// A series for every reason the target can produce, at 0 until it does (so that `rate()` and
 /// `increase()` see the first failure), and for any other reason it has produced. Both lists
 /// are in `Reason` order, so one merging pass builds it.
-fn failures_by_reason(e: &Entry) -> Vec<(&'static str, u64)> {
+fn failures_by_reason(e: &Entry) -> impl Iterator<Item = (&'static str, u64)> + '_ {
     let possible = e.target.reasons();
     let mut counted = e.failures_by_reason.iter().peekable();
-    Reason::ALL
-        .iter()
-        .filter_map(|&reason| {
-            let count = counted.next_if(|(r, _)| **r == reason).map(|(_, n)| *n);
-            (count.is_some() || possible.contains(reason))
-                .then(|| (reason.as_str(), count.unwrap_or(0)))
-        })
-        .collect()
+    Reason::ALL.iter().filter_map(move |&reason| {
+        let count = counted.next_if(|(r, _)| **r == reason).map(|(_, n)| *n);
+        (count.is_some() || possible.contains(reason))
+            .then(|| (reason.as_str(), count.unwrap_or(0)))
+    })
 }
 
 #[cfg(test)]
@@ -215,7 +212,7 @@ mod tests {
     }
 
     fn failures(store: &Store, name: &str) -> Vec<(&'static str, u64)> {
-        failures_by_reason(&store.get(name).unwrap())
+        failures_by_reason(&store.get(name).unwrap()).collect()
     }
 
     #[test]

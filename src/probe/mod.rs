@@ -241,7 +241,10 @@ impl Probe {
                 .attempt(deadline)
                 .await
                 .map_facts(|f| Facts::Http(Box::new(f))),
-            Probe::Dns(p) => p.attempt(deadline).await.map_facts(Facts::Dns),
+            Probe::Dns(p) => p
+                .attempt(deadline)
+                .await
+                .map_facts(|f| Facts::Dns(f.map(Box::new))),
             Probe::Icmp(p) => p.attempt(deadline).await.map_facts(Facts::Icmp),
         }
     }
@@ -337,7 +340,9 @@ pub enum Facts {
     None,
     Tcp(TcpFacts),
     Http(Box<HttpFacts>),
-    Dns(Option<DnsFacts>),
+    /// Boxed, as every target's latest run keeps its facts: the answer's counts and names are
+    /// larger than any other type's facts.
+    Dns(Option<Box<DnsFacts>>),
     Icmp(Option<IcmpFacts>),
 }
 
@@ -354,7 +359,7 @@ impl Facts {
     /// last https hop's.
     pub fn tls(&self) -> Option<&TlsFacts> {
         match self {
-            Facts::Tcp(f) => f.tls.as_ref(),
+            Facts::Tcp(f) => f.tls.as_deref(),
             Facts::Http(f) => f.tls.as_ref(),
             Facts::None | Facts::Dns(_) | Facts::Icmp(_) => None,
         }
@@ -371,7 +376,7 @@ impl Facts {
     /// The answer of a dns probe.
     pub fn dns(&self) -> Option<&DnsFacts> {
         match self {
-            Facts::Dns(f) => f.as_ref(),
+            Facts::Dns(f) => f.as_deref(),
             _ => None,
         }
     }

@@ -64,7 +64,7 @@ pub enum Step {
 #[derive(Debug, Clone, Default)]
 pub struct TcpFacts {
     /// What the TLS handshake revealed, for targets with TLS that got that far.
-    pub tls: Option<TlsFacts>,
+    pub tls: Option<Box<TlsFacts>>,
 }
 
 impl TcpProbe {
@@ -105,10 +105,14 @@ impl TcpProbe {
 
     pub async fn attempt(&self, deadline: Instant) -> Outcome<TcpFacts> {
         let mut trace = Trace::start();
-        let mut facts = TcpFacts::default();
+        let mut tls = None;
         let result = self
-            .connect_and_converse(deadline, &mut trace, &mut facts.tls)
+            .connect_and_converse(deadline, &mut trace, &mut tls)
             .await;
+        // Boxed: kept as every target's latest run, and most targets have no TLS.
+        let facts = TcpFacts {
+            tls: tls.map(Box::new),
+        };
         Outcome::with_facts(result, trace, facts)
     }
 
