@@ -7,6 +7,7 @@
 //! because Prometheus needs them that way; rows keep their order, so series do too.
 
 use std::fmt;
+use std::sync::Arc;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -14,7 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 /// A target's labels, which start every series of it.
-pub type Labels<'a> = &'a [(String, String)];
+pub type Labels<'a> = &'a [(Arc<str>, Arc<str>)];
 
 /// One target's row of a family: its labels and what the family's values are read from.
 pub type Row<'a, T> = (Labels<'a>, T);
