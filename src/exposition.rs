@@ -157,15 +157,18 @@ impl<'s> Encoder<'s> {
 }
 
 /// A target's labels as they start each of its series: `key="value",...`, values escaped.
-pub fn label_text(labels: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(labels.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
+pub fn label_text<K: AsRef<str>, V: AsRef<str>>(labels: &[(K, V)]) -> String {
+    let size = labels
+        .iter()
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 4);
+    let mut out = String::with_capacity(size.sum());
     for (i, (key, value)) in labels.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(key);
+        out.push_str(key.as_ref());
         out.push_str("=\"");
-        escape_into(&mut out, value);
+        escape_into(&mut out, value.as_ref());
         out.push('"');
     }
     out
@@ -192,10 +195,7 @@ mod tests {
     use super::*;
 
     fn labels() -> String {
-        label_text(&[
-            ("name".into(), "a \"b\"\\c\nd".into()),
-            ("probe".into(), "tcp".into()),
-        ])
+        label_text(&[("name", "a \"b\"\\c\nd"), ("probe", "tcp")])
     }
 
     #[test]

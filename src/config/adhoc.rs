@@ -2,12 +2,13 @@
 //! built by the same type builders as the config's, so that every default has one source, and
 //! a configured target pointed at another address (by its type, through the registry).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_saphyr::Location;
 
 use super::builder::DEFAULT_RETRY_DELAY;
-use super::target::Target;
+use super::target::{Label, LabelTexts, Target};
 use crate::build::{Common, Context, Origin, S, Setting};
 use crate::net::{self, IpVersion};
 use crate::probe::tcp::starttls::Dialect;
@@ -123,7 +124,7 @@ impl Target {
             timeout + Duration::from_secs(1),
             None,
             Vec::new(),
-            location,
+            &mut LabelTexts::new(location),
             &Default::default(),
         ))
     }
@@ -136,13 +137,13 @@ impl Target {
     /// The same target running `probe` (the same check, aimed elsewhere) under `policy`: its
     /// `target` label follows the probe. Made for one run, so with no fingerprint.
     pub fn running(&self, probe: Probe, policy: RunPolicy) -> Target {
-        let target_label = probe.target();
+        let target_label = Label::from(probe.target());
         let labels = self
             .labels
             .iter()
             .map(|(k, v)| {
-                let v = if k == "target" { &target_label } else { v };
-                (k.clone(), v.clone())
+                let v = if &**k == "target" { &target_label } else { v };
+                (Arc::clone(k), Arc::clone(v))
             })
             .collect();
         Target {

@@ -13,7 +13,7 @@ use super::assertions::assertions;
 use super::names;
 use super::raw::{RawConfig, RawDefaults, RawModule, RawTarget};
 use super::sources::SourceInputs;
-use super::target::{Config, LoadOptions, Target};
+use super::target::{Config, LabelTexts, LoadOptions, Target};
 use crate::build::error::ConfigErrors;
 use crate::build::limits::{MAX_RETRIES, MIN_INTERVAL, MIN_TIMEOUT};
 use crate::build::{
@@ -123,16 +123,27 @@ pub(super) struct Entry<'r> {
 /// keys by its type's builder, through [`Kind::build`].
 pub struct Builder<'a> {
     pub cx: Context<'a>,
+    /// The label texts this load's targets share.
+    texts: LabelTexts,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    pub fn new(cx: Context<'a>) -> Self {
+        Builder {
+            cx,
+            texts: LabelTexts::new(""),
+        }
+    }
+
     fn error(&mut self, at: &Location, path: impl Into<String>, message: impl Into<String>) {
         self.cx.error(at, path, message);
     }
 
+    /// Builds `raw`, freeing each of its targets once built: a load holds the raw and the
+    /// built form of only one target at a time, beside the rest of the file.
     pub fn build(
         &mut self,
-        raw: &RawConfig,
+        mut raw: RawConfig,
         options: &LoadOptions,
         inputs: &SourceInputs,
     ) -> Result<Config, ConfigErrors> {
@@ -141,6 +152,7 @@ impl Builder<'_> {
             .clone()
             .or_else(|| raw.location.as_ref().map(|l| l.value.clone()))
             .unwrap_or_default();
+        self.texts = LabelTexts::new(&location);
         let global_labels = names::labels(&mut self.cx, raw.labels.as_ref(), "labels");
         let builtin = Schedule {
             interval: builtin(DEFAULT_INTERVAL),
@@ -182,37 +194,38 @@ impl Builder<'_> {
             },
         };
 
-        let (modules, broken) = self.modules(raw, &defaults, &location);
+        let (modules, broken) = self.modules(&raw, &defaults);
         let inherit = Inherit {
             defaults: &defaults,
             labels: &global_labels,
             location: &location,
-            digest: inherited_digest(raw, &location),
+            digest: inherited_digest(&raw, &location),
             options,
             broken: &broken,
         };
-        let mut first_use: HashMap<&str, Location> = HashMap::new();
+        let targets = std::mem::take(&mut raw.targets);
+        let mut first_use: HashMap<String, Location> = HashMap::with_capacity(targets.len());
         let mut placed = Placed::default();
-        for (i, t) in raw.targets.iter().enumerate() {
+        for (i, t) in targets.into_iter().enumerate() {
             let path = format!("targets[{i}]");
             let name = &t.value.name;
             // A name that is refused is not compared: it may be megabytes long.
-            if names::name(&mut self.cx, name, &path) {
-                match first_use.get(name.value.as_str()) {
-                    Some(first) => self.error(
-                        &name.referenced,
-                        format!("{path}.name"),
-                        format!(
-                            "duplicate name {:?}: names must be unique (first used on line {})",
-                            name.value,
-                            first.line()
-                        ),
-                    ),
-                    None => {
-                        first_use.insert(&name.value, name.referenced);
+            let first = names::name(&mut self.cx, name, &path)
+                && match first_use.get(name.value.as_str()) {
+                    Some(first) => {
+                        self.error(
+                            &name.referenced,
+                            format!("{path}.name"),
+                            format!(
+                                "duplicate name {:?}: names must be unique (first used on line {})",
+                                name.value,
+                                first.line()
+                            ),
+                        );
+                        false
                     }
-                }
-            }
+                    None => true,
+                };
             let entry = Entry {
                 raw: &t.value,
                 at: t.referenced,
@@ -220,9 +233,18 @@ impl Builder<'_> {
                 dns_server: None,
             };
             self.place(&entry, &raw.modules, &inherit, &mut placed);
+            if first {
+                let RawTarget { name, .. } = *t.value;
+                first_use.insert(name.value, name.referenced);
+            }
         }
-        let mut taken: HashSet<String> = first_use.keys().map(|n| n.to_string()).collect();
-        let sources = self.sources(raw, &inherit, inputs, &mut taken, &mut placed);
+        // The names the sources' targets must not take; a config without sources needs none.
+        let mut taken: HashSet<String> = if raw.target_sources.is_empty() {
+            HashSet::new()
+        } else {
+            first_use.into_keys().collect()
+        };
+        let sources = self.sources(&raw, &inherit, inputs, &mut taken, &mut placed);
 
         let hostname = crate::shard::Shard::hostname().ok();
         let remote_write =
@@ -282,7 +304,6 @@ impl Builder<'_> {
             e.path,
             inherit.defaults,
             inherit.labels,
-            inherit.location,
         ) else {
             return;
         };
@@ -428,7 +449,6 @@ impl Builder<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)] // a target and what it inherits, each from elsewhere
     pub(super) fn target(
         &mut self,
         t: &RawTarget,
@@ -437,22 +457,26 @@ impl Builder<'_> {
         path: &str,
         defaults: &Schedule,
         global_labels: &BTreeMap<String, String>,
-        location: &str,
     ) -> Option<Target> {
         let name = &t.name;
         let schedule = self.layer(defaults, &Overrides::from(t), path, Origin::Target);
         self.check_schedule(&schedule, path, in_target);
-        let labels_path = format!("{path}.labels");
-        let target_labels = names::labels(&mut self.cx, t.labels.as_ref(), &labels_path);
-        let mut labels = global_labels.clone();
-        labels.extend(target_labels);
-        names::merged_count(
-            &mut self.cx,
-            t.labels.as_ref(),
-            global_labels.len(),
-            labels.len(),
-            &labels_path,
-        );
+        // Most targets have no labels of their own: they take the global ones as they are.
+        let own_labels = t.labels.as_ref().map(|own| {
+            let labels_path = format!("{path}.labels");
+            let target_labels = names::labels(&mut self.cx, Some(own), &labels_path);
+            let mut labels = global_labels.clone();
+            labels.extend(target_labels);
+            names::merged_count(
+                &mut self.cx,
+                Some(own),
+                global_labels.len(),
+                labels.len(),
+                &labels_path,
+            );
+            labels
+        });
+        let labels = own_labels.as_ref().unwrap_or(global_labels);
 
         let tls_table_on = t
             .tls
@@ -503,8 +527,8 @@ impl Builder<'_> {
             schedule.interval.value,
             schedule.interval_on_failure.map(|s| s.value),
             assertions?,
-            location,
-            &labels,
+            &mut self.texts,
+            labels,
         ))
     }
 

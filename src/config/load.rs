@@ -34,7 +34,7 @@ pub fn read(path: &Path) -> Result<String, ConfigErrors> {
 /// The parser's limits. Its defaults (250,000 nodes, 1,000,000 events) stop at about 25,000
 /// targets; these admit a million short ones, while the alias and anchor limits that stop
 /// expansion bombs stay as they are.
-pub(super) fn parse_options() -> serde_saphyr::Options {
+fn parse_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_nodes = 16_000_000;
     budget.max_events = 32_000_000;
@@ -42,6 +42,36 @@ pub(super) fn parse_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options
+}
+
+/// `text` deserialized with [`parse_options`]; or the error, at its key path in `file`.
+///
+/// Tracking the key path (`serde_path_to_error`) costs as much as the rest of the
+/// deserialization, for every key of every target, and only an error needs it: a text that
+/// fails is deserialized a second time with the tracking, and fails in the same place. `start`
+/// sets up what the deserializer reads besides the text (a list's budget), before each pass.
+pub(super) fn deserialize<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+    start: impl Fn(),
+) -> Result<T, ConfigError> {
+    start();
+    let untracked =
+        serde_saphyr::with_deserializer_from_str_with_options(text, parse_options(), |de| {
+            T::deserialize(de)
+        });
+    if let Ok(value) = untracked {
+        return Ok(value);
+    }
+    start();
+    let mut path = String::new();
+    serde_saphyr::with_deserializer_from_str_with_options(text, parse_options(), |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    })
+    .map_err(|e| ConfigError::from_parse(file, &e, &path))
 }
 
 /// Parses and validates config text; `file` names it in errors.
@@ -93,21 +123,12 @@ fn parse_in(
     cx: Context,
     sources: &SourceInputs,
 ) -> (Result<Config, ConfigErrors>, Inputs) {
-    let mut path = String::new();
-    let raw: Result<RawConfig, _> =
-        serde_saphyr::with_deserializer_from_str_with_options(text, parse_options(), |de| {
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                path = e.path().to_string();
-                e.into_inner()
-            })
-        })
-        .map_err(|e| ConfigErrors(vec![ConfigError::from_parse(file, &e, &path)]));
-    let raw = match raw {
+    let raw = match deserialize::<RawConfig>(text, file, || ()) {
         Ok(raw) => raw,
-        Err(errors) => return (Err(errors), Inputs::default()),
+        Err(e) => return (Err(ConfigErrors(vec![e])), Inputs::default()),
     };
-    let mut builder = Builder { cx };
-    let config = builder.build(&raw, options, sources);
+    let mut builder = Builder::new(cx);
+    let config = builder.build(raw, options, sources);
     let inputs = Inputs {
         files: builder.cx.digests(),
         patterns: builder.cx.patterns(),

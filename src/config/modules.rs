@@ -38,7 +38,6 @@ impl Builder<'_> {
         &mut self,
         raw: &RawConfig,
         defaults: &Schedule,
-        location: &str,
     ) -> (BTreeMap<String, Arc<Module>>, HashSet<String>) {
         let mut built = BTreeMap::new();
         let mut broken = HashSet::new();
@@ -61,7 +60,7 @@ impl Builder<'_> {
                     ),
                 );
             }
-            match self.module(name, m, &path, defaults, location) {
+            match self.module(name, m, &path, defaults) {
                 Some(module) if self.cx.error_count() == errors => {
                     built.insert(name.clone(), Arc::new(module));
                 }
@@ -81,7 +80,6 @@ impl Builder<'_> {
         m: &S<RawModule>,
         path: &str,
         defaults: &Schedule,
-        location: &str,
     ) -> Option<Module> {
         let errors = self.cx.error_count();
         if let Some(host) = &m.value.host
@@ -107,7 +105,6 @@ impl Builder<'_> {
             path,
             defaults,
             &BTreeMap::new(),
-            location,
         )?;
         (self.cx.error_count() == errors).then(|| Module {
             name: name.to_string(),

@@ -37,8 +37,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub modules: BTreeMap<String, S<RawModule>>,
     pub max_concurrent_probes: Option<S<i64>>,
+    /// Boxed, so that a list of a million grows by moving pointers, and each entry can be
+    /// freed once built.
     #[serde(default)]
-    pub targets: Vec<S<RawTarget>>,
+    pub targets: Vec<S<Box<RawTarget>>>,
     #[serde(default)]
     pub remote_write: Vec<S<RawRemoteWrite>>,
     /// Where more targets come from: Prometheus' file SD and HTTP SD formats.

@@ -1,6 +1,6 @@
 //! The validated config and its targets, ready to run, and how a config is read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +54,7 @@ pub struct Target {
     pub interval_on_failure: Option<Duration>,
     pub assertions: Vec<Assertion>,
     /// The identity of every series of this target: name, probe, target, location, static labels.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(Label, Label)>,
     /// Digest of everything the target was built from: its entry as parsed (comments, layout
     /// and position in the file do not count), the defaults, labels and location it inherits,
     /// and the content of every file it reads. A reload restarts a target only when this
@@ -67,8 +67,8 @@ impl Target {
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| &**v)
     }
 
     /// Every reason a run of this target can end with: its probe's, and those its assertions
@@ -94,16 +94,21 @@ impl Target {
         interval: Duration,
         interval_on_failure: Option<Duration>,
         assertions: Vec<Assertion>,
-        location: &str,
+        texts: &mut LabelTexts,
         static_labels: &BTreeMap<String, String>,
     ) -> Target {
-        let mut labels = vec![
-            ("name".to_string(), name.clone()),
-            ("probe".to_string(), probe.kind().to_string()),
-            ("target".to_string(), probe.target()),
-            ("location".to_string(), location.to_string()),
-        ];
-        labels.extend(static_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut labels = Vec::with_capacity(4 + static_labels.len());
+        labels.extend([
+            (texts.shared("name"), Label::from(name.as_str())),
+            (texts.shared("probe"), texts.shared(probe.kind())),
+            (texts.shared("target"), Label::from(probe.target())),
+            (texts.shared("location"), Arc::clone(&texts.location)),
+        ]);
+        labels.extend(
+            static_labels
+                .iter()
+                .map(|(k, v)| (texts.shared(k), texts.shared(v))),
+        );
         Target {
             name,
             probe,
@@ -114,6 +119,38 @@ impl Target {
             labels,
             fingerprint: 0,
         }
+    }
+}
+
+/// A label's name or value. A million targets carry the same few names, kinds, location and
+/// static labels: each text is one allocation they share, which halves what a target's labels
+/// hold (see the test `a_target_shares_its_label_texts`).
+pub type Label = Arc<str>;
+
+/// The label texts that the targets of one load share; each target's own `name` and `target`
+/// values are its own.
+#[derive(Debug)]
+pub struct LabelTexts {
+    location: Label,
+    texts: HashSet<Label>,
+}
+
+impl LabelTexts {
+    pub fn new(location: &str) -> Self {
+        LabelTexts {
+            location: Label::from(location),
+            texts: HashSet::new(),
+        }
+    }
+
+    /// `text`, allocated on its first use in this load.
+    fn shared(&mut self, text: &str) -> Label {
+        if let Some(shared) = self.texts.get(text) {
+            return Arc::clone(shared);
+        }
+        let shared = Label::from(text);
+        self.texts.insert(Arc::clone(&shared));
+        shared
     }
 }
 

@@ -112,23 +112,16 @@ impl<'de> Deserialize<'de> for Labels {
 /// `listed`'s groups, of at most `targets` targets and as many groups (`max` being the source's
 /// `max_targets`).
 pub fn parse(listed: &Listed, targets: usize, max: usize) -> Result<Vec<RawGroup>, ConfigError> {
-    LEFT.set(Budget {
-        targets,
-        groups: targets,
-        max,
-    });
-    let mut path = String::new();
-    let options = crate::config::load::parse_options();
+    let budget = || {
+        LEFT.set(Budget {
+            targets,
+            groups: targets,
+            max,
+        })
+    };
     let parsed: Result<Vec<Group>, _> =
-        serde_saphyr::with_deserializer_from_str_with_options(&listed.text, options, |de| {
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                path = e.path().to_string();
-                e.into_inner()
-            })
-        });
-    parsed
-        .map(|groups| groups.into_iter().map(|g| g.0).collect())
-        .map_err(|e| ConfigError::from_parse(&listed.origin, &e, &path))
+        crate::config::load::deserialize(&listed.text, &listed.origin, budget);
+    parsed.map(|groups| groups.into_iter().map(|g| g.0).collect())
 }
 
 /// Whether the last parse spent its budget of targets or groups: past it, every other list

@@ -52,7 +52,7 @@ impl Builder<'_> {
                 let path = format!("target_sources[{i}].template");
                 // Built on its own first, as a module is, so that its mistakes are named once.
                 if self
-                    .module(&key, template, &path, inherit.defaults, inherit.location)
+                    .module(&key, template, &path, inherit.defaults)
                     .is_none()
                 {
                     continue;

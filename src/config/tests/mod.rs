@@ -7,6 +7,7 @@ mod mistakes;
 mod modules;
 mod remote_write;
 mod schedule;
+mod size;
 mod sources;
 mod types;
 
@@ -76,13 +77,14 @@ fn minimal_tcp_target_gets_the_built_in_defaults() {
     assert_eq!(t.policy.retries, 0);
     assert_eq!(t.interval_on_failure, None);
     assert_eq!(t.probe.target(), "127.0.0.1:80");
+    let labels: Vec<(&str, &str)> = t.labels.iter().map(|(k, v)| (&**k, &**v)).collect();
     assert_eq!(
-        t.labels,
-        vec![
-            ("name".to_string(), "a".to_string()),
-            ("probe".to_string(), "tcp".to_string()),
-            ("target".to_string(), "127.0.0.1:80".to_string()),
-            ("location".to_string(), String::new()),
+        labels,
+        [
+            ("name", "a"),
+            ("probe", "tcp"),
+            ("target", "127.0.0.1:80"),
+            ("location", ""),
         ]
     );
 }

@@ -171,7 +171,7 @@ fn labels_merge_with_target_labels_winning() {
         .labels
         .iter()
         .skip(4)
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|(k, v)| (&**k, &**v))
         .collect();
     assert_eq!(
         labels,
@@ -226,10 +226,8 @@ fn locations_filter_targets_against_this_instance() {
         ["a"]
     );
     assert_eq!(c.elsewhere, ["b"]);
-    assert_eq!(
-        c.targets[0].labels[3],
-        ("location".to_string(), "office".to_string())
-    );
+    let (key, value) = &c.targets[0].labels[3];
+    assert_eq!((&**key, &**value), ("location", "office"));
 
     let dc = LoadOptions {
         location: Some("dc".into()),
