@@ -380,9 +380,9 @@ pub fn write(out: &Path, results: &Results) -> Result<(), String> {
 fn markdown(machine: &serde_json::Value, results: &Results) -> String {
     let s = |k: &str| machine[k].as_str().unwrap_or("").to_string();
     let mut md = String::new();
-    let _ = writeln!(
+    let _ = write!(
         md,
-        "Measured {} on {} ({} cores, {} GiB), Linux {}: {}, {}, {}; CPU: the median of {} rounds of {} s per load.",
+        "Measured {} on {} ({} cores, {} GiB), Linux {}: {}, {}, {}",
         s("date"),
         s("cpu"),
         machine["cores"],
@@ -391,9 +391,16 @@ fn markdown(machine: &serde_json::Value, results: &Results) -> String {
         s("vantage"),
         s("blackbox_exporter"),
         s("nginx"),
-        results.rounds,
-        results.window.as_secs()
     );
+    if !results.cpu.is_empty() {
+        let _ = write!(
+            md,
+            "; CPU: the median of {} rounds of {} s per load",
+            results.rounds,
+            results.window.as_secs()
+        );
+    }
+    md.push_str(".\n");
     if !results.cpu.is_empty() {
         md.push_str("\n| Probe | vantage CPU-s / 1000 probes | blackbox_exporter CPU-s / 1000 probes | vantage / blackbox | rustls floor CPU-s / 1000 handshakes | vantage / floor | gentle floor | vantage / gentle floor |\n");
         md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
