@@ -1,5 +1,5 @@
 //! A small HTTP/1.1 client on hyper: kept-alive connections for driving blackbox_exporter's
-//! `/probe`, and one-off GETs for `/metrics`.
+//! `/probe`, and one-off GETs for `/metrics`, plain or gzip-compressed as Prometheus asks.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -36,13 +36,17 @@ impl Connection {
         Ok(Connection { addr, sender })
     }
 
-    /// GETs `path` on this connection: the status and the whole body.
-    pub async fn get(&mut self, path: &str) -> Result<(u16, Bytes), String> {
-        let request = http::Request::get(path)
+    /// GETs `path` on this connection: the status and the whole body, as it came on the wire
+    /// (still compressed if `gzip` and the server compressed it).
+    pub async fn get(&mut self, path: &str, gzip: bool) -> Result<(u16, Bytes), String> {
+        let mut request = http::Request::get(path)
             .header(http::header::HOST, self.addr.to_string())
-            .header(http::header::ACCEPT, ACCEPT)
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
+            .header(http::header::ACCEPT, ACCEPT);
+        if gzip {
+            // What Prometheus sends with every scrape.
+            request = request.header(http::header::ACCEPT_ENCODING, "gzip");
+        }
+        let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
         let exchange = async {
             self.sender.ready().await.map_err(|e| e.to_string())?;
             let response = self
@@ -66,17 +70,21 @@ impl Connection {
 }
 
 /// One GET on a new connection; the time is from the connect to the body's last byte.
-pub async fn get(addr: SocketAddr, path: &str) -> Result<(u16, Bytes, Duration), String> {
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    gzip: bool,
+) -> Result<(u16, Bytes, Duration), String> {
     let started = Instant::now();
-    let (status, body) = Connection::open(addr).await?.get(path).await?;
+    let (status, body) = Connection::open(addr).await?.get(path, gzip).await?;
     Ok((status, body, started.elapsed()))
 }
 
-/// GET that must answer 200; the body as text.
-pub async fn get_ok(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let (status, body, _) = get(addr, path).await?;
+/// GET that must answer 200: the body as on the wire, and the time it took.
+pub async fn get_ok(addr: SocketAddr, path: &str, gzip: bool) -> Result<(Bytes, Duration), String> {
+    let (status, body, took) = get(addr, path, gzip).await?;
     if status != 200 {
         return Err(format!("GET {path} on {addr}: status {status}"));
     }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    Ok((body, took))
 }

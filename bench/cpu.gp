@@ -14,4 +14,5 @@ set xtics nomirror scale 0 font ",10"
 set datafile missing "NaN"
 plot datafile using 2:xtic(1) title "vantage" linecolor rgb "#2a7ab0", \
      '' using 3 title "blackbox_exporter" linecolor rgb "#e0892b", \
-     '' using 4 title "rustls handshake floor" linecolor rgb "#8c8c8c"
+     '' using 4 title "rustls handshake floor" linecolor rgb "#8c8c8c", \
+     '' using 5 title "rustls floor, gentle close" linecolor rgb "#5a5a5a"

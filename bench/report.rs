@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::procs;
+use crate::vantage::Delay;
 
 /// What one load did: operations (probes, handshakes) and CPU-seconds over a window.
 #[derive(Clone, Copy)]
@@ -44,8 +45,11 @@ pub struct CpuRow {
     pub short: &'static str,
     pub vantage: Vec<Load>,
     pub blackbox: Vec<Load>,
-    /// The rustls handshake floor, for the TLS rows.
+    /// The rustls handshake floor, for the TLS rows: the client drops the connection after
+    /// its close_notify.
     pub floor: Vec<Load>,
+    /// The same, but the client reads on to the server's FIN as vantage does.
+    pub gentle_floor: Vec<Load>,
 }
 
 /// The load with the median CPU per operation.
@@ -64,11 +68,12 @@ impl CpuRow {
             vantage: Vec::new(),
             blackbox: Vec::new(),
             floor: Vec::new(),
+            gentle_floor: Vec::new(),
         }
     }
 
-    /// The medians: vantage, blackbox_exporter, and the floor where there is one.
-    fn medians(&self) -> (Load, Load, Option<Load>) {
+    /// The medians: vantage, blackbox_exporter, and the floors where there are some.
+    fn medians(&self) -> (Load, Load, Option<Load>, Option<Load>) {
         let none = Load {
             operations: 0,
             cpu_seconds: f64::NAN,
@@ -78,18 +83,23 @@ impl CpuRow {
             median(&self.vantage).unwrap_or(none),
             median(&self.blackbox).unwrap_or(none),
             median(&self.floor),
+            median(&self.gentle_floor),
         )
     }
 
     pub fn summary(&self) -> String {
-        let (ours, theirs, floor) = self.medians();
-        let floor = floor.map_or(String::new(), |f| {
-            format!(
-                ", rustls floor {:.3} (vantage {:.2}x)",
-                f.per_thousand(),
-                ours.per_thousand() / f.per_thousand()
-            )
-        });
+        let (ours, theirs, floor, gentle) = self.medians();
+        let floor = [("rustls floor", floor), ("gentle floor", gentle)]
+            .iter()
+            .filter_map(|(name, f)| {
+                let f = f.as_ref()?;
+                Some(format!(
+                    ", {name} {:.3} (vantage {:.2}x)",
+                    f.per_thousand(),
+                    ours.per_thousand() / f.per_thousand()
+                ))
+            })
+            .collect::<String>();
         format!(
             "medians so far: vantage {:.3} CPU-s/1000, blackbox {:.3}, ratio {:.2}{floor}",
             ours.per_thousand(),
@@ -103,19 +113,69 @@ pub struct ScaleRow {
     pub targets: usize,
     pub peak_rss: u64,
     pub rss: u64,
-    pub metrics_time: Duration,
-    pub metrics_bytes: usize,
+    /// Medians of five scrapes, each from the connect to the last byte, and sizes on the wire.
+    pub plain_time: Duration,
+    pub plain_bytes: usize,
+    pub gzip_time: Duration,
+    pub gzip_bytes: usize,
+    /// The peak resident size during one scrape minus the resident size before it.
+    pub plain_transient: u64,
+    pub gzip_transient: u64,
 }
 
 impl ScaleRow {
     pub fn summary(&self) -> String {
         format!(
-            "peak RSS {:.1} MiB, /metrics {:.1} ms, {:.1} MiB",
+            "peak RSS {:.1} MiB, /metrics plain {:.1} ms {:.1} MiB (+{:.1} MiB), gzip {:.1} ms {:.2} MiB (+{:.1} MiB)",
             mib(self.peak_rss),
-            ms(self.metrics_time.as_secs_f64()),
-            mib(self.metrics_bytes as u64)
+            ms(self.plain_time.as_secs_f64()),
+            mib(self.plain_bytes as u64),
+            mib(self.plain_transient),
+            ms(self.gzip_time.as_secs_f64()),
+            mib(self.gzip_bytes as u64),
+            mib(self.gzip_transient),
         )
     }
+}
+
+/// The schedule delay without scrapes, then with back-to-back scrapes.
+pub struct StallResult {
+    pub targets: usize,
+    pub quiet: Delay,
+    pub scraped: Delay,
+    pub scrapes: usize,
+    pub median_scrape: Duration,
+    pub median_bytes: usize,
+}
+
+impl StallResult {
+    fn ratio(&self) -> f64 {
+        self.scraped.p99.estimate / self.quiet.p99.estimate
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "without scrapes {}; with {} scrapes (median {:.1} ms, {:.2} MiB) {}; p99 ratio {:.2}x",
+            self.quiet.summary(),
+            self.scrapes,
+            ms(self.median_scrape.as_secs_f64()),
+            mib(self.median_bytes as u64),
+            self.scraped.summary(),
+            self.ratio()
+        )
+    }
+}
+
+/// One size of the memory curve.
+pub struct CurveRow {
+    pub targets: usize,
+    pub interval: Duration,
+    pub rss: u64,
+    pub peak_rss: u64,
+    pub ready_after: Duration,
+    pub delay: Delay,
+    /// vantage's CPU over the delay window, in cores.
+    pub cpu_cores: f64,
 }
 
 /// A quantile estimated from histogram buckets, and the upper bound of its bucket.
@@ -125,31 +185,16 @@ pub struct Quantile {
     pub at_most: f64,
 }
 
-pub struct DelayResult {
-    pub runs_per_second: f64,
-    pub p50: Quantile,
-    pub p99: Quantile,
-}
-
-impl DelayResult {
-    pub fn summary(&self) -> String {
-        format!(
-            "at {:.0} runs/s: p50 {:.2} ms (bucket ≤ {} ms), p99 {:.2} ms (bucket ≤ {} ms)",
-            self.runs_per_second,
-            ms(self.p50.estimate),
-            ms(self.p50.at_most),
-            ms(self.p99.estimate),
-            ms(self.p99.at_most)
-        )
-    }
-}
-
 pub struct Results {
     pub window: Duration,
     pub rounds: u32,
     pub cpu: Vec<CpuRow>,
     pub scale: Vec<ScaleRow>,
-    pub delay: Option<DelayResult>,
+    pub stall: Option<StallResult>,
+    /// vantage's resident size with one target, which the curve subtracts.
+    pub baseline_rss: Option<u64>,
+    pub curve: Vec<CurveRow>,
+    pub delay: Option<Delay>,
 }
 
 impl Results {
@@ -159,8 +204,29 @@ impl Results {
             rounds,
             cpu: Vec::new(),
             scale: Vec::new(),
+            stall: None,
+            baseline_rss: None,
+            curve: Vec::new(),
             delay: None,
         }
+    }
+
+    /// Resident bytes per target beyond the baseline.
+    fn per_target(&self, row: &CurveRow) -> f64 {
+        let baseline = self.baseline_rss.unwrap_or(0);
+        row.rss.saturating_sub(baseline) as f64 / row.targets as f64
+    }
+
+    pub fn curve_summary(&self, row: &CurveRow) -> String {
+        format!(
+            "RSS {:.1} MiB ({:.0} B/target over the baseline), peak {:.1} MiB, ready after {:.1} s, {:.2} cores, delay {}",
+            mib(row.rss),
+            self.per_target(row),
+            mib(row.peak_rss),
+            row.ready_after.as_secs_f64(),
+            row.cpu_cores,
+            row.delay.summary()
+        )
     }
 }
 
@@ -245,6 +311,16 @@ fn machine() -> serde_json::Value {
     })
 }
 
+fn delay_json(d: &Delay) -> serde_json::Value {
+    json!({
+        "runs_per_second": d.runs_per_second,
+        "p50_seconds": d.p50.estimate,
+        "p50_bucket_le": d.p50.at_most,
+        "p99_seconds": d.p99.estimate,
+        "p99_bucket_le": d.p99.at_most,
+    })
+}
+
 pub fn write(out: &Path, results: &Results) -> Result<(), String> {
     let machine = machine();
     let json = json!({
@@ -256,21 +332,39 @@ pub fn write(out: &Path, results: &Results) -> Result<(), String> {
             "vantage": r.vantage.iter().map(Load::json).collect::<Vec<_>>(),
             "blackbox_exporter": r.blackbox.iter().map(Load::json).collect::<Vec<_>>(),
             "rustls_floor": r.floor.iter().map(Load::json).collect::<Vec<_>>(),
+            "rustls_gentle_floor": r.gentle_floor.iter().map(Load::json).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "scale": results.scale.iter().map(|s| json!({
             "targets": s.targets,
             "peak_rss_bytes": s.peak_rss,
             "rss_bytes": s.rss,
-            "metrics_seconds": s.metrics_time.as_secs_f64(),
-            "metrics_bytes": s.metrics_bytes,
+            "metrics_seconds": s.plain_time.as_secs_f64(),
+            "metrics_bytes": s.plain_bytes,
+            "metrics_gzip_seconds": s.gzip_time.as_secs_f64(),
+            "metrics_gzip_bytes": s.gzip_bytes,
+            "scrape_transient_bytes": s.plain_transient,
+            "scrape_gzip_transient_bytes": s.gzip_transient,
         })).collect::<Vec<_>>(),
-        "schedule_delay": results.delay.as_ref().map(|d| json!({
-            "runs_per_second": d.runs_per_second,
-            "p50_seconds": d.p50.estimate,
-            "p50_bucket_le": d.p50.at_most,
-            "p99_seconds": d.p99.estimate,
-            "p99_bucket_le": d.p99.at_most,
+        "stall": results.stall.as_ref().map(|s| json!({
+            "targets": s.targets,
+            "without_scrapes": delay_json(&s.quiet),
+            "with_scrapes": delay_json(&s.scraped),
+            "scrapes": s.scrapes,
+            "median_scrape_seconds": s.median_scrape.as_secs_f64(),
+            "median_scrape_bytes": s.median_bytes,
         })),
+        "curve_baseline_rss_bytes": results.baseline_rss,
+        "curve": results.curve.iter().map(|c| json!({
+            "targets": c.targets,
+            "interval_seconds": c.interval.as_secs(),
+            "rss_bytes": c.rss,
+            "peak_rss_bytes": c.peak_rss,
+            "bytes_per_target": results.per_target(c),
+            "ready_seconds": c.ready_after.as_secs_f64(),
+            "schedule_delay": delay_json(&c.delay),
+            "cpu_cores": c.cpu_cores,
+        })).collect::<Vec<_>>(),
+        "schedule_delay": results.delay.as_ref().map(delay_json),
     });
     let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
     fs::write(out.join("results.json"), text + "\n").map_err(|e| e.to_string())?;
@@ -286,9 +380,9 @@ pub fn write(out: &Path, results: &Results) -> Result<(), String> {
 fn markdown(machine: &serde_json::Value, results: &Results) -> String {
     let s = |k: &str| machine[k].as_str().unwrap_or("").to_string();
     let mut md = String::new();
-    let _ = writeln!(
+    let _ = write!(
         md,
-        "Measured {} on {} ({} cores, {} GiB), Linux {}: {}, {}, {}; CPU: the median of {} rounds of {} s per load.\n",
+        "Measured {} on {} ({} cores, {} GiB), Linux {}: {}, {}, {}",
         s("date"),
         s("cpu"),
         machine["cores"],
@@ -297,45 +391,111 @@ fn markdown(machine: &serde_json::Value, results: &Results) -> String {
         s("vantage"),
         s("blackbox_exporter"),
         s("nginx"),
-        results.rounds,
-        results.window.as_secs()
     );
-    md.push_str("| Probe | vantage CPU-s / 1000 probes | blackbox_exporter CPU-s / 1000 probes | vantage / blackbox | rustls floor CPU-s / 1000 handshakes | vantage / floor |\n");
-    md.push_str("|---|---:|---:|---:|---:|---:|\n");
+    if !results.cpu.is_empty() {
+        let _ = write!(
+            md,
+            "; CPU: the median of {} rounds of {} s per load",
+            results.rounds,
+            results.window.as_secs()
+        );
+    }
+    md.push_str(".\n");
+    if !results.cpu.is_empty() {
+        md.push_str("\n| Probe | vantage CPU-s / 1000 probes | blackbox_exporter CPU-s / 1000 probes | vantage / blackbox | rustls floor CPU-s / 1000 handshakes | vantage / floor | gentle floor | vantage / gentle floor |\n");
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    }
     for r in &results.cpu {
-        let (ours, theirs, floor) = r.medians();
-        let (floor, over_floor) = match floor {
-            Some(f) => (
-                format!("{:.3}", f.per_thousand()),
-                format!("{:.2}x", ours.per_thousand() / f.per_thousand()),
+        let (ours, theirs, floor, gentle) = r.medians();
+        let floor_cells = |f: Option<Load>| match f {
+            Some(f) => format!(
+                "{:.3} | {:.2}x",
+                f.per_thousand(),
+                ours.per_thousand() / f.per_thousand()
             ),
-            None => (String::new(), String::new()),
+            None => " | ".to_string(),
         };
         let _ = writeln!(
             md,
-            "| {} | {:.3} ({:.0}/s) | {:.3} ({:.0}/s) | {:.2}x | {floor} | {over_floor} |",
+            "| {} | {:.3} ({:.0}/s) | {:.3} ({:.0}/s) | {:.2}x | {} | {} |",
             r.label,
             ours.per_thousand(),
             ours.rate(),
             theirs.per_thousand(),
             theirs.rate(),
-            ours.per_thousand() / theirs.per_thousand()
+            ours.per_thousand() / theirs.per_thousand(),
+            floor_cells(floor),
+            floor_cells(gentle)
         );
     }
     if !results.scale.is_empty() {
-        md.push_str(
-            "\n| Configured targets | Peak RSS | /metrics time (median of 5) | /metrics size |\n",
-        );
-        md.push_str("|---:|---:|---:|---:|\n");
+        md.push_str("\n| Configured targets | Peak RSS | /metrics plain: time, size | /metrics gzip: time, size | Scrape's transient memory, plain / gzip |\n");
+        md.push_str("|---:|---:|---:|---:|---:|\n");
     }
     for row in &results.scale {
         let _ = writeln!(
             md,
-            "| {} | {:.1} MiB | {:.1} ms | {:.1} MiB |",
+            "| {} | {:.1} MiB | {:.1} ms, {:.1} MiB | {:.1} ms, {:.2} MiB | {:.1} / {:.1} MiB |",
             row.targets,
             mib(row.peak_rss),
-            ms(row.metrics_time.as_secs_f64()),
-            mib(row.metrics_bytes as u64)
+            ms(row.plain_time.as_secs_f64()),
+            mib(row.plain_bytes as u64),
+            ms(row.gzip_time.as_secs_f64()),
+            mib(row.gzip_bytes as u64),
+            mib(row.plain_transient),
+            mib(row.gzip_transient)
+        );
+    }
+    if let Some(st) = &results.stall {
+        let _ = writeln!(
+            md,
+            "\n| {} targets | runs/s | schedule delay p50 | p99 |\n|---|---:|---:|---:|",
+            st.targets
+        );
+        for (name, d) in [
+            ("without scrapes", &st.quiet),
+            ("with back-to-back scrapes", &st.scraped),
+        ] {
+            let _ = writeln!(
+                md,
+                "| {name} | {:.0} | {:.2} ms (bucket ≤ {} ms) | {:.2} ms (bucket ≤ {} ms) |",
+                d.runs_per_second,
+                ms(d.p50.estimate),
+                ms(d.p50.at_most),
+                ms(d.p99.estimate),
+                ms(d.p99.at_most)
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\np99 with scrapes / without: {:.2}x; {} scrapes (gzip), median {:.1} ms and {:.2} MiB each.",
+            st.ratio(),
+            st.scrapes,
+            ms(st.median_scrape.as_secs_f64()),
+            mib(st.median_bytes as u64)
+        );
+    }
+    if let Some(baseline) = results.baseline_rss {
+        let _ = writeln!(
+            md,
+            "\nMemory per idle TCP target (baseline: {:.1} MiB RSS with one target):\n\n| Targets | Interval | Ready after | RSS | Per target over the baseline | Peak RSS | Runs/s | Schedule delay p50 / p99 | CPU |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            mib(baseline)
+        );
+    }
+    for c in &results.curve {
+        let _ = writeln!(
+            md,
+            "| {} | {} s | {:.1} s | {:.1} MiB | {:.0} B | {:.1} MiB | {:.0} | {:.2} / {:.2} ms | {:.2} cores |",
+            c.targets,
+            c.interval.as_secs(),
+            c.ready_after.as_secs_f64(),
+            mib(c.rss),
+            results.per_target(c),
+            mib(c.peak_rss),
+            c.delay.runs_per_second,
+            ms(c.delay.p50.estimate),
+            ms(c.delay.p99.estimate),
+            c.cpu_cores
         );
     }
     if let Some(d) = &results.delay {
@@ -344,18 +504,20 @@ fn markdown(machine: &serde_json::Value, results: &Results) -> String {
     md
 }
 
-/// `cpu.png`: CPU-seconds per 1000 probes, vantage beside blackbox_exporter (and the floor).
+/// `cpu.png`: CPU-seconds per 1000 probes, vantage beside blackbox_exporter (and the floors).
 fn chart(out: &Path, results: &Results) -> Result<(), String> {
-    let mut data = String::from("# probe vantage blackbox_exporter rustls_floor\n");
+    let mut data = String::from("# probe vantage blackbox_exporter rustls_floor gentle_floor\n");
     for r in &results.cpu {
-        let (ours, theirs, floor) = r.medians();
+        let (ours, theirs, floor, gentle) = r.medians();
+        let cell = |f: Option<Load>| f.map_or("NaN".to_string(), |f| f.per_thousand().to_string());
         let _ = writeln!(
             data,
-            "\"{}\" {} {} {}",
+            "\"{}\" {} {} {} {}",
             r.short,
             ours.per_thousand(),
             theirs.per_thousand(),
-            floor.map_or("NaN".to_string(), |f| f.per_thousand().to_string())
+            cell(floor),
+            cell(gentle)
         );
     }
     let data_file = out.join("cpu.dat");
