@@ -91,7 +91,7 @@ impl Metrics {
         Metrics { store, own }
     }
 
-    /// The whole scrape in one String (tests, and small answers).
+    /// The whole scrape in one String: for HTTP/1.0 clients, which cannot take it in chunks.
     pub fn render(&self, format: Format) -> String {
         let mut out = String::new();
         let mut keep = |chunk: &mut String| {

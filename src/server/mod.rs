@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use hyper::header::{ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper::{Method, Response, StatusCode};
+use hyper::{Method, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -322,10 +322,17 @@ async fn handle(req: &hyper::Request<Incoming>, state: &Arc<State>) -> Response<
     }
     match path {
         "/metrics" => {
-            let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
-            let format = Format::negotiate(header(ACCEPT));
-            let gzip = render::accepts_gzip(header(ACCEPT_ENCODING));
-            render::metrics(Arc::clone(&state.metrics), format, gzip).await
+            let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(accept);
+            let metrics = Arc::clone(&state.metrics);
+            if req.version() < Version::HTTP_11 {
+                // HTTP/1.0 has no chunks: a streamed answer would end by closing, and a
+                // rendering cut short would look complete. Whole, it has a Content-Length.
+                return render::whole(format.content_type(), move || metrics.render(format)).await;
+            }
+            let encodings = req.headers().get_all(ACCEPT_ENCODING).iter();
+            let gzip = render::accepts_gzip(encodings.filter_map(|v| v.to_str().ok()));
+            render::metrics(metrics, format, gzip).await
         }
         "/probe" => {
             let Some(endpoint) = &state.probe else {

@@ -34,18 +34,16 @@ static RENDERS: Semaphore = Semaphore::const_new(2);
 /// Pieces a streamed answer may have rendered ahead of its client.
 const AHEAD: usize = 4;
 
-/// Whether `Accept-Encoding` admits gzip: named (or `*`) without `q=0`.
-pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
-    let Some(header) = accept_encoding else {
-        return false;
-    };
+/// Whether the `Accept-Encoding` headers (all of their lines) admit gzip: named (or `*`)
+/// without `q=0`.
+pub fn accepts_gzip<'a>(accept_encoding: impl IntoIterator<Item = &'a str>) -> bool {
     let mut gzip = None;
     let mut any = None;
-    for coding in header.split(',') {
+    for coding in accept_encoding.into_iter().flat_map(|h| h.split(',')) {
         let mut parts = coding.split(';').map(str::trim);
         let name = parts.next().unwrap_or_default().to_ascii_lowercase();
         let q = parts
-            .filter_map(|p| p.strip_prefix("q="))
+            .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
             .find_map(|q| q.trim().parse::<f32>().ok())
             .unwrap_or(1.0);
         match name.as_str() {
@@ -144,7 +142,9 @@ impl Out {
         }
     }
 
-    fn end(self) {
+    fn end(mut self) {
+        // The rendering is done: waiting for the client to take the end needs no turn.
+        self.permit = None;
         // The client may have gone after the last piece; nobody is left to tell.
         let _ = self.pieces.blocking_send(Piece::End);
     }
@@ -185,15 +185,54 @@ mod tests {
     #[test]
     fn gzip_is_used_when_the_client_accepts_it() {
         // What Prometheus sends.
-        assert!(accepts_gzip(Some("gzip")));
-        assert!(accepts_gzip(Some("deflate, gzip;q=1.0, *;q=0.5")));
-        assert!(accepts_gzip(Some("*")));
-        assert!(accepts_gzip(Some("br, X-GZIP")));
-        assert!(!accepts_gzip(None));
-        assert!(!accepts_gzip(Some("identity")));
-        assert!(!accepts_gzip(Some("gzip;q=0")));
-        assert!(!accepts_gzip(Some("gzip;q=0, *")));
-        assert!(!accepts_gzip(Some("*;q=0")));
-        assert!(!accepts_gzip(Some("")));
+        assert!(accepts_gzip(["gzip"]));
+        assert!(accepts_gzip(["deflate, gzip;q=1.0, *;q=0.5"]));
+        assert!(accepts_gzip(["*"]));
+        assert!(accepts_gzip(["br, X-GZIP"]));
+        assert!(accepts_gzip(["br", "gzip"]), "on a second line");
+        assert!(!accepts_gzip([]));
+        assert!(!accepts_gzip(["identity"]));
+        assert!(!accepts_gzip(["gzip;q=0"]));
+        assert!(!accepts_gzip(["gzip;Q=0"]));
+        assert!(!accepts_gzip(["gzip;q=0, *"]));
+        assert!(!accepts_gzip(["*;q=0"]));
+        assert!(!accepts_gzip([""]));
+    }
+
+    /// A rendering whose client has not taken its last pieces waits for it without a turn:
+    /// a client that stops reading at the very end must not hold up other scrapes.
+    #[test]
+    fn the_end_of_a_rendering_waits_for_its_client_without_a_turn() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let permit = runtime.block_on(RENDERS.acquire()).unwrap();
+        let (pieces, mut stream) = mpsc::channel(AHEAD);
+        for _ in 0..AHEAD {
+            pieces
+                .try_send(Piece::Data(Bytes::from_static(b"x")))
+                .unwrap();
+        }
+        let out = Out {
+            pieces,
+            permit: Some(permit),
+            runtime: runtime.handle().clone(),
+        };
+        assert_eq!(RENDERS.available_permits(), 1);
+        let ending = std::thread::spawn(move || out.end());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while RENDERS.available_permits() != 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the turn is still held"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!ending.is_finished(), "it waits for the client");
+        for _ in 0..AHEAD {
+            assert!(matches!(stream.blocking_recv(), Some(Piece::Data(_))));
+        }
+        assert!(matches!(stream.blocking_recv(), Some(Piece::End)));
+        ending.join().unwrap();
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::chunked::dechunk;
 use crate::support::{
     TempDir, Vantage, closed_port, http_get, http_request, one_target_config, quiet_peer, series,
     vantage_bin, wait_for,
@@ -364,7 +365,7 @@ fn metrics_are_gzipped_when_asked_and_carry_the_same_series() {
             "{head}"
         );
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&dechunk(&body)[..])
+        flate2::read::GzDecoder::new(&dechunk(&body).expect("a whole chunked body")[..])
             .read_to_string(&mut text)
             .expect("a whole gzip stream");
         assert_eq!(text.ends_with("# EOF\n"), eof, "{accept}");
@@ -387,9 +388,27 @@ fn metrics_are_gzipped_when_asked_and_carry_the_same_series() {
     for encoding in ["identity", "gzip;q=0"] {
         let (head, body) = raw_get(vantage.addr, "text/plain", encoding);
         assert!(!head.contains("content-encoding"), "{head}");
-        let text = String::from_utf8(dechunk(&body)).unwrap();
+        let text = String::from_utf8(dechunk(&body).expect("a whole chunked body")).unwrap();
         assert_eq!(text.matches("\nprobe_success{").count(), 300);
     }
+    // HTTP/1.0 has no chunks: the whole answer, with its length.
+    let mut stream = TcpStream::connect(vantage.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let length = head.lines().find_map(|l| {
+        let l = l.to_ascii_lowercase();
+        l.strip_prefix("content-length:")?
+            .trim()
+            .parse::<usize>()
+            .ok()
+    });
+    assert_eq!(length, Some(body.len()), "{head}");
+    assert_eq!(body.matches("\nprobe_success{").count(), 300);
 }
 
 /// A GET of `/metrics` with these headers; the head (lower-cased names) and the raw body.
@@ -412,24 +431,4 @@ fn raw_get(addr: SocketAddr, accept: &str, encoding: &str) -> (String, Vec<u8>) 
             .replace("vary: accept-encoding", "vary: Accept-Encoding"),
         raw[split + 4..].to_vec(),
     )
-}
-
-/// A chunked body's content, which must end with its last chunk.
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let line = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("a chunk size");
-        let size = std::str::from_utf8(&rest[..line]).unwrap();
-        let size = usize::from_str_radix(size.trim(), 16).unwrap();
-        rest = &rest[line + 2..];
-        if size == 0 {
-            return body;
-        }
-        body.extend_from_slice(&rest[..size]);
-        assert_eq!(&rest[size..size + 2], b"\r\n");
-        rest = &rest[size + 2..];
-    }
 }

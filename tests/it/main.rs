@@ -7,6 +7,7 @@ mod blackbox;
 mod blackbox_compat;
 mod blackbox_migration;
 mod chain;
+mod chunked;
 mod cli;
 mod container;
 mod delay;

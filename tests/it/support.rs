@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::chunked::dechunk;
 use vantage::config::{self, LoadOptions, Target};
 use vantage::probe::{self, Reason, Run};
 
@@ -269,36 +270,23 @@ pub fn exchange(addr: SocketAddr, request: &str) -> Option<Response> {
     stream.write_all(request.as_bytes()).ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
-    let raw = String::from_utf8(raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
     let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    let status = status_line.split(' ').nth(1)?.parse().ok()?;
     let mut response = Response {
-        status,
+        status: status_line.split(' ').nth(1)?.parse().ok()?,
         headers: headers.to_string(),
-        body: body.to_string(),
+        body: String::new(),
     };
-    if response
-        .header("transfer-encoding")
-        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
-    {
-        response.body = dechunked(&response.body)?;
-    }
+    let body = &raw[split + 4..];
+    let chunked = response.header("transfer-encoding") == Some("chunked");
+    response.body = String::from_utf8(if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    })
+    .ok()?;
     Some(response)
-}
-
-/// A chunked body's content; `None` unless it ends with its last chunk (a cut-off answer).
-fn dechunked(mut rest: &str) -> Option<String> {
-    let mut body = String::new();
-    loop {
-        let (size, after) = rest.split_once("\r\n")?;
-        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        if size == 0 {
-            return Some(body);
-        }
-        body.push_str(after.get(..size)?);
-        rest = after.get(size..)?.strip_prefix("\r\n")?;
-    }
 }
 
 pub fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> Option<Response> {
