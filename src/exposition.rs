@@ -299,10 +299,23 @@ mod tests {
 
     #[test]
     fn a_sink_that_fails_stops_the_rendering() {
-        let mut sink = |_: &mut String| Err(fmt::Error);
+        let mut calls = 0;
+        let mut sink = |_: &mut String| {
+            calls += 1;
+            Err(fmt::Error)
+        };
         let mut ours = Encoder::streaming(false, &mut sink);
         ours.family("g", "A gauge", Kind::Gauge).unwrap();
-        let failed = (0..100_000).any(|i| ours.sample("", [], Value::Count(i)).is_err());
-        assert!(failed);
+        // Samples of about 10 bytes: the first full chunk is handed over, and refused, near
+        // CHUNK / 10 samples in; the caller stops there.
+        let failed_at = (0..100_000).position(|i| ours.sample("", [], Value::Count(i)).is_err());
+        assert!(
+            failed_at.is_some_and(|at| at > CHUNK / 20 && at < CHUNK / 5),
+            "{failed_at:?}"
+        );
+        assert_eq!(
+            calls, 1,
+            "nothing more is handed over once the sink refused"
+        );
     }
 }

@@ -156,6 +156,16 @@ impl Store {
         observer.recorded(entry);
     }
 
+    /// How many targets of each probe type the store holds, counted under the lock without a
+    /// snapshot: `vantage_targets` needs no entry.
+    pub fn kinds(&self) -> std::collections::BTreeMap<&'static str, i64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for entry in self.lock().entries.values() {
+            *counts.entry(entry.target.probe.kind()).or_default() += 1;
+        }
+        counts
+    }
+
     /// Every entry as it is now, in name order. The lock is held only to copy the pointers
     /// (a few milliseconds at 100,000 targets), never while the caller reads them.
     pub fn snapshot(&self) -> Vec<Arc<Entry>> {

@@ -211,10 +211,7 @@ impl Collector for SelfCollector {
             )?,
         )?;
 
-        let mut counts = std::collections::BTreeMap::<&'static str, i64>::new();
-        for entry in self.store.snapshot() {
-            *counts.entry(entry.target.probe.kind()).or_default() += 1;
-        }
+        let counts = self.store.kinds();
         let mut targets = encoder.encode_descriptor(
             "vantage_targets",
             "Targets this instance probes, by probe type",

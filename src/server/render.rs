@@ -60,8 +60,8 @@ pub async fn metrics(metrics: Arc<Metrics>, format: Format, gzip: bool) -> Respo
     let permit = RENDERS.acquire().await.expect("RENDERS is never closed");
     let (pieces, stream) = mpsc::channel(AHEAD);
     let runtime = Handle::current();
-    // A rendering that fails, or whose client leaves, drops its end of the channel; the body
-    // tells the two apart by the `End` it never got.
+    // A rendering that fails, or whose client leaves, drops its end of the channel without
+    // sending `End`: the body then ends with an error, never as a complete answer.
     tokio::task::spawn_blocking(move || {
         let mut out = Out {
             pieces,
