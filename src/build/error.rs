@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter};
+use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
+
+use super::span::Location;
 
 /// One mistake in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +47,7 @@ impl ConfigError {
     /// Converts a parse error, with the key path that `serde_path_to_error` tracked.
     pub fn from_parse(file: &str, err: &serde_saphyr::Error, path: &str) -> Self {
         let err = err.without_snippet();
-        let location = err.location().unwrap_or(Location::UNKNOWN);
+        let location = err.location().map_or(Location::UNKNOWN, Location::from);
         // The formatter gives the bare message; ours adds file, line and column in front.
         let message: String = DefaultMessageFormatter
             .format_message(err)

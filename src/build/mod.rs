@@ -9,21 +9,19 @@
 pub mod error;
 pub mod file;
 pub mod limits;
+mod span;
+
+pub use span::{Location, S};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_saphyr::{Location, Spanned};
-
 use crate::duration;
 use crate::net::dns;
 use crate::net::{Host, IpVersion};
 use error::ConfigError;
-
-/// A value with the place it was written, for errors that point at it.
-pub type S<T> = Spanned<T>;
 
 /// A file as one load read it: its bytes, or the error, kept so that every target naming it
 /// sees the same result.

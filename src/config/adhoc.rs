@@ -5,11 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_saphyr::Location;
-
 use super::builder::DEFAULT_RETRY_DELAY;
 use super::target::{Label, LabelTexts, Target};
-use crate::build::{Common, Context, Origin, S, Setting};
+use crate::build::{Common, Context, Location, Origin, S, Setting};
 use crate::net::{self, IpVersion};
 use crate::probe::tcp::starttls::Dialect;
 use crate::probe::{Addresses, Kind, Probe, RunPolicy, Sections};
@@ -17,7 +15,7 @@ use crate::tls::config::RawTls;
 
 /// A value from the command line: it was written nowhere in a file.
 fn given<T>(value: T) -> S<T> {
-    S::new(value, Location::UNKNOWN, Location::UNKNOWN)
+    S::new(value, Location::UNKNOWN)
 }
 
 impl Target {

@@ -7,8 +7,6 @@ use std::hash::{DefaultHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_saphyr::Location;
-
 use super::assertions::assertions;
 use super::names;
 use super::raw::{RawConfig, RawDefaults, RawModule, RawTarget};
@@ -17,7 +15,8 @@ use super::target::{Config, LabelTexts, LoadOptions, Target};
 use crate::build::error::ConfigErrors;
 use crate::build::limits::{MAX_RETRIES, MIN_INTERVAL, MIN_TIMEOUT};
 use crate::build::{
-    Common, Context, Origin, S, Setting, builtin, describe, hash_serialized, in_defaults, in_target,
+    Common, Context, Location, Origin, S, Setting, builtin, describe, hash_serialized, in_defaults,
+    in_target,
 };
 use crate::duration::{self, ConfigDuration};
 use crate::net::IpVersion;
@@ -294,7 +293,7 @@ impl<'a> Builder<'a> {
             let dns = entry
                 .to_mut()
                 .dns
-                .get_or_insert_with(|| Box::new(S::new(RawDns::default(), at, at)));
+                .get_or_insert_with(|| Box::new(S::new(RawDns::default(), at)));
             dns.value.server = Some(server.clone());
         }
         let Some(mut target) = self.target(

@@ -11,13 +11,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use serde_saphyr::Location;
-
 use super::allow::Allow;
 use super::builder::{Builder, Schedule};
 use super::raw::{RawConfig, RawModule, RawTarget};
 use super::target::Module;
-use crate::build::S;
+use crate::build::{Location, S};
 use crate::probe::Kind;
 
 /// Longest module name: it is a label value on `/probe`'s counters and a URL parameter.
@@ -28,7 +26,7 @@ const MAX_MODULE_NAME: usize = 128;
 pub(super) const TEMPLATE: &str = "@";
 
 fn stand_in<T>(value: T, at: Location) -> S<T> {
-    S::new(value, at, at)
+    S::new(value, at)
 }
 
 impl Builder<'_> {

@@ -3,9 +3,9 @@
 //! types' folders and in `tls`.
 //!
 //! Unknown keys are errors everywhere (a typo must not silently disable a check), and values
-//! that validation may need to point at carry their line and column (`Spanned`). `type` is a
-//! plain field with optional per-type tables, not an internally tagged enum, because tagged
-//! enums lose the locations.
+//! that validation may need to point at carry their line and column (`S`, from `build::span`).
+//! `type` is a plain field with optional per-type tables, not an internally tagged enum,
+//! because tagged enums lose the locations.
 
 use std::collections::BTreeMap;
 

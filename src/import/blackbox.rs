@@ -183,8 +183,7 @@ fn convert(name: &str, module: &S<Node>, findings: &mut Findings) -> Option<Modu
 /// An empty mapping, for a module without its prober's table.
 static EMPTY: S<Node> = S {
     value: Node::Map(Vec::new()),
-    referenced: serde_saphyr::Location::UNKNOWN,
-    defined: serde_saphyr::Location::UNKNOWN,
+    referenced: crate::build::Location::UNKNOWN,
 };
 
 fn module_timeout(node: &S<Node>, key: &str, findings: &mut Findings) -> Option<Duration> {

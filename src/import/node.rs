@@ -242,7 +242,7 @@ pub fn list<'a>(node: &'a S<Node>, path: &str, findings: &mut Findings) -> Optio
 /// A list of texts (a single text counts as a list of one), or `None` (reported).
 pub fn texts(node: &S<Node>, path: &str, findings: &mut Findings) -> Option<Vec<S<String>>> {
     if let Some(one) = node.value.scalar() {
-        return Some(vec![S::new(one, node.referenced, node.defined)]);
+        return Some(vec![S::new(one, node.referenced)]);
     }
     let items = list(node, path, findings)?;
     let mut out = Vec::new();
@@ -250,7 +250,6 @@ pub fn texts(node: &S<Node>, path: &str, findings: &mut Findings) -> Option<Vec<
         out.push(S::new(
             text(item, &format!("{path}[{i}]"), findings)?,
             item.referenced,
-            item.defined,
         ));
     }
     Some(out)

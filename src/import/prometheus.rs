@@ -302,7 +302,7 @@ fn labels(
             continue;
         };
         if name == "__param_module" {
-            module = Some(S::new(text, value.referenced, value.defined));
+            module = Some(S::new(text, value.referenced));
         } else if let Some(problem) = crate::config::label_name_problem(name, name.chars().count())
         {
             findings.skip(line(value), &key, format!("vantage refuses it: {problem}"));

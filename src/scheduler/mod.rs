@@ -8,20 +8,23 @@
 //! measured in `vantage_probe_schedule_delay_seconds`; a target that falls a whole interval
 //! behind skips the missed slots rather than bursting to catch up.
 //!
-//! Each target has its own task. A reload hands the scheduler a new config, which it applies as
-//! a diff by target fingerprint: only changed, added and removed targets' tasks are touched.
+//! An idle target costs no task: one queue holds when each target runs next, and one driver
+//! task starts each run as it comes due, in a task that lives as long as the run (`queue`). A
+//! reload hands the scheduler a new config, which it applies as a diff by target fingerprint:
+//! only changed, added and removed targets are touched.
 
+mod queue;
 mod telemetry;
 
 pub use telemetry::Telemetry;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
@@ -29,6 +32,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, Target};
 use crate::probe::Run;
 use crate::store::Store;
+use queue::{Due, Queue, Ticket};
 
 /// Performs one run of a target. The exporter runs real probes; scheduler tests script runs.
 pub trait Runner: Send + Sync + 'static {
@@ -44,7 +48,7 @@ impl Runner for Probes {
     }
 }
 
-/// What every target's task shares.
+/// What every run shares.
 #[derive(Clone)]
 pub struct Shared {
     pub store: Arc<Store>,
@@ -134,32 +138,74 @@ pub struct Changes {
     pub unchanged: usize,
 }
 
-/// The running targets: one task each.
+/// The running targets: a queue of when each runs next, and a task per run in flight.
 pub struct Scheduler<R: Runner> {
-    runner: Arc<R>,
-    shared: Shared,
-    tasks: HashMap<String, Task>,
+    context: Arc<Context<R>>,
+    /// The targets held, by name, with their place in the queue. Only `apply` changes which
+    /// targets run, so it diffs a config against this without taking the queue's lock.
+    held: HashMap<ByName, Ticket>,
+    /// Starts each run as it comes due; spawned by the first `apply`, which runs on the
+    /// runtime (`new` may not).
+    driver: Option<JoinHandle<()>>,
 }
 
-struct Task {
-    target: Arc<Target>,
-    handle: JoinHandle<()>,
+/// A target keyed by its name, sharing the target's own string rather than a copy of it.
+struct ByName(Arc<Target>);
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
 }
+
+impl Eq for ByName {}
+
+impl std::hash::Hash for ByName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for ByName {
+    fn borrow(&self) -> &str {
+        &self.0.name
+    }
+}
+
+/// What the driver and every run share.
+struct Context<R> {
+    runner: Arc<R>,
+    shared: Shared,
+    queue: Mutex<Queue>,
+    /// Wakes the driver when a run is queued ahead of the one it sleeps for, or a reload
+    /// queued new targets.
+    wake: Notify,
+}
+
+/// Targets added or removed under one hold of the queue's lock: a reload of a million targets
+/// lets runs that finish meanwhile queue themselves again between chunks, instead of holding
+/// their worker threads until it is done.
+const CHUNK: usize = 4096;
 
 impl<R: Runner> Scheduler<R> {
     /// A scheduler with no targets yet: [`Scheduler::apply`] starts them.
     pub fn new(runner: Arc<R>, shared: Shared) -> Self {
         Scheduler {
-            runner,
-            shared,
-            tasks: HashMap::new(),
+            context: Arc::new(Context {
+                runner,
+                shared,
+                queue: Mutex::new(Queue::default()),
+                wake: Notify::new(),
+            }),
+            held: HashMap::new(),
+            driver: None,
         }
     }
 
-    /// Makes `config` the running one. Targets whose fingerprint is unchanged keep their task,
-    /// schedule, latest run and counters untouched; changed targets restart with their new
-    /// settings; removed ones stop, and their tasks have ended when this returns; added ones
-    /// start on their slot in their interval.
+    /// Makes `config` the running one. Targets whose fingerprint is unchanged keep their
+    /// schedule, run in flight, latest run and counters untouched; changed targets restart
+    /// with their new settings; removed ones stop, and their runs in flight have ended when
+    /// this returns; added ones start on their slot in their interval.
     pub async fn apply(&mut self, config: &Config) -> Changes {
         self.apply_with_clock(config, || {
             SystemTime::now()
@@ -170,23 +216,27 @@ impl<R: Runner> Scheduler<R> {
     }
 
     /// [`Scheduler::apply`] with `wall` reading the wall clock (time since the Unix epoch).
+    // `ByName` hashes and compares the name alone, which never changes; the mutability clippy
+    // sees is inside the probe.
+    #[allow(clippy::mutable_key_type)]
     async fn apply_with_clock(&mut self, config: &Config, wall: impl Fn() -> Duration) -> Changes {
         let mut changes = Changes::default();
-        let mut previous = std::mem::take(&mut self.tasks);
         let mut running = Vec::with_capacity(config.targets.len());
         let mut to_start = Vec::new();
-        let mut to_stop = Vec::new();
+        let mut leaving = Vec::new();
+        let mut previous = std::mem::take(&mut self.held);
+        self.held.reserve(config.targets.len());
         for target in &config.targets {
-            match previous.remove(&target.name) {
-                Some(task) if task.target.fingerprint == target.fingerprint => {
+            match previous.remove_entry(target.name.as_str()) {
+                Some((kept, ticket)) if kept.0.fingerprint == target.fingerprint => {
                     changes.unchanged += 1;
-                    running.push(Arc::clone(&task.target));
-                    self.tasks.insert(target.name.clone(), task);
+                    running.push(Arc::clone(&kept.0));
+                    self.held.insert(kept, ticket);
                     continue;
                 }
-                Some(task) => {
+                Some((_, ticket)) => {
                     changes.changed += 1;
-                    to_stop.push(task.handle);
+                    leaving.push(ticket);
                 }
                 None => changes.added += 1,
             }
@@ -194,32 +244,48 @@ impl<R: Runner> Scheduler<R> {
             to_start.push(Arc::clone(target));
         }
         changes.removed = previous.len();
-        to_stop.extend(previous.into_values().map(|task| task.handle));
+        leaving.extend(previous.into_values());
+        let context = &self.context;
+        let mut to_stop = Vec::new();
+        for chunk in leaving.chunks(CHUNK) {
+            let mut queue = context.queue();
+            to_stop.extend(chunk.iter().filter_map(|ticket| queue.remove(*ticket)));
+        }
         stop(to_stop).await;
 
-        // Only now that no stopped task can record a run does the store take the new set.
-        self.shared.store.apply(&running, &config.location);
-        self.shared.limiter.resize(config.max_concurrent_probes);
-        // Both clocks read together, after the stops, so new tasks land exactly on their slots.
+        // Only now that no stopped run can record does the store take the new set.
+        context.shared.store.apply(&running, &config.location);
+        context.shared.limiter.resize(config.max_concurrent_probes);
+        // Both clocks read together, after the stops, so new targets land exactly on their slots.
         let (wall, now) = (wall(), Instant::now());
-        for target in to_start {
-            let first =
-                now + until_slot(wall, phase(&target.name, target.interval), target.interval);
-            let handle = tokio::spawn(run_target(
-                Arc::clone(&target),
-                Arc::clone(&self.runner),
-                self.shared.clone(),
-                first,
-            ));
-            self.tasks
-                .insert(target.name.clone(), Task { target, handle });
+        for chunk in to_start.chunks(CHUNK) {
+            let mut queue = context.queue();
+            for target in chunk {
+                let slot = until_slot(wall, phase(&target.name, target.interval), target.interval);
+                let ticket = queue.insert(Arc::clone(target), now + slot);
+                self.held.insert(ByName(Arc::clone(target)), ticket);
+            }
         }
+        if self.driver.is_none() {
+            self.driver = Some(tokio::spawn(drive(Arc::clone(context))));
+        }
+        context.wake.notify_one();
         changes
     }
 
     /// Stops every target. Runs in flight are cancelled, which closes their sockets.
     pub async fn stop(self) {
-        stop(self.tasks.into_values().map(|task| task.handle).collect()).await;
+        if let Some(driver) = self.driver {
+            stop(vec![driver]).await;
+        }
+        let running = self.context.queue().clear();
+        stop(running).await;
+    }
+}
+
+impl<R> Context<R> {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -287,39 +353,98 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Runs one target forever. `first` is its first regular slot; the others follow every interval.
-async fn run_target<R: Runner>(
-    target: Arc<Target>,
-    runner: Arc<R>,
-    shared: Shared,
-    first: Instant,
-) {
-    let mut scheduled = first;
-    loop {
-        sleep_until(scheduled).await;
-        let Some(permit) = shared.limiter.acquire().await else {
-            return;
-        };
-        let delay = Instant::now().saturating_duration_since(scheduled);
-        shared.telemetry.schedule_delay.observe(delay.as_secs_f64());
-        let run = {
-            let _in_flight = InFlight::enter(&shared.telemetry.in_flight);
-            // Boxed: a probe's state (hyper, rustls) is kilobytes, and inline it would make
-            // every target's task that size while it sleeps between runs.
-            Box::pin(runner.run(&target)).await
-        };
-        drop(permit);
+/// Runs started in one go before the driver lets other tasks in.
+const BATCH: usize = 256;
 
-        let retry_sooner = run.failure().and(target.interval_on_failure);
-        // Only this task writes this target's entry, so reading first and recording after agree.
-        log_run(&target, &run, shared.store.last_success(&target.name));
-        shared.store.record(&target.name, run);
-        let now = Instant::now();
-        scheduled = match retry_sooner {
-            Some(step) => next_slot(scheduled, step, now),
-            // Back on the regular slots, however interval_on_failure moved us meanwhile.
-            None => next_slot(first, target.interval, now),
+/// Starts every run as it comes due, each in a task of its own, and sleeps until the next is
+/// due or the queue changes.
+async fn drive<R: Runner>(context: Arc<Context<R>>) {
+    loop {
+        let (full, next) = {
+            let mut queue = context.queue();
+            let now = Instant::now();
+            let mut started = 0;
+            // Spawned under the lock on purpose: the run's handle must be in its slot before
+            // the run can queue itself again or a reload can take it to cancel it.
+            while started < BATCH
+                && queue.start_due(now, |due| tokio::spawn(run(Arc::clone(&context), due)))
+            {
+                started += 1;
+            }
+            (started == BATCH, queue.next_due())
         };
+        if full {
+            // Let the runs just started (and other tasks) have the worker before starting more.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = sleep_until(at) => {}
+                    () = context.wake.notified() => {}
+                }
+            }
+            None => context.wake.notified().await,
+        }
+    }
+}
+
+/// One run of a target: waits for a slot of the concurrency limit, runs, records, and queues
+/// the target for its next slot.
+async fn run<R: Runner>(context: Arc<Context<R>>, due: Due) {
+    let mut next = Requeue {
+        context: &context,
+        due: &due,
+        at: None,
+    };
+    let Due {
+        target, scheduled, ..
+    } = &due;
+    let shared = &context.shared;
+    let Some(permit) = shared.limiter.acquire().await else {
+        return;
+    };
+    let delay = Instant::now().saturating_duration_since(*scheduled);
+    shared.telemetry.schedule_delay.observe(delay.as_secs_f64());
+    let run = {
+        let _in_flight = InFlight::enter(&shared.telemetry.in_flight);
+        // Boxed: a probe's state (hyper, rustls) is kilobytes, and inline it would make every
+        // run's task that size while it waits for a slot of the limit.
+        Box::pin(context.runner.run(target)).await
+    };
+    drop(permit);
+
+    let retry_sooner = run.failure().and(target.interval_on_failure);
+    // Only this run writes this target's entry now, so reading first and recording after agree.
+    log_run(target, &run, shared.store.last_success(&target.name));
+    shared.store.record(&target.name, run);
+    let now = Instant::now();
+    next.at = Some(match retry_sooner {
+        Some(step) => next_slot(*scheduled, step, now),
+        // Back on the regular slots, however interval_on_failure moved us meanwhile.
+        None => next_slot(due.first, target.interval, now),
+    });
+}
+
+/// Queues a run's target again however the run ends: at the slot the run chose, or, if it
+/// panicked, at its next regular slot, so that one bad run cannot stop a target for good. A
+/// run cancelled by a reload or a stop queues nothing: its target has left the queue already.
+struct Requeue<'a, R> {
+    context: &'a Context<R>,
+    due: &'a Due,
+    at: Option<Instant>,
+}
+
+impl<R> Drop for Requeue<'_, R> {
+    fn drop(&mut self) {
+        let due = self.due;
+        let at = self
+            .at
+            .unwrap_or_else(|| next_slot(due.first, due.target.interval, Instant::now()));
+        if self.context.queue().requeue(due.ticket, at) {
+            self.context.wake.notify_one();
+        }
     }
 }
 

@@ -23,6 +23,20 @@ struct Scripted {
     timeouts: Mutex<HashMap<String, Vec<Duration>>>,
     active: AtomicUsize,
     max_active: AtomicUsize,
+    /// The runs in progress, by target name and timeout (which tells a changed target's runs
+    /// from its old ones); a run cancelled midway leaves too.
+    running: Mutex<Vec<(String, Duration)>>,
+}
+
+/// A run's place in `Scripted::running`, given up however the run ends.
+struct InProgress<'a>(&'a Mutex<Vec<(String, Duration)>>, (String, Duration));
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        let mut running = self.0.lock().unwrap();
+        let at = running.iter().position(|r| *r == self.1).unwrap();
+        running.swap_remove(at);
+    }
 }
 
 impl Scripted {
@@ -35,6 +49,7 @@ impl Scripted {
             timeouts: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
             max_active: AtomicUsize::new(0),
+            running: Mutex::new(Vec::new()),
         })
     }
 
@@ -62,6 +77,9 @@ impl Runner for Scripted {
             .entry(target.name.clone())
             .or_default()
             .push(target.policy.timeout);
+        let run = (target.name.clone(), target.policy.timeout);
+        self.running.lock().unwrap().push(run.clone());
+        let _in_progress = InProgress(&self.running, run);
         let active = self.active.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_active.fetch_max(active, Ordering::SeqCst);
         sleep(self.takes).await;
@@ -360,7 +378,7 @@ async fn a_reload_restarts_only_what_changed_and_keeps_every_other_schedule() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn tasks_of_stopped_targets_end_so_the_task_count_follows_the_config() {
+async fn only_runs_in_flight_have_a_task_and_stopped_targets_leave_none() {
     let one = config(&tcp_targets(30, "interval: 1s, timeout: 500ms"));
     let mut other = config(&tcp_targets(50, "interval: 1s, timeout: 400ms"));
     other.targets.drain(..10);
@@ -371,6 +389,7 @@ async fn tasks_of_stopped_targets_end_so_the_task_count_follows_the_config() {
             .metrics()
             .num_alive_tasks()
     };
+    let mut busy = 0;
     for round in 0..20 {
         let next = if round % 2 == 0 { &other } else { &one };
         let changes = scheduler.apply(next).await;
@@ -378,11 +397,38 @@ async fn tasks_of_stopped_targets_end_so_the_task_count_follows_the_config() {
             changes.added + changes.changed + changes.unchanged,
             next.targets.len()
         );
-        assert_eq!(alive(), next.targets.len(), "round {round}");
         assert_eq!(shared.store.snapshot().len(), next.targets.len());
+        // Runs of removed targets, and of changed ones with their old settings, have ended.
+        for (name, timeout) in runner.running.lock().unwrap().iter() {
+            let target = next.targets.iter().find(|t| t.name == *name);
+            assert_eq!(
+                target.map(|t| t.policy.timeout),
+                Some(*timeout),
+                "round {round}: {name}"
+            );
+        }
         sleep(Duration::from_millis(730)).await;
+        // The driver, and a task for each run in progress: a sleeping target has none.
+        let running = usize::try_from(shared.telemetry.in_flight.get()).unwrap();
+        assert_eq!(alive(), 1 + running, "round {round}");
+        assert!(running < next.targets.len(), "round {round}");
+        busy += running;
+    }
+    assert!(busy > 0, "some rounds caught runs in progress");
+    // Every target of the last config still runs: none was left out of the queue.
+    let since = runner.epoch.elapsed();
+    sleep(Duration::from_secs(1)).await;
+    // Round 19 applied `one`.
+    for target in &one.targets {
+        let starts = runner.starts(&target.name);
+        assert!(
+            starts.iter().any(|s| *s >= since),
+            "{} has not run since the last reload",
+            target.name
+        );
     }
     scheduler.stop().await;
+    assert!(runner.running.lock().unwrap().is_empty());
     assert_eq!(alive(), 0);
     assert_eq!(shared.telemetry.in_flight.get(), 0);
 }

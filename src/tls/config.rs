@@ -5,13 +5,12 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_saphyr::Location;
 
 use super::dialect::Dialect;
 use super::{
     ClientCertFiles, KeyExchange, OptionKey, TlsClient, TlsOptions, TlsTarget, TlsVersion, Trust,
 };
-use crate::build::{Context, S};
+use crate::build::{Context, Location, S};
 use crate::duration::ConfigDuration;
 use crate::net::Host;
 

@@ -3,9 +3,8 @@
 
 use http::header::{self, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
-use serde_saphyr::Location;
 
-use crate::build::{Context, S};
+use crate::build::{Context, Location, S};
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

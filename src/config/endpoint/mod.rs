@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Scheme, Uri};
-use serde_saphyr::Location;
 
-use crate::build::{Context, S};
+use crate::build::{Context, Location, S};
 use crate::duration::{self, ConfigDuration};
 use crate::net::Host;
 use crate::tls::TlsTarget;

@@ -9,10 +9,8 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hasher};
 use std::time::Duration;
 
-use serde_saphyr::Location;
-
 use crate::build::limits::{MAX_LABEL_VALUE_CHARS, text_problem};
-use crate::build::{Context, S, hash_serialized};
+use crate::build::{Context, Location, S, hash_serialized};
 use crate::config::endpoint::{self, Endpoint, RawEndpoint, bounded_duration};
 use crate::duration;
 use raw::{RawQueue, RawRemoteWrite};

@@ -326,9 +326,9 @@ impl Builder<'_> {
             name: label(NAME_LABEL),
             locations: label(LOCATIONS_LABEL).map(|l| {
                 let list = l.value.split(',').map(|s| s.trim().to_string()).collect();
-                S::new(list, l.referenced, l.referenced)
+                S::new(list, l.referenced)
             }),
-            labels: (!labels.is_empty()).then(|| S::new(labels, at, at)),
+            labels: (!labels.is_empty()).then(|| S::new(labels, at)),
         })
     }
 
@@ -343,7 +343,7 @@ impl Builder<'_> {
     ) -> Option<(RawTarget, Option<S<String>>)> {
         let at = target.referenced;
         let text = target.value.trim();
-        let span = |v: String| S::new(v, at, at);
+        let span = |v: String| S::new(v, at);
         let (mut host, mut port, mut url, mut dns_server) = (None, None, None, None);
         match group.kind {
             Kind::Http if text.contains("://") => url = Some(span(text.to_string())),
@@ -353,7 +353,7 @@ impl Builder<'_> {
                     host = Some(span(
                         h.trim_start_matches('[').trim_end_matches(']').to_string(),
                     ));
-                    port = Some(S::new(p, at, at));
+                    port = Some(S::new(p, at));
                 }
                 _ => {
                     self.cx.error(

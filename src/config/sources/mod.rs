@@ -16,14 +16,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_saphyr::Location;
-
 use super::endpoint::{self, Endpoint, RawEndpoint};
 use super::raw::{RawFileSd, RawHttpSd, RawSource};
 use crate::build::error::ConfigError;
 use crate::build::file::TARGET_LIST;
 use crate::build::limits::text_problem;
-use crate::build::{Context, S, hash_serialized};
+use crate::build::{Context, Location, S, hash_serialized};
 use crate::duration;
 
 /// The targets a source may give unless `max_targets` says otherwise: far more than a list

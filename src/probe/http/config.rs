@@ -10,11 +10,10 @@ use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Method};
 use regex::bytes::RegexBuilder;
 use serde::{Deserialize, Serialize};
-use serde_saphyr::Location;
 
 use super::{Header, HttpProbe, Scheme, StatusCodes, Url, alpn};
 use crate::build::limits::MAX_METHOD_CHARS;
-use crate::build::{Common, Context, S, regex_message};
+use crate::build::{Common, Context, Location, S, regex_message};
 use crate::tls::config::RawTls;
 use crate::tls::{TlsClient, TlsOptions, TlsTarget};
 
