@@ -132,6 +132,8 @@ impl Queue {
                 scheduled: at,
                 first: held.first,
             };
+            // A held target has an entry in the heap or a run in flight, never both.
+            debug_assert!(held.running.is_none(), "a running target came due");
             held.running = Some(start(due));
             return true;
         }
@@ -145,12 +147,13 @@ impl Queue {
     /// Queues the target of `ticket` again, its run over, due at `at`; a target that left
     /// meanwhile stays gone. Whether it is now the first due, which the driver must know.
     pub fn requeue(&mut self, ticket: Ticket, at: Instant) -> bool {
-        let Some(slot) = self.held(ticket) else {
+        let Some(held) = self.held(ticket).and_then(|slot| slot.held.as_mut()) else {
             return false;
         };
-        if let Some(held) = slot.held.as_mut() {
-            // The handle of the task calling this: dropping it detaches, it does not cancel.
-            held.running = None;
+        // The handle of the task calling this: dropping it detaches, it does not cancel. A
+        // target that is not running has its entry already, and a second would run it twice.
+        if held.running.take().is_none() {
+            return false;
         }
         self.heap
             .push(Reverse((at, ticket.slot, ticket.generation)));
@@ -216,6 +219,11 @@ mod tests {
         assert!(take_due(&mut queue, ms(25)).is_empty());
         assert!(!queue.requeue(due[0].1, ms(40)), "a stays first");
         assert!(queue.requeue(due[1].1, ms(5)), "c is due first now");
+        assert!(
+            !queue.requeue(due[1].1, ms(1)),
+            "c is queued already: no second entry"
+        );
+        assert_eq!(queue.heap.len(), 3);
         let names: Vec<String> = take_due(&mut queue, ms(40))
             .into_iter()
             .map(|d| d.0)
