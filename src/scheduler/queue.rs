@@ -88,8 +88,7 @@ impl Queue {
             if self.stale > self.heap.len() / 2 {
                 let slots = &self.slots;
                 self.heap.retain(|Reverse((_, index, generation))| {
-                    let slot = &slots[*index as usize];
-                    slot.generation == *generation && slot.held.is_some()
+                    slots[*index as usize].holds(*generation)
                 });
                 self.stale = 0;
             }
@@ -99,13 +98,11 @@ impl Queue {
 
     /// Lets every target go, returning their runs in flight.
     pub fn clear(&mut self) -> Vec<JoinHandle<()>> {
-        let running = self
-            .slots
-            .drain(..)
+        let slots = std::mem::take(self).slots;
+        slots
+            .into_iter()
             .filter_map(|slot| slot.held?.running)
-            .collect();
-        *self = Queue::default();
-        running
+            .collect()
     }
 
     /// Starts the next run due at or before `now`, if there is one: takes it off the queue and
@@ -163,7 +160,14 @@ impl Queue {
     /// The slot of `ticket`, if it still holds that target.
     fn held(&mut self, ticket: Ticket) -> Option<&mut Slot> {
         let slot = self.slots.get_mut(ticket.slot as usize)?;
-        (slot.generation == ticket.generation && slot.held.is_some()).then_some(slot)
+        slot.holds(ticket.generation).then_some(slot)
+    }
+}
+
+impl Slot {
+    /// Whether the slot still holds the target it held in `generation`.
+    fn holds(&self, generation: u32) -> bool {
+        self.generation == generation && self.held.is_some()
     }
 }
 
