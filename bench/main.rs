@@ -47,8 +47,8 @@ const PARTS: [&str; 5] = ["cpu", "scale", "stall", "curve", "delay"];
 struct Plan {
     /// vantage's targets in the CPU comparison, every `CPU_INTERVAL`.
     cpu_targets: usize,
-    /// The scale table's target counts, and their interval.
-    scales: Vec<usize>,
+    /// The scale table's target counts with their `failure_reasons`, and their interval.
+    scales: Vec<(usize, &'static str)>,
     scale_interval: Duration,
     /// The stall part's targets and interval.
     stall: (usize, Duration),
@@ -71,7 +71,7 @@ impl Plan {
             // out TLS handshakes.
             true => Plan {
                 cpu_targets: 200,
-                scales: vec![1_000],
+                scales: vec![(1_000, "possible"), (1_000, "seen")],
                 scale_interval: Duration::from_secs(3),
                 stall: (1_000, Duration::from_secs(2)),
                 curve: vec![1_000],
@@ -82,7 +82,12 @@ impl Plan {
             },
             false => Plan {
                 cpu_targets: 1_000,
-                scales: vec![1_000, 10_000, 100_000],
+                scales: vec![
+                    (1_000, "possible"),
+                    (10_000, "possible"),
+                    (100_000, "possible"),
+                    (100_000, "seen"),
+                ],
                 scale_interval: Duration::from_secs(30),
                 // 1,000 runs a second.
                 stall: (100_000, Duration::from_secs(100)),
@@ -322,9 +327,9 @@ async fn run(args: Args) -> Result<(), String> {
         cpu(&setup, &args, &plan, &out, &mut results).await?;
     }
     if runs("scale") {
-        for &targets in &plan.scales {
-            eprintln!("bench: scale, {targets} targets ...");
-            let row = scale::scale(&setup, &plan, targets).await?;
+        for &(targets, failure_reasons) in &plan.scales {
+            eprintln!("bench: scale, {targets} targets, failure_reasons: {failure_reasons} ...");
+            let row = scale::scale(&setup, &plan, targets, failure_reasons).await?;
             eprintln!("bench:   {}", row.summary());
             results.scale.push(row);
         }
@@ -509,7 +514,7 @@ async fn vantage_load(
         .map(|i| kind.vantage_target(setup, i))
         .collect();
     let schedule = format!("{{interval: {}s, timeout: 1s}}", CPU_INTERVAL.as_secs());
-    let vantage = Vantage::start(setup, kind.key(), &targets, &schedule).await?;
+    let vantage = Vantage::start(setup, kind.key(), &targets, &schedule, "possible").await?;
     sleep(CPU_INTERVAL + Duration::from_secs(1)).await;
     let before = vantage.summary().await?;
     let perf = match args.perf {

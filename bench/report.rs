@@ -111,6 +111,8 @@ impl CpuRow {
 
 pub struct ScaleRow {
     pub targets: usize,
+    /// The config's `failure_reasons`: whether every target has a zero series per reason.
+    pub failure_reasons: &'static str,
     pub peak_rss: u64,
     pub rss: u64,
     /// Medians of five scrapes, each from the connect to the last byte, and sizes on the wire.
@@ -336,6 +338,7 @@ pub fn write(out: &Path, results: &Results) -> Result<(), String> {
         })).collect::<Vec<_>>(),
         "scale": results.scale.iter().map(|s| json!({
             "targets": s.targets,
+            "failure_reasons": s.failure_reasons,
             "peak_rss_bytes": s.peak_rss,
             "rss_bytes": s.rss,
             "metrics_seconds": s.plain_time.as_secs_f64(),
@@ -429,14 +432,15 @@ fn markdown(machine: &serde_json::Value, results: &Results) -> String {
         );
     }
     if !results.scale.is_empty() {
-        md.push_str("\n| Configured targets | Peak RSS | /metrics plain: time, size | /metrics gzip: time, size | Scrape's transient memory, plain / gzip |\n");
-        md.push_str("|---:|---:|---:|---:|---:|\n");
+        md.push_str("\n| Configured targets | failure_reasons | Peak RSS | /metrics plain: time, size | /metrics gzip: time, size | Scrape's transient memory, plain / gzip |\n");
+        md.push_str("|---:|---|---:|---:|---:|---:|\n");
     }
     for row in &results.scale {
         let _ = writeln!(
             md,
-            "| {} | {:.1} MiB | {:.1} ms, {:.1} MiB | {:.1} ms, {:.2} MiB | {:.1} / {:.1} MiB |",
+            "| {} | {} | {:.1} MiB | {:.1} ms, {:.1} MiB | {:.1} ms, {:.2} MiB | {:.1} / {:.1} MiB |",
             row.targets,
+            row.failure_reasons,
             mib(row.peak_rss),
             ms(row.plain_time.as_secs_f64()),
             mib(row.plain_bytes as u64),

@@ -20,12 +20,23 @@ fn tcp_targets(setup: &Setup, count: usize) -> Vec<String> {
         .collect()
 }
 
-/// vantage with `targets` TCP targets every `interval`.
+/// vantage with `targets` TCP targets every `interval`, and the default `failure_reasons`.
 pub async fn start(
     setup: &Setup,
     name: &str,
     targets: usize,
     interval: Duration,
+) -> Result<Vantage, String> {
+    start_with(setup, name, targets, interval, "possible").await
+}
+
+/// vantage with `targets` TCP targets every `interval` and the given `failure_reasons`.
+async fn start_with(
+    setup: &Setup,
+    name: &str,
+    targets: usize,
+    interval: Duration,
+    failure_reasons: &str,
 ) -> Result<Vantage, String> {
     // The timeout must be shorter than the interval, which `--smoke` makes a second or two.
     let timeout = match interval >= Duration::from_secs(10) {
@@ -33,14 +44,28 @@ pub async fn start(
         false => "500ms",
     };
     let schedule = format!("{{interval: {}s, timeout: {timeout}}}", interval.as_secs());
-    Vantage::start(setup, name, &tcp_targets(setup, targets), &schedule).await
+    Vantage::start(
+        setup,
+        name,
+        &tcp_targets(setup, targets),
+        &schedule,
+        failure_reasons,
+    )
+    .await
 }
 
-/// vantage with `targets` TCP targets every `plan.scale_interval`, once every target has a
-/// result: peak RSS, and the time, size and transient memory of `/metrics`, plain and gzip.
-pub async fn scale(setup: &Setup, plan: &Plan, targets: usize) -> Result<ScaleRow, String> {
+/// vantage with `targets` TCP targets every `plan.scale_interval` and the given
+/// `failure_reasons`, once every target has a result: peak RSS, and the time, size and
+/// transient memory of `/metrics`, plain and gzip.
+pub async fn scale(
+    setup: &Setup,
+    plan: &Plan,
+    targets: usize,
+    failure_reasons: &'static str,
+) -> Result<ScaleRow, String> {
     let interval = plan.scale_interval;
-    let vantage = start(setup, &format!("scale-{targets}"), targets, interval).await?;
+    let name = format!("scale-{targets}-{failure_reasons}");
+    let vantage = start_with(setup, &name, targets, interval, failure_reasons).await?;
     sleep(interval + Duration::from_secs(2)).await;
     vantage.all_ran(targets, interval).await?;
     let (plain_time, plain_bytes) = median_scrape(&vantage, false).await?;
@@ -48,6 +73,7 @@ pub async fn scale(setup: &Setup, plan: &Plan, targets: usize) -> Result<ScaleRo
     let (peak, current) = vantage.process.rss()?;
     Ok(ScaleRow {
         targets,
+        failure_reasons,
         peak_rss: peak,
         rss: current,
         plain_time,

@@ -32,8 +32,11 @@ impl Vantage {
         name: &str,
         targets: &[String],
         schedule: &str,
+        failure_reasons: &str,
     ) -> Result<Vantage, String> {
-        let mut config = format!("location: bench\ndefaults: {schedule}\ntargets:\n");
+        let mut config = format!(
+            "location: bench\nfailure_reasons: {failure_reasons}\ndefaults: {schedule}\ntargets:\n"
+        );
         for target in targets {
             let _ = writeln!(config, "  - {target}");
         }

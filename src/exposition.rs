@@ -124,7 +124,7 @@ impl<'s> Encoder<'s> {
         }
         out.push(' ');
         match value {
-            Value::Float(v) => out.push_str(dtoa::Buffer::new().format(v)),
+            Value::Float(v) => write_float(out, v),
             Value::Count(n) => out.push_str(itoa::Buffer::new().format(n)),
             Value::One => out.push('1'),
         }
@@ -153,6 +153,19 @@ impl<'s> Encoder<'s> {
             Some(sink) if self.out.len() >= CHUNK => sink(&mut self.out),
             _ => Ok(()),
         }
+    }
+}
+
+/// `v` as `dtoa` writes it. Most gauges are whole numbers (success, attempts, IP version and
+/// hash, status codes), which `itoa` and `.0` write the same and in a fraction of the time.
+fn write_float(out: &mut String, v: f64) {
+    // Below 2^53 every whole float is exact as an integer, and dtoa writes none of them with an
+    // exponent.
+    if v.fract() == 0.0 && v.is_sign_positive() && v < 9_007_199_254_740_992.0 {
+        out.push_str(itoa::Buffer::new().format(v as u64));
+        out.push_str(".0");
+    } else {
+        out.push_str(dtoa::Buffer::new().format(v));
     }
 }
 
@@ -243,6 +256,20 @@ mod tests {
         ours.family("i", "An info", Kind::Info).unwrap();
         ours.sample("", [("reason", "x\"y")], Value::One).unwrap();
         assert_eq!(ours.finish().unwrap(), theirs);
+    }
+
+    #[test]
+    fn whole_floats_are_written_as_dtoa_writes_them() {
+        let mut values = vec![0.0, -0.0, 1.0, 4.0, 6.0, 200.0, 3_668_918_509.0, 0.5, -1.0];
+        values.extend((0..64).map(|p| 2f64.powi(p)));
+        values.extend((0..64).map(|p| 2f64.powi(p) - 1.0));
+        values.extend((0..30).map(|p| 10f64.powi(p)));
+        values.extend([f64::NAN, f64::INFINITY, f64::MAX, 1e-300, 123.456]);
+        for v in values {
+            let mut ours = String::new();
+            write_float(&mut ours, v);
+            assert_eq!(ours, dtoa::Buffer::new().format(v), "{v:e}");
+        }
     }
 
     #[test]

@@ -54,6 +54,9 @@ struct State {
     /// This instance's vantage point, which a reload may change.
     location: String,
     entries: BTreeMap<String, Arc<Entry>>,
+    /// Targets by probe type, counted when the set changes rather than at every scrape, which
+    /// would read every target's entry under the lock.
+    kinds: BTreeMap<&'static str, i64>,
 }
 
 impl Entry {
@@ -101,6 +104,10 @@ impl Store {
             })
             .collect();
         location.clone_into(&mut state.location);
+        state.kinds.clear();
+        for t in targets {
+            *state.kinds.entry(t.probe.kind()).or_default() += 1;
+        }
         if let Some(observer) = self.observer.get() {
             let names: Vec<&str> = state.entries.keys().map(String::as_str).collect();
             observer.applied(&names, &fresh);
@@ -156,14 +163,9 @@ impl Store {
         observer.recorded(entry);
     }
 
-    /// How many targets of each probe type the store holds, counted under the lock without a
-    /// snapshot: `vantage_targets` needs no entry.
-    pub fn kinds(&self) -> std::collections::BTreeMap<&'static str, i64> {
-        let mut counts = std::collections::BTreeMap::new();
-        for entry in self.lock().entries.values() {
-            *counts.entry(entry.target.probe.kind()).or_default() += 1;
-        }
-        counts
+    /// How many targets of each probe type the store holds.
+    pub fn kinds(&self) -> BTreeMap<&'static str, i64> {
+        self.lock().kinds.clone()
     }
 
     /// Every entry as it is now, in name order. The lock is held only to copy the pointers

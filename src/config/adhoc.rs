@@ -152,6 +152,7 @@ impl Target {
             interval_on_failure: self.interval_on_failure,
             assertions: self.assertions.clone(),
             labels,
+            failure_reasons: self.failure_reasons,
             fingerprint: 0,
         }
     }

@@ -11,7 +11,7 @@ use super::assertions::assertions;
 use super::names;
 use super::raw::{RawConfig, RawDefaults, RawModule, RawTarget};
 use super::sources::SourceInputs;
-use super::target::{Config, LabelTexts, LoadOptions, Target};
+use super::target::{Config, FailureReasons, LabelTexts, LoadOptions, Target};
 use crate::build::error::ConfigErrors;
 use crate::build::limits::{MAX_RETRIES, MIN_INTERVAL, MIN_TIMEOUT};
 use crate::build::{
@@ -86,6 +86,7 @@ pub(super) struct Inherit<'r> {
     pub defaults: &'r Schedule,
     pub labels: &'r BTreeMap<String, String>,
     pub location: &'r str,
+    pub failure_reasons: FailureReasons,
     /// See [`inherited_digest`].
     pub digest: u64,
     pub options: &'r LoadOptions,
@@ -193,11 +194,13 @@ impl<'a> Builder<'a> {
             },
         };
 
+        let failure_reasons = raw.failure_reasons.unwrap_or_default();
         let (modules, broken) = self.modules(&raw, &defaults);
         let inherit = Inherit {
             defaults: &defaults,
             labels: &global_labels,
             location: &location,
+            failure_reasons,
             digest: inherited_digest(&raw, &location),
             options,
             broken: &broken,
@@ -253,6 +256,7 @@ impl<'a> Builder<'a> {
             Ok(Config {
                 location,
                 max_concurrent_probes,
+                failure_reasons,
                 targets: placed.targets,
                 elsewhere: placed.elsewhere,
                 shard: if options.every_location {
@@ -306,6 +310,7 @@ impl<'a> Builder<'a> {
         ) else {
             return;
         };
+        target.failure_reasons = inherit.failure_reasons;
         target.fingerprint = self.fingerprint(inherit.digest, &entry);
         if inherit.options.every_location {
             into.targets.push(Arc::new(target));
@@ -565,6 +570,7 @@ fn inherited_digest(raw: &RawConfig, location: &str) -> u64 {
         raw.defaults.as_ref().map(|d| &d.value),
         raw.labels.as_ref().map(|l| &l.value),
         location,
+        raw.failure_reasons,
     );
     hash_serialized(&mut hasher, &inherited);
     hasher.finish()

@@ -31,7 +31,7 @@ pub use builder::DEFAULT_MAX_CONCURRENT_PROBES;
 pub use load::{Inputs, load, parse, parse_reading, parse_with_inputs, read};
 pub use names::label_name_problem;
 pub use sources::{ListState, Listed, Source, SourceInputs, SourceKind, SourceReport};
-pub use target::{Config, LoadOptions, Module, Target};
+pub use target::{Config, FailureReasons, LoadOptions, Module, Target};
 
 #[cfg(test)]
 mod tests;

@@ -37,6 +37,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub modules: BTreeMap<String, S<RawModule>>,
     pub max_concurrent_probes: Option<S<i64>>,
+    pub failure_reasons: Option<FailureReasons>,
     /// Boxed, so that a list of a million grows by moving pointers, and each entry can be
     /// freed once built.
     #[serde(default)]
@@ -46,6 +47,20 @@ pub struct RawConfig {
     /// Where more targets come from: Prometheus' file SD and HTTP SD formats.
     #[serde(default)]
     pub target_sources: Vec<S<RawSource>>,
+}
+
+/// Which series of `probe_failures_total` a target has (the top-level `failure_reasons`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureReasons {
+    /// One for every reason the target can fail with, at 0 until it does, so that `increase()`
+    /// sees a reason's first failure.
+    #[default]
+    Possible,
+    /// Only the reasons it has failed with: at 100,000 targets the zeros are a million series
+    /// in every scrape and in Prometheus, and `probe_runs_total{result="failure"}`, always
+    /// there, still counts every first failure.
+    Seen,
 }
 
 /// The settings every target inherits unless it sets them itself; `RawTarget` repeats these

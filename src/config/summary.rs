@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::sources::{ListState, SourceKind};
-use super::target::Config;
+use super::target::{Config, FailureReasons};
 use crate::duration;
 use crate::probe::Addresses;
 
@@ -18,6 +18,13 @@ impl Config {
         };
         let _ = writeln!(out, "location: {location}");
         let _ = writeln!(out, "max_concurrent_probes: {}", self.max_concurrent_probes);
+        let reasons = match self.failure_reasons {
+            FailureReasons::Possible => {
+                "possible (a series at 0 for every reason a target can fail with)"
+            }
+            FailureReasons::Seen => "seen (a series for each reason a target has failed with)",
+        };
+        let _ = writeln!(out, "failure_reasons: {reasons}");
         if self.shard.is_whole() {
             let _ = writeln!(out, "targets: {}", self.targets.len());
         } else {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::allow::Allow;
+pub use super::raw::FailureReasons;
 use super::remote_write::RemoteWrite;
 use super::sources::SourceReport;
 use crate::probe::{Assertion, Probe, Reason, ReasonSet, RunPolicy};
@@ -18,6 +19,7 @@ pub struct Config {
     pub max_concurrent_probes: usize,
     /// The targets this instance runs.
     pub targets: Vec<Arc<Target>>,
+    pub failure_reasons: FailureReasons,
     /// Names of targets whose `locations` do not include this instance's.
     pub elsewhere: Vec<String>,
     /// The shard this instance is (`--shard`), and how many of this location's targets the
@@ -55,6 +57,7 @@ pub struct Target {
     pub assertions: Vec<Assertion>,
     /// The identity of every series of this target: name, probe, target, location, static labels.
     pub labels: Vec<(Label, Label)>,
+    pub failure_reasons: FailureReasons,
     /// Digest of everything the target was built from: its entry as parsed (comments, layout
     /// and position in the file do not count), the defaults, labels and location it inherits,
     /// and the content of every file it reads. A reload restarts a target only when this
@@ -117,6 +120,7 @@ impl Target {
             interval_on_failure,
             assertions,
             labels,
+            failure_reasons: FailureReasons::default(),
             fingerprint: 0,
         }
     }

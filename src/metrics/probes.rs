@@ -4,6 +4,7 @@
 //! registry renders them at their fixed place in between, so that the family order of a scrape
 //! never changes.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,11 +12,101 @@ use std::time::Duration;
 
 use prometheus_client::metrics::MetricType;
 
+use crate::config::FailureReasons;
 use crate::exposition::{Encoder, label_text};
 use crate::family::{Row, counter, gauge, info, series};
 use crate::net;
-use crate::probe::{self, Phases, Reason, Run};
+use crate::probe::{self, Phases, Reason, ReasonSet, Run};
 use crate::store::Entry;
+
+/// What the common families read of one target, taken in one pass over the entries. At
+/// 100,000 targets the entries and their runs are spread over a heap far larger than the
+/// caches: each family reading them again would wait on memory for every target, where reading
+/// this compact list streams.
+struct Latest<'a> {
+    run: Option<&'a Run>,
+    /// success, duration, attempts, consecutive failures, the dns, connect and starttls phases.
+    gauges: [Option<f64>; 7],
+    address: Option<IpAddr>,
+    /// Whether the run has per-address results, assertions, a failure: only then is it read
+    /// again.
+    addresses: bool,
+    assertions: bool,
+    failed: bool,
+    runs: [u64; 2],
+    /// The reasons with a series at 0 until they happen.
+    possible: ReasonSet,
+    /// The reasons counted so far; `None` while there are none.
+    counted: Option<&'a BTreeMap<Reason, u64>>,
+}
+
+impl<'a> Latest<'a> {
+    fn of(entry: &'a Entry) -> Self {
+        let run = entry.last.as_deref();
+        let phase = |pick: fn(&Phases) -> Option<Duration>| {
+            run.and_then(|r| pick(&r.outcome.trace.phases))
+                .map(|d| d.as_secs_f64())
+        };
+        let gauges = [
+            run.map(|r| if r.success() { 1.0 } else { 0.0 }),
+            run.map(|r| r.duration.as_secs_f64()),
+            run.map(|r| f64::from(r.attempts)),
+            run.map(|_| entry.consecutive_failures as f64),
+            phase(|p| p.dns),
+            phase(|p| p.connect),
+            phase(|p| p.starttls),
+        ];
+        let counted = &entry.failures_by_reason;
+        Latest {
+            run,
+            gauges,
+            address: run.and_then(|r| Some(r.outcome.trace.address?.ip())),
+            addresses: run.is_some_and(|r| !r.outcome.addresses.is_empty()),
+            assertions: run.is_some_and(|r| !r.outcome.assertions.is_empty()),
+            failed: run.is_some_and(|r| r.failure().is_some()),
+            runs: [entry.successes, entry.failures],
+            possible: possible(entry),
+            counted: (!counted.is_empty()).then_some(counted),
+        }
+    }
+
+    /// The run, where `has` says it has what a family reads.
+    fn run_with(&self, has: bool) -> Option<&'a Run> {
+        self.run.filter(|_| has)
+    }
+}
+
+/// The names and help of [`Latest::gauges`], in that order, which is their order in a scrape.
+const GAUGES: [(&str, &str); 7] = [
+    (
+        "probe_success",
+        "1 if the last run succeeded and every assertion held, else 0",
+    ),
+    (
+        "probe_duration_seconds",
+        "Duration of the last run, retries included",
+    ),
+    (
+        "probe_attempts",
+        "Attempts the last run used (1 + retries used)",
+    ),
+    (
+        "probe_consecutive_failures",
+        "Failed runs in a row up to the last one; 0 after a success",
+    ),
+    (
+        "probe_dns_lookup_duration_seconds",
+        "Name resolution in the last run; absent for IP literals",
+    ),
+    (
+        "probe_connect_duration_seconds",
+        "TCP connect (SYN to established) in the last run",
+    ),
+    (
+        "probe_starttls_duration_seconds",
+        "Plaintext STARTTLS negotiation in the last run, from connect to the go-ahead",
+    ),
+];
 
 /// Every probe family over `entries` (in name order): each target's labels are escaped once,
 /// then copied into each of its series.
@@ -24,83 +115,37 @@ pub fn encode(encoder: &mut Encoder, entries: &[Arc<Entry>]) -> fmt::Result {
         .iter()
         .map(|e| label_text(&e.target.labels))
         .collect();
-    let entries: Vec<Row<&Entry>> = labels
+    let latest: Vec<Row<Latest>> = labels
         .iter()
         .zip(entries)
-        .map(|(labels, e)| (labels.as_str(), &**e))
+        .map(|(labels, e)| (labels.as_str(), Latest::of(e)))
         .collect();
     let encoder = &mut *encoder;
+    for (i, (name, help)) in GAUGES.iter().enumerate() {
+        gauge(encoder, &latest, name, help, |l| l.gauges[i])?;
+    }
     gauge(
         encoder,
-        &entries,
-        "probe_success",
-        "1 if the last run succeeded and every assertion held, else 0",
-        |e| e.last.as_ref().map(|r| if r.success() { 1.0 } else { 0.0 }),
-    )?;
-    gauge(
-        encoder,
-        &entries,
-        "probe_duration_seconds",
-        "Duration of the last run, retries included",
-        |e| e.last.as_ref().map(|r| r.duration.as_secs_f64()),
-    )?;
-    gauge(
-        encoder,
-        &entries,
-        "probe_attempts",
-        "Attempts the last run used (1 + retries used)",
-        |e| e.last.as_ref().map(|r| f64::from(r.attempts)),
-    )?;
-    gauge(
-        encoder,
-        &entries,
-        "probe_consecutive_failures",
-        "Failed runs in a row up to the last one; 0 after a success",
-        |e| e.last.as_ref().map(|_| e.consecutive_failures as f64),
-    )?;
-    gauge(
-        encoder,
-        &entries,
-        "probe_dns_lookup_duration_seconds",
-        "Name resolution in the last run; absent for IP literals",
-        |e| phase(e, |p| p.dns),
-    )?;
-    gauge(
-        encoder,
-        &entries,
-        "probe_connect_duration_seconds",
-        "TCP connect (SYN to established) in the last run",
-        |e| phase(e, |p| p.connect),
-    )?;
-    gauge(
-        encoder,
-        &entries,
-        "probe_starttls_duration_seconds",
-        "Plaintext STARTTLS negotiation in the last run, from connect to the go-ahead",
-        |e| phase(e, |p| p.starttls),
-    )?;
-    gauge(
-        encoder,
-        &entries,
+        &latest,
         "probe_ip_protocol",
         "IP version of the address the last run probed (4 or 6); absent when it found none",
-        |e| address(e).map(net::ip_protocol),
+        |l| l.address.map(net::ip_protocol),
     )?;
     gauge(
         encoder,
-        &entries,
+        &latest,
         "probe_ip_addr_hash",
         "FNV-1a hash of the address the last run probed, as blackbox_exporter's; it changes when the address does",
-        |e| address(e).map(net::ip_hash),
+        |l| l.address.map(net::ip_hash),
     )?;
     series(
         encoder,
-        &entries,
+        &latest,
         "probe_address_success",
         "With addresses: all, 1 for each address that succeeded in the last run, 0 for each that failed",
         MetricType::Gauge,
-        |e| {
-            e.last
+        |l| {
+            l.run_with(l.addresses)
                 .iter()
                 .flat_map(|r| &r.outcome.addresses)
                 .map(|p| {
@@ -113,11 +158,11 @@ pub fn encode(encoder: &mut Encoder, entries: &[Arc<Entry>]) -> fmt::Result {
 
     info(
         encoder,
-        &entries,
+        &latest,
         "probe_failure",
         "Present while the last run failed: why, and for dialogues the failing step",
-        |e| {
-            let Some(failure) = e.last.as_ref().and_then(|r| r.failure()) else {
+        |l| {
+            let Some(failure) = l.run_with(l.failed).and_then(|r| r.failure()) else {
                 return Vec::new();
             };
             let mut labels = vec![("reason", failure.reason.as_str().to_string())];
@@ -126,19 +171,19 @@ pub fn encode(encoder: &mut Encoder, entries: &[Arc<Entry>]) -> fmt::Result {
         },
     )?;
     // Targets without a run yet have none of these series.
-    let runs: Vec<Row<&Run>> = entries
+    let runs: Vec<Row<&Run>> = latest
         .iter()
-        .filter_map(|&(labels, e)| Some((labels, e.last.as_deref()?)))
+        .filter_map(|&(labels, ref l)| Some((labels, l.run?)))
         .collect();
     probe::encode_type_families(encoder, &runs)?;
     series(
         encoder,
-        &entries,
+        &latest,
         "probe_assertion_success",
         "1 if the assertion held in the last run, 0 if not; absent when it could not be judged",
         MetricType::Gauge,
-        |e| {
-            e.last
+        |l| {
+            l.run_with(l.assertions)
                 .iter()
                 .flat_map(|r| &r.outcome.assertions)
                 .map(|j| {
@@ -152,41 +197,40 @@ pub fn encode(encoder: &mut Encoder, entries: &[Arc<Entry>]) -> fmt::Result {
     )?;
     counter(
         encoder,
-        &entries,
+        &latest,
         "probe_runs",
         "Completed runs by result",
         "result",
-        |e| [("success", e.successes), ("failure", e.failures)],
+        |l| [("success", l.runs[0]), ("failure", l.runs[1])],
     )?;
     counter(
         encoder,
-        &entries,
+        &latest,
         "probe_failures",
         "Failed runs by reason",
         "reason",
-        |e| failures_by_reason(e),
+        |l| failures_by_reason(l.possible, l.counted),
     )?;
     Ok(())
 }
 
-/// A phase of the last run in seconds; `None` before the first run or when the phase did not
-/// happen (no lookup for an IP literal, no connect after a failed lookup).
-fn phase(e: &Entry, pick: fn(&Phases) -> Option<Duration>) -> Option<f64> {
-    let run = e.last.as_ref()?;
-    pick(&run.outcome.trace.phases).map(|d| d.as_secs_f64())
+/// The reasons a target has a series for before it fails with them: with
+/// `failure_reasons: possible`, every reason it can produce, at 0 until it does (so that
+/// `rate()` and `increase()` see the first failure); with `seen`, none.
+fn possible(e: &Entry) -> ReasonSet {
+    match e.target.failure_reasons {
+        FailureReasons::Possible => e.target.reasons(),
+        FailureReasons::Seen => ReasonSet::of(&[]),
+    }
 }
 
-/// The address the last run probed (with `addresses: all`, the one whose result it shows).
-fn address(e: &Entry) -> Option<IpAddr> {
-    Some(e.last.as_ref()?.outcome.trace.address?.ip())
-}
-
-/// A series for every reason the target can produce, at 0 until it does (so that `rate()` and
-/// `increase()` see the first failure), and for any other reason it has produced. Both lists
-/// are in `Reason` order, so one merging pass builds it.
-fn failures_by_reason(e: &Entry) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-    let possible = e.target.reasons();
-    let mut counted = e.failures_by_reason.iter().peekable();
+/// A series for every reason in `possible`, and for any other reason `counted`. Both lists are
+/// in `Reason` order, so one merging pass builds it.
+fn failures_by_reason(
+    possible: ReasonSet,
+    counted: Option<&BTreeMap<Reason, u64>>,
+) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    let mut counted = counted.into_iter().flatten().peekable();
     Reason::ALL.iter().filter_map(move |&reason| {
         let count = counted.next_if(|(r, _)| **r == reason).map(|(_, n)| *n);
         (count.is_some() || possible.contains(reason))
@@ -211,16 +255,23 @@ mod tests {
         }
     }
 
+    /// A store holding the targets of `yaml`.
+    fn stored(yaml: &str) -> Store {
+        let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
+        let store = Store::default();
+        store.apply(&config.targets, "");
+        store
+    }
+
     fn failures(store: &Store, name: &str) -> Vec<(&'static str, u64)> {
-        failures_by_reason(&store.get(name).unwrap()).collect()
+        let e = store.get(name).unwrap();
+        failures_by_reason(possible(&e), Some(&e.failures_by_reason)).collect()
     }
 
     #[test]
     fn every_reason_a_target_can_produce_has_a_series_from_the_start() {
         let yaml = "targets:\n  - {name: plain, type: tcp, host: 127.0.0.1, port: 1}\n  - {name: web, type: http, url: http://127.0.0.1:1/}\n  - {name: ping, type: icmp, host: 127.0.0.1}\n";
-        let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
-        let store = Store::default();
-        store.apply(&config.targets, "");
+        let store = stored(yaml);
         let plain = failures(&store, "plain");
         assert!(plain.contains(&("connection_refused", 0)), "{plain:?}");
         assert!(plain.contains(&("expect_mismatch", 0)), "{plain:?}");
@@ -258,11 +309,38 @@ mod tests {
     }
 
     #[test]
+    fn with_failure_reasons_seen_a_target_has_only_the_reasons_it_failed_with() {
+        let yaml = "failure_reasons: seen\ntargets:\n  - {name: plain, type: tcp, host: 127.0.0.1, port: 1}\n";
+        let store = stored(yaml);
+        assert_eq!(failures(&store, "plain"), []);
+        store.record("plain", failed(Reason::ConnectionRefused));
+        store.record("plain", failed(Reason::Timeout));
+        store.record("plain", failed(Reason::ConnectionRefused));
+        assert_eq!(
+            failures(&store, "plain"),
+            [("connection_refused", 2), ("timeout", 1)]
+        );
+        let mut encoder = crate::exposition::Encoder::whole(false);
+        encode(&mut encoder, &store.snapshot()).unwrap();
+        let text = encoder.finish().unwrap();
+        let failures: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("probe_failures_total{"))
+            .collect();
+        assert_eq!(failures.len(), 2, "{text}");
+        for result in ["success\"} 0", "failure\"} 3"] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with("probe_runs_total{") && l.ends_with(result)),
+                "every first failure is still counted: {text}"
+            );
+        }
+    }
+
+    #[test]
     fn assertions_add_the_reasons_they_fail_with() {
         let yaml = "targets:\n  - name: a\n    type: tcp\n    host: 127.0.0.1\n    port: 1\n    assertions:\n      - {type: response_time, less_than: 1s}\n";
-        let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
-        let store = Store::default();
-        store.apply(&config.targets, "");
+        let store = stored(yaml);
         assert!(failures(&store, "a").contains(&("assertion_failed", 0)));
     }
 }

@@ -40,7 +40,11 @@ fn fingerprints_ignore_layout_and_position_but_see_every_setting() {
     assert_ne!(secret["y"], before["y"]);
     assert_eq!(secret["x"], before["x"]);
     // What every target inherits changes every target.
-    for (from, to) in [("timeout: 2s", "timeout: 3s"), ("team: a", "team: b")] {
+    for (from, to) in [
+        ("timeout: 2s", "timeout: 3s"),
+        ("team: a", "team: b"),
+        ("labels:", "failure_reasons: seen\nlabels:"),
+    ] {
         let all = changed(from, to);
         assert!(all["x"] != before["x"] && all["y"] != before["y"], "{to}");
     }

@@ -356,3 +356,22 @@ fn max_concurrent_probes_must_be_positive() {
         8
     );
 }
+
+#[test]
+fn failure_reasons_is_possible_or_seen_for_every_target() {
+    let targets = "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n";
+    let default = ok(targets);
+    assert_eq!(default.failure_reasons, FailureReasons::Possible);
+    assert_eq!(default.targets[0].failure_reasons, FailureReasons::Possible);
+    assert!(default.summary().contains("failure_reasons: possible"));
+    let seen = ok(&format!("failure_reasons: seen\n{targets}"));
+    assert_eq!(seen.targets[0].failure_reasons, FailureReasons::Seen);
+    assert!(seen.summary().contains("failure_reasons: seen"));
+    single(
+        &format!("failure_reasons: zero\n{targets}"),
+        1,
+        18,
+        "failure_reasons",
+        "possible",
+    );
+}
