@@ -159,8 +159,8 @@ impl<'s> Encoder<'s> {
 /// `v` as `dtoa` writes it. Most gauges are whole numbers (success, attempts, IP version and
 /// hash, status codes), which `itoa` and `.0` write the same and in a fraction of the time.
 fn write_float(out: &mut String, v: f64) {
-    // Below 2^53 every whole float is exact as an integer, and dtoa writes none of them with an
-    // exponent.
+    // A bound well inside both limits that matter: `as u64` is exact below 2^64, and dtoa
+    // writes whole numbers without an exponent below 1e21.
     if v.fract() == 0.0 && v.is_sign_positive() && v < 9_007_199_254_740_992.0 {
         out.push_str(itoa::Buffer::new().format(v as u64));
         out.push_str(".0");

@@ -104,10 +104,11 @@ impl Store {
             })
             .collect();
         location.clone_into(&mut state.location);
-        state.kinds.clear();
-        for t in targets {
-            *state.kinds.entry(t.probe.kind()).or_default() += 1;
+        let mut kinds = BTreeMap::new();
+        for entry in state.entries.values() {
+            *kinds.entry(entry.target.probe.kind()).or_default() += 1;
         }
+        state.kinds = kinds;
         if let Some(observer) = self.observer.get() {
             let names: Vec<&str> = state.entries.keys().map(String::as_str).collect();
             observer.applied(&names, &fresh);
@@ -231,6 +232,21 @@ mod tests {
             );
             assert_eq!(entries.len(), 1, "runs of unknown targets are not stored");
         }
+    }
+
+    #[test]
+    fn targets_are_counted_by_type_as_each_reload_leaves_them() {
+        let store = Store::default();
+        let apply = |yaml: &str| {
+            let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
+            store.apply(&config.targets, "");
+            store.kinds().into_iter().collect::<Vec<_>>()
+        };
+        let two = "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n  - {name: b, type: tcp, host: 127.0.0.1, port: 2}\n";
+        assert_eq!(apply(two), [("tcp", 2)]);
+        let mixed = "targets:\n  - {name: a, type: icmp, host: 127.0.0.1}\n  - {name: c, type: http, url: 'http://127.0.0.1:3/'}\n";
+        assert_eq!(apply(mixed), [("http", 1), ("icmp", 1)], "tcp is gone");
+        assert_eq!(apply("targets: []\n"), []);
     }
 
     #[test]

@@ -563,14 +563,15 @@ fn too_short(value: Duration, min: Duration) -> String {
     )
 }
 
-/// Digest of what every target inherits: `defaults`, global `labels` and the location.
+/// Digest of what every target inherits: `defaults`, global `labels`, the location and
+/// `failure_reasons` (as it applies: written out as the default, it changes nothing).
 fn inherited_digest(raw: &RawConfig, location: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     let inherited = (
         raw.defaults.as_ref().map(|d| &d.value),
         raw.labels.as_ref().map(|l| &l.value),
         location,
-        raw.failure_reasons,
+        raw.failure_reasons.unwrap_or_default(),
     );
     hash_serialized(&mut hasher, &inherited);
     hasher.finish()

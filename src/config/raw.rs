@@ -50,7 +50,7 @@ pub struct RawConfig {
 }
 
 /// Which series of `probe_failures_total` a target has (the top-level `failure_reasons`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailureReasons {
     /// One for every reason the target can fail with, at 0 until it does, so that `increase()`

@@ -19,6 +19,7 @@ pub struct Config {
     pub max_concurrent_probes: usize,
     /// The targets this instance runs.
     pub targets: Vec<Arc<Target>>,
+    /// The top-level `failure_reasons`, which every target carries.
     pub failure_reasons: FailureReasons,
     /// Names of targets whose `locations` do not include this instance's.
     pub elsewhere: Vec<String>,
@@ -57,10 +58,11 @@ pub struct Target {
     pub assertions: Vec<Assertion>,
     /// The identity of every series of this target: name, probe, target, location, static labels.
     pub labels: Vec<(Label, Label)>,
+    /// Which series of `probe_failures_total` it has (the config's `failure_reasons`).
     pub failure_reasons: FailureReasons,
     /// Digest of everything the target was built from: its entry as parsed (comments, layout
-    /// and position in the file do not count), the defaults, labels and location it inherits,
-    /// and the content of every file it reads. A reload restarts a target only when this
+    /// and position in the file do not count), the defaults, labels, location and
+    /// `failure_reasons` it inherits, and the content of every file it reads. A reload restarts a target only when this
     /// changes. Zero for targets from the command line.
     pub fingerprint: u64,
 }

@@ -25,11 +25,13 @@ use crate::store::Entry;
 /// this compact list streams.
 struct Latest<'a> {
     run: Option<&'a Run>,
-    /// success, duration, attempts, consecutive failures, the dns, connect and starttls phases.
-    gauges: [Option<f64>; 7],
+    /// success, duration, attempts, consecutive failures, the dns, connect and starttls phases;
+    /// NaN where there is none (no run, a phase that did not happen), which no value is. Plain
+    /// floats, so that a million targets' rows take 56 bytes each here rather than 112.
+    gauges: [f64; 7],
     address: Option<IpAddr>,
-    /// Whether the run has per-address results, assertions, a failure: only then is it read
-    /// again.
+    // Whether the run has per-address results, assertions, a failure: only then is it read
+    // again.
     addresses: bool,
     assertions: bool,
     failed: bool,
@@ -47,6 +49,7 @@ impl<'a> Latest<'a> {
             run.and_then(|r| pick(&r.outcome.trace.phases))
                 .map(|d| d.as_secs_f64())
         };
+        let absent = f64::NAN;
         let gauges = [
             run.map(|r| if r.success() { 1.0 } else { 0.0 }),
             run.map(|r| r.duration.as_secs_f64()),
@@ -55,12 +58,13 @@ impl<'a> Latest<'a> {
             phase(|p| p.dns),
             phase(|p| p.connect),
             phase(|p| p.starttls),
-        ];
+        ]
+        .map(|v| v.unwrap_or(absent));
         let counted = &entry.failures_by_reason;
         Latest {
             run,
             gauges,
-            address: run.and_then(|r| Some(r.outcome.trace.address?.ip())),
+            address: run.and_then(|r| r.outcome.trace.address).map(|a| a.ip()),
             addresses: run.is_some_and(|r| !r.outcome.addresses.is_empty()),
             assertions: run.is_some_and(|r| !r.outcome.assertions.is_empty()),
             failed: run.is_some_and(|r| r.failure().is_some()),
@@ -122,7 +126,9 @@ pub fn encode(encoder: &mut Encoder, entries: &[Arc<Entry>]) -> fmt::Result {
         .collect();
     let encoder = &mut *encoder;
     for (i, (name, help)) in GAUGES.iter().enumerate() {
-        gauge(encoder, &latest, name, help, |l| l.gauges[i])?;
+        gauge(encoder, &latest, name, help, |l| {
+            Some(l.gauges[i]).filter(|v| !v.is_nan())
+        })?;
     }
     gauge(
         encoder,
@@ -323,11 +329,11 @@ mod tests {
         let mut encoder = crate::exposition::Encoder::whole(false);
         encode(&mut encoder, &store.snapshot()).unwrap();
         let text = encoder.finish().unwrap();
-        let failures: Vec<&str> = text
+        let series: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("probe_failures_total{"))
             .collect();
-        assert_eq!(failures.len(), 2, "{text}");
+        assert_eq!(series.len(), 2, "{text}");
         for result in ["success\"} 0", "failure\"} 3"] {
             assert!(
                 text.lines()

@@ -48,6 +48,11 @@ fn fingerprints_ignore_layout_and_position_but_see_every_setting() {
         let all = changed(from, to);
         assert!(all["x"] != before["x"] && all["y"] != before["y"], "{to}");
     }
+    assert_eq!(
+        changed("labels:", "failure_reasons: possible\nlabels:"),
+        before,
+        "the default written out changes nothing"
+    );
     let elsewhere = fingerprints(base, "t.yml", Some("office"));
     assert!(elsewhere["x"] != before["x"] && elsewhere["y"] != before["y"]);
 }
