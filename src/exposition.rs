@@ -2,13 +2,14 @@
 //!
 //! At 100,000 targets a scrape is millions of series. prometheus-client encodes each series'
 //! label set afresh (every key and value escaped and written through `fmt::Write`), and writes
-//! into one String that holds the whole rendering. Here a target's labels are escaped once per
-//! scrape ([`label_text`]) and copied into each of its series, numbers are written with
+//! into one String that holds the whole rendering. Here a target's labels are escaped once,
+//! when its config is loaded ([`label_text`]), and copied into each of its series, numbers are written with
 //! `itoa`/`dtoa` (as prometheus-client writes them, so the text is the same), and a full chunk is
 //! handed to a sink (the response's stream, or a gzip stream) so that a scrape never holds the
 //! whole rendering. Both exposition formats are written natively: they differ only in the
 //! metadata lines (see [`Encoder::family`]).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A chunk is handed to the sink once it holds about this much.
@@ -171,10 +172,11 @@ fn write_float(out: &mut String, v: f64) {
 
 /// A target's labels as they start each of its series: `key="value",...`, values escaped.
 pub fn label_text<K: AsRef<str>, V: AsRef<str>>(labels: &[(K, V)]) -> String {
+    // `key="value"` and a comma before each but the first.
     let size = labels
         .iter()
         .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 4);
-    let mut out = String::with_capacity(size.sum());
+    let mut out = String::with_capacity(size.sum::<usize>().saturating_sub(1));
     for (i, (key, value)) in labels.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -185,6 +187,35 @@ pub fn label_text<K: AsRef<str>, V: AsRef<str>>(labels: &[(K, V)]) -> String {
         out.push('"');
     }
     out
+}
+
+/// A label value as [`escape_into`] wrote it, up to its closing quote, unescaped; and what
+/// follows the quote. `None` without a closing quote.
+pub fn read_value(text: &str) -> Option<(Cow<'_, str>, &str)> {
+    // Copied only when there is an escape to undo.
+    let mut owned: Option<String> = None;
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => {
+                let value = owned.map_or(Cow::Borrowed(&text[..i]), Cow::Owned);
+                return Some((value, &text[i + 1..]));
+            }
+            '\\' => {
+                let value = owned.get_or_insert_with(|| text[..i].to_string());
+                match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                }
+            }
+            c => {
+                if let Some(value) = &mut owned {
+                    value.push(c);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// A label value escaped as both formats need: backslash, double quote and newline.
@@ -256,6 +287,38 @@ mod tests {
         ours.family("i", "An info", Kind::Info).unwrap();
         ours.sample("", [("reason", "x\"y")], Value::One).unwrap();
         assert_eq!(ours.finish().unwrap(), theirs);
+    }
+
+    #[test]
+    fn label_values_read_back_as_they_were_written() {
+        let written = [
+            "plain",
+            r#"say "hi", \ back\"#,
+            "two\nlines=, \"x\"=y",
+            "",
+            "ünï\\",
+            "=\"",
+        ];
+        let pairs: Vec<(&str, &str)> = written.iter().map(|v| ("k", *v)).collect();
+        let text = label_text(&pairs);
+        let mut rest = text.as_str();
+        for expected in written {
+            let after = rest.strip_prefix("k=\"").expect(&text);
+            let (value, after) = read_value(after).expect(&text);
+            assert_eq!(value, expected, "{text}");
+            assert_eq!(
+                matches!(value, Cow::Borrowed(_)),
+                !text_needs_escape(expected)
+            );
+            rest = after.strip_prefix(',').unwrap_or(after);
+        }
+        assert_eq!(rest, "");
+        assert_eq!(read_value("no closing quote"), None);
+        assert_eq!(read_value("ends in an escape\\"), None);
+    }
+
+    fn text_needs_escape(value: &str) -> bool {
+        value.contains(['\\', '"', '\n'])
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub fn config(data: &[u8]) {
             names.dedup();
             assert_eq!(names.len(), config.targets.len(), "target names are unique");
             for target in &config.targets {
-                let keys: Vec<&str> = target.labels.iter().map(|(k, _)| &**k).collect();
+                let keys: Vec<&str> = target.labels.iter().map(|(k, _)| k).collect();
                 assert_eq!(keys[..4], ["name", "probe", "target", "location"]);
             }
             let summary = config.summary();

@@ -104,6 +104,16 @@ impl ReasonSet {
     pub const fn contains(self, reason: Reason) -> bool {
         self.0 & (1 << reason as u64) != 0
     }
+
+    /// The reasons in the set, in [`Reason::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Reason> {
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            let reason = Reason::ALL.get(bits.trailing_zeros() as usize)?;
+            bits &= bits - 1;
+            Some(*reason)
+        })
+    }
 }
 
 impl fmt::Display for Reason {
@@ -304,6 +314,16 @@ impl<F> Outcome<F> {
             facts,
             assertions: Vec::new(),
             addresses: Vec::new(),
+        }
+    }
+
+    /// Drops the events of this outcome and of its addresses'. They are for the run's own
+    /// report (`vantage probe`, `/probe?debug=true`); the latest run kept for every target
+    /// would otherwise hold a few hundred bytes of them each that nothing reads.
+    pub fn forget_events(&mut self) {
+        self.trace.events = Vec::new();
+        for probed in &mut self.addresses {
+            probed.outcome.forget_events();
         }
     }
 
@@ -567,6 +587,14 @@ mod tests {
             assert_eq!(set.contains(*reason), expected, "{reason}");
         }
         assert!(Reason::ALL.len() <= 64, "a ReasonSet has 64 bits");
+        let listed: Vec<Reason> = set.iter().collect();
+        assert_eq!(listed, [Reason::DnsError, Reason::Timeout, Reason::IoError]);
+        assert!(
+            ReasonSet::of(Reason::ALL)
+                .iter()
+                .eq(Reason::ALL.iter().copied())
+        );
+        assert_eq!(ReasonSet::default().iter().count(), 0);
     }
 
     /// The README's table of failure reasons is the documentation users alert on: it must name

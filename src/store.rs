@@ -136,7 +136,8 @@ impl Store {
     }
 
     /// Stores a completed run as the target's latest and counts it.
-    pub fn record(&self, name: &str, run: Run) {
+    pub fn record(&self, name: &str, mut run: Run) {
+        run.outcome.forget_events();
         let mut state = self.lock();
         let Some(shared) = state.entries.get_mut(name) else {
             return;
@@ -185,7 +186,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::config::{self, LoadOptions};
-    use crate::probe::{Failure, Outcome, Trace};
+    use crate::probe::{Event, Failure, Outcome, Probed, Trace};
     use std::time::{Duration, SystemTime};
 
     fn by_name(store: &Store) -> BTreeMap<String, Arc<Entry>> {
@@ -232,6 +233,33 @@ mod tests {
             );
             assert_eq!(entries.len(), 1, "runs of unknown targets are not stored");
         }
+    }
+
+    #[test]
+    fn a_stored_run_keeps_its_numbers_and_not_its_events() {
+        let yaml = "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n";
+        let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
+        let store = Store::default();
+        store.apply(&config.targets, "");
+        let mut trace = Trace::start();
+        trace.phases.connect = Some(Duration::from_millis(3));
+        trace.record(Event::Held { peer_closed: true });
+        let mut outcome = Outcome::new(Ok(()), trace.clone());
+        outcome.addresses.push(Probed {
+            address: [127, 0, 0, 1].into(),
+            outcome: Outcome::new(Ok(()), trace),
+            took: Duration::from_millis(4),
+        });
+        let mut run = run(Ok(()));
+        run.outcome = outcome;
+        store.record("a", run);
+        let entry = store.get("a").unwrap();
+        let kept = &entry.last.as_ref().unwrap().outcome;
+        assert_eq!(kept.trace.phases.connect, Some(Duration::from_millis(3)));
+        assert_eq!(kept.trace.events.capacity(), 0);
+        let address = &kept.addresses[0].outcome.trace;
+        assert_eq!(address.phases.connect, Some(Duration::from_millis(3)));
+        assert_eq!(address.events.capacity(), 0);
     }
 
     #[test]

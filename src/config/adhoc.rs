@@ -2,11 +2,11 @@
 //! built by the same type builders as the config's, so that every default has one source, and
 //! a configured target pointed at another address (by its type, through the registry).
 
-use std::sync::Arc;
+use std::borrow::Cow;
 use std::time::Duration;
 
 use super::builder::DEFAULT_RETRY_DELAY;
-use super::target::{Label, LabelTexts, Target};
+use super::target::{Labels, Target};
 use crate::build::{Common, Context, Location, Origin, S, Setting};
 use crate::net::{self, IpVersion};
 use crate::probe::tcp::starttls::Dialect;
@@ -122,7 +122,7 @@ impl Target {
             timeout + Duration::from_secs(1),
             None,
             Vec::new(),
-            &mut LabelTexts::new(location),
+            location,
             &Default::default(),
         ))
     }
@@ -135,15 +135,16 @@ impl Target {
     /// The same target running `probe` (the same check, aimed elsewhere) under `policy`: its
     /// `target` label follows the probe. Made for one run, so with no fingerprint.
     pub fn running(&self, probe: Probe, policy: RunPolicy) -> Target {
-        let target_label = Label::from(probe.target());
-        let labels = self
+        let target_label = probe.target();
+        let labels: Vec<(&str, Cow<str>)> = self
             .labels
             .iter()
-            .map(|(k, v)| {
-                let v = if &**k == "target" { &target_label } else { v };
-                (Arc::clone(k), Arc::clone(v))
+            .map(|(k, v)| match k {
+                "target" => (k, Cow::Borrowed(target_label.as_str())),
+                _ => (k, v),
             })
             .collect();
+        let labels = Labels::new(&labels);
         Target {
             name: self.name.clone(),
             probe,

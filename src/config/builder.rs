@@ -11,7 +11,7 @@ use super::assertions::assertions;
 use super::names;
 use super::raw::{RawConfig, RawDefaults, RawModule, RawTarget};
 use super::sources::SourceInputs;
-use super::target::{Config, FailureReasons, LabelTexts, LoadOptions, Target};
+use super::target::{Config, FailureReasons, LoadOptions, Target};
 use crate::build::error::ConfigErrors;
 use crate::build::limits::{MAX_RETRIES, MIN_INTERVAL, MIN_TIMEOUT};
 use crate::build::{
@@ -123,15 +123,15 @@ pub(super) struct Entry<'r> {
 /// keys by its type's builder, through [`Kind::build`].
 pub struct Builder<'a> {
     pub cx: Context<'a>,
-    /// The label texts this load's targets share.
-    texts: LabelTexts,
+    /// This instance's location, every target's `location` label.
+    location: String,
 }
 
 impl<'a> Builder<'a> {
     pub fn new(cx: Context<'a>) -> Self {
         Builder {
             cx,
-            texts: LabelTexts::new(""),
+            location: String::new(),
         }
     }
 
@@ -152,7 +152,7 @@ impl<'a> Builder<'a> {
             .clone()
             .or_else(|| raw.location.as_ref().map(|l| l.value.clone()))
             .unwrap_or_default();
-        self.texts = LabelTexts::new(&location);
+        self.location.clone_from(&location);
         let global_labels = names::labels(&mut self.cx, raw.labels.as_ref(), "labels");
         let builtin = Schedule {
             interval: builtin(DEFAULT_INTERVAL),
@@ -531,7 +531,7 @@ impl<'a> Builder<'a> {
             schedule.interval.value,
             schedule.interval_on_failure.map(|s| s.value),
             assertions?,
-            &mut self.texts,
+            &self.location,
             labels,
         ))
     }

@@ -1,6 +1,7 @@
 //! The validated config and its targets, ready to run, and how a config is read.
 
-use std::collections::{BTreeMap, HashSet};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use super::allow::Allow;
 pub use super::raw::FailureReasons;
 use super::remote_write::RemoteWrite;
 use super::sources::SourceReport;
+use crate::exposition::{label_text, read_value};
 use crate::probe::{Assertion, Probe, Reason, ReasonSet, RunPolicy};
 use crate::shard::Shard;
 
@@ -57,7 +59,7 @@ pub struct Target {
     pub interval_on_failure: Option<Duration>,
     pub assertions: Vec<Assertion>,
     /// The identity of every series of this target: name, probe, target, location, static labels.
-    pub labels: Vec<(Label, Label)>,
+    pub labels: Labels,
     /// Which series of `probe_failures_total` it has (the config's `failure_reasons`).
     pub failure_reasons: FailureReasons,
     /// Digest of everything the target was built from: its entry as parsed (comments, layout
@@ -69,11 +71,8 @@ pub struct Target {
 
 impl Target {
     /// The value of one of the target's labels (`target`, `location`, a static label).
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(n, _)| &**n == name)
-            .map(|(_, v)| &**v)
+    pub fn label(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.labels.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// Every reason a run of this target can end with: its probe's, and those its assertions
@@ -99,21 +98,18 @@ impl Target {
         interval: Duration,
         interval_on_failure: Option<Duration>,
         assertions: Vec<Assertion>,
-        texts: &mut LabelTexts,
+        location: &str,
         static_labels: &BTreeMap<String, String>,
     ) -> Target {
-        let mut labels = Vec::with_capacity(4 + static_labels.len());
-        labels.extend([
-            (texts.shared("name"), Label::from(name.as_str())),
-            (texts.shared("probe"), texts.shared(probe.kind())),
-            (texts.shared("target"), Label::from(probe.target())),
-            (texts.shared("location"), Arc::clone(&texts.location)),
-        ]);
-        labels.extend(
-            static_labels
-                .iter()
-                .map(|(k, v)| (texts.shared(k), texts.shared(v))),
-        );
+        let target = probe.target();
+        let mut labels = vec![
+            ("name", name.as_str()),
+            ("probe", probe.kind()),
+            ("target", target.as_str()),
+            ("location", location),
+        ];
+        labels.extend(static_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let labels = Labels::new(&labels);
         Target {
             name,
             probe,
@@ -128,35 +124,36 @@ impl Target {
     }
 }
 
-/// A label's name or value. A million targets carry the same few names, kinds, location and
-/// static labels: each text is one allocation they share, which halves what a target's labels
-/// hold (see the test `a_target_shares_its_label_texts`).
-pub type Label = Arc<str>;
+/// A target's labels as each of its series starts: `name="a",probe="tcp",target="...",
+/// location="..."`, then its static labels, values escaped for the exposition. One text per
+/// target, which a scrape copies into every series of the target as it is. Each target holds
+/// its own copy of the location and static labels: for the usual short labels that is less
+/// than the pointers to shared texts it replaces (32 bytes a label), though a long static
+/// label now costs its length in every target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labels(Box<str>);
 
-/// The label texts that the targets of one load share; each target's own `name` and `target`
-/// values are its own.
-#[derive(Debug)]
-pub struct LabelTexts {
-    location: Label,
-    texts: HashSet<Label>,
-}
-
-impl LabelTexts {
-    pub fn new(location: &str) -> Self {
-        LabelTexts {
-            location: Label::from(location),
-            texts: HashSet::new(),
-        }
+impl Labels {
+    pub fn new<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Labels {
+        Labels(label_text(pairs).into_boxed_str())
     }
 
-    /// `text`, allocated on its first use in this load.
-    fn shared(&mut self, text: &str) -> Label {
-        if let Some(shared) = self.texts.get(text) {
-            return Arc::clone(shared);
-        }
-        let shared = Label::from(text);
-        self.texts.insert(Arc::clone(&shared));
-        shared
+    /// As the exposition writes them.
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+
+    /// Each label's name and value (unescaped), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+        let mut rest = &*self.0;
+        std::iter::from_fn(move || {
+            // Label names are plain identifiers, and a quote in a value is escaped: the first
+            // `="` ends a name.
+            let (name, after) = rest.split_once("=\"")?;
+            let (value, after) = read_value(after)?;
+            rest = after.strip_prefix(',').unwrap_or(after);
+            Some((name, value))
+        })
     }
 }
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use prometheus_client::metrics::MetricType;
 
 use crate::config::FailureReasons;
-use crate::exposition::{Encoder, label_text};
-use crate::family::{Row, counter, gauge, info, series};
+use crate::exposition::{Encoder, Kind, Value};
+use crate::family::{Row, counter, gauge, series};
 use crate::net;
 use crate::probe::{self, Phases, Reason, ReasonSet, Run};
 use crate::store::Entry;
@@ -112,17 +112,24 @@ const GAUGES: [(&str, &str); 7] = [
     ),
 ];
 
-/// Every probe family over `entries` (in name order): each target's labels are escaped once,
-/// then copied into each of its series.
+/// Every probe family over `entries` (in name order): each target's labels, escaped when its
+/// config was loaded, are copied into each of its series.
 pub fn encode(encoder: &mut Encoder, entries: &[Arc<Entry>]) -> fmt::Result {
-    let labels: Vec<String> = entries
+    // The label texts side by side, read in order by every family: where each target's config
+    // put its own, every series would wait on memory for it.
+    let mut texts = String::with_capacity(entries.len() * 80);
+    let ends: Vec<usize> = entries
         .iter()
-        .map(|e| label_text(&e.target.labels))
+        .map(|e| {
+            texts.push_str(e.target.labels.text());
+            texts.len()
+        })
         .collect();
-    let latest: Vec<Row<Latest>> = labels
-        .iter()
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    let latest: Vec<Row<Latest>> = starts
+        .zip(&ends)
         .zip(entries)
-        .map(|(labels, e)| (labels.as_str(), Latest::of(e)))
+        .map(|((start, &end), e)| (&texts[start..end], Latest::of(e)))
         .collect();
     let encoder = &mut *encoder;
     for (i, (name, help)) in GAUGES.iter().enumerate() {
@@ -162,20 +169,22 @@ pub fn encode(encoder: &mut Encoder, entries: &[Arc<Entry>]) -> fmt::Result {
         },
     )?;
 
-    info(
-        encoder,
-        &latest,
+    // Written here rather than through `family::info`: at 100,000 failing targets, a list of
+    // labels built for each would be most of this family's time.
+    encoder.family(
         "probe_failure",
         "Present while the last run failed: why, and for dialogues the failing step",
-        |l| {
-            let Some(failure) = l.run_with(l.failed).and_then(|r| r.failure()) else {
-                return Vec::new();
-            };
-            let mut labels = vec![("reason", failure.reason.as_str().to_string())];
-            labels.extend(failure.step.map(|s| ("step", s.to_string())));
-            vec![labels]
-        },
+        Kind::Info,
     )?;
+    for (labels, l) in &latest {
+        let Some(failure) = l.run_with(l.failed).and_then(Run::failure) else {
+            continue;
+        };
+        let mut number = itoa::Buffer::new();
+        let reason = ("reason", failure.reason.as_str());
+        let step = failure.step.map(|s| ("step", number.format(s)));
+        encoder.sample(labels, std::iter::once(reason).chain(step), Value::One)?;
+    }
     // Targets without a run yet have none of these series.
     let runs: Vec<Row<&Run>> = latest
         .iter()
@@ -230,17 +239,21 @@ fn possible(e: &Entry) -> ReasonSet {
     }
 }
 
-/// A series for every reason in `possible`, and for any other reason `counted`. Both lists are
-/// in `Reason` order, so one merging pass builds it.
+/// A series for every reason in `possible`, and for any other reason `counted`, in `Reason`
+/// order: the set of both, its counts merged in from `counted` (in that order too).
 fn failures_by_reason(
     possible: ReasonSet,
     counted: Option<&BTreeMap<Reason, u64>>,
 ) -> impl Iterator<Item = (&'static str, u64)> + '_ {
     let mut counted = counted.into_iter().flatten().peekable();
-    Reason::ALL.iter().filter_map(move |&reason| {
-        let count = counted.next_if(|(r, _)| **r == reason).map(|(_, n)| *n);
-        (count.is_some() || possible.contains(reason))
-            .then(|| (reason.as_str(), count.unwrap_or(0)))
+    let shown = counted
+        .clone()
+        .fold(possible, |set, (r, _)| set.union(ReasonSet::of(&[*r])));
+    shown.iter().map(move |reason| {
+        let count = counted
+            .next_if(|(r, _)| **r == reason)
+            .map_or(0, |(_, n)| *n);
+        (reason.as_str(), count)
     })
 }
 

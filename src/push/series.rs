@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::exposition::read_value;
+
 use super::queue::{Sample, Series};
 use super::wire::stale;
 
@@ -33,8 +35,8 @@ fn parse_line(line: &str) -> Option<Parsed> {
                 break;
             }
             let (label, after) = rest.split_once("=\"")?;
-            let (value, after) = unescape(after)?;
-            labels.push((label.to_string(), value));
+            let (value, after) = read_value(after)?;
+            labels.push((label.to_string(), value.into_owned()));
             rest = after.strip_prefix(',').unwrap_or(after);
         }
     }
@@ -46,23 +48,6 @@ fn parse_line(line: &str) -> Option<Parsed> {
         other => other.parse().ok()?,
     };
     Some((labels, value))
-}
-
-/// A label value up to its closing quote, unescaped; and what follows the quote.
-fn unescape(text: &str) -> Option<(String, &str)> {
-    let mut value = String::new();
-    let mut chars = text.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Some((value, &text[i + 1..])),
-            '\\' => match chars.next()?.1 {
-                'n' => value.push('\n'),
-                other => value.push(other),
-            },
-            other => value.push(other),
-        }
-    }
-    None
 }
 
 /// The series one source (a target, or vantage itself) sent last, so that those it no longer

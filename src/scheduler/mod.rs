@@ -455,7 +455,9 @@ fn log_run(target: &Target, run: &Run, was_up: Option<bool>) {
     let name = target.name.as_str();
     let probe = target.probe.kind();
     let probed = target.label("target");
-    let location = target.label("location").filter(|l| !l.is_empty());
+    let probed = probed.as_deref();
+    let location = target.label("location");
+    let location = location.as_deref().filter(|l| !l.is_empty());
     let trace = &run.outcome.trace;
     // An icmp run's address has no port (the socket address holds 0).
     let address = trace.address.map(|a| match a.port() {

@@ -77,15 +77,9 @@ fn minimal_tcp_target_gets_the_built_in_defaults() {
     assert_eq!(t.policy.retries, 0);
     assert_eq!(t.interval_on_failure, None);
     assert_eq!(t.probe.target(), "127.0.0.1:80");
-    let labels: Vec<(&str, &str)> = t.labels.iter().map(|(k, v)| (&**k, &**v)).collect();
     assert_eq!(
-        labels,
-        [
-            ("name", "a"),
-            ("probe", "tcp"),
-            ("target", "127.0.0.1:80"),
-            ("location", ""),
-        ]
+        t.labels.text(),
+        r#"name="a",probe="tcp",target="127.0.0.1:80",location="""#
     );
 }
 

@@ -167,15 +167,15 @@ fn labels_merge_with_target_labels_winning() {
     let c = ok(&format!(
         "labels: {{env: prod, team: core}}\n{TCP}    labels: {{team: edge, tier: 1}}\n"
     ));
-    let labels: Vec<(&str, &str)> = c.targets[0]
+    let labels: Vec<(&str, String)> = c.targets[0]
         .labels
         .iter()
         .skip(4)
-        .map(|(k, v)| (&**k, &**v))
+        .map(|(k, v)| (k, v.into_owned()))
         .collect();
     assert_eq!(
         labels,
-        vec![("env", "prod"), ("team", "edge"), ("tier", "1")]
+        [("env", "prod"), ("team", "edge"), ("tier", "1")].map(|(k, v)| (k, v.to_string()))
     );
 }
 
@@ -226,8 +226,8 @@ fn locations_filter_targets_against_this_instance() {
         ["a"]
     );
     assert_eq!(c.elsewhere, ["b"]);
-    let (key, value) = &c.targets[0].labels[3];
-    assert_eq!((&**key, &**value), ("location", "office"));
+    let (key, value) = c.targets[0].labels.iter().nth(3).unwrap();
+    assert_eq!((key, &*value), ("location", "office"));
 
     let dc = LoadOptions {
         location: Some("dc".into()),

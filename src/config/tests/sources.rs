@@ -71,9 +71,9 @@ fn listed_targets_run_their_module_with_the_groups_labels_names_and_locations() 
     let t = target(&config, "api/10.0.0.1:443");
     assert_eq!(t.probe.target(), "10.0.0.1:443");
     assert_eq!(t.policy.timeout, Duration::from_secs(2), "the module's");
-    assert_eq!(t.label("team"), Some("core"));
+    assert_eq!(t.label("team").as_deref(), Some("core"));
     assert_eq!(t.label("__meta_x"), None);
-    assert_eq!(t.label("location"), Some("lab"));
+    assert_eq!(t.label("location").as_deref(), Some("lab"));
     assert_eq!(
         target(&config, "api/[2001:db8::1]:25").probe.target(),
         "[2001:db8::1]:25"

@@ -140,7 +140,8 @@ pub struct Hop {
     pub body_cut: bool,
     /// From the answer's first byte to the end of its body.
     pub transfer: Option<Duration>,
-    /// This hop's events in the trace (its close).
+    /// This hop's events in the trace (its close); past its end once a stored run has forgotten
+    /// them.
     pub events: Range<usize>,
 }
 

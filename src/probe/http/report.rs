@@ -48,7 +48,8 @@ fn hops(line: &mut impl FnMut(&str, String), http: &HttpFacts, trace: &Trace) {
             line("body", format!("{} bytes{cut}", hop.body_bytes));
         }
         let tls_up = hop.phases.tls.is_some();
-        for timed in &trace.events[hop.events.clone()] {
+        // A run that has forgotten its events (`Outcome::forget_events`) has none to show.
+        for timed in trace.events.get(hop.events.clone()).unwrap_or_default() {
             event(line, timed, &[], tls_up);
         }
     }
