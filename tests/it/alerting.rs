@@ -408,12 +408,17 @@ remote_write:
     let prometheus_addr = prometheus.addr;
     wait_ready(alertmanager_addr, &alertmanager, "alertmanager");
 
+    // The scrape's health too (`lastError` of each target) and Prometheus' own log: an empty
+    // list of alerts alone does not say whether the rules ran on nothing or never ran.
     let explain = || {
         format!(
-            "prometheus alerts: {:?}\nwebhook: {:?}\nalertmanager log:\n{}\nvantage log:\n{}",
+            "prometheus alerts: {:?}\nprometheus targets: {:?}\nwebhook: {:?}\n\
+             alertmanager log:\n{}\nprometheus log:\n{}\nvantage log:\n{}",
             http10(prometheus_addr, "GET", "/api/v1/alerts").map(|(_, body)| body),
+            http10(prometheus_addr, "GET", "/api/v1/targets").map(|(_, body)| body),
             notifications.lock().unwrap(),
             alertmanager.output(),
+            prometheus.daemon.output(),
             vantage.log()
         )
     };
