@@ -197,6 +197,14 @@ mod tests {
             .collect()
     }
 
+    /// A store holding the targets of `yaml`.
+    fn stored(yaml: &str) -> Store {
+        let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
+        let store = Store::default();
+        store.apply(&config.targets, "");
+        store
+    }
+
     fn run(result: Result<(), Failure>) -> Run {
         Run {
             outcome: Outcome::new(result, Trace::start()),
@@ -209,9 +217,7 @@ mod tests {
     #[test]
     fn records_the_latest_run_and_counts_by_result_and_reason() {
         let yaml = "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n";
-        let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
-        let store = Store::default();
-        store.apply(&config.targets, "");
+        let store = stored(yaml);
         assert_eq!(store.last_success("a"), None, "no run yet");
         let streak = || store.get("a").unwrap().consecutive_failures;
         for n in 1..=2 {
@@ -238,9 +244,7 @@ mod tests {
     #[test]
     fn a_stored_run_keeps_its_numbers_and_not_its_events() {
         let yaml = "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n";
-        let config = config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
-        let store = Store::default();
-        store.apply(&config.targets, "");
+        let store = stored(yaml);
         let mut trace = Trace::start();
         trace.phases.connect = Some(Duration::from_millis(3));
         trace.record(Event::Held { peer_closed: true });
