@@ -72,7 +72,7 @@ pub fn render(target: &Target, run: &Run) -> String {
 /// [`Probe::report`]: crate::probe::Probe::report
 fn addresses<'t>(target: &'t Target, run: &Run, line: &mut impl FnMut(&str, String)) -> &'t [Step] {
     let total = run.outcome.addresses.len();
-    let lookup = match run.outcome.trace.phases.dns {
+    let lookup = match run.outcome.trace.phases.dns.get() {
         Some(took) => format!(", looked up in {}", timing(took)),
         None => String::new(),
     };

@@ -6,9 +6,9 @@
 //!
 //! Each entry is immutable behind an `Arc`: a reader (a scrape, the status page) takes a
 //! [`Store::snapshot`], which copies only the pointers under the lock, and renders from it with
-//! the lock released. A run recorded meanwhile replaces its target's entry with an updated copy
-//! (`Arc::make_mut`), so the scheduler never waits for a rendering, and a rendering sees every
-//! target as it was when it started.
+//! the lock released. A run recorded meanwhile replaces its target's entry with a new one (the
+//! counts carried over, the run it replaces not copied), so the scheduler never waits for a
+//! rendering, and a rendering sees every target as it was when it started.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -20,15 +20,18 @@ use crate::probe::{Reason, Run};
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub target: Arc<Target>,
-    /// `None` until the first run completes. Shared, so that updating an entry a snapshot
-    /// still holds copies a pointer, not the run.
-    pub last: Option<Arc<Run>>,
+    /// `None` until the first run completes. Inline, not behind an `Arc` of its own, which
+    /// would cost every target a second allocation: an entry that a snapshot holds is never
+    /// changed, so a new run goes into a new entry and the old run is never copied.
+    pub last: Option<Run>,
     pub successes: u64,
     pub failures: u64,
     /// Failed runs since the last success, so alerts can wait for a number of runs whatever
     /// the target's interval.
     pub consecutive_failures: u64,
-    pub failures_by_reason: BTreeMap<Reason, u64>,
+    /// `None` until the first failure: boxed, as most targets never fail and every entry is
+    /// one of a million.
+    pub failures_by_reason: Option<Box<BTreeMap<Reason, u64>>>,
 }
 
 /// What is told of every change to the store: the push to remote_write receivers, which
@@ -53,7 +56,9 @@ pub struct Store {
 struct State {
     /// This instance's vantage point, which a reload may change.
     location: String,
-    entries: BTreeMap<String, Arc<Entry>>,
+    /// In name order, found by binary search: a map would add a node's share and a copy of
+    /// the name to every target, tens of bytes each of a million.
+    entries: Vec<Arc<Entry>>,
     /// Targets by probe type, counted when the set changes rather than at every scrape, which
     /// would read every target's entry under the lock.
     kinds: BTreeMap<&'static str, i64>,
@@ -67,8 +72,28 @@ impl Entry {
             successes: 0,
             failures: 0,
             consecutive_failures: 0,
-            failures_by_reason: BTreeMap::new(),
+            failures_by_reason: None,
         })
+    }
+
+    /// This entry's counters for `target`, without a latest run: where a reload that kept the
+    /// target's labels, or a run recorded while a snapshot holds the entry, starts from.
+    fn counters_for(&self, target: &Arc<Target>) -> Entry {
+        Entry {
+            target: Arc::clone(target),
+            last: None,
+            failures_by_reason: self.failures_by_reason.clone(),
+            ..*self
+        }
+    }
+}
+
+impl State {
+    /// Where the entry of the target `name` is.
+    fn find(&self, name: &str) -> Option<usize> {
+        self.entries
+            .binary_search_by(|e| e.target.name.as_str().cmp(name))
+            .ok()
     }
 }
 
@@ -80,37 +105,50 @@ impl Store {
     /// changed starts afresh, and a target no longer listed leaves with all its series.
     pub fn apply(&self, targets: &[Arc<Target>], location: &str) {
         let mut state = self.lock();
-        let mut previous = std::mem::take(&mut state.entries);
+        // Found by name among the targets before (in name order, as the entries were), and
+        // taken, so that each is kept once at most.
+        let before: Vec<Arc<Target>> = state
+            .entries
+            .iter()
+            .map(|e| Arc::clone(&e.target))
+            .collect();
+        let mut previous: Vec<Option<Arc<Entry>>> = std::mem::take(&mut state.entries)
+            .into_iter()
+            .map(Some)
+            .collect();
         let mut fresh = Vec::new();
-        state.entries = targets
+        let mut entries: Vec<Arc<Entry>> = targets
             .iter()
             .map(|t| {
-                let entry = match previous.remove(&t.name) {
+                let found = before.binary_search_by(|b| b.name.cmp(&t.name));
+                match found.ok().and_then(|i| previous[i].take()) {
                     Some(kept) if Arc::ptr_eq(&kept.target, t) => kept,
-                    Some(mut kept) if kept.target.labels == t.labels => {
-                        let kept_mut = Arc::make_mut(&mut kept);
-                        kept_mut.target = Arc::clone(t);
-                        kept_mut.last = None;
-                        kept_mut.consecutive_failures = 0;
-                        kept
-                    }
+                    Some(kept) if kept.target.labels == t.labels => Arc::new(Entry {
+                        consecutive_failures: 0,
+                        ..kept.counters_for(t)
+                    }),
                     Some(_) => {
                         fresh.push(t.name.as_str());
                         Entry::new(t)
                     }
                     None => Entry::new(t),
-                };
-                (t.name.clone(), entry)
+                }
             })
             .collect();
+        entries.sort_unstable_by(|a, b| a.target.name.cmp(&b.target.name));
+        state.entries = entries;
         location.clone_into(&mut state.location);
         let mut kinds = BTreeMap::new();
-        for entry in state.entries.values() {
+        for entry in &state.entries {
             *kinds.entry(entry.target.probe.kind()).or_default() += 1;
         }
         state.kinds = kinds;
         if let Some(observer) = self.observer.get() {
-            let names: Vec<&str> = state.entries.keys().map(String::as_str).collect();
+            let names: Vec<&str> = state
+                .entries
+                .iter()
+                .map(|e| e.target.name.as_str())
+                .collect();
             observer.applied(&names, &fresh);
         }
     }
@@ -132,18 +170,24 @@ impl Store {
 
     /// The target's state now.
     pub fn get(&self, name: &str) -> Option<Arc<Entry>> {
-        self.lock().entries.get(name).cloned()
+        let state = self.lock();
+        state.find(name).map(|i| Arc::clone(&state.entries[i]))
     }
 
     /// Stores a completed run as the target's latest and counts it.
     pub fn record(&self, name: &str, mut run: Run) {
         run.outcome.forget_events();
         let mut state = self.lock();
-        let Some(shared) = state.entries.get_mut(name) else {
+        let Some(index) = state.find(name) else {
             return;
         };
-        // A copy only while a snapshot holds the entry; the run itself is never copied.
-        let entry = Arc::make_mut(shared);
+        let shared = &mut state.entries[index];
+        if Arc::get_mut(shared).is_none() {
+            // A snapshot holds the entry: a new one, whose run is set below.
+            let fresh = shared.counters_for(&shared.target);
+            *shared = Arc::new(fresh);
+        }
+        let entry = Arc::get_mut(shared).expect("the entry has no other owner now");
         match run.failure() {
             None => {
                 entry.successes += 1;
@@ -152,10 +196,11 @@ impl Store {
             Some(failure) => {
                 entry.failures += 1;
                 entry.consecutive_failures += 1;
-                *entry.failures_by_reason.entry(failure.reason).or_default() += 1;
+                let counted = entry.failures_by_reason.get_or_insert_default();
+                *counted.entry(failure.reason).or_default() += 1;
             }
         }
-        entry.last = Some(Arc::new(run));
+        entry.last = Some(run);
         let Some(observer) = self.observer.get().filter(|o| o.active()) else {
             return;
         };
@@ -173,7 +218,7 @@ impl Store {
     /// Every entry as it is now, in name order. The lock is held only to copy the pointers
     /// (a few milliseconds at 100,000 targets), never while the caller reads them.
     pub fn snapshot(&self) -> Vec<Arc<Entry>> {
-        self.lock().entries.values().cloned().collect()
+        self.lock().entries.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -234,7 +279,10 @@ mod tests {
             let a = &entries["a"];
             assert_eq!((a.successes, a.failures), (1, 2));
             assert_eq!(
-                a.failures_by_reason.get(&Reason::ConnectionRefused),
+                a.failures_by_reason
+                    .as_ref()
+                    .unwrap()
+                    .get(&Reason::ConnectionRefused),
                 Some(&2)
             );
             assert_eq!(entries.len(), 1, "runs of unknown targets are not stored");
@@ -246,7 +294,7 @@ mod tests {
         let yaml = "targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n";
         let store = stored(yaml);
         let mut trace = Trace::start();
-        trace.phases.connect = Some(Duration::from_millis(3));
+        trace.phases.connect = Duration::from_millis(3).into();
         trace.record(Event::Held { peer_closed: true });
         let mut outcome = Outcome::new(Ok(()), trace.clone());
         outcome.addresses.push(Probed {
@@ -259,11 +307,121 @@ mod tests {
         store.record("a", run);
         let entry = store.get("a").unwrap();
         let kept = &entry.last.as_ref().unwrap().outcome;
-        assert_eq!(kept.trace.phases.connect, Some(Duration::from_millis(3)));
+        assert_eq!(
+            kept.trace.phases.connect.get(),
+            Some(Duration::from_millis(3))
+        );
         assert_eq!(kept.trace.events.capacity(), 0);
         let address = &kept.addresses[0].outcome.trace;
-        assert_eq!(address.phases.connect, Some(Duration::from_millis(3)));
+        assert_eq!(address.phases.connect.get(), Some(Duration::from_millis(3)));
         assert_eq!(address.events.capacity(), 0);
+    }
+
+    #[test]
+    fn targets_given_in_any_order_are_found_by_name_and_listed_in_name_order() {
+        let store = stored(
+            "targets:\n  - {name: c, type: tcp, host: 127.0.0.1, port: 1}\n  - {name: a, type: tcp, host: 127.0.0.1, port: 2}\n  - {name: b, type: tcp, host: 127.0.0.1, port: 3}\n",
+        );
+        for name in ["c", "a", "b"] {
+            store.record(name, run(Ok(())));
+        }
+        store.record("a", run(Ok(())));
+        let listed: Vec<(String, u64)> = store
+            .snapshot()
+            .iter()
+            .map(|e| (e.target.name.clone(), e.successes))
+            .collect();
+        assert_eq!(listed, [("a".into(), 2), ("b".into(), 1), ("c".into(), 1)]);
+        assert_eq!(
+            store.get("b").unwrap().target.label("target").as_deref(),
+            Some("127.0.0.1:3")
+        );
+        assert!(store.get("d").is_none() && store.get("").is_none());
+    }
+
+    #[test]
+    fn a_run_recorded_while_a_snapshot_holds_the_entry_leaves_the_snapshot_as_it_was() {
+        let store = stored("targets:\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n");
+        store.record("a", run(Err(Failure::new(Reason::Timeout, "x"))));
+        let held = store.snapshot();
+        store.record("a", run(Ok(())));
+        let then = &held[0];
+        assert_eq!((then.successes, then.failures), (0, 1));
+        assert!(!then.last.as_ref().unwrap().success());
+        let now = store.get("a").unwrap();
+        assert!(
+            !Arc::ptr_eq(then, &now),
+            "a new entry, not the held one changed"
+        );
+        assert_eq!(
+            (now.successes, now.failures, now.consecutive_failures),
+            (1, 1, 0)
+        );
+        assert!(now.last.as_ref().unwrap().success());
+        let counted = now.failures_by_reason.as_deref().unwrap();
+        assert_eq!(
+            counted.get(&Reason::Timeout),
+            Some(&1),
+            "counts carried over"
+        );
+        assert!(Arc::ptr_eq(&then.target, &now.target));
+    }
+
+    #[test]
+    fn a_reload_in_any_order_finds_each_entry_by_name_while_a_snapshot_holds_them() {
+        let parse = |yaml: &str| config::parse(yaml, "t.yml", &LoadOptions::default()).unwrap();
+        let store = stored(
+            "targets:\n  - {name: c, type: tcp, host: 127.0.0.1, port: 3}\n  - {name: a, type: tcp, host: 127.0.0.1, port: 1}\n  - {name: b, type: tcp, host: 127.0.0.1, port: 2}\n",
+        );
+        for (name, times) in [("a", 1), ("b", 2), ("c", 3)] {
+            for _ in 0..times {
+                store.record(name, run(Err(Failure::new(Reason::Timeout, "x"))));
+            }
+        }
+        let held = store.snapshot();
+        // b and c changed their settings, not their labels; a left; d is new.
+        let after = parse(
+            "targets:\n  - {name: d, type: tcp, host: 127.0.0.1, port: 4}\n  - {name: c, type: tcp, host: 127.0.0.1, port: 3, timeout: 2s}\n  - {name: b, type: tcp, host: 127.0.0.1, port: 2, timeout: 2s}\n",
+        );
+        store.apply(&after.targets, "");
+        let entries = by_name(&store);
+        let kept: Vec<(&str, u64, u64, bool)> = entries
+            .iter()
+            .map(|(n, e)| {
+                (
+                    n.as_str(),
+                    e.failures,
+                    e.consecutive_failures,
+                    e.last.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [("b", 2, 0, false), ("c", 3, 0, false), ("d", 0, 0, false)]
+        );
+        let counted = entries["c"].failures_by_reason.as_deref().unwrap();
+        assert_eq!(counted.get(&Reason::Timeout), Some(&3));
+        let then: Vec<(&str, u64, bool)> = held
+            .iter()
+            .map(|e| (e.target.name.as_str(), e.failures, e.last.is_some()))
+            .collect();
+        assert_eq!(
+            then,
+            [("a", 1, true), ("b", 2, true), ("c", 3, true)],
+            "the snapshot is as it was"
+        );
+    }
+
+    #[test]
+    fn an_entry_holds_its_latest_run_in_a_few_hundred_bytes() {
+        // Every target has one: the run inline (result, phases and facts kept small) and the
+        // counts, one allocation of a million.
+        assert!(
+            std::mem::size_of::<Entry>() <= 304,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
     }
 
     #[test]

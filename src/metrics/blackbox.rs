@@ -215,10 +215,10 @@ mod tests {
             url: Url::parse(url).unwrap(),
             address: Some("127.0.0.1:8443".parse().unwrap()),
             phases: Phases {
-                dns: ms(2),
-                connect: ms(1),
-                tls: ms(3),
-                first_byte: ms(4),
+                dns: ms(2).into(),
+                connect: ms(1).into(),
+                tls: ms(3).into(),
+                first_byte: ms(4).into(),
                 ..Phases::default()
             },
             status,
@@ -284,7 +284,7 @@ mod tests {
         let target = target("type: http, url: 'http://127.0.0.1:1/'");
         let mut refused = hop("http://127.0.0.1:1/", None);
         refused.phases = Phases {
-            connect: ms(1),
+            connect: ms(1).into(),
             ..Phases::default()
         };
         let facts = HttpFacts {
@@ -378,7 +378,7 @@ mod tests {
         let trace = trace_at(
             "127.0.0.1:53",
             Phases {
-                dns: ms(5),
+                dns: ms(5).into(),
                 ..Phases::default()
             },
         );
@@ -421,7 +421,7 @@ mod tests {
         let run = run(
             Ok(()),
             trace_at("127.0.0.1:0", Phases::default()),
-            Facts::Icmp(Some(facts)),
+            Facts::Icmp(Some(Box::new(facts))),
         );
         let expected = set(&[
             COMMON,

@@ -44,7 +44,7 @@ struct Latest<'a> {
 
 impl<'a> Latest<'a> {
     fn of(entry: &'a Entry) -> Self {
-        let run = entry.last.as_deref();
+        let run = entry.last.as_ref();
         let phase = |pick: fn(&Phases) -> Option<Duration>| {
             run.and_then(|r| pick(&r.outcome.trace.phases))
                 .map(|d| d.as_secs_f64())
@@ -55,12 +55,11 @@ impl<'a> Latest<'a> {
             run.map(|r| r.duration.as_secs_f64()),
             run.map(|r| f64::from(r.attempts)),
             run.map(|_| entry.consecutive_failures as f64),
-            phase(|p| p.dns),
-            phase(|p| p.connect),
-            phase(|p| p.starttls),
+            phase(|p| p.dns.get()),
+            phase(|p| p.connect.get()),
+            phase(|p| p.starttls.get()),
         ]
         .map(|v| v.unwrap_or(absent));
-        let counted = &entry.failures_by_reason;
         Latest {
             run,
             gauges,
@@ -70,7 +69,7 @@ impl<'a> Latest<'a> {
             failed: run.is_some_and(|r| r.failure().is_some()),
             runs: [entry.successes, entry.failures],
             possible: possible(entry),
-            counted: (!counted.is_empty()).then_some(counted),
+            counted: entry.failures_by_reason.as_deref(),
         }
     }
 
@@ -284,7 +283,7 @@ mod tests {
 
     fn failures(store: &Store, name: &str) -> Vec<(&'static str, u64)> {
         let e = store.get(name).unwrap();
-        failures_by_reason(possible(&e), Some(&e.failures_by_reason)).collect()
+        failures_by_reason(possible(&e), e.failures_by_reason.as_deref()).collect()
     }
 
     #[test]

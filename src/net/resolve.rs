@@ -240,7 +240,7 @@ pub async fn locate(
     trace: &mut Trace,
 ) -> Result<SocketAddr, Failure> {
     let resolved = resolve(host, port, ip_version, resolver, deadline).await?;
-    trace.phases.dns = resolved.lookup;
+    trace.phases.dns = resolved.lookup.into();
     trace.address = Some(resolved.addr);
     Ok(resolved.addr)
 }
@@ -256,7 +256,7 @@ pub async fn open(
 ) -> Result<TcpStream, Failure> {
     let addr = locate(host, port, ip_version, resolver, deadline, trace).await?;
     let (stream, connect) = connect(addr, deadline).await?;
-    trace.phases.connect = Some(connect);
+    trace.phases.connect = connect.into();
     Ok(stream)
 }
 

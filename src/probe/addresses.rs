@@ -168,7 +168,7 @@ pub fn combine<F: Default + Clone>(
     };
     let mut outcome = shown.outcome.clone();
     let looked_up = Phases {
-        dns: lookup,
+        dns: lookup.into(),
         ..Phases::default()
     };
     outcome.trace.phases = outcome.trace.phases.plus(&looked_up);
@@ -217,7 +217,7 @@ mod tests {
         );
         assert!(outcome.result.is_ok());
         assert_eq!(outcome.trace.address, Some(([127, 0, 0, 11], 80).into()));
-        assert_eq!(outcome.trace.phases.dns, lookup);
+        assert_eq!(outcome.trace.phases.dns.get(), lookup);
         assert_eq!(outcome.addresses.len(), 2);
     }
 
@@ -345,7 +345,11 @@ mod tests {
         })
         .await;
         assert_eq!(outcome.addresses.len(), 1, "an IP literal is one address");
-        assert_eq!(outcome.trace.phases.dns, None, "no lookup for a literal");
+        assert_eq!(
+            outcome.trace.phases.dns.get(),
+            None,
+            "no lookup for a literal"
+        );
         assert_eq!(
             outcome.result.unwrap_err().reason,
             Reason::ConnectionRefused

@@ -48,7 +48,7 @@ impl Assertion {
         now: SystemTime,
     ) -> Option<Result<(), Failure>> {
         match self {
-            Assertion::Connection { succeeds: true } => Some(match trace.phases.connect {
+            Assertion::Connection { succeeds: true } => Some(match trace.phases.connect.get() {
                 Some(_) => Ok(()),
                 None => Err(Failure::new(
                     Reason::AssertionFailed,
@@ -57,7 +57,7 @@ impl Assertion {
             }),
             Assertion::Connection { succeeds: false } => {
                 let address = trace.address?;
-                if trace.phases.connect.is_some() {
+                if trace.phases.connect.get().is_some() {
                     return Some(Err(Failure::new(
                         Reason::AssertionFailed,
                         format!("connected to {address}, but the connection was expected to fail"),
@@ -166,7 +166,7 @@ mod tests {
     fn connected(answered_ms: u64) -> Outcome<()> {
         let mut trace = Trace::start();
         trace.address = Some("127.0.0.1:1".parse().unwrap());
-        trace.phases.connect = Some(Duration::from_millis(1));
+        trace.phases.connect = Duration::from_millis(1).into();
         trace.answered = Some(Duration::from_millis(answered_ms));
         Outcome::new(Ok(()), trace)
     }

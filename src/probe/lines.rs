@@ -18,7 +18,7 @@ pub fn connection(
     address: Option<impl fmt::Display>,
     phases: &Phases,
 ) {
-    match (address, phases.dns) {
+    match (address, phases.dns.get()) {
         (Some(addr), Some(lookup)) => line(
             "address",
             format!("{host} resolved to {addr} in {}", timing(lookup)),
@@ -26,7 +26,7 @@ pub fn connection(
         (Some(addr), None) => line("address", format!("{addr} (IP literal, no lookup)")),
         (None, _) => {}
     }
-    if let Some(connect) = phases.connect {
+    if let Some(connect) = phases.connect.get() {
         line("connect", timing(connect));
     }
 }

@@ -184,7 +184,7 @@ impl Probe {
     /// for dns probes, whose server is an address already.
     pub fn locator(&self) -> Option<Locator> {
         let (host, ip_version, resolver) = match self {
-            Probe::Tcp(p) => (p.host.clone(), p.ip_version, p.resolver),
+            Probe::Tcp(p) => (p.host.clone(), p.ip_version, p.resolver.as_deref().copied()),
             // Pinned, it probes that address and no other the name may have.
             Probe::Http(p) => (
                 p.pinned.map_or_else(|| p.url.host.clone(), Host::Ip),
@@ -245,7 +245,10 @@ impl Probe {
                 .attempt(deadline)
                 .await
                 .map_facts(|f| Facts::Dns(f.map(Box::new))),
-            Probe::Icmp(p) => p.attempt(deadline).await.map_facts(Facts::Icmp),
+            Probe::Icmp(p) => p
+                .attempt(deadline)
+                .await
+                .map_facts(|f| Facts::Icmp(f.map(Box::new))),
         }
     }
 
@@ -301,12 +304,12 @@ impl Probe {
                 // the run's, before any request.
                 Some(hop) => (
                     hop.address.map(|a| a.ip()),
-                    hop.phases.dns.or(trace.phases.dns),
+                    hop.phases.dns.get().or(trace.phases.dns.get()),
                 ),
                 None => (None, None),
             },
             (Probe::Dns(_), _) => (address, None),
-            _ => (address, trace.phases.dns),
+            _ => (address, trace.phases.dns.get()),
         }
     }
 }
@@ -340,10 +343,10 @@ pub enum Facts {
     None,
     Tcp(TcpFacts),
     Http(Box<HttpFacts>),
-    /// Boxed, as every target's latest run keeps its facts: the answer's counts and names are
-    /// larger than any other type's facts.
+    /// Boxed, as every target's latest run keeps its facts: inline, the largest type's facts
+    /// would set the size of every run's.
     Dns(Option<Box<DnsFacts>>),
-    Icmp(Option<IcmpFacts>),
+    Icmp(Option<Box<IcmpFacts>>),
 }
 
 impl Facts {
@@ -384,7 +387,7 @@ impl Facts {
     /// The echoes of an icmp probe.
     pub fn icmp(&self) -> Option<&IcmpFacts> {
         match self {
-            Facts::Icmp(f) => f.as_ref(),
+            Facts::Icmp(f) => f.as_deref(),
             _ => None,
         }
     }

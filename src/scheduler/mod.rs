@@ -477,10 +477,10 @@ fn log_run(target: &Target, run: &Run, was_up: Option<bool>) {
                 location,
                 seconds,
                 attempts = run.attempts,
-                dns_seconds = phase(phases.dns),
-                connect_seconds = phase(phases.connect),
-                tls_seconds = phase(phases.tls),
-                first_byte_seconds = phase(phases.first_byte),
+                dns_seconds = phase(phases.dns.get()),
+                connect_seconds = phase(phases.connect.get()),
+                tls_seconds = phase(phases.tls.get()),
+                first_byte_seconds = phase(phases.first_byte.get()),
                 "run succeeded"
             );
             if was_up != Some(true) {
@@ -509,10 +509,10 @@ fn log_run(target: &Target, run: &Run, was_up: Option<bool>) {
                 detail,
                 seconds,
                 attempts = run.attempts,
-                dns_seconds = phase(phases.dns),
-                connect_seconds = phase(phases.connect),
-                tls_seconds = phase(phases.tls),
-                first_byte_seconds = phase(phases.first_byte),
+                dns_seconds = phase(phases.dns.get()),
+                connect_seconds = phase(phases.connect.get()),
+                tls_seconds = phase(phases.tls.get()),
+                first_byte_seconds = phase(phases.first_byte.get()),
                 "run failed"
             );
             if was_up != Some(false) {

@@ -23,7 +23,7 @@ pub fn families(encoder: &mut Encoder, rows: &[Row<'_, Seen<'_, TlsFacts>>]) -> 
         rows,
         "probe_tls_handshake_duration_seconds",
         "TLS handshake in the last run, after connect (and STARTTLS)",
-        |s| s.trace.phases.tls.map(|d| d.as_secs_f64()),
+        |s| s.trace.phases.tls.get().map(|d| d.as_secs_f64()),
     )?;
     info(
         encoder,

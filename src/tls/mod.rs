@@ -367,7 +367,7 @@ impl TlsTarget {
                 }
             }
             Ok(Ok(tls)) => {
-                trace.phases.tls = Some(took);
+                trace.phases.tls = took.into();
                 let (_, connection) = tls.get_ref();
                 facts.version = connection.protocol_version().and_then(TlsVersion::of);
                 facts.cipher = connection

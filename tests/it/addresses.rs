@@ -115,7 +115,7 @@ async fn all_probes_every_address_and_names_the_dead_one() {
         "the target shows the failing address's attempt"
     );
     assert!(
-        all.outcome.trace.phases.dns.is_some(),
+        all.outcome.trace.phases.dns.get().is_some(),
         "the one lookup is timed"
     );
     let mut each: Vec<(String, bool)> = all
@@ -234,7 +234,7 @@ targets:
                 target.name
             );
             assert!(
-                ran.outcome.trace.phases.connect.is_some(),
+                ran.outcome.trace.phases.connect.get().is_some(),
                 "{}: the connect is kept",
                 target.name
             );

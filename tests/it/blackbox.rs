@@ -166,9 +166,9 @@ async fn http_answers_carry_blackboxs_names_and_the_values_the_run_saw() {
     }
     let phases = run.outcome.trace.phases;
     let connect = answer.value("probe_http_duration_seconds{phase=\"connect\"}");
-    assert_eq!(connect, phases.connect.unwrap().as_secs_f64());
+    assert_eq!(connect, phases.connect.get().unwrap().as_secs_f64());
     let processing = answer.value("probe_http_duration_seconds{phase=\"processing\"}");
-    assert_eq!(processing, phases.first_byte.unwrap().as_secs_f64());
+    assert_eq!(processing, phases.first_byte.get().unwrap().as_secs_f64());
     let transfer = answer.value("probe_http_duration_seconds{phase=\"transfer\"}");
     assert!(
         transfer > 0.0 && transfer < run.duration.as_secs_f64(),
@@ -228,7 +228,7 @@ async fn https_answers_carry_the_tls_families_in_blackboxs_spelling() {
     let handshake = answer.value("probe_http_duration_seconds{phase=\"tls\"}");
     assert_eq!(
         handshake,
-        run.outcome.trace.phases.tls.unwrap().as_secs_f64()
+        run.outcome.trace.phases.tls.get().unwrap().as_secs_f64()
     );
     let leaf_facts = &tls.chain[0];
     let info = format!(
@@ -379,7 +379,8 @@ async fn dns_answers_count_every_section_and_read_the_zones_serial() {
     assert!(connect > 0.0, "a TCP connect takes time");
     let connected = run_soa.outcome.facts.dns().unwrap().connected;
     assert_eq!(
-        run_soa.outcome.trace.phases.connect, connected,
+        run_soa.outcome.trace.phases.connect.get(),
+        connected,
         "/metrics's connect phase"
     );
 

@@ -123,7 +123,7 @@ async fn records_of_every_common_type_are_asked_and_judged() {
     .await;
     assert!(a.success(), "{:?}", a.failure());
     assert_eq!(answers(&a).len(), 2);
-    assert!(a.outcome.trace.phases.dns.is_some());
+    assert!(a.outcome.trace.phases.dns.get().is_some());
 
     for transport in ["udp", "tcp"] {
         let aaaa = ask(
@@ -279,7 +279,7 @@ async fn dns_server_on_tcp_and_http_targets_picks_their_resolver() {
         Some(format!("127.0.0.1:{listener}").parse().unwrap())
     );
     assert!(
-        tcp.outcome.trace.phases.dns.is_some(),
+        tcp.outcome.trace.phases.dns.get().is_some(),
         "the lookup is timed"
     );
 

@@ -337,10 +337,14 @@ async fn same_host_redirects_are_followed_on_new_connections_and_counted() {
             .map(|n| format!("http://127.0.0.1:{port}/redirect/{n}"))
             .collect::<Vec<_>>()
     );
-    assert!(facts.hops.iter().all(|h| h.phases.connect.is_some()));
+    assert!(facts.hops.iter().all(|h| h.phases.connect.get().is_some()));
     // Phases add up over the hops: the run's connect is the sum of the four.
-    let sum: Duration = facts.hops.iter().filter_map(|h| h.phases.connect).sum();
-    assert_eq!(run.outcome.trace.phases.connect, Some(sum));
+    let sum: Duration = facts
+        .hops
+        .iter()
+        .filter_map(|h| h.phases.connect.get())
+        .sum();
+    assert_eq!(run.outcome.trace.phases.connect.get(), Some(sum));
     assert_eq!(
         log.accepted.load(Ordering::SeqCst),
         4,
@@ -427,12 +431,12 @@ async fn a_redirect_to_another_host_is_resolved_connected_and_timed_without_cred
     let facts = http(&run);
     assert_eq!(facts.redirects(), 1);
     let (first, second) = (&facts.hops[0], &facts.hops[1]);
-    assert!(first.phases.dns.is_some(), "localhost was looked up");
+    assert!(first.phases.dns.get().is_some(), "localhost was looked up");
     assert_eq!(
         second.address,
         Some(format!("127.0.0.2:{other_port}").parse().unwrap())
     );
-    assert!(second.phases.connect.is_some() && second.phases.first_byte.is_some());
+    assert!(second.phases.connect.get().is_some() && second.phases.first_byte.get().is_some());
 
     let asked = log.requests();
     assert_eq!(
@@ -491,8 +495,8 @@ async fn a_slow_answer_is_first_byte_time_not_connect_time() {
     let run = get(&format!("http://127.0.0.1:{port}/slow"), "").await;
     assert!(run.success(), "{:?}", run.failure());
     let phases = run.outcome.trace.phases;
-    let first_byte = phases.first_byte.unwrap();
-    let connect = phases.connect.unwrap();
+    let first_byte = phases.first_byte.get().unwrap();
+    let connect = phases.connect.get().unwrap();
     assert!(first_byte >= Duration::from_millis(200), "{first_byte:?}");
     assert!(connect * 4 < first_byte, "{connect:?} vs {first_byte:?}");
 }
@@ -542,7 +546,7 @@ async fn a_server_that_never_sends_headers_times_out() {
         "{:?}",
         run.failure()
     );
-    assert!(run.outcome.trace.phases.connect.is_some());
+    assert!(run.outcome.trace.phases.connect.get().is_some());
     assert!(run.duration < Duration::from_secs(3), "{:?}", run.duration);
 }
 

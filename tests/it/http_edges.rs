@@ -69,7 +69,7 @@ async fn https_negotiates_http2_only_when_asked() {
     assert_eq!(http(&h2).redirects(), 1);
     let tls = h2.outcome.facts.tls().unwrap();
     assert_eq!(tls.alpn.as_deref(), Some("h2"));
-    assert!(h2.outcome.trace.phases.first_byte.is_some());
+    assert!(h2.outcome.trace.phases.first_byte.get().is_some());
 
     let seen = log.requests();
     let h2_requests: Vec<&Seen> = seen
@@ -123,7 +123,7 @@ async fn an_https_redirect_to_another_host_verifies_that_host_by_its_own_name() 
     );
     assert_eq!(facts.chain[0].names, vec!["127.0.0.2"]);
     let hops = &http(&run).hops;
-    assert!(hops.iter().all(|h| h.phases.tls.is_some()));
+    assert!(hops.iter().all(|h| h.phases.tls.get().is_some()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,8 +70,8 @@ async fn prove(case: Case) {
         let shown = show(&target, &run, &daemon);
         assert!(run.success(), "{shown}");
         let trace = &run.outcome.trace;
-        assert!(trace.phases.starttls.is_some(), "{shown}");
-        assert!(trace.phases.tls.is_some(), "{shown}");
+        assert!(trace.phases.starttls.get().is_some(), "{shown}");
+        assert!(trace.phases.tls.get().is_some(), "{shown}");
         let facts = run.outcome.facts.tls().expect("TLS facts");
         assert_eq!(facts.chain.len(), 2, "leaf and intermediate: {shown}");
         assert_eq!(facts.chain[0].sha256, chain.leaf_sha256, "{shown}");
@@ -133,7 +133,7 @@ async fn prove(case: Case) {
             .unwrap_or_else(|| panic!("succeeded: {shown}"));
         assert_eq!(failure.reason, Reason::StarttlsUnsupported, "{shown}");
         assert!(run.outcome.facts.tls().is_none(), "{shown}");
-        assert!(run.outcome.trace.phases.starttls.is_none(), "{shown}");
+        assert!(run.outcome.trace.phases.starttls.get().is_none(), "{shown}");
         if let Some(goodbye) = case.refused_goodbye {
             assert!(said_by_us(&run, goodbye), "{shown}");
         }

@@ -224,7 +224,7 @@ async fn valid_rsa_and_ecdsa_leaves_verify_and_report_their_facts() {
         let run = probe(port, &pki.yaml("")).await;
         assert!(run.success(), "rsa={rsa}: {:?}", run.failure());
         let trace = &run.outcome.trace;
-        assert!(trace.phases.connect.is_some() && trace.phases.tls.is_some());
+        assert!(trace.phases.connect.get().is_some() && trace.phases.tls.get().is_some());
         let f = facts(&run);
         assert_eq!(f.version, Some(TlsVersion::Tls13));
         assert!(f.cipher.as_deref().unwrap().starts_with("TLS_"), "{f:?}");
@@ -490,7 +490,10 @@ async fn a_server_that_never_answers_the_client_hello_is_a_handshake_timeout() {
     });
     let run = probe(port, "    timeout: 400ms\n    tls: {}\n").await;
     assert_eq!(reason(&run), Some(Reason::TlsHandshakeTimeout));
-    assert!(run.outcome.trace.phases.connect.is_some(), "TCP connected");
+    assert!(
+        run.outcome.trace.phases.connect.get().is_some(),
+        "TCP connected"
+    );
     assert!(run.duration >= Duration::from_millis(400));
     assert!(facts(&run).chain.is_empty());
 }

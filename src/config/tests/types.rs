@@ -121,8 +121,8 @@ fn icmp_and_dns_mistakes_are_reported_where_they_are_written() {
         panic!("not tcp")
     };
     assert_eq!(
-        t.resolver,
-        Some(dns::Server {
+        t.resolver.as_deref(),
+        Some(&dns::Server {
             addr: "[2001:db8::53]:5353".parse().unwrap(),
             transport: dns::Transport::Tcp
         })

@@ -113,9 +113,9 @@ impl DnsProbe {
             transport: self.transport,
         };
         let reply = dns::ask(server, &self.name, self.record_type, deadline, trace).await?;
-        trace.phases.dns = Some(reply.took);
+        trace.phases.dns = reply.took.into();
         // The exchange includes it; over TCP the connect is also the connect phase.
-        trace.phases.connect = reply.connected;
+        trace.phases.connect = reply.connected.into();
         trace.answered = Some(trace.elapsed());
         let answers = reply.answer_lines();
         let verdict = self.judge(&reply, &answers);

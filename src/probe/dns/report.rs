@@ -18,7 +18,7 @@ pub fn lines(dns: &DnsProbe, run: Seen<'_, DnsFacts>, line: &mut impl FnMut(&str
             "server",
             format!("{} over {}", facts.server, facts.transport),
         );
-        let took = trace.phases.dns.map(timing).unwrap_or_default();
+        let took = trace.phases.dns.get().map(timing).unwrap_or_default();
         line(
             "answer",
             format!(

@@ -40,7 +40,7 @@ pub fn families(encoder: &mut Encoder, rows: &[Row<'_, Seen<'_, HttpFacts>>]) ->
         rows,
         "probe_http_first_byte_duration_seconds",
         "From the request sent to the first byte of the answer, summed over redirects",
-        |s| s.trace.phases.first_byte.map(|d| d.as_secs_f64()),
+        |s| s.trace.phases.first_byte.get().map(|d| d.as_secs_f64()),
     )?;
     gauge(
         encoder,
@@ -70,10 +70,10 @@ pub fn families(encoder: &mut Encoder, rows: &[Row<'_, Seen<'_, HttpFacts>>]) ->
             }
             let phases = &s.trace.phases;
             [
-                ("resolve", phases.dns),
-                ("connect", phases.connect),
-                ("tls", phases.tls),
-                ("processing", phases.first_byte),
+                ("resolve", phases.dns.get()),
+                ("connect", phases.connect.get()),
+                ("tls", phases.tls.get()),
+                ("processing", phases.first_byte.get()),
                 ("transfer", answer(s).and_then(|h| h.transfer)),
             ]
             .into_iter()
@@ -143,12 +143,12 @@ pub fn blackbox(
         "Duration of the HTTP request by phase, summed over redirects (transfer: the final answer's)",
         MetricType::Gauge,
         |_| {
-            let mut by_phase = vec![("resolve", secs(phases.dns))];
+            let mut by_phase = vec![("resolve", secs(phases.dns.get()))];
             if found {
                 by_phase.extend([
-                    ("connect", secs(phases.connect)),
-                    ("tls", secs(phases.tls)),
-                    ("processing", secs(phases.first_byte)),
+                    ("connect", secs(phases.connect.get())),
+                    ("tls", secs(phases.tls.get())),
+                    ("processing", secs(phases.first_byte.get())),
                     ("transfer", secs(last.and_then(|h| h.transfer))),
                 ]);
             }

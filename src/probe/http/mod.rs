@@ -434,7 +434,7 @@ impl HttpProbe {
             } else {
                 lender.first_byte().unwrap_or(answer.head_after)
             };
-            trace.phases.first_byte = Some(first_byte);
+            trace.phases.first_byte = first_byte.into();
             answer.transfer = answer.body_after.saturating_sub(first_byte);
             if self.body_regex.is_none() && self.body_not_regex.is_none() {
                 answer.kept = Vec::new();

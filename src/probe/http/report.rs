@@ -28,10 +28,10 @@ fn hops(line: &mut impl FnMut(&str, String), http: &HttpFacts, trace: &Trace) {
             format!("{} {}", hop.method, hop.url),
         );
         connection(line, &hop.url.host, hop.address, &hop.phases);
-        if let Some(handshake) = hop.phases.tls {
+        if let Some(handshake) = hop.phases.tls.get() {
             line("tls", format!("handshake {}", timing(handshake)));
         }
-        if let Some(first_byte) = hop.phases.first_byte {
+        if let Some(first_byte) = hop.phases.first_byte.get() {
             line("ttfb", timing(first_byte));
         }
         if let (Some(status), Some(version)) = (hop.status, hop.version) {
@@ -47,7 +47,7 @@ fn hops(line: &mut impl FnMut(&str, String), http: &HttpFacts, trace: &Trace) {
             };
             line("body", format!("{} bytes{cut}", hop.body_bytes));
         }
-        let tls_up = hop.phases.tls.is_some();
+        let tls_up = hop.phases.tls.get().is_some();
         // A run that has forgotten its events (`Outcome::forget_events`) has none to show.
         for timed in trace.events.get(hop.events.clone()).unwrap_or_default() {
             event(line, timed, &[], tls_up);

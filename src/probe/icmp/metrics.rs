@@ -42,7 +42,7 @@ pub fn families(encoder: &mut Encoder, rows: &[Row<'_, Seen<'_, IcmpFacts>>]) ->
 /// blackbox sends one echo; `rtt` here is the mean round trip of the echoes answered.
 pub fn blackbox(encoder: &mut Encoder, run: Seen<'_, IcmpFacts>) -> fmt::Result {
     let rows = [(UNLABELLED, run)];
-    let resolve = run.trace.phases.dns.map_or(0.0, |d| d.as_secs_f64());
+    let resolve = run.trace.phases.dns.get().map_or(0.0, |d| d.as_secs_f64());
     let setup = run.facts.map_or(0.0, |f| f.setup.as_secs_f64());
     let rtt = run
         .facts

@@ -68,6 +68,7 @@ pub fn build(
     let tls_target = match (tls, &host) {
         (Some(tls), Some(host)) => {
             crate::tls::config::target(cx, tls, host, &format!("{path}.tls"))
+                .map(|t| t.map(Box::new))
         }
         _ => Some(None),
     };
@@ -76,7 +77,7 @@ pub fn build(
         host: host?,
         port: port?,
         ip_version: common.ip_version,
-        resolver: common.resolver?,
+        resolver: common.resolver?.map(Box::new),
         steps: steps?,
         hold,
         tls: tls_target?,

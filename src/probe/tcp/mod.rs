@@ -42,12 +42,14 @@ pub struct TcpProbe {
     pub host: Host,
     pub port: u16,
     pub ip_version: IpVersion,
-    /// `dns.server`: the resolver of the host; `None` for the system's.
-    pub resolver: Option<dns::Server>,
+    /// `dns.server`: the resolver of the host; `None` for the system's. Boxed, like `tls`:
+    /// rarely set, and inline it would be a third of the probe.
+    pub resolver: Option<Box<dns::Server>>,
     pub steps: Vec<Step>,
     /// How long to keep the connection open after the dialogue, before closing.
     pub hold: Duration,
-    pub tls: Option<TlsTarget>,
+    /// Boxed: most tcp targets have no TLS, and a million targets keep their probe each.
+    pub tls: Option<Box<TlsTarget>>,
     /// `tls.starttls`: upgrade to TLS with this protocol's dialogue (the config requires `tls`).
     pub starttls: Option<Dialect>,
 }
@@ -71,7 +73,7 @@ impl TcpProbe {
     /// `check-config`'s words for what this probe does beyond its target.
     pub fn summary(&self) -> String {
         self.tls
-            .as_ref()
+            .as_deref()
             .map(TlsTarget::summary)
             .unwrap_or_default()
     }
@@ -82,7 +84,7 @@ impl TcpProbe {
         host.check_destination()?;
         Ok(TcpProbe {
             tls: match &self.tls {
-                Some(tls) => Some(tls.client.target(&host)?),
+                Some(tls) => Some(Box::new(tls.client.target(&host)?)),
                 None => None,
             },
             host,
@@ -126,7 +128,7 @@ impl TcpProbe {
             &self.host,
             self.port,
             self.ip_version,
-            self.resolver,
+            self.resolver.as_deref().copied(),
             deadline,
             trace,
         )

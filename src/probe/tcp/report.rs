@@ -12,16 +12,16 @@ use crate::tls;
 pub fn lines(tcp: &TcpProbe, run: Seen<'_, TcpFacts>, line: &mut impl FnMut(&str, String)) {
     let trace = run.trace;
     connection(line, &tcp.host, trace.address, &trace.phases);
-    if let (Some(dialect), Some(took)) = (tcp.starttls, trace.phases.starttls) {
+    if let (Some(dialect), Some(took)) = (tcp.starttls, trace.phases.starttls.get()) {
         line(
             "starttls",
             format!("{dialect} go-ahead {} after connect", timing(took)),
         );
     }
     if let Some(facts) = run.facts.and_then(|f| f.tls.as_ref()) {
-        tls::report::lines(line, facts, trace.phases.tls, run.finished_at);
+        tls::report::lines(line, facts, trace.phases.tls.get(), run.finished_at);
     }
-    let tls_up = trace.phases.tls.is_some();
+    let tls_up = trace.phases.tls.get().is_some();
     for event in &trace.events {
         self::event(line, event, &tcp.steps, tls_up);
     }

@@ -199,11 +199,11 @@ impl ProbeEndpoint {
         if let Some(lookup) = aimed.lookup {
             run.duration += lookup;
             let phases = &mut run.outcome.trace.phases;
-            phases.dns = Some(phases.dns.unwrap_or_default() + lookup);
+            phases.dns = (phases.dns.get().unwrap_or_default() + lookup).into();
             if let Facts::Http(http) = &mut run.outcome.facts
                 && let Some(first) = http.hops.first_mut()
             {
-                first.phases.dns = Some(lookup);
+                first.phases.dns = lookup.into();
             }
         }
         let target = template.running(probe, policy);

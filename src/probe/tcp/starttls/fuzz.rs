@@ -20,7 +20,9 @@ use crate::tls::fuzz::client;
 static REASONS: LazyLock<ReasonSet> = LazyLock::new(|| {
     let host = Host::Name("fuzz.example".to_string());
     let probe = TcpProbe {
-        tls: Some(client().target(&host).expect("a valid server name")),
+        tls: Some(Box::new(
+            client().target(&host).expect("a valid server name"),
+        )),
         host,
         port: 25,
         ip_version: IpVersion::Auto,

@@ -62,7 +62,7 @@ pub(super) async fn imap<S: AsyncRead + AsyncWrite + Unpin>(
     wire.send("v1 STARTTLS\r\n").await?;
     let go = wire.tagged("v1", "the STARTTLS answer").await?;
     if let Err(refused) = imap_ok(&go, "STARTTLS") {
-        let failure = unsupported(refused.detail);
+        let failure = unsupported(refused.into_detail());
         return wire.goodbye("v2 LOGOUT\r\n", failure).await;
     }
     Ok(())
@@ -89,7 +89,7 @@ pub(super) async fn pop3<S: AsyncRead + AsyncWrite + Unpin>(
     wire.send("STLS\r\n").await?;
     let go = wire.line("the STLS answer").await?;
     if let Err(refused) = pop3_ok(&go, "STLS") {
-        let failure = unsupported(refused.detail);
+        let failure = unsupported(refused.into_detail());
         return wire.goodbye("QUIT\r\n", failure).await;
     }
     Ok(())

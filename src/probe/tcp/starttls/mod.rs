@@ -72,7 +72,7 @@ pub async fn run(
         let _ = close(stream, deadline, trace).await;
         return Err(failure);
     }
-    trace.phases.starttls = Some(started.elapsed());
+    trace.phases.starttls = started.elapsed().into();
     let (stream, verdict) = handshake(tls, stream, talk_until, trace, seen).await?;
     let mut wire = Wire::new(stream, talk_until, trace);
     let result = match verdict {

@@ -12,6 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::{Instant, sleep, timeout_at};
 
+mod phases;
+
+pub use phases::{Phase, Phases};
+
 /// Defines [`Reason`] and its strings from one list, so that [`Reason::ALL`] and `as_str`
 /// cannot miss a variant.
 macro_rules! reasons {
@@ -123,21 +127,58 @@ impl fmt::Display for Reason {
 }
 
 /// A failed attempt: the stable reason for labels, and the human detail for logs and reports.
+///
+/// Boxed, so that a result (`Result<(), Failure>`) is one pointer: every target's latest run
+/// keeps one, and most of them succeeded. Its fields are read and written through the box.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Failure(Box<Failed>);
+
+/// What a [`Failure`] holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub struct Failed {
     pub reason: Reason,
     /// Index of the dialogue step that failed, when the failure happened in one.
     pub step: Option<usize>,
     pub detail: String,
 }
 
+impl std::ops::Deref for Failure {
+    type Target = Failed;
+
+    fn deref(&self) -> &Failed {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Failure {
+    fn deref_mut(&mut self) -> &mut Failed {
+        &mut self.0
+    }
+}
+
+// By hand: as the fields it shows, not as a box of another type.
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failure")
+            .field("reason", &self.reason)
+            .field("step", &self.step)
+            .field("detail", &self.detail)
+            .finish()
+    }
+}
+
 impl Failure {
     pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
-        Failure {
+        Failure(Box::new(Failed {
             reason,
             step: None,
             detail: detail.into(),
-        }
+        }))
+    }
+
+    /// The human detail alone, for a failure that becomes another's.
+    pub fn into_detail(self) -> String {
+        self.0.detail
     }
 
     pub fn at_step(mut self, step: usize) -> Self {
@@ -164,37 +205,6 @@ impl fmt::Display for Failure {
             write!(f, " at step {step}")?;
         }
         write!(f, ": {}", self.detail)
-    }
-}
-
-/// How long each phase of an attempt took; `None` when the phase did not happen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Phases {
-    pub dns: Option<Duration>,
-    pub connect: Option<Duration>,
-    /// The plaintext STARTTLS negotiation, from the connection being up to the go-ahead.
-    pub starttls: Option<Duration>,
-    /// A completed TLS handshake.
-    pub tls: Option<Duration>,
-    /// HTTP: from the request sent to the first byte of the answer.
-    pub first_byte: Option<Duration>,
-}
-
-impl Phases {
-    /// Both phase sets added up, phase by phase: the phases of a run that took several
-    /// connections (HTTP redirects). A phase is absent only when it is absent in both.
-    pub fn plus(&self, other: &Phases) -> Phases {
-        let add = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        };
-        Phases {
-            dns: add(self.dns, other.dns),
-            connect: add(self.connect, other.connect),
-            starttls: add(self.starttls, other.starttls),
-            tls: add(self.tls, other.tls),
-            first_byte: add(self.first_byte, other.first_byte),
-        }
     }
 }
 
@@ -579,6 +589,18 @@ mod tests {
     }
 
     #[test]
+    fn a_result_and_a_phase_are_one_word_each() {
+        // Every target's latest run keeps a result and five phases: a failure boxed and a
+        // phase in nanoseconds keep them small.
+        assert_eq!(std::mem::size_of::<Result<(), Failure>>(), 8);
+        assert_eq!(std::mem::size_of::<Phase>(), 8);
+        let failure = Failure::new(Reason::Timeout, "slow").at_step(2);
+        assert_eq!((failure.reason, failure.step), (Reason::Timeout, Some(2)));
+        assert_eq!(failure.to_string(), "timeout at step 2: slow");
+        assert_eq!(failure.into_detail(), "slow");
+    }
+
+    #[test]
     fn a_reason_set_holds_what_it_was_made_of_and_nothing_else() {
         let set = ReasonSet::of(&[Reason::DnsError, Reason::IoError])
             .union(ReasonSet::of(&[Reason::Timeout]));
@@ -601,7 +623,7 @@ mod tests {
     /// every reason there is, and no other, each once.
     #[test]
     fn the_readme_lists_every_reason_exactly_once() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let section = readme
             .split("\n## Failure reasons\n")
             .nth(1)
