@@ -105,24 +105,15 @@ impl Store {
     /// changed starts afresh, and a target no longer listed leaves with all its series.
     pub fn apply(&self, targets: &[Arc<Target>], location: &str) {
         let mut state = self.lock();
-        // Found by name among the targets before (in name order, as the entries were), and
-        // taken, so that each is kept once at most.
-        let before: Vec<Arc<Target>> = state
-            .entries
-            .iter()
-            .map(|e| Arc::clone(&e.target))
-            .collect();
-        let mut previous: Vec<Option<Arc<Entry>>> = std::mem::take(&mut state.entries)
-            .into_iter()
-            .map(Some)
-            .collect();
+        // In name order, as the entries always are; names are unique, so each is found once.
+        let previous = std::mem::take(&mut state.entries);
         let mut fresh = Vec::new();
         let mut entries: Vec<Arc<Entry>> = targets
             .iter()
             .map(|t| {
-                let found = before.binary_search_by(|b| b.name.cmp(&t.name));
-                match found.ok().and_then(|i| previous[i].take()) {
-                    Some(kept) if Arc::ptr_eq(&kept.target, t) => kept,
+                let found = previous.binary_search_by(|e| e.target.name.cmp(&t.name));
+                match found.ok().map(|i| &previous[i]) {
+                    Some(kept) if Arc::ptr_eq(&kept.target, t) => Arc::clone(kept),
                     Some(kept) if kept.target.labels == t.labels => Arc::new(Entry {
                         consecutive_failures: 0,
                         ..kept.counters_for(t)

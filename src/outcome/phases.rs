@@ -50,8 +50,8 @@ impl Phase {
 impl From<Duration> for Phase {
     fn from(took: Duration) -> Phase {
         // One more than the nanoseconds, so that a phase of no time is not "none".
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX - 1);
-        Phase(NonZeroU64::new(nanos.min(u64::MAX - 1) + 1))
+        let nanos = u64::try_from(took.as_nanos()).map_or(u64::MAX - 1, |n| n.min(u64::MAX - 1));
+        Phase(NonZeroU64::new(nanos + 1))
     }
 }
 
